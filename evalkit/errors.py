@@ -1,0 +1,87 @@
+"""The one error tree of evalkit.
+
+Every error says *what* went wrong, *where* (file, line, JSON path or field), what was *got*,
+and how to *fix* it. The CLI prints the message and exits with the error's ``exit_code``;
+nothing else prints tracebacks for expected failures::
+
+    EvalkitError                    base; exit_code 2
+    ├── InputError                  bad input the user can fix (exit 2)
+    │   ├── ConfigError             a router config (router.json)
+    │   ├── SuiteError              a suite folder, suite.yaml or its cases
+    │   ├── UsageError              command-line arguments and options
+    │   ├── PriceError              a price catalog
+    │   └── RunDirError             a stored run directory
+    └── RunError                    the run could not complete (exit 3)
+        └── TargetError             the router / model endpoint failed or is unreachable
+
+A failed gate is not an error: it is a result with exit code 1.
+"""
+
+from __future__ import annotations
+
+
+class EvalkitError(Exception):
+    """Base class: a message built from what / where / got / fix."""
+
+    exit_code = 2
+
+    def __init__(self, what: str, *, where: str | None = None, got: str | None = None,
+                 fix: str | None = None) -> None:
+        self.what = what
+        self.where = where
+        self.got = got
+        self.fix = fix
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        head = f"{self.where}: {self.what}" if self.where else self.what
+        parts = [head]
+        if self.got is not None:
+            parts.append(f"  found: {self.got}")
+        if self.fix:
+            parts.append(f"  fix: {self.fix}")
+        return "\n".join(parts)
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+class InputError(EvalkitError):
+    """Bad input that the user can fix."""
+
+
+class ConfigError(InputError):
+    """A router config is malformed or breaks the DigitalOcean schema."""
+
+
+class SuiteError(InputError):
+    """A suite folder, suite.yaml or case file is malformed."""
+
+
+class UsageError(InputError):
+    """Bad command-line arguments or option values."""
+
+
+class PriceError(InputError):
+    """A price catalog is malformed."""
+
+
+class RunDirError(InputError):
+    """A stored run directory is missing, incomplete or from another schema."""
+
+
+class RunError(EvalkitError):
+    """The run could not complete."""
+
+    exit_code = 3
+
+
+class TargetError(RunError):
+    """The router or model endpoint failed or could not be reached."""
+
+
+def short(value: object, limit: int = 80) -> str:
+    """A value shortened for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,173 @@
+"""The run job, end to end: load, start the target, run, store, analyse, render.
+
+This is the glue between the edges (suites, targets, store) and the pure analysis; the CLI
+calls it and only adds argument parsing, progress display and exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from evalkit import SCHEMA_VERSION, __version__
+from evalkit.cost import Price
+from evalkit.errors import RunError, UsageError
+from evalkit.records import CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
+from evalkit.report import write_reports
+from evalkit.runner import RunOptions, run_cases
+from evalkit.store import MANIFEST, SUMMARY, ResultWriter, create_run_dir, load_run, utc_now, write_json
+from evalkit.suites import Suite
+from evalkit.summary import build_summary
+from evalkit.targets import (DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_client,
+                             resolve_route_header)
+
+TARGET_KINDS = ("local", "do", "openai")
+
+
+@dataclass
+class TargetSpec:
+    """How to reach the router under test (never holds a key)."""
+
+    kind: str = "local"
+    base_url: str | None = None
+    model: str | None = None
+    router_name: str | None = None
+    route_header: str | None = None
+    api_key_env: str | None = None
+    threshold: float | None = None
+    classifier: str = "embedding"
+    upstreams: dict[str, str] = field(default_factory=dict)
+    timeout: float = 120.0
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    manifest: Manifest
+    results: list[CaseResult]
+    summary: dict[str, Any]
+
+
+@contextlib.contextmanager
+def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, concurrency: int,
+                status: Callable[[str], None] = lambda s: None) -> Iterator[OpenAITarget]:
+    """Start (for ``local``) and connect to the target; stop it afterwards."""
+    import os
+
+    if spec.kind not in TARGET_KINDS:
+        raise UsageError(f"unknown target '{spec.kind}'", where="--target", fix=f"use one of: {', '.join(TARGET_KINDS)}")
+    header = resolve_route_header(spec.route_header)
+    router_name = spec.router_name or suite.router.name
+    if spec.kind == "local":
+        from evalkit.emulator import DEFAULT_THRESHOLD, EmbeddingClassifier, LocalRouter, create_app
+        from evalkit.emulator.classifier import load_encoder
+
+        threshold = DEFAULT_THRESHOLD if spec.threshold is None else spec.threshold
+        status("loading the local router's embedding model")
+        load_encoder()
+        app = create_app([suite.router], classifier=EmbeddingClassifier(threshold), prices=prices,
+                         upstreams=spec.upstreams)
+        local = LocalRouter(app).start()
+        info = TargetInfo(kind="local", base_url=local.base_url, model=f"router:{router_name}",
+                          route_header=header, router_name=router_name, classifier=spec.classifier,
+                          threshold=threshold, note="embedded local router (a proxy for the real classifier)")
+        client = make_client(local.base_url, "evalkit-local", timeout=spec.timeout, concurrency=concurrency)
+        try:
+            yield OpenAITarget(client, model=info.model, route_header=header, info=info)
+        finally:
+            local.stop()
+        return
+    if spec.kind == "do":
+        base_url = spec.base_url or os.environ.get("EVALKIT_DO_INFERENCE_URL", DO_INFERENCE_URL)
+        key = api_key_from_env(spec.api_key_env or DO_KEY_ENV, target="do")
+        model = spec.model or f"router:{router_name}"
+    else:
+        if not spec.base_url:
+            raise UsageError("--target openai needs --base-url", where="--base-url",
+                             fix="give the router's OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+        base_url = spec.base_url
+        model = spec.model or f"router:{router_name}"
+        key = api_key_from_env(spec.api_key_env, target="openai") if spec.api_key_env else "none"
+    info = TargetInfo(kind=spec.kind, base_url=base_url, model=model, route_header=header, router_name=router_name)
+    client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
+    yield OpenAITarget(client, model=model, route_header=header, info=info)
+
+
+def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[str, Any]) -> Manifest:
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        evalkit_version=__version__,
+        run_id=run_id,
+        suite=SuiteInfo(name=suite.name, path=str(suite.folder), hash=suite.hash, n_cases=len(suite.cases)),
+        router=RouterInfo(name=suite.router.name, hash=suite.router.hash, tasks=suite.router.task_names),
+        target=target,
+        started_at=utc_now(),
+        options=options,
+    )
+
+
+def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[str, Price],
+              concurrency: int = 16, on_result: Callable[[CaseResult], None] = lambda r: None,
+              status: Callable[[str], None] = lambda s: None) -> RunOutcome:
+    """Run ``suite`` against the target and write the whole run directory."""
+    if concurrency < 1:
+        raise UsageError("concurrency must be at least 1", where="--concurrency", got=str(concurrency),
+                         fix="e.g. --concurrency 16")
+    defaults = suite.spec.defaults
+    options = RunOptions(concurrency=concurrency, max_completion_tokens=defaults.get("max_completion_tokens"),
+                         temperature=defaults.get("temperature"), prices=prices)
+    with open_target(spec, suite, prices, concurrency=concurrency, status=status) as target:
+        run_dir = create_run_dir(out, suite.name)
+        options.affinity_prefix = f"evalkit-{run_dir.name}"
+        manifest = new_manifest(run_dir.name, suite, target.info,
+                                {"concurrency": concurrency, "defaults": defaults})
+        write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
+        results: list[CaseResult] = []
+        status(f"running {len(suite.cases)} cases against {target.info.kind} ({target.info.base_url})")
+        with ResultWriter(run_dir) as writer:
+            def record(result: CaseResult) -> None:
+                writer.write(result)
+                results.append(result)
+                on_result(result)
+
+            async def go() -> None:
+                try:
+                    await run_cases(suite.cases, target, options, record)
+                finally:
+                    await target.close()
+
+            asyncio.run(go())
+    manifest.finished_at = utc_now()
+    manifest.counts = count_statuses(results)
+    write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
+    summary = finalize(run_dir, manifest, results)
+    if results and all(r.status == "error" and r.http_status is None for r in results):
+        raise RunError("the router could not be reached: every case failed to connect",
+                       where=target.info.base_url, got=results[0].error,
+                       fix=f"check that the router is running and the base URL is right; the run is in {run_dir}")
+    return RunOutcome(run_dir=run_dir, manifest=manifest, results=results, summary=summary)
+
+
+def count_statuses(results: Sequence[CaseResult]) -> dict[str, int]:
+    counts = {"cases": len(results), "ok": 0, "missing_route": 0, "error": 0}
+    for r in results:
+        counts[r.status] += 1
+    return counts
+
+
+def finalize(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, Any]:
+    """Analyse a run's records and write summary.json and the reports."""
+    summary = build_summary(manifest, results)
+    write_json(run_dir / SUMMARY, summary)
+    write_reports(run_dir, summary, results, manifest)
+    return summary
+
+
+def rerender(run_dir: str | Path) -> RunOutcome:
+    """``evalkit report RUN``: recompute the summary and reports from the stored files."""
+    run = load_run(run_dir)
+    summary = finalize(run.path, run.manifest, run.results)
+    return RunOutcome(run_dir=run.path, manifest=run.manifest, results=run.results, summary=summary)

@@ -1,0 +1,131 @@
+"""The report context: every number and label a template prints, computed here (pure)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from evalkit.records import FALLBACK, CaseResult, Manifest
+
+MAX_LISTED = 300  # misrouted cases listed in the HTML report; the full list stays in results.jsonl
+CELL = 64
+HEADER_W = 130
+HEADER_H = 110
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def usd(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    return f"${value:,.6f}" if value < 0.01 else f"${value:,.4f}"
+
+
+def heatmap(confusion: dict[str, Any]) -> dict[str, Any]:
+    """Inline-SVG geometry of the confusion heatmap: counts and row percentages per cell."""
+    rows, cols, matrix = confusion["labels"], confusion["columns"], confusion["matrix"]
+    cells = []
+    for i, row_label in enumerate(rows):
+        total = sum(matrix[i])
+        for j, col_label in enumerate(cols):
+            count = matrix[i][j]
+            share = count / total if total else 0.0
+            diagonal = row_label == col_label
+            if count == 0:
+                fill = "#f6f7f9"
+            elif diagonal:
+                fill = f"rgba(22, 163, 74, {0.15 + 0.85 * share:.3f})"
+            else:
+                fill = f"rgba(220, 38, 38, {0.15 + 0.85 * share:.3f})"
+            cells.append({
+                "x": HEADER_W + j * CELL, "y": HEADER_H + i * CELL, "w": CELL - 2, "h": CELL - 2,
+                "fill": fill, "count": count, "pct": f"{share * 100:.0f}%" if total else "",
+                "dark": share > 0.55 and count > 0,
+                "title": f"expected {row_label}, routed {col_label}: {count} of {total} ({share * 100:.1f}%)",
+            })
+    return {
+        "width": HEADER_W + len(cols) * CELL + 10,
+        "height": HEADER_H + len(rows) * CELL + 10,
+        "cells": cells,
+        "row_labels": [{"x": HEADER_W - 8, "y": HEADER_H + i * CELL + CELL / 2, "text": r} for i, r in enumerate(rows)],
+        "col_labels": [{"x": HEADER_W + j * CELL + CELL / 2, "y": HEADER_H - 8, "text": c} for j, c in enumerate(cols)],
+        "axis_y": {"x": 12, "y": HEADER_H + len(rows) * CELL / 2},
+        "axis_x": {"x": HEADER_W + len(cols) * CELL / 2, "y": 16},
+    }
+
+
+def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manifest: Manifest) -> dict[str, Any]:
+    """A plain dict for the templates."""
+    labels = summary["labels"]
+    per_task = [
+        {"task": lab, "precision": num(v["precision"]), "recall": num(v["recall"]), "f1": num(v["f1"]),
+         "support": v["support"], "is_fallback": lab == FALLBACK}
+        for lab, v in summary["per_task"].items()
+    ]
+    wrong = [r for r in results if r.scored and r.route != r.expected_route]
+    misrouted = [
+        {"id": r.id, "prompt": r.prompt, "expected": r.expected_route, "route": r.route_label,
+         "served_model": r.served_model or "", "tags": ", ".join(r.tags), "session": r.session or "",
+         "turn": r.turn or ""}
+        for r in wrong[:MAX_LISTED]
+    ]
+    errors = [{"id": r.id, "error": r.error or "", "http_status": r.http_status or "", "attempts": r.attempts}
+              for r in results if r.status == "error"][:MAX_LISTED]
+    headline = [
+        ("Accuracy", pct(summary["accuracy"]),
+         f"95% CI {pct(summary['accuracy_ci95'][0])} to {pct(summary['accuracy_ci95'][1])}"),
+        ("Macro-F1", num(summary["macro_f1"]), "mean F1 over tasks"),
+        ("Cohen's kappa", num(summary["cohen_kappa"]), "agreement beyond chance"),
+        ("Fallback rate", pct(summary["fallback_rate"]), f"false fallback {pct(summary['false_fallback_rate'])}"),
+        ("False match", pct(summary["false_match_rate"]), "fallback cases sent to a task"),
+        ("Errors", f"{summary['n_errors']}", f"error rate {pct(summary['error_rate'])}, not counted as misroutes"),
+    ]
+    tags = [
+        {"tag": tag, "n": v["n_scored"], "accuracy": pct(v["accuracy"]),
+         "ci": f"{pct(v['accuracy_ci95'][0])}-{pct(v['accuracy_ci95'][1])}",
+         "fallback_rate": pct(v["fallback_rate"])}
+        for tag, v in summary.get("per_tag", {}).items()
+    ]
+    target = manifest.target
+    cost = summary.get("cost") or {}
+    cost_rows = [
+        {"path": path, "n": v["n"], "total": usd(v["total_usd"]), "mean": usd(v["mean_usd"]),
+         "share": pct(v["share"]), "unknown": v["n_unknown_cost"]}
+        for path, v in sorted(cost.get("per_path", {}).items())
+    ]
+    lat = summary.get("latency") or {}
+    return {
+        "title": f"evalkit: {manifest.suite.name}",
+        "suite": manifest.suite.model_dump(),
+        "router": manifest.router.model_dump(),
+        "target": target.model_dump(),
+        "run_id": manifest.run_id,
+        "started_at": manifest.started_at,
+        "finished_at": manifest.finished_at or "",
+        "evalkit_version": manifest.evalkit_version,
+        "n_cases": summary["n_cases"],
+        "n_scored": summary["n_scored"],
+        "n_errors": summary["n_errors"],
+        "n_missing": summary.get("n_missing_route", 0),
+        "headline": [{"name": a, "value": b, "note": c} for a, b, c in headline],
+        "heatmap": heatmap(summary["confusion"]),
+        "per_task": per_task,
+        "misrouted": misrouted,
+        "n_misrouted": len(wrong),
+        "misrouted_capped": len(wrong) > MAX_LISTED,
+        "max_listed": MAX_LISTED,
+        "errors": errors,
+        "tags": tags,
+        "route_only": summary.get("route_only", False),
+        "cost_rows": cost_rows,
+        "cost_total": usd(cost.get("total_usd")),
+        "cost_unknown": cost.get("n_unknown_cost", 0),
+        "latency": {k: num(lat.get(k), 1) for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")},
+        "gates": summary.get("gates") or [],
+        "labels": labels,
+    }

@@ -1,0 +1,59 @@
+"""Render the report context with jinja2 (autoescaped) and write the run's report files."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import jinja2
+
+from evalkit.records import CaseResult, Manifest
+from evalkit.report.context import build_context
+from evalkit.store import write_text
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "jinja2"), default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _md_environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=False,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["md"] = md_cell
+    return env
+
+
+def md_cell(value: Any, limit: int = 120) -> str:
+    """Text made safe for one markdown table cell: no pipes, newlines or HTML."""
+    text = " ".join(str(value).split())
+    text = text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_html(context: dict[str, Any]) -> str:
+    return environment().get_template("report.html.jinja2").render(**context)
+
+
+def render_markdown(context: dict[str, Any]) -> str:
+    return _md_environment().get_template("summary.md.jinja2").render(**context)
+
+
+def write_reports(run_dir: str | Path, summary: dict[str, Any], results: Sequence[CaseResult],
+                  manifest: Manifest) -> dict[str, Path]:
+    """Write ``report.html`` and ``summary.md`` into the run directory."""
+    run_dir = Path(run_dir)
+    context = build_context(summary, results, manifest)
+    paths = {"html": run_dir / "report.html", "markdown": run_dir / "summary.md"}
+    write_text(paths["html"], render_html(context))
+    write_text(paths["markdown"], render_markdown(context))
+    return paths

@@ -1,0 +1,250 @@
+"""The DigitalOcean router config (the create body): parse and validate into typed records.
+
+Every rejection names the file and the JSON path of the offending field (``policies[1].models``),
+what was found and how to fix it. Warnings about descriptions live in ``evalkit lint``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from evalkit.errors import ConfigError, short
+from evalkit.records import FALLBACK
+
+NAME_RE = re.compile(r"^[a-z0-9-]+$")
+MAX_POOL = 3
+PREFER_VALUES = ("cheapest", "fastest")
+TOP_KEYS = {"name", "description", "policies", "fallback_models", "regions"}
+POLICY_KEYS = {"custom_task", "task_slug", "models", "selection_policy"}
+TASK_KEYS = {"name", "description"}
+
+
+class Task(BaseModel):
+    """One policy of the router: a task, its description and its model pool."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str
+    models: list[str]
+    prefer: Literal["cheapest", "fastest"] | None = None  # None: manual ranking (list order)
+    preset: bool = False
+
+
+class RouterConfig(BaseModel):
+    """A parsed, validated router config."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str = ""
+    tasks: list[Task]
+    fallback_models: list[str]
+    regions: list[str] | None = None
+    source: str | None = None
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    @property
+    def labels(self) -> list[str]:
+        """Every route this router can report: its tasks, then ``fallback``."""
+        return [*self.task_names, FALLBACK]
+
+    def task(self, name: str) -> Task:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def to_body(self) -> dict[str, Any]:
+        """The DigitalOcean create body of this config."""
+        policies = []
+        for t in self.tasks:
+            policy: dict[str, Any] = (
+                {"task_slug": t.name} if t.preset
+                else {"custom_task": {"name": t.name, "description": t.description}}
+            )
+            policy["models"] = list(t.models)
+            if t.prefer:
+                policy["selection_policy"] = {"prefer": t.prefer}
+            policies.append(policy)
+        body: dict[str, Any] = {"name": self.name, "description": self.description,
+                                "policies": policies, "fallback_models": list(self.fallback_models)}
+        if self.regions is not None:
+            body["regions"] = list(self.regions)
+        return body
+
+    @property
+    def hash(self) -> str:
+        """A short content hash of the config (names, descriptions, pools, policies)."""
+        canonical = json.dumps(self.to_body(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def load_router_config(path: str | Path) -> RouterConfig:
+    """Read and validate a router config file."""
+    path = Path(path)
+    where = str(path)
+    if not path.exists():
+        raise ConfigError("router config not found", where=where,
+                          fix="give the path of a DigitalOcean router create body (router.json)")
+    if path.is_dir():
+        raise ConfigError("expected a router config file, got a folder", where=where,
+                          fix="point at the router.json inside the folder")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("router config is not UTF-8 text (binary file?)", where=where,
+                          fix="give a JSON file with the DigitalOcean router create body") from None
+    return parse_router_config(text, source=where)
+
+
+def parse_router_config(text: str | dict[str, Any], *, source: str = "<router config>") -> RouterConfig:
+    """Parse a create body given as JSON text or as an already-decoded dict."""
+    if isinstance(text, str):
+        if not text.strip():
+            raise ConfigError("router config is empty", where=source,
+                              fix="write the DigitalOcean create body: {\"name\": ..., \"policies\": [...], \"fallback_models\": [...]}")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"invalid JSON: {exc.msg}", where=f"{source}:{exc.lineno}:{exc.colno}",
+                              fix="fix the JSON syntax at that line and column") from None
+    else:
+        data = text
+    return _validate(data, source)
+
+
+def _err(source: str, path: str, what: str, got: Any = None, fix: str | None = None,
+         has_got: bool = True) -> ConfigError:
+    return ConfigError(what, where=f"{source} at {path}" if path else source,
+                       got=short(got) if has_got and got is not None else None, fix=fix)
+
+
+def _validate(data: Any, source: str) -> RouterConfig:
+    if not isinstance(data, dict):
+        raise _err(source, "$", "the router config must be a JSON object", type(data).__name__,
+                   "wrap the config in {...} with name, policies and fallback_models")
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise _err(source, unknown[0], f"unknown field '{unknown[0]}'", None,
+                   f"remove it; the create body has {', '.join(sorted(TOP_KEYS))}", has_got=False)
+    if "name" not in data:
+        raise _err(source, "name", "missing required field 'name'", None,
+                   "add \"name\": \"my-router\" (lowercase letters, digits and hyphens)")
+    name = data["name"]
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise _err(source, "name", "router name must use only lowercase a-z, 0-9 and '-'", name,
+                   "rename it, e.g. \"cost-governance-demo\"")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise _err(source, "description", "description must be a string", description,
+                   "write the description as a JSON string")
+    if "policies" not in data:
+        raise _err(source, "policies", "missing required field 'policies'", None,
+                   "add \"policies\": [{\"custom_task\": {...}, \"models\": [...]}]")
+    policies = data["policies"]
+    if not isinstance(policies, list) or not policies:
+        raise _err(source, "policies", "policies must be a non-empty list", policies,
+                   "give at least one policy with custom_task (or task_slug) and models")
+    tasks: list[Task] = []
+    seen: dict[str, int] = {}
+    for i, policy in enumerate(policies):
+        task = _policy(policy, f"policies[{i}]", source)
+        if task.name == FALLBACK:
+            raise _err(source, f"policies[{i}].custom_task.name",
+                       "a task may not be named 'fallback': that name is reserved for the fallback route",
+                       task.name, "rename the task, e.g. 'general-fallback-task'")
+        if task.name in seen:
+            raise _err(source, f"policies[{i}].custom_task.name",
+                       f"duplicate task name '{task.name}' (also policies[{seen[task.name]}])", task.name,
+                       "give each task a unique name")
+        seen[task.name] = i
+        tasks.append(task)
+    if "fallback_models" not in data:
+        raise _err(source, "fallback_models", "missing required field 'fallback_models'", None,
+                   "add \"fallback_models\": [\"<model slug>\"]: the model(s) that serve prompts no task matches")
+    fallback = data["fallback_models"]
+    _models(fallback, "fallback_models", source, limit=None)
+    regions = data.get("regions")
+    if regions is not None and (not isinstance(regions, list) or not all(isinstance(r, str) for r in regions)):
+        raise _err(source, "regions", "regions must be a list of strings", regions, "e.g. [\"tor1\"]")
+    return RouterConfig(name=name, description=description, tasks=tasks, fallback_models=list(fallback),
+                        regions=regions, source=source)
+
+
+def _policy(policy: Any, path: str, source: str) -> Task:
+    if not isinstance(policy, dict):
+        raise _err(source, path, "a policy must be a JSON object", policy,
+                   "write {\"custom_task\": {\"name\": ..., \"description\": ...}, \"models\": [...]}")
+    unknown = sorted(set(policy) - POLICY_KEYS)
+    if unknown:
+        raise _err(source, f"{path}.{unknown[0]}", f"unknown field '{unknown[0]}'", None,
+                   f"a policy has {', '.join(sorted(POLICY_KEYS))}", has_got=False)
+    custom, slug = policy.get("custom_task"), policy.get("task_slug")
+    if custom is None and slug is None:
+        raise _err(source, path, "policy has neither 'custom_task' nor 'task_slug'", None,
+                   "add \"custom_task\": {\"name\": ..., \"description\": ...} or a preset \"task_slug\"")
+    if custom is not None and slug is not None:
+        raise _err(source, path, "policy has both 'custom_task' and 'task_slug'", None, "keep one of them")
+    preset = False
+    if custom is not None:
+        if not isinstance(custom, dict):
+            raise _err(source, f"{path}.custom_task", "custom_task must be an object", custom,
+                       "write {\"name\": ..., \"description\": ...}")
+        unknown = sorted(set(custom) - TASK_KEYS)
+        if unknown:
+            raise _err(source, f"{path}.custom_task.{unknown[0]}", f"unknown field '{unknown[0]}'", None,
+                       "custom_task has name and description", has_got=False)
+        name = custom.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise _err(source, f"{path}.custom_task.name", "task name is missing or empty", name,
+                       "give the task a name, e.g. \"classify\"")
+        desc = custom.get("description")
+        if not isinstance(desc, str) or not desc.strip():
+            raise _err(source, f"{path}.custom_task.description", "task description is missing or empty", desc,
+                       "describe what prompts this task takes and what it outputs")
+    else:
+        if not isinstance(slug, str) or not slug.strip():
+            raise _err(source, f"{path}.task_slug", "task_slug must be a non-empty string", slug,
+                       "give a preset task slug")
+        name, desc, preset = slug, slug.replace("-", " ").replace("_", " "), True
+    if "models" not in policy:
+        raise _err(source, f"{path}.models", "missing required field 'models'", None,
+                   "give 1 to 3 model slugs, e.g. [\"openai-gpt-oss-20b\"]")
+    models = policy["models"]
+    _models(models, f"{path}.models", source, limit=MAX_POOL)
+    prefer = None
+    if "selection_policy" in policy and policy["selection_policy"] is not None:
+        sp = policy["selection_policy"]
+        if not isinstance(sp, dict) or set(sp) - {"prefer"}:
+            raise _err(source, f"{path}.selection_policy", "selection_policy must be {\"prefer\": ...}", sp,
+                       "write {\"prefer\": \"cheapest\"} or {\"prefer\": \"fastest\"}, or leave it out for manual ranking")
+        prefer = sp.get("prefer")
+        if prefer not in PREFER_VALUES:
+            raise _err(source, f"{path}.selection_policy.prefer", "prefer must be 'cheapest' or 'fastest'", prefer,
+                       "use \"cheapest\" or \"fastest\", or remove selection_policy for manual ranking (list order)")
+    return Task(name=name, description=desc, models=list(models), prefer=prefer, preset=preset)
+
+
+def _models(models: Any, path: str, source: str, *, limit: int | None) -> None:
+    if not isinstance(models, list):
+        raise _err(source, path, "must be a list of model slugs", models, "e.g. [\"llama3.3-70b-instruct\"]")
+    if not models:
+        raise _err(source, path, "the model list is empty", models, "give at least one model slug")
+    if limit is not None and len(models) > limit:
+        raise _err(source, path, f"a model pool holds at most {limit} models, found {len(models)}", models,
+                   f"keep the {limit} best models of this pool")
+    for j, m in enumerate(models):
+        if not isinstance(m, str) or not m.strip():
+            raise _err(source, f"{path}[{j}]", "a model slug must be a non-empty string", m,
+                       "e.g. \"openai-gpt-oss-20b\"")

@@ -1,0 +1,35 @@
+"""Build ``summary.json`` from a run's records (pure).
+
+Each analysis module contributes its section; this module only assembles them, so a figure is
+computed once and every renderer (terminal, HTML, markdown, JUnit) reads the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from evalkit import SCHEMA_VERSION
+from evalkit.cost import cost_summary
+from evalkit.metrics import latency_summary, per_tag_metrics, routing_metrics
+from evalkit.records import CaseResult, Manifest
+
+
+def build_summary(manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, Any]:
+    """Every figure the reports show, machine-readable."""
+    labels = [*manifest.router.tasks, "fallback"]
+    summary: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "suite": manifest.suite.name,
+        "run_id": manifest.run_id,
+        "target": manifest.target.model_dump(),
+        "router": manifest.router.model_dump(),
+    }
+    summary.update(routing_metrics(results, labels=labels))
+    summary["per_tag"] = per_tag_metrics(results, labels=labels)
+    summary["route_only"] = bool(results) and all(r.route_only for r in results if r.status != "error")
+    summary["overlap"] = []
+    summary["judge"] = None
+    summary["cost"] = cost_summary(list(results))
+    summary["latency"] = latency_summary(results)
+    summary["gates"] = []
+    return summary

@@ -1,0 +1,171 @@
+"""Router targets: one OpenAI-compatible target built on the official ``openai`` SDK.
+
+The target sends a case's messages, reads the route from a configurable response header
+(``x-model-router-selected-route`` by default; presets for other routers), the served model
+from the body, usage and latency. Clients are injected, so tests hand in one pointed at a
+local server. Keys come from environment variables and are never stored or printed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from evalkit.errors import UsageError
+from evalkit.records import TargetInfo
+
+DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
+DO_KEY_ENV = "MODEL_ACCESS_KEY"
+DEFAULT_ROUTE_HEADER = "x-model-router-selected-route"
+ROUTE_HEADER_PRESETS = {
+    "do": DEFAULT_ROUTE_HEADER,
+    "digitalocean": DEFAULT_ROUTE_HEADER,
+    "vllm-sr": "x-vsr-selected-decision",
+    "litellm": "x-litellm-model-group",
+}
+DEFAULT_TIMEOUT_S = 120.0
+
+
+def resolve_route_header(value: str | None) -> str:
+    """A preset name (``do``, ``vllm-sr``, ``litellm``) or a literal header name."""
+    if not value:
+        return DEFAULT_ROUTE_HEADER
+    return ROUTE_HEADER_PRESETS.get(value.lower(), value.lower())
+
+
+@dataclass
+class TargetResponse:
+    """What one call returned, in the pipeline's words."""
+
+    route: str | None
+    served_model: str | None
+    content: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    reasoning_tokens: int | None
+    http_status: int
+    latency_ms: float
+    route_only: bool
+    headers: dict[str, str]
+
+
+class TargetCallError(Exception):
+    """One failed call: HTTP status (None for a connection failure), message, Retry-After."""
+
+    def __init__(self, message: str, *, http_status: int | None = None, retry_after: float | None = None,
+                 retryable: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.retry_after = retry_after
+        self.retryable = retryable
+
+
+class OpenAITarget:
+    """Any OpenAI-compatible chat-completions endpoint that reports its route in a header."""
+
+    def __init__(self, client: Any, *, model: str, route_header: str, info: TargetInfo) -> None:
+        self.client = client
+        self.model = model
+        self.route_header = route_header.lower()
+        self.info = info
+
+    async def send(self, messages: list[dict[str, Any]], *, max_completion_tokens: int | None = None,
+                   affinity: str | None = None, temperature: float | None = None,
+                   model: str | None = None) -> TargetResponse:
+        import openai
+
+        kwargs: dict[str, Any] = {"model": model or self.model, "messages": messages}
+        if max_completion_tokens is not None:
+            kwargs["max_completion_tokens"] = max_completion_tokens
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        if affinity:
+            kwargs["extra_headers"] = {"X-Model-Affinity": affinity}
+        start = time.perf_counter()
+        try:
+            raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
+            completion = raw.parse()
+        except openai.APIStatusError as exc:
+            retry_after = _retry_after(exc.response.headers.get("retry-after"))
+            status = exc.status_code
+            raise TargetCallError(_status_message(exc), http_status=status, retry_after=retry_after,
+                                  retryable=status in (408, 409, 429) or status >= 500) from None
+        except openai.APITimeoutError:
+            raise TargetCallError("request timed out", http_status=None) from None
+        except openai.APIConnectionError as exc:
+            raise TargetCallError(f"connection failed: {exc.__cause__ or exc}", http_status=None) from None
+        except (ValueError, TypeError) as exc:  # a body that is not a chat completion
+            raise TargetCallError(f"malformed response body: {exc}", http_status=200) from None
+        latency_ms = (time.perf_counter() - start) * 1000
+        headers = {k.lower(): v for k, v in raw.headers.items()}
+        choice = completion.choices[0] if getattr(completion, "choices", None) else None
+        usage = getattr(completion, "usage", None)
+        details = getattr(usage, "completion_tokens_details", None) if usage else None
+        route = headers.get(self.route_header)
+        return TargetResponse(
+            route=route.strip() if route else None,
+            served_model=getattr(completion, "model", None),
+            content=choice.message.content if choice and choice.message else None,
+            finish_reason=choice.finish_reason if choice else None,
+            prompt_tokens=getattr(usage, "prompt_tokens", None) if usage else None,
+            completion_tokens=getattr(usage, "completion_tokens", None) if usage else None,
+            reasoning_tokens=getattr(details, "reasoning_tokens", None) if details else None,
+            http_status=raw.status_code if hasattr(raw, "status_code") else 200,
+            latency_ms=latency_ms,
+            route_only=headers.get("x-evalkit-route-only", "").lower() == "true",
+            headers=headers,
+        )
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _status_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return f"HTTP {exc.status_code}: {inner['message']}"
+        if body.get("message"):
+            return f"HTTP {exc.status_code}: {body['message']}"
+    return f"HTTP {exc.status_code}: {exc.message}"
+
+
+def make_client(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S, concurrency: int = 16) -> Any:
+    """An ``AsyncOpenAI`` client with a connection pool sized for the run's concurrency."""
+    import httpx
+    import openai
+
+    http_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
+                                                        max_keepalive_connections=concurrency + 4),
+                                    timeout=timeout)
+    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout,
+                              http_client=http_client)
+
+
+def api_key_from_env(var: str, *, target: str) -> str:
+    """Read a key from the environment, refusing the wrong kind of DigitalOcean credential."""
+    key = os.environ.get(var, "")
+    if not key:
+        raise UsageError(f"no API key: environment variable {var} is not set", where=f"--target {target}",
+                         fix=f"export {var}=<your model access key> (DigitalOcean: Control Panel > "
+                             "Serverless Inference > Model Access Keys)")
+    if key.startswith("dop_v1_"):
+        raise UsageError(f"{var} holds a DigitalOcean personal access token (dop_v1_...), "
+                         "which belongs to the control plane, not to inference", where=f"--target {target}",
+                         fix="use a model access key (sk-do-...) for inference; keep the token in "
+                             "DIGITALOCEAN_TOKEN for `evalkit router`")
+    return key
