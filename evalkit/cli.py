@@ -173,10 +173,16 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="warning", lifespan="off")
 
 
+def _register_commands() -> None:
+    """Import the command modules so they register on ``app``."""
+    from evalkit.commands import compare, cost, gate, judge, lint, merge, overlap, router  # noqa: F401
+
+
 def main() -> None:
     """Console entry point: expected failures print their message (no traceback) and set the exit code."""
     import click
 
+    _register_commands()
     try:
         rc = app(standalone_mode=False)
     except EvalkitError as exc:

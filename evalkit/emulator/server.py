@@ -29,7 +29,7 @@ from evalkit.records import FALLBACK, message_text
 from evalkit.router_config import RouterConfig
 
 # Chosen by measurement on suites/saas-support and suites/clinc150-domains (README: "Fallback threshold").
-DEFAULT_THRESHOLD = 0.20
+DEFAULT_THRESHOLD = 0.10
 ROUTE_HEADER = "x-model-router-selected-route"
 
 

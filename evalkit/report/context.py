@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from evalkit.records import FALLBACK, CaseResult, Manifest
+from evalkit.report.sections import SECTIONS
 
 MAX_LISTED = 300  # misrouted cases listed in the HTML report; the full list stays in results.jsonl
 CELL = 64
@@ -128,4 +129,5 @@ def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manife
         "latency": {k: num(lat.get(k), 1) for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")},
         "gates": summary.get("gates") or [],
         "labels": labels,
+        **{key: section(summary, results, manifest) for key, section in SECTIONS.items()},
     }

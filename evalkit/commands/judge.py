@@ -1,0 +1,5 @@
+"""`evalkit judge` (registered on evalkit.cli.app)."""
+
+from __future__ import annotations
+
+from evalkit.cli import app, err, out  # noqa: F401
