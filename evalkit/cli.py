@@ -93,7 +93,13 @@ def run(
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Local router: fallback similarity threshold."),
     upstream: Optional[list[str]] = typer.Option(None, "--upstream", help="Local router: forward a model to an OpenAI-compatible server, SLUG=URL (repeatable)."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML replacing the packaged one."),
-    timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds (each attempt)."),
+    retries: int = typer.Option(3, "--retries", help="Retries of a retryable failure (429, 5xx, timeout, dropped connection, malformed body), with exponential backoff and jitter."),
+    backoff: float = typer.Option(0.5, "--backoff", help="First retry waits 0.5-1x this many seconds, doubling each retry (a 429's Retry-After wins when longer)."),
+    rpm: Optional[float] = typer.Option(None, "--rpm", help="Requests started per minute, retries included (default: 900 for --target do, else unlimited; 0: unlimited)."),
+    max_error_rate: Optional[float] = typer.Option(None, "--max-error-rate", help="Error budget: stop the run (exit 3, reports written) once more than this share of the cases failed, e.g. 0.05."),
+    cache: bool = typer.Option(False, "--cache/--no-cache", help="Reuse stored responses for identical requests (off by default: a cache hides router changes). Stored under EVALKIT_CACHE_DIR or ~/.cache/evalkit/responses."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Finish an interrupted run: send only the cases of RUN_DIR without a result, appending to it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
 ) -> None:
@@ -101,7 +107,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from evalkit.cost import load_prices
-    from evalkit.pipeline import TargetSpec, run_suite
+    from evalkit.pipeline import Reliability, TargetSpec, run_suite
     from evalkit.suites import load_suite
 
     loaded = load_suite(suite, router_path=router)
@@ -128,8 +134,10 @@ def run(
             if not quiet:
                 err.print(f"[dim]{message}[/dim]")
 
+        reliability = Reliability(retries=retries, backoff_base=backoff, rpm=rpm, max_error_rate=max_error_rate,
+                                  cache=cache, resume=resume)
         outcome = run_suite(loaded, spec, out=out_dir, prices=catalog, concurrency=concurrency,
-                            on_result=on_result, status=status)
+                            on_result=on_result, status=status, reliability=reliability)
     if as_json:
         out.print_json(json.dumps(outcome.summary, default=str))
     else:

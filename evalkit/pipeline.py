@@ -2,6 +2,17 @@
 
 This is the glue between the edges (suites, targets, store) and the pure analysis; the CLI
 calls it and only adds argument parsing, progress display and exit codes.
+
+Memory: results are appended to ``results.jsonl`` as they complete and kept in memory without
+their answer text (``content``), which is what the analysis needs; answers stay in the file.
+
+Resume (``resume=RUN_DIR``): the stored results are read back, a torn last line is cut off, and
+only cases without a result are sent, appended to the same ``results.jsonl``. A session whose
+turns partly completed continues with its remaining turns: the history of the completed turns is
+rebuilt from their stored results (the same messages and answers an uninterrupted run would
+have carried) and the same ``X-Model-Affinity`` id is sent, so no completed turn is sent again.
+Only a case whose request was in flight when the run died (sent, result not yet written) is sent
+a second time; at most ``--concurrency`` such cases per interruption.
 """
 
 from __future__ import annotations
@@ -14,17 +25,48 @@ from typing import Any, Callable, Iterator, Sequence
 
 from evalkit import SCHEMA_VERSION, __version__
 from evalkit.cost import Price
-from evalkit.errors import RunError, UsageError
+from evalkit.errors import RunDirError, RunError, UsageError
 from evalkit.records import CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
 from evalkit.report import write_reports
-from evalkit.runner import RunOptions, run_cases
-from evalkit.store import MANIFEST, SUMMARY, ResultWriter, create_run_dir, load_run, utc_now, write_json
+from evalkit.runner import (DEFAULT_BACKOFF_BASE_S, DEFAULT_RETRIES, ErrorBudgetExceeded, RunOptions, run_cases,
+                            session_history)
+from evalkit.store import (MANIFEST, RESULTS, SUMMARY, ResultWriter, create_run_dir, iter_results, load_manifest,
+                           load_run, repair_results, utc_now, write_json)
 from evalkit.suites import Suite
 from evalkit.summary import build_summary
 from evalkit.targets import (DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_client,
                              resolve_route_header)
 
 TARGET_KINDS = ("local", "do", "openai")
+DO_DEFAULT_RPM = 900  # DigitalOcean routers allow 1,000 requests a minute; stay below it
+
+
+@dataclass
+class Reliability:
+    """How the run meets faults: retries, rate limit, deadline, error budget, cache, resume."""
+
+    retries: int = DEFAULT_RETRIES
+    backoff_base: float = DEFAULT_BACKOFF_BASE_S
+    rpm: float | None = None             # None: the target's default (do: 900/min, others: unlimited); 0: unlimited
+    max_error_rate: float | None = None  # None: no budget
+    cache: bool = False
+    cache_dir: str | Path | None = None  # None: EVALKIT_CACHE_DIR or ~/.cache/evalkit/responses
+    resume: str | Path | None = None     # a run directory to finish
+    seed: int | None = None
+
+    def check(self) -> None:
+        if self.retries < 0 or self.retries > 20:
+            raise UsageError("retries must be between 0 and 20", where="--retries", got=str(self.retries),
+                             fix="e.g. --retries 3 (the default)")
+        if not (self.backoff_base >= 0 and self.backoff_base <= 60):
+            raise UsageError("the backoff base must be between 0 and 60 seconds", where="--backoff",
+                             got=str(self.backoff_base), fix="e.g. --backoff 0.5 (the default)")
+        if self.rpm is not None and not (self.rpm >= 0 and self.rpm <= 1_000_000):
+            raise UsageError("requests per minute must be 0 (no limit) or a positive number", where="--rpm",
+                             got=str(self.rpm), fix="e.g. --rpm 900 (DigitalOcean allows 1,000 a minute)")
+        if self.max_error_rate is not None and not (0 <= self.max_error_rate <= 1):
+            raise UsageError("the error budget is a share of the cases, between 0 and 1", where="--max-error-rate",
+                             got=str(self.max_error_rate), fix="e.g. --max-error-rate 0.05 (stop after 5% errors)")
 
 
 @dataclass
@@ -47,8 +89,13 @@ class TargetSpec:
 class RunOutcome:
     run_dir: Path
     manifest: Manifest
-    results: list[CaseResult]
+    results: list[CaseResult]  # without answer text (content); results.jsonl holds everything
     summary: dict[str, Any]
+
+
+def slim(result: CaseResult) -> CaseResult:
+    """The in-memory copy of a result: everything the analysis reads, without the answer text."""
+    return result.model_copy(update={"content": None}) if result.content else result
 
 
 @contextlib.contextmanager
@@ -111,44 +158,163 @@ def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[st
 
 def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[str, Price],
               concurrency: int = 16, on_result: Callable[[CaseResult], None] = lambda r: None,
-              status: Callable[[str], None] = lambda s: None) -> RunOutcome:
-    """Run ``suite`` against the target and write the whole run directory."""
+              status: Callable[[str], None] = lambda s: None,
+              reliability: Reliability | None = None) -> RunOutcome:
+    """Run ``suite`` against the target and write the whole run directory (or finish one)."""
+    rel = reliability or Reliability()
     if concurrency < 1:
         raise UsageError("concurrency must be at least 1", where="--concurrency", got=str(concurrency),
                          fix="e.g. --concurrency 16")
+    if not spec.timeout > 0:
+        raise UsageError("the per-request timeout must be a positive number of seconds", where="--timeout",
+                         got=str(spec.timeout), fix="e.g. --timeout 120 (the default)")
+    rel.check()
+    cache = None
+    if rel.cache:
+        from evalkit.cache import ResponseCache
+
+        cache = ResponseCache(rel.cache_dir)
+    prior = _read_prior(Path(rel.resume), suite, spec) if rel.resume is not None else None
     defaults = suite.spec.defaults
+    rpm = rel.rpm if rel.rpm is not None else (DO_DEFAULT_RPM if spec.kind == "do" else None)
     options = RunOptions(concurrency=concurrency, max_completion_tokens=defaults.get("max_completion_tokens"),
-                         temperature=defaults.get("temperature"), prices=prices)
+                         temperature=defaults.get("temperature"), prices=prices, retries=rel.retries,
+                         backoff_base=rel.backoff_base, timeout=spec.timeout, rpm=rpm or None,
+                         max_error_rate=rel.max_error_rate, n_planned=len(suite.cases), seed=rel.seed,
+                         cache=cache)
     with open_target(spec, suite, prices, concurrency=concurrency, status=status) as target:
-        run_dir = create_run_dir(out, suite.name)
+        options.cache_scope = cache_scope(target.info, suite, spec)
+        if prior is None:
+            run_dir = create_run_dir(out, suite.name)
+            manifest = new_manifest(run_dir.name, suite, target.info, {
+                "concurrency": concurrency, "defaults": defaults, "retries": rel.retries,
+                "timeout_s": spec.timeout, "rpm": options.rpm, "max_error_rate": rel.max_error_rate,
+                "cache": rel.cache})
+            results: list[CaseResult] = []
+            todo = list(suite.cases)
+        else:
+            run_dir, manifest, results = prior.run_dir, prior.manifest, prior.results
+            repaired = repair_results(run_dir / RESULTS)
+            done = {r.id for r in results}
+            todo = [c for c in suite.cases if c.id not in done]
+            options.histories = prior.histories
+            options.prior_errors = sum(1 for r in results if r.status == "error")
+            manifest.stopped = None
+            manifest.options.setdefault("resumes", []).append(
+                {"at": utc_now(), "had_results": len(results), "sent": len(todo), "repair": repaired})
+            status(f"resuming {run_dir}: {len(results)} of {len(suite.cases)} cases have a result"
+                   + (f" ({repaired})" if repaired else ""))
         options.affinity_prefix = f"evalkit-{run_dir.name}"
-        manifest = new_manifest(run_dir.name, suite, target.info,
-                                {"concurrency": concurrency, "defaults": defaults})
         write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
-        results: list[CaseResult] = []
-        status(f"running {len(suite.cases)} cases against {target.info.kind} ({target.info.base_url})")
+        seen = {r.id for r in results}
+        fresh: list[CaseResult] = []
+        stopped: ErrorBudgetExceeded | None = None
+        status(f"running {len(todo)} cases against {target.info.kind} ({target.info.base_url})")
         with ResultWriter(run_dir) as writer:
             def record(result: CaseResult) -> None:
+                if result.id in seen:  # the runner's contract; a break here would double-count a case
+                    raise RuntimeError(f"case {result.id} got a second result")
+                seen.add(result.id)
                 writer.write(result)
-                results.append(result)
+                kept = slim(result)
+                results.append(kept)
+                fresh.append(kept)
                 on_result(result)
 
             async def go() -> None:
                 try:
-                    await run_cases(suite.cases, target, options, record)
+                    await run_cases(todo, target, options, record)
                 finally:
                     await target.close()
 
-            asyncio.run(go())
+            try:
+                asyncio.run(go())
+            except ErrorBudgetExceeded as exc:
+                stopped = exc
     manifest.finished_at = utc_now()
     manifest.counts = count_statuses(results)
+    manifest.counts["planned"] = len(suite.cases)
+    manifest.counts["not_run"] = len(suite.cases) - len(results)
+    if cache is not None:
+        manifest.options["cache_hits"] = cache.hits
+    if stopped is not None:
+        manifest.stopped = stopped.what
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
     summary = finalize(run_dir, manifest, results)
-    if results and all(r.status == "error" and r.http_status is None for r in results):
+    if stopped is not None:
+        stopped.where = str(run_dir)
+        raise stopped
+    if fresh and all(r.status == "error" and r.http_status is None for r in fresh):
         raise RunError("the router could not be reached: every case failed to connect",
-                       where=target.info.base_url, got=results[0].error,
+                       where=target.info.base_url, got=fresh[0].error,
                        fix=f"check that the router is running and the base URL is right; the run is in {run_dir}")
     return RunOutcome(run_dir=run_dir, manifest=manifest, results=results, summary=summary)
+
+
+def cache_scope(info: TargetInfo, suite: Suite, spec: TargetSpec) -> dict[str, Any]:
+    """What identifies the target and router for the response cache (the local router's port is not)."""
+    scope = info.model_dump(exclude={"note"})
+    if info.kind == "local":
+        scope.pop("base_url", None)
+        scope["upstreams"] = dict(sorted(spec.upstreams.items()))
+    scope["router_hash"] = suite.router.hash
+    return scope
+
+
+@dataclass
+class _Prior:
+    run_dir: Path
+    manifest: Manifest
+    results: list[CaseResult]
+    histories: dict[str, list[dict[str, Any]]]
+
+
+def _read_prior(run_dir: Path, suite: Suite, spec: TargetSpec) -> _Prior:
+    """Read and check a run directory to resume, writing nothing (bad input leaves it untouched)."""
+    manifest = load_manifest(run_dir)
+    where = str(run_dir / MANIFEST)
+    if manifest.suite.name != suite.name or manifest.suite.hash != suite.hash:
+        raise RunDirError(
+            f"this run is of suite '{manifest.suite.name}' (hash {manifest.suite.hash}), not of the suite "
+            f"given ('{suite.name}', hash {suite.hash}): the suite, its router config or its cases changed",
+            where=where, fix="resume with the suite the run started with, or start a new run without --resume")
+    if manifest.target.kind != spec.kind:
+        raise UsageError(f"this run used --target {manifest.target.kind}, not {spec.kind}", where="--target",
+                         fix=f"resume with --target {manifest.target.kind} (and the same base URL and model)")
+    rpath = run_dir / RESULTS
+    by_id = {c.id: c for c in suite.cases}
+    results: list[CaseResult] = []
+    answers: dict[str, str | None] = {}
+    seen: set[str] = set()
+    if rpath.is_file():
+        for r in iter_results(rpath):
+            if r.id not in by_id:
+                raise RunDirError(f"results.jsonl holds case '{r.id}', which the suite does not have",
+                                  where=str(rpath), fix="resume with the suite the run started with")
+            if r.id in seen:
+                raise RunDirError(f"results.jsonl holds case '{r.id}' twice", where=str(rpath),
+                                  fix="the run directory was edited by hand; start a new run")
+            seen.add(r.id)
+            if r.session is not None:
+                answers[r.id] = r.content
+            results.append(slim(r))
+    histories: dict[str, list[dict[str, Any]]] = {}
+    sessions: dict[str, list[Any]] = {}
+    for case in suite.cases:
+        if case.session is not None:
+            sessions.setdefault(case.session, []).append(case)
+    for sid, turns in sessions.items():
+        turns.sort(key=lambda c: c.turn or 0)
+        done = [c.id in answers for c in turns]
+        if not any(done) or all(done):
+            continue
+        history: list[dict[str, Any]] = []
+        for case in turns:
+            if case.id not in answers:
+                break
+            history = session_history([*history, *case.own_messages()], answers[case.id])
+        histories[sid] = history
+    return _Prior(run_dir=run_dir, manifest=manifest, results=results, histories=histories)
 
 
 def count_statuses(results: Sequence[CaseResult]) -> dict[str, int]:

@@ -18,6 +18,10 @@ from evalkit.records import TargetInfo
 
 DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
 DO_KEY_ENV = "MODEL_ACCESS_KEY"
+DO_TOKEN_ENV = "DIGITALOCEAN_TOKEN"
+TOKEN_PREFIX = "dop_v1_"       # a DigitalOcean personal access token: control plane only
+ACCESS_KEY_PREFIX = "sk-do-"   # a DigitalOcean model access key: inference only
+REDACTED = "[redacted]"
 DEFAULT_ROUTE_HEADER = "x-model-router-selected-route"
 ROUTE_HEADER_PRESETS = {
     "do": DEFAULT_ROUTE_HEADER,
@@ -72,6 +76,12 @@ class OpenAITarget:
         self.model = model
         self.route_header = route_header.lower()
         self.info = info
+        key = getattr(client, "api_key", None)
+        self.secrets = [key] if isinstance(key, str) else []
+
+    def _clean(self, text: str | None) -> str | None:
+        """A server may echo the key back (in an error or an answer): never let it reach a file."""
+        return redact(text, self.secrets)
 
     async def send(self, messages: list[dict[str, Any]], *, max_completion_tokens: int | None = None,
                    affinity: str | None = None, temperature: float | None = None,
@@ -92,36 +102,65 @@ class OpenAITarget:
         except openai.APIStatusError as exc:
             retry_after = _retry_after(exc.response.headers.get("retry-after"))
             status = exc.status_code
-            raise TargetCallError(_status_message(exc), http_status=status, retry_after=retry_after,
+            raise TargetCallError(self._clean(_status_message(exc)) or "", http_status=status, retry_after=retry_after,
                                   retryable=status in (408, 409, 429) or status >= 500) from None
         except openai.APITimeoutError:
             raise TargetCallError("request timed out", http_status=None) from None
         except openai.APIConnectionError as exc:
-            raise TargetCallError(f"connection failed: {exc.__cause__ or exc}", http_status=None) from None
-        except (ValueError, TypeError) as exc:  # a body that is not a chat completion
-            raise TargetCallError(f"malformed response body: {exc}", http_status=200) from None
+            raise TargetCallError(self._clean(f"connection failed: {exc.__cause__ or exc}") or "",
+                                  http_status=None) from None
+        except (ValueError, TypeError, AttributeError) as exc:  # a body that is not a chat completion
+            raise TargetCallError(self._clean(f"malformed response body: {exc}") or "", http_status=200) from None
         latency_ms = (time.perf_counter() - start) * 1000
         headers = {k.lower(): v for k, v in raw.headers.items()}
-        choice = completion.choices[0] if getattr(completion, "choices", None) else None
-        usage = getattr(completion, "usage", None)
-        details = getattr(usage, "completion_tokens_details", None) if usage else None
-        route = headers.get(self.route_header)
-        return TargetResponse(
-            route=route.strip() if route else None,
-            served_model=getattr(completion, "model", None),
-            content=choice.message.content if choice and choice.message else None,
-            finish_reason=choice.finish_reason if choice else None,
-            prompt_tokens=getattr(usage, "prompt_tokens", None) if usage else None,
-            completion_tokens=getattr(usage, "completion_tokens", None) if usage else None,
-            reasoning_tokens=getattr(details, "reasoning_tokens", None) if details else None,
-            http_status=raw.status_code if hasattr(raw, "status_code") else 200,
-            latency_ms=latency_ms,
-            route_only=headers.get("x-evalkit-route-only", "").lower() == "true",
-            headers=headers,
-        )
+        route = self._clean(headers.get(self.route_header))
+        try:
+            # The SDK builds the completion without validating it: check each field's type here,
+            # so a router's odd body becomes an error result, never a crash.
+            choices = completion.choices
+            if not isinstance(choices, list):
+                raise TypeError("'choices' is not a list")
+            choice = choices[0] if choices else None
+            message = getattr(choice, "message", None) if choice is not None else None
+            usage = getattr(completion, "usage", None)
+            details = getattr(usage, "completion_tokens_details", None) if usage else None
+            response = TargetResponse(
+                route=route.strip() if route else None,
+                served_model=self._clean(_str(getattr(completion, "model", None))),
+                content=self._clean(_str(getattr(message, "content", None))),
+                finish_reason=_str(getattr(choice, "finish_reason", None)),
+                prompt_tokens=_int(getattr(usage, "prompt_tokens", None)),
+                completion_tokens=_int(getattr(usage, "completion_tokens", None)),
+                reasoning_tokens=_int(getattr(details, "reasoning_tokens", None)),
+                http_status=raw.status_code if hasattr(raw, "status_code") else 200,
+                latency_ms=latency_ms,
+                route_only=headers.get("x-evalkit-route-only", "").lower() == "true",
+                headers=headers,
+            )
+        except (AttributeError, TypeError, IndexError) as exc:
+            raise TargetCallError(f"malformed response body: {exc}", http_status=200) from None
+        return response
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def redact(text: str | None, secrets: list[str]) -> str | None:
+    """``text`` with every secret (8 characters or longer) replaced by ``[redacted]``."""
+    if not text:
+        return text
+    for secret in secrets:
+        if secret and len(secret) >= 8 and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -163,9 +202,28 @@ def api_key_from_env(var: str, *, target: str) -> str:
         raise UsageError(f"no API key: environment variable {var} is not set", where=f"--target {target}",
                          fix=f"export {var}=<your model access key> (DigitalOcean: Control Panel > "
                              "Serverless Inference > Model Access Keys)")
-    if key.startswith("dop_v1_"):
+    if key.startswith(TOKEN_PREFIX):
         raise UsageError(f"{var} holds a DigitalOcean personal access token (dop_v1_...), "
                          "which belongs to the control plane, not to inference", where=f"--target {target}",
                          fix="use a model access key (sk-do-...) for inference; keep the token in "
                              "DIGITALOCEAN_TOKEN for `evalkit router`")
     return key
+
+
+def check_control_plane_token(value: str | None, *, var: str = DO_TOKEN_ENV) -> str:
+    """The token for the DigitalOcean control plane, refusing a model access key.
+
+    The two credentials must never be crossed: a model access key (``sk-do-...``) only talks to
+    the inference endpoint, a personal access token (``dop_v1_...``) only to the control plane.
+    """
+    if not value or not value.strip():
+        raise UsageError(f"no DigitalOcean API token: environment variable {var} is not set",
+                         where=var, fix=f"export {var}=<your personal access token> (DigitalOcean: "
+                                        "Control Panel > API > Tokens; it starts with dop_v1_)")
+    value = value.strip()
+    if value.startswith(ACCESS_KEY_PREFIX):
+        raise UsageError(f"{var} holds a DigitalOcean model access key (sk-do-...), which belongs to "
+                         "inference, not to the control plane", where=var,
+                         fix=f"put a personal access token (dop_v1_...) in {var} for `evalkit router`; "
+                             f"keep the model access key in {DO_KEY_ENV} for `evalkit run --target do`")
+    return value
