@@ -76,7 +76,7 @@ class ResponseCache:
             if data.get("v") != CACHE_VERSION:
                 raise ValueError("other cache version")
             response = TargetResponse(**{f: data[f] for f in _FIELDS}, headers={})
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             self.misses += 1
             return None
         self.hits += 1

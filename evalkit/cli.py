@@ -186,20 +186,37 @@ def _register_commands() -> None:
     from evalkit.commands import compare, cost, gate, judge, lint, merge, overlap, router  # noqa: F401
 
 
-def main() -> None:
-    """Console entry point: expected failures print their message (no traceback) and set the exit code."""
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Click's usage errors and aborts, from click itself and from the copy newer typer versions vendor."""
     import click
 
+    errors: list[type[BaseException]] = [click.exceptions.ClickException]
+    aborts: list[type[BaseException]] = [click.exceptions.Abort]
+    try:  # newer typer versions ship their own copy of click
+        from typer import exceptions as typer_exceptions
+        from typer._click import exceptions as vendored
+
+        errors.append(vendored.ClickException)
+        aborts.append(typer_exceptions.Abort)
+    except (ImportError, AttributeError):
+        pass
+    return tuple(errors), tuple(aborts)
+
+
+def main() -> None:
+    """Console entry point: expected failures print their message (no traceback) and set the exit code."""
     _register_commands()
+    click_errors, aborts = _click_exceptions()
     try:
         rc = app(standalone_mode=False)
     except EvalkitError as exc:
         err.print(f"[bold red]error:[/bold red] {exc.message}", markup=True, highlight=False)
         sys.exit(exc.exit_code)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(2 if exc.exit_code not in (0, 1) else exc.exit_code or 2)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except click_errors as exc:
+        exc.show()  # type: ignore[attr-defined]
+        code = getattr(exc, "exit_code", 2)
+        sys.exit(2 if code not in (0, 1) else code or 2)
+    except (*aborts, KeyboardInterrupt):
         err.print("interrupted")
         sys.exit(130)
     sys.exit(rc if isinstance(rc, int) else 0)

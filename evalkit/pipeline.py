@@ -169,6 +169,9 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
         raise UsageError("the per-request timeout must be a positive number of seconds", where="--timeout",
                          got=str(spec.timeout), fix="e.g. --timeout 120 (the default)")
     rel.check()
+    if rel.resume is None and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError("the output folder is a file", where=f"--out {out}",
+                         fix="give a folder (it is created when missing), e.g. --out reports")
     cache = None
     if rel.cache:
         from evalkit.cache import ResponseCache

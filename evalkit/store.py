@@ -126,7 +126,7 @@ def repair_results(path: str | Path) -> str | None:
         tail = fh.read()
         try:
             CaseResult.model_validate(json.loads(tail.decode("utf-8")))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             fh.truncate(cut)
             return f"dropped a torn last line ({len(tail)} bytes)"
         fh.seek(0, os.SEEK_END)
@@ -153,7 +153,7 @@ def iter_results(path: str | Path) -> Iterator[CaseResult]:
                 continue
             try:
                 data = json.loads(raw.decode("utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 if not raw.endswith(b"\n"):
                     return  # torn last line from an interrupted run
                 raise RunDirError(f"line {lineno} is not valid JSON", where=f"{path}:{lineno}",
@@ -190,7 +190,7 @@ def load_manifest(run_dir: str | Path) -> Manifest:
                           fix="give a folder written by `evalkit run` (it holds manifest.json and results.jsonl)")
     try:
         data = json.loads(mpath.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise RunDirError(f"manifest is not valid JSON ({exc})", where=str(mpath),
                           fix="the run directory is damaged; re-run the suite") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
@@ -218,7 +218,7 @@ def load_run(run_dir: str | Path) -> Run:
     spath = run_dir / SUMMARY
     if spath.is_file():
         try:
-            summary = json.loads(spath.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            summary = json.loads(spath.read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             summary = None
     return Run(path=run_dir, manifest=manifest, results=results, summary=summary)
