@@ -136,10 +136,11 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random,
 
 
 class RateLimiter:
-    """Spaces request starts evenly to at most ``rpm`` a minute; ``pause`` holds every start.
+    """Spaces request starts to at most ``rpm`` a minute; ``pause`` holds every start for a while.
 
-    Single event loop, no awaits between reading and moving the next slot, so no lock is needed.
-    ``clock`` and ``sleep`` are injectable for tests.
+    Waiters queue on a FIFO lock and each start is granted at least ``60 / rpm`` seconds after the
+    previous grant, measured when it is granted: if the event loop stalls, the waiters do not all
+    fire at once when it wakes. ``clock`` and ``sleep`` are injectable for tests.
     """
 
     def __init__(self, rpm: float | None, *, clock: Callable[[], float] = time.monotonic,
@@ -149,13 +150,20 @@ class RateLimiter:
         self.sleep = sleep
         self._next = -math.inf
         self._paused_until = -math.inf
+        self._lock: asyncio.Lock | None = None
 
     async def acquire(self) -> None:
-        now = self.clock()
-        slot = max(now, self._next, self._paused_until)
-        self._next = slot + self.interval if self.interval else -math.inf
-        if slot > now:
-            await self.sleep(slot - now)
+        if not self.interval and self._paused_until <= self.clock():
+            return  # no limit and no pause: nothing to wait for
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            while True:  # re-check after each sleep: a 429 may have paused everyone meanwhile
+                wait = max(self._next, self._paused_until) - self.clock()
+                if wait <= 0:
+                    break
+                await self.sleep(wait)
+            self._next = self.clock() + self.interval
 
     def pause(self, seconds: float) -> None:
         """No request starts for ``seconds`` (a 429's Retry-After)."""

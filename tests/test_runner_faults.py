@@ -35,6 +35,13 @@ def run(fake: FakeOpenAI, cases, **options):
     return results
 
 
+def warm_up(fake: FakeOpenAI) -> None:
+    """One request first: the server's first request is slow, which would bunch up the arrival times."""
+    import httpx
+
+    httpx.post(fake.base_url + "/chat/completions", json={"model": "m", "messages": []}, timeout=30)
+
+
 def test_backoff_grows_exponentially_within_jitter_bounds():
     rng = random.Random(3)
     for attempt, ceiling in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0)):
@@ -52,19 +59,46 @@ def test_backoff_is_capped_and_retry_after_wins_when_longer():
 
 def test_rate_limiter_spaces_starts_evenly():
     now = [100.0]
+    slept, granted = [], []
+
+    async def sleep(s):
+        slept.append(round(s, 6))
+        now[0] += s
+
+    limiter = RateLimiter(120, clock=lambda: now[0], sleep=sleep)  # one start every 0.5 s
+
+    async def one():
+        await limiter.acquire()
+        granted.append(now[0])
+
+    async def go():
+        await asyncio.gather(*(one() for _ in range(4)))
+
+    asyncio.run(go())
+    assert slept == [0.5, 0.5, 0.5]  # the first start is immediate
+    assert granted == [100.0, 100.5, 101.0, 101.5]
+
+
+def test_rate_limiter_keeps_its_spacing_after_a_stall():
+    now = [0.0]
     slept = []
 
     async def sleep(s):
         slept.append(round(s, 6))
+        now[0] += s + (2.0 if len(slept) == 1 else 0.0)  # the loop stalls 2 s during the first wait
 
-    limiter = RateLimiter(120, clock=lambda: now[0], sleep=sleep)  # one start every 0.5 s
+    limiter = RateLimiter(60, clock=lambda: now[0], sleep=sleep)  # one start a second
+    grants = []
+
+    async def one():
+        await limiter.acquire()
+        grants.append(now[0])
 
     async def go():
-        for _ in range(4):
-            await limiter.acquire()
+        await asyncio.gather(*(one() for _ in range(3)))
 
     asyncio.run(go())
-    assert slept == [0.5, 1.0, 1.5]  # the first start is immediate; the clock did not move
+    assert grants == [0.0, 3.0, 4.0]  # after the stall the next start still waits its full second
 
 
 def test_rate_limiter_pause_holds_every_start():
@@ -74,7 +108,11 @@ def test_rate_limiter_pause_holds_every_start():
     async def sleep(s):
         slept.append(round(s, 6))
 
-    limiter = RateLimiter(None, clock=lambda: now[0], sleep=sleep)
+    async def sleep_and_advance(s):
+        await sleep(s)
+        now[0] += s
+
+    limiter = RateLimiter(None, clock=lambda: now[0], sleep=sleep_and_advance)
     limiter.pause(2.0)
     asyncio.run(limiter.acquire())
     assert slept == [2.0]
@@ -229,6 +267,8 @@ def test_error_budget_stops_the_run_and_cancels_the_rest():
 def test_rpm_limit_spaces_requests_at_the_router():
     rec = Recorder(lambda cid, attempt, body: ok_reply(cid))
     with FakeOpenAI(rec) as fake:
+        warm_up(fake)
+        rec.log.clear()
         run(fake, make_cases(6), concurrency=6, rpm=300)  # one start every 0.2 s
     times = sorted(t for _, t in rec.log)
     gaps = [b - a for a, b in zip(times, times[1:])]
@@ -256,3 +296,26 @@ def test_cli_error_budget_exits_3_and_still_writes_the_report(tmp_path):
     assert "Run stopped before it finished" in html and "bad gateway" in html
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["counts"]["not_run"] == 20 and manifest["stopped"]
+
+
+def test_do_target_is_rate_limited_below_the_router_limit_by_default(tmp_path, monkeypatch):
+    from evalkit.pipeline import DO_DEFAULT_RPM, Reliability, TargetSpec, run_suite
+    from evalkit.suites import load_suite
+
+    assert DO_DEFAULT_RPM < 1000  # DigitalOcean routers allow 1,000 requests a minute
+    rec = Recorder(lambda cid, attempt, body: ok_reply(cid))
+    suite = load_suite(write_case_suite(tmp_path / "s", make_cases(4)))
+    monkeypatch.setenv("MODEL_ACCESS_KEY", "sk-do-test-key-0000")
+    with FakeOpenAI(rec) as fake:
+        warm_up(fake)
+        rec.log.clear()
+        monkeypatch.setenv("EVALKIT_DO_INFERENCE_URL", fake.base_url)
+        do = run_suite(suite, TargetSpec(kind="do"), out=tmp_path / "runs", prices={}, concurrency=4)
+        other = run_suite(suite, TargetSpec(kind="openai", base_url=fake.base_url), out=tmp_path / "runs",
+                          prices={}, concurrency=4)
+        unlimited = run_suite(suite, TargetSpec(kind="do"), out=tmp_path / "runs", prices={}, concurrency=4,
+                              reliability=Reliability(rpm=0))
+    assert do.manifest.options["rpm"] == DO_DEFAULT_RPM
+    assert other.manifest.options["rpm"] is None and unlimited.manifest.options["rpm"] is None
+    do_times = sorted(t for _, t in rec.log[:4])
+    assert do_times[-1] - do_times[0] >= 3 * 60 / DO_DEFAULT_RPM * 0.9  # four starts, three intervals
