@@ -319,3 +319,15 @@ def test_do_target_is_rate_limited_below_the_router_limit_by_default(tmp_path, m
     assert other.manifest.options["rpm"] is None and unlimited.manifest.options["rpm"] is None
     do_times = sorted(t for _, t in rec.log[:4])
     assert do_times[-1] - do_times[0] >= 3 * 60 / DO_DEFAULT_RPM * 0.9  # four starts, three intervals
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from evalkit.targets import _retry_after
+
+    assert _retry_after("2.5") == 2.5 and _retry_after("-3") == 0.0
+    assert _retry_after(None) is None and _retry_after("soon") is None and _retry_after("nan") is None
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= _retry_after(later) <= 30
