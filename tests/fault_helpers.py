@@ -60,7 +60,7 @@ class Recorder:
 
 
 def ok_reply(cid: str, **kw: Any) -> Reply:
-    return Reply(content=f"answer to {cid}", headers={ROUTE: route_for(cid)}, **kw)
+    return Reply(**{"content": f"answer to {cid}", "headers": {ROUTE: route_for(cid)}, **kw})
 
 
 def make_cases(n: int, *, sessions: int = 0, turns: int = 3) -> list[Case]:
