@@ -124,21 +124,28 @@ def build_profiles(*, traffic: dict[str, Any] | None, run_info: dict[str, dict[s
 
 @app.command()
 def cost(
-    traffic: Optional[Path] = typer.Option(None, "--traffic", help="Traffic file (YAML): per task requests a month, prompt_tokens, completion_tokens, model; optional compare list."),
-    run_dir: Optional[Path] = typer.Option(None, "--run", help="A run directory: token profiles and served models per task, its suite mix, and its misroute cost matrix."),
-    requests: Optional[list[str]] = typer.Option(None, "--requests", help="TASK=N requests a month (repeatable)."),
-    tokens: Optional[list[str]] = typer.Option(None, "--tokens", help="TASK=PROMPT/COMPLETION mean tokens per request (repeatable)."),
-    model: Optional[list[str]] = typer.Option(None, "--model", help="TASK=SLUG the model serving the task (repeatable)."),
-    compare: Optional[list[str]] = typer.Option(None, "--compare", help="Model slug to compare against as the only model for every task (repeatable; default: the traffic file's list, else every priced model)."),
-    monthly_requests: int = typer.Option(1_000_000, "--monthly-requests", help="Monthly volume for a run's suite mix when no requests are given."),
-    prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML replacing the packaged one."),
-    overhead: Optional[tuple[Path, Path]] = typer.Option(None, "--overhead", help="RUN_ROUTER RUN_DIRECT: the router's latency and cost overhead against a direct-model run of the same suite."),
+    traffic: Optional[Path] = typer.Option(None, "--traffic", metavar="FILE", help="Traffic file (YAML): per task requests a month, prompt_tokens, completion_tokens, model; optional compare list."),
+    run_dir: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="A run directory: token profiles and served models per task, its suite mix, and its misroute cost matrix."),
+    requests: Optional[list[str]] = typer.Option(None, "--requests", metavar="TASK=N", help="TASK=N requests a month (repeatable)."),
+    tokens: Optional[list[str]] = typer.Option(None, "--tokens", metavar="TASK=IN/OUT", help="TASK=PROMPT/COMPLETION mean tokens per request (repeatable)."),
+    model: Optional[list[str]] = typer.Option(None, "--model", metavar="TASK=SLUG", help="TASK=SLUG the model serving the task (repeatable)."),
+    compare: Optional[list[str]] = typer.Option(None, "--compare", metavar="SLUG", help="Model slug to compare against as the only model for every task (repeatable; default: the traffic file's list, else every priced model)."),
+    monthly_requests: int = typer.Option(1_000_000, "--monthly-requests", metavar="N", help="Monthly volume for a run's suite mix when no requests are given."),
+    prices: Optional[Path] = typer.Option(None, "--prices", metavar="FILE", help="Price catalog YAML replacing the packaged one."),
+    overhead: Optional[tuple[Path, Path]] = typer.Option(None, "--overhead", metavar="RUN_ROUTER RUN_DIRECT", help="RUN_ROUTER RUN_DIRECT: the router's latency and cost overhead against a direct-model run of the same suite."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ) -> None:
     """Per-request and monthly cost: routed versus hard-coding one model, misroute cost, router overhead.
 
-    Example (the DigitalOcean cost-governance tutorial):
-    evalkit cost --traffic examples/tutorial-traffic.yaml
+    Each task's figures come from the flags, else the traffic file, else the run. Unpriced
+    models are reported as unknown cost, never zero. See docs/cost.md.
+
+    \b
+    Examples:
+      evalkit cost --traffic examples/tutorial-traffic.yaml
+      evalkit cost --run reports/saas-support/<run-id> --traffic my-traffic.yaml
+      evalkit cost --requests qa=250000 --tokens qa=24/292 --model qa=anthropic-claude-4.6-sonnet
+      evalkit cost --overhead RUN_ROUTER RUN_DIRECT
     """
     from evalkit.cost import ROUTE_ONLY_NOTE, load_prices, load_traffic, misroute_matrix, price_record, project, run_profiles
     from evalkit.latency import router_overhead
