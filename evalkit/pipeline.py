@@ -144,6 +144,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
             asyncio.run(go())
     manifest.finished_at = utc_now()
     manifest.counts = count_statuses(results)
+    # A router may serve models outside its config's pools: record their prices too.
+    manifest.options["prices"] = prices_used(prices, suite, served=[r.served_model for r in results if r.served_model])
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
     summary = finalize(run_dir, manifest, results)
     if results and all(r.status == "error" and r.http_status is None for r in results):
@@ -153,13 +155,14 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     return RunOutcome(run_dir=run_dir, manifest=manifest, results=results, summary=summary)
 
 
-def prices_used(prices: dict[str, Price], suite: Suite) -> dict[str, Any]:
-    """The catalog entries of the router's models, recorded in the manifest so that a re-render
-    (``evalkit report``) prices the run exactly as it was priced; unpriced models are listed as null."""
+def prices_used(prices: dict[str, Price], suite: Suite, served: Sequence[str] = ()) -> dict[str, Any]:
+    """The catalog entries of the router's models (and of any other model that served a case),
+    recorded in the manifest so that a re-render (``evalkit report``) prices the run exactly as
+    it was priced; unpriced models are listed as null."""
     from evalkit.cost import price_record
 
     router = suite.router
-    slugs = [*(m for t in router.tasks for m in t.models), *router.fallback_models]
+    slugs = [*(m for t in router.tasks for m in t.models), *router.fallback_models, *served]
     return {slug: price_record(prices.get(slug)) for slug in dict.fromkeys(slugs)}
 
 

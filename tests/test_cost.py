@@ -410,3 +410,15 @@ def test_route_only_run_says_its_costs_are_not_real(tmp_path: Path) -> None:
     proc = run_cli("cost", "--run", run_dir)
     assert proc.returncode == 0, proc.stderr
     assert "route-only" in proc.stdout and "completion tokens are zero" in proc.stdout
+
+
+def test_run_records_its_prices_and_a_rerender_keeps_the_figures(scripted_run: Path) -> None:
+    manifest = json.loads((scripted_run / "manifest.json").read_text())
+    recorded = manifest["options"]["prices"]
+    assert recorded[UNPRICED] is None
+    for slug in ("openai-gpt-oss-20b", "anthropic-claude-4.6-sonnet", "openai-gpt-5"):
+        assert (recorded[slug]["input"], recorded[slug]["output"]) == (CATALOG[slug]["input"], CATALOG[slug]["output"])
+    before = json.loads((scripted_run / "summary.json").read_text())["cost"]
+    proc = run_cli("report", scripted_run)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((scripted_run / "summary.json").read_text())["cost"] == before
