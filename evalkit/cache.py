@@ -26,7 +26,7 @@ from evalkit.targets import TargetResponse
 CACHE_ENV = "EVALKIT_CACHE_DIR"
 CACHE_VERSION = 1
 _FIELDS = ("route", "served_model", "content", "finish_reason", "prompt_tokens", "completion_tokens",
-           "reasoning_tokens", "http_status", "latency_ms", "route_only")
+           "reasoning_tokens", "http_status", "latency_ms", "route_only", "ttft_ms")
 
 
 def default_cache_dir() -> Path:

@@ -100,6 +100,7 @@ def run(
     max_error_rate: Optional[float] = typer.Option(None, "--max-error-rate", help="Error budget: stop the run (exit 3, reports written) once more than this share of the cases failed, e.g. 0.05."),
     cache: bool = typer.Option(False, "--cache/--no-cache", help="Reuse stored responses for identical requests (off by default: a cache hides router changes). Stored under EVALKIT_CACHE_DIR or ~/.cache/evalkit/responses."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Finish an interrupted run: send only the cases of RUN_DIR without a result, appending to it."),
+    stream: bool = typer.Option(False, "--stream", help="Request streamed responses and measure time to first token (TTFT)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
 ) -> None:
@@ -114,7 +115,7 @@ def run(
     catalog = load_prices(prices)
     spec = TargetSpec(kind=target, base_url=base_url, model=model, router_name=router_name,
                       route_header=route_header, api_key_env=api_key_env, threshold=threshold,
-                      upstreams=parse_upstreams(upstream), timeout=timeout)
+                      upstreams=parse_upstreams(upstream), timeout=timeout, stream=stream)
     show = not quiet and err.is_terminal
     progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[misrouted]} misrouted, {task.fields[errors]} errors"),

@@ -83,6 +83,7 @@ class TargetSpec:
     classifier: str = "embedding"
     upstreams: dict[str, str] = field(default_factory=dict)
     timeout: float = 120.0
+    stream: bool = False
 
 
 @dataclass
@@ -123,7 +124,7 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
                           threshold=threshold, note="embedded local router (a proxy for the real classifier)")
         client = make_client(local.base_url, "evalkit-local", timeout=spec.timeout, concurrency=concurrency)
         try:
-            yield OpenAITarget(client, model=info.model, route_header=header, info=info)
+            yield OpenAITarget(client, model=info.model, route_header=header, info=info, stream=spec.stream)
         finally:
             local.stop()
         return
@@ -140,7 +141,7 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
         key = api_key_from_env(spec.api_key_env, target="openai") if spec.api_key_env else "none"
     info = TargetInfo(kind=spec.kind, base_url=base_url, model=model, route_header=header, router_name=router_name)
     client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
-    yield OpenAITarget(client, model=model, route_header=header, info=info)
+    yield OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream)
 
 
 def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[str, Any]) -> Manifest:
@@ -190,7 +191,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
         if prior is None:
             run_dir = create_run_dir(out, suite.name)
             manifest = new_manifest(run_dir.name, suite, target.info, {
-                "concurrency": concurrency, "defaults": defaults, "retries": rel.retries,
+                "concurrency": concurrency, "defaults": defaults, "stream": spec.stream,
+                "prices": prices_used(prices, suite), "retries": rel.retries,
                 "timeout_s": spec.timeout, "rpm": options.rpm, "max_error_rate": rel.max_error_rate,
                 "cache": rel.cache})
             results: list[CaseResult] = []
@@ -242,6 +244,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
         manifest.options["cache_hits"] = cache.hits
     if stopped is not None:
         manifest.stopped = stopped.what
+    # A router may serve models outside its config's pools: record their prices too.
+    manifest.options["prices"] = prices_used(prices, suite, served=[r.served_model for r in results if r.served_model])
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
     summary = finalize(run_dir, manifest, results)
     if stopped is not None:
@@ -261,6 +265,7 @@ def cache_scope(info: TargetInfo, suite: Suite, spec: TargetSpec) -> dict[str, A
         scope.pop("base_url", None)
         scope["upstreams"] = dict(sorted(spec.upstreams.items()))
     scope["router_hash"] = suite.router.hash
+    scope["stream"] = spec.stream
     return scope
 
 
@@ -318,6 +323,17 @@ def _read_prior(run_dir: Path, suite: Suite, spec: TargetSpec) -> _Prior:
             history = session_history([*history, *case.own_messages()], answers[case.id])
         histories[sid] = history
     return _Prior(run_dir=run_dir, manifest=manifest, results=results, histories=histories)
+
+
+def prices_used(prices: dict[str, Price], suite: Suite, served: Sequence[str] = ()) -> dict[str, Any]:
+    """The catalog entries of the router's models (and of any other model that served a case),
+    recorded in the manifest so that a re-render (``evalkit report``) prices the run exactly as
+    it was priced; unpriced models are listed as null."""
+    from evalkit.cost import price_record
+
+    router = suite.router
+    slugs = [*(m for t in router.tasks for m in t.models), *router.fallback_models, *served]
+    return {slug: price_record(prices.get(slug)) for slug in dict.fromkeys(slugs)}
 
 
 def count_statuses(results: Sequence[CaseResult]) -> dict[str, int]:

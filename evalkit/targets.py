@@ -4,6 +4,9 @@ The target sends a case's messages, reads the route from a configurable response
 (``x-model-router-selected-route`` by default; presets for other routers), the served model
 from the body, usage and latency. Clients are injected, so tests hand in one pointed at a
 local server. Keys come from environment variables and are never stored or printed.
+
+With ``stream=True`` the target asks for server-sent events (with usage in the last chunk) and
+also measures the time to the first generated token; the non-streaming path is unchanged.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class TargetResponse:
     latency_ms: float
     route_only: bool
     headers: dict[str, str]
+    ttft_ms: float | None = None
 
 
 class TargetCallError(Exception):
@@ -71,11 +75,13 @@ class TargetCallError(Exception):
 class OpenAITarget:
     """Any OpenAI-compatible chat-completions endpoint that reports its route in a header."""
 
-    def __init__(self, client: Any, *, model: str, route_header: str, info: TargetInfo) -> None:
+    def __init__(self, client: Any, *, model: str, route_header: str, info: TargetInfo,
+                 stream: bool = False) -> None:
         self.client = client
         self.model = model
         self.route_header = route_header.lower()
         self.info = info
+        self.stream = stream
         key = getattr(client, "api_key", None)
         self.secrets = [key] if isinstance(key, str) else []
 
@@ -86,6 +92,7 @@ class OpenAITarget:
     async def send(self, messages: list[dict[str, Any]], *, max_completion_tokens: int | None = None,
                    affinity: str | None = None, temperature: float | None = None,
                    model: str | None = None) -> TargetResponse:
+        import httpx
         import openai
 
         kwargs: dict[str, Any] = {"model": model or self.model, "messages": messages}
@@ -95,10 +102,17 @@ class OpenAITarget:
             kwargs["temperature"] = temperature
         if affinity:
             kwargs["extra_headers"] = {"X-Model-Affinity": affinity}
+        if self.stream:
+            kwargs["stream"] = True
+            kwargs["stream_options"] = {"include_usage": True}
         start = time.perf_counter()
+        ttft_ms: float | None = None
         try:
             raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
-            completion = raw.parse()
+            if self.stream:
+                completion, ttft_ms = await _read_stream(raw, start)
+            else:
+                completion = raw.parse()
         except openai.APIStatusError as exc:
             retry_after = _retry_after(exc.response.headers.get("retry-after"))
             status = exc.status_code
@@ -111,6 +125,11 @@ class OpenAITarget:
                                   http_status=None) from None
         except (ValueError, TypeError, AttributeError) as exc:  # a body that is not a chat completion
             raise TargetCallError(self._clean(f"malformed response body: {exc}") or "", http_status=200) from None
+        except openai.APIError as exc:  # an error event in the middle of a stream
+            raise TargetCallError(self._clean(f"stream failed: {exc.message}") or "", http_status=200) from None
+        except httpx.HTTPError as exc:  # the connection broke while a stream was being read
+            raise TargetCallError(self._clean(f"stream interrupted: {exc.__class__.__name__}: {exc}") or "",
+                                  http_status=None) from None
         latency_ms = (time.perf_counter() - start) * 1000
         headers = {k.lower(): v for k, v in raw.headers.items()}
         route = self._clean(headers.get(self.route_header))
@@ -126,7 +145,7 @@ class OpenAITarget:
             details = getattr(usage, "completion_tokens_details", None) if usage else None
             response = TargetResponse(
                 route=route.strip() if route else None,
-                served_model=self._clean(_str(getattr(completion, "model", None))),
+                served_model=self._clean(_str(getattr(completion, "model", None))) or None,
                 content=self._clean(_str(getattr(message, "content", None))),
                 finish_reason=_str(getattr(choice, "finish_reason", None)),
                 prompt_tokens=_int(getattr(usage, "prompt_tokens", None)),
@@ -136,6 +155,7 @@ class OpenAITarget:
                 latency_ms=latency_ms,
                 route_only=headers.get("x-evalkit-route-only", "").lower() == "true",
                 headers=headers,
+                ttft_ms=ttft_ms,
             )
         except (AttributeError, TypeError, IndexError) as exc:
             raise TargetCallError(f"malformed response body: {exc}", http_status=200) from None
@@ -161,6 +181,51 @@ def redact(text: str | None, secrets: list[str]) -> str | None:
         if secret and len(secret) >= 8 and secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
+    """Read a streamed completion: (the assembled ``ChatCompletion``, time to first token in ms).
+
+    Time to first token is the time from sending the request to the first chunk that carries
+    generated text (content, refusal or reasoning). A server that ignores ``stream`` and answers
+    with one JSON body (the local router in route-only mode does) is read as a normal
+    completion with no time to first token.
+    """
+    from openai.types.chat import ChatCompletion
+
+    content_type = raw.headers.get("content-type", "")
+    if "text/event-stream" not in content_type:
+        body = await raw.http_response.aread()
+        return ChatCompletion.model_validate_json(body), None
+    ttft_ms: float | None = None
+    parts: list[str] = []
+    model = None
+    finish_reason = None
+    usage = None
+    cid = ""
+    created = 0
+    async for chunk in raw.parse():
+        cid = chunk.id or cid
+        created = chunk.created or created
+        model = chunk.model or model
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices or []:
+            delta = choice.delta
+            text = (delta.content or "") if delta else ""
+            reasoning = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None) if delta else None
+            if ttft_ms is None and (text or reasoning or (delta and delta.refusal)):
+                ttft_ms = (time.perf_counter() - start) * 1000
+            parts.append(text)
+            if choice.finish_reason:
+                finish_reason = choice.finish_reason
+    completion = ChatCompletion.model_validate({
+        "id": cid or "stream", "object": "chat.completion", "created": created, "model": model or "",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
+                     "finish_reason": finish_reason or "stop"}],
+        "usage": usage.model_dump() if usage is not None else None,
+    })
+    return completion, ttft_ms
 
 
 def _retry_after(value: str | None) -> float | None:
