@@ -179,7 +179,7 @@ def test_kill_minus_nine_and_resume_matches_an_uninterrupted_run(tmp_path):
                 time.sleep(0.005)
             proc.kill()  # SIGKILL: no cleanup, no flush, nothing
             proc.wait()
-            time.sleep(0.3)  # requests already on the wire reach the server log
+            time.sleep(1.0)  # requests already on the wire reach the server log
             after = stored_ids(run_dir)
             segments.append(([cid for cid, _ in rec.log[mark:]], stored_before, after))
             stored_before = after
