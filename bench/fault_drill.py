@@ -43,6 +43,7 @@ def free_port() -> int:
 def serve(router: Path, port: int, env: dict[str, str], *faults: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "evalkit", "serve", str(router), "--port", str(port), *faults],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # (stderr is only read when the server fails to start; it is quiet while serving)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -76,6 +77,7 @@ def main() -> None:
     ap.add_argument("--fault-rate", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timeout", type=float, default=3.0, help="evalkit run --timeout (per attempt)")
+    ap.add_argument("--serve-from", type=Path, default=ROOT, help="source tree whose `evalkit serve` injects the faults")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="evalkit-drill-"))
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -83,15 +85,16 @@ def main() -> None:
         suite = write_suite(tmp / "suite", args.cases)
         ids = [json.loads(line)["id"] for line in (suite / "cases.jsonl").read_text().splitlines()]
         port = free_port()
-        server = serve(suite / "router.json", port, env, "--fault-rate", str(args.fault_rate),
-                       "--fault-kinds", KINDS, "--seed", str(args.seed))
+        serve_env = dict(env, PYTHONPATH=str(args.serve_from))
+        server = serve(suite / "router.json", port, serve_env, "--fault-rate", str(args.fault_rate),
+                       "--fault-kinds", KINDS, "--seed", str(args.seed), "--fault-timeout", "10")
         try:
             faulted_dir, wall, rc = run(suite, port, tmp / "faulted", env, "--timeout", str(args.timeout))
         finally:
             server.kill()
             server.wait()
         port = free_port()
-        server = serve(suite / "router.json", port, env)
+        server = serve(suite / "router.json", port, serve_env)
         try:
             clean_dir, clean_wall, _ = run(suite, port, tmp / "clean", env)
         finally:

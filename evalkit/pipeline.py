@@ -220,7 +220,11 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
                 if result.id in seen:  # the runner's contract; a break here would double-count a case
                     raise RuntimeError(f"case {result.id} got a second result")
                 seen.add(result.id)
-                writer.write(result)
+                try:
+                    writer.write(result)
+                except OSError as exc:  # a full disk, a removed folder: the run cannot go on
+                    raise RunError(f"cannot append to results.jsonl: {exc.strerror or exc}", where=str(run_dir),
+                                   fix="free disk space or fix the folder, then finish the run with --resume") from None
                 kept = slim(result)
                 results.append(kept)
                 fresh.append(kept)
