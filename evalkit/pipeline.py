@@ -3,8 +3,8 @@
 This is the glue between the edges (suites, targets, store) and the pure analysis; the CLI
 calls it and only adds argument parsing, progress display and exit codes.
 
-Memory: results are appended to ``results.jsonl`` as they complete and kept in memory without
-their answer text (``content``), which is what the analysis needs; answers stay in the file.
+Memory: results are appended to ``results.jsonl`` as they complete; the in-memory list holds the
+result records (answers included: the judge reads them), never the raw responses.
 
 Resume (``resume=RUN_DIR``): the stored results are read back, a torn last line is cut off, and
 only cases without a result are sent, appended to the same ``results.jsonl``. A session whose
@@ -90,13 +90,8 @@ class TargetSpec:
 class RunOutcome:
     run_dir: Path
     manifest: Manifest
-    results: list[CaseResult]  # without answer text (content); results.jsonl holds everything
+    results: list[CaseResult]
     summary: dict[str, Any]
-
-
-def slim(result: CaseResult) -> CaseResult:
-    """The in-memory copy of a result: everything the analysis reads, without the answer text."""
-    return result.model_copy(update={"content": None}) if result.content else result
 
 
 @contextlib.contextmanager
@@ -225,9 +220,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
                 except OSError as exc:  # a full disk, a removed folder: the run cannot go on
                     raise RunError(f"cannot append to results.jsonl: {exc.strerror or exc}", where=str(run_dir),
                                    fix="free disk space or fix the folder, then finish the run with --resume") from None
-                kept = slim(result)
-                results.append(kept)
-                fresh.append(kept)
+                results.append(result)
+                fresh.append(result)
                 on_result(result)
 
             async def go() -> None:
@@ -309,7 +303,7 @@ def _read_prior(run_dir: Path, suite: Suite, spec: TargetSpec) -> _Prior:
             seen.add(r.id)
             if r.session is not None:
                 answers[r.id] = r.content
-            results.append(slim(r))
+            results.append(r)
     histories: dict[str, list[dict[str, Any]]] = {}
     sessions: dict[str, list[Any]] = {}
     for case in suite.cases:
