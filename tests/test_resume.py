@@ -16,7 +16,7 @@ import pytest
 from evalkit.records import CaseResult
 from evalkit.store import RESULTS, ResultWriter, iter_results, repair_results
 from tests.conftest import ROOT, cli_env, run_cli
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, Reply
 from tests.fault_helpers import Recorder, make_cases, ok_reply, route_for, write_case_suite
 
 
@@ -222,3 +222,30 @@ def test_kill_minus_nine_and_resume_matches_an_uninterrupted_run(tmp_path):
     for key in ("n_cases", "n_errors", "accuracy", "confusion", "per_task"):
         assert s1[key] == s2[key]
     assert s1["run"]["resumes"] == 6 and s1["run"]["n_not_run"] == 0
+
+
+def test_a_run_stopped_by_the_error_budget_is_finished_by_resume(tmp_path):
+    cases = make_cases(12)
+    suite = write_case_suite(tmp_path / "s", cases)
+    outage = {"on": True}
+
+    def decide(cid, attempt, body):
+        return Reply(status=503) if outage["on"] and cid in ("c003", "c004", "c005") else ok_reply(cid)
+
+    rec = Recorder(decide)
+    with FakeOpenAI(rec) as fake:
+        proc = run_cli("run", suite, *openai_args(fake, tmp_path / "runs", "--max-error-rate", "0.1",
+                                                  "--concurrency", "1"))
+        assert proc.returncode == 3, proc.stderr
+        run_dir = next((tmp_path / "runs").glob("*/*"))
+        stopped = json.loads((run_dir / "summary.json").read_text())
+        outage["on"] = False
+        proc = run_cli("run", suite, *openai_args(fake, tmp_path / "runs", "--resume", str(run_dir)))
+        assert proc.returncode == 0, proc.stderr
+    # 12 cases at 0.1 allow one error; c003 and c004 fail, so the run stops after 5 cases.
+    assert stopped["n_cases"] == 5 and stopped["run"]["n_not_run"] == 7 and stopped["run"]["stopped"]
+    final = json.loads((run_dir / "summary.json").read_text())
+    assert final["n_cases"] == 12 and final["n_errors"] == 2 and final["run"]["n_not_run"] == 0
+    assert final["run"]["stopped"] is None
+    assert sorted(stored_ids(run_dir)) == sorted(c.id for c in cases)
+    assert rec.count("c003") == 1 and rec.count("c005") == 1  # stored errors are results: not resent
