@@ -42,6 +42,30 @@ def parse_upstreams(values: list[str] | None) -> dict[str, str]:
     return result
 
 
+def judge_settings_from_options(model: str | None, *, base_url: str | None, api_key_env: str, samples: int,
+                                pairwise: bool, cache: bool, concurrency: int, timeout: float,
+                                baseline_model: str | None = None) -> Any:
+    """The judge settings of ``--judge*`` options (None when no judge was asked for)."""
+    import os
+
+    from evalkit.judge import JudgeSettings
+    from evalkit.targets import DO_INFERENCE_URL
+
+    if model is None:
+        if pairwise:
+            raise UsageError("--judge-pairwise needs a judge", where="--judge-pairwise",
+                             fix="add --judge MODEL (and --baseline-model SLUG to compare against)")
+        return None
+    if pairwise and not baseline_model:
+        raise UsageError("--judge-pairwise compares the router with a baseline model", where="--judge-pairwise",
+                         fix="add --baseline-model SLUG")
+    settings = JudgeSettings(model=model, base_url=base_url or os.environ.get("EVALKIT_DO_INFERENCE_URL", DO_INFERENCE_URL),
+                             api_key_env=api_key_env, samples=samples, pairwise=pairwise, cache=cache,
+                             concurrency=max(1, concurrency), timeout=timeout)
+    settings.validate()
+    return settings
+
+
 def fmt_pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
@@ -68,6 +92,10 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     for task, v in summary["per_task"].items():
         table.add_row(task, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
     out.print(table)
+    if summary.get("judge"):
+        from evalkit.commands.judge import print_judge
+
+        print_judge(summary["judge"])
     out.print(f"report: {run_dir / 'report.html'}")
 
 
@@ -96,6 +124,13 @@ def run(
     timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Judge every answer's correctness and completeness (1-5) with this model."),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="Judge's OpenAI-compatible base URL (default: DigitalOcean serverless inference)."),
+    judge_api_key_env: str = typer.Option("MODEL_ACCESS_KEY", "--judge-api-key-env", help="Environment variable holding the judge's key; judging is skipped when it is not set."),
+    judge_samples: int = typer.Option(1, "--judge-samples", help="Judge each answer K times and take the median (reports agreement)."),
+    judge_pairwise: bool = typer.Option(False, "--judge-pairwise", help="With --baseline-model: also ask the judge which answer is better, in both orders."),
+    judge_cache: bool = typer.Option(True, "--judge-cache/--no-judge-cache", help="Reuse cached verdicts ($EVALKIT_CACHE_DIR/judge)."),
+    baseline_model: Optional[str] = typer.Option(None, "--baseline-model", help="Also send every case to this fixed model (same endpoint) to compare quality and cost per path."),
 ) -> None:
     """Run a suite against a router, write the run directory and print the summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -109,6 +144,10 @@ def run(
     spec = TargetSpec(kind=target, base_url=base_url, model=model, router_name=router_name,
                       route_header=route_header, api_key_env=api_key_env, threshold=threshold,
                       upstreams=parse_upstreams(upstream), timeout=timeout)
+    judge_settings = judge_settings_from_options(judge, base_url=judge_base_url, api_key_env=judge_api_key_env,
+                                                 samples=judge_samples, pairwise=judge_pairwise, cache=judge_cache,
+                                                 concurrency=concurrency, timeout=timeout,
+                                                 baseline_model=baseline_model)
     show = not quiet and err.is_terminal
     progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[misrouted]} misrouted, {task.fields[errors]} errors"),
@@ -129,7 +168,8 @@ def run(
                 err.print(f"[dim]{message}[/dim]")
 
         outcome = run_suite(loaded, spec, out=out_dir, prices=catalog, concurrency=concurrency,
-                            on_result=on_result, status=status)
+                            on_result=on_result, status=status, judge=judge_settings,
+                            baseline_model=baseline_model)
     if as_json:
         out.print_json(json.dumps(outcome.summary, default=str))
     else:

@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator, Sequence
 from evalkit import SCHEMA_VERSION, __version__
 from evalkit.cost import Price
 from evalkit.errors import RunError, UsageError
+from evalkit.judge import (BASELINE_FILE, JudgeSettings, judge_run_dir, load_judgement, make_judge_client,
+                           resolve_judge_key, skipped_block)
 from evalkit.records import CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
 from evalkit.report import write_reports
 from evalkit.runner import RunOptions, run_cases
@@ -102,7 +104,8 @@ def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[st
         evalkit_version=__version__,
         run_id=run_id,
         suite=SuiteInfo(name=suite.name, path=str(suite.folder), hash=suite.hash, n_cases=len(suite.cases)),
-        router=RouterInfo(name=suite.router.name, hash=suite.router.hash, tasks=suite.router.task_names),
+        router=RouterInfo(name=suite.router.name, hash=suite.router.hash, tasks=suite.router.task_names,
+                          descriptions={t.name: t.description for t in suite.router.tasks}),
         target=target,
         started_at=utc_now(),
         options=options,
@@ -111,11 +114,21 @@ def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[st
 
 def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[str, Price],
               concurrency: int = 16, on_result: Callable[[CaseResult], None] = lambda r: None,
-              status: Callable[[str], None] = lambda s: None) -> RunOutcome:
-    """Run ``suite`` against the target and write the whole run directory."""
+              status: Callable[[str], None] = lambda s: None, judge: JudgeSettings | None = None,
+              baseline_model: str | None = None) -> RunOutcome:
+    """Run ``suite`` against the target and write the whole run directory.
+
+    With ``baseline_model`` every case is also sent to that fixed model through the same
+    endpoint (``baseline.jsonl``); with ``judge`` the answers are judged once the run is stored
+    (skipped, and said so in the report, when the judge's key is not set).
+    """
     if concurrency < 1:
         raise UsageError("concurrency must be at least 1", where="--concurrency", got=str(concurrency),
                          fix="e.g. --concurrency 16")
+    judge_key = None
+    if judge is not None:
+        judge.validate()
+        judge_key = resolve_judge_key(judge)
     defaults = suite.spec.defaults
     options = RunOptions(concurrency=concurrency, max_completion_tokens=defaults.get("max_completion_tokens"),
                          temperature=defaults.get("temperature"), prices=prices)
@@ -123,7 +136,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
         run_dir = create_run_dir(out, suite.name)
         options.affinity_prefix = f"evalkit-{run_dir.name}"
         manifest = new_manifest(run_dir.name, suite, target.info,
-                                {"concurrency": concurrency, "defaults": defaults})
+                                {"concurrency": concurrency, "defaults": defaults,
+                                 **({"baseline_model": baseline_model} if baseline_model else {})})
         write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
         results: list[CaseResult] = []
         status(f"running {len(suite.cases)} cases against {target.info.kind} ({target.info.base_url})")
@@ -136,6 +150,12 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
             async def go() -> None:
                 try:
                     await run_cases(suite.cases, target, options, record)
+                    if baseline_model:
+                        status(f"sending {len(suite.cases)} cases to the baseline model {baseline_model}")
+                        with ResultWriter(run_dir, BASELINE_FILE) as base_writer:
+                            baseline = OpenAITarget(target.client, model=baseline_model,
+                                                    route_header=target.route_header, info=target.info)
+                            await run_cases(suite.cases, baseline, options, base_writer.write)
                 finally:
                     await target.close()
 
@@ -143,6 +163,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     manifest.finished_at = utc_now()
     manifest.counts = count_statuses(results)
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
+    if judge is not None:
+        judge_stored(run_dir, manifest, results, judge, key=judge_key, prices=prices, status=status)
     summary = finalize(run_dir, manifest, results)
     if results and all(r.status == "error" and r.http_status is None for r in results):
         raise RunError("the router could not be reached: every case failed to connect",
@@ -158,9 +180,25 @@ def count_statuses(results: Sequence[CaseResult]) -> dict[str, int]:
     return counts
 
 
+def judge_stored(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult], settings: JudgeSettings, *,
+                 key: str | None, prices: dict[str, Price], status: Callable[[str], None] = lambda s: None,
+                 client: Any = None) -> dict[str, Any]:
+    """Judge a stored run (or record why not) and keep the judge's settings in the manifest."""
+    if key is None:
+        block = skipped_block(settings, str(run_dir))
+        status(f"judging skipped: {block['reason']}; to turn it on: {block['fix']}")
+    else:
+        judge = make_judge_client(settings, key, prices, client=client)
+        block = judge_run_dir(run_dir, results, settings, judge=judge, descriptions=manifest.router.descriptions,
+                              status=status)
+    manifest.judge = block
+    write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
+    return block
+
+
 def finalize(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, Any]:
     """Analyse a run's records and write summary.json and the reports."""
-    summary = build_summary(manifest, results)
+    summary = build_summary(manifest, results, judgement=load_judgement(run_dir))
     write_json(run_dir / SUMMARY, summary)
     write_reports(run_dir, summary, results, manifest)
     return summary
