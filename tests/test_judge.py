@@ -171,12 +171,15 @@ def test_no_parseable_sample_is_unscored_and_all_failed_is_error():
 # -- bootstrap ---------------------------------------------------------------------------------
 
 def reference_ci(values: list[float]) -> list[float]:
-    """The documented convention, computed without the module: sort, draw indices with a fresh
-    default_rng(seed), mean each row by hand, linear-interpolated 2.5/97.5 percentiles."""
+    """The documented convention, computed without the module: distinct values and counts,
+    multinomial count rows from a fresh default_rng(seed), each row's mean by hand,
+    linear-interpolated 2.5/97.5 percentiles."""
     xs = sorted(values)
     n = len(xs)
-    idx = np.random.default_rng(BOOTSTRAP_SEED).integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
-    means = sorted(sum(xs[i] for i in row) / n for row in idx.tolist())
+    distinct = sorted(set(xs))
+    counts = [xs.count(v) for v in distinct]
+    draws = np.random.default_rng(BOOTSTRAP_SEED).multinomial(n, [c / n for c in counts], size=BOOTSTRAP_RESAMPLES)
+    means = sorted(sum(k * v for k, v in zip(row, distinct)) / n for row in draws.tolist())
 
     def pct(q: float) -> float:
         pos = (len(means) - 1) * q
@@ -197,7 +200,7 @@ def test_bootstrap_edge_cases():
     assert bootstrap_ci([3.0]) == [3.0, 3.0]
     assert bootstrap_ci([4, 4, 4]) == [4.0, 4.0]
     lo, hi = bootstrap_ci([1, 5] * 20)
-    assert 2.3 < lo < 3.0 < hi < 3.7
+    assert 2.2 < lo < 2.6 and 3.4 < hi < 3.8
 
 
 def test_difference_interval_of_identical_constant_groups_is_zero():
@@ -315,3 +318,13 @@ def test_cache_key_covers_model_version_prompt_and_sample():
 
 def test_criteria_constant():
     assert CRITERIA == ("correctness", "completeness")
+
+
+def test_difference_interval_follows_the_documented_convention():
+    a, b = [1, 2, 2, 3], [4, 5, 3]
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    da = rng.multinomial(4, [1 / 4, 2 / 4, 1 / 4], size=BOOTSTRAP_RESAMPLES).tolist()  # values 1, 2, 3
+    db = rng.multinomial(3, [1 / 3, 1 / 3, 1 / 3], size=BOOTSTRAP_RESAMPLES).tolist()  # values 3, 4, 5
+    diffs = [(r[0] * 1 + r[1] * 2 + r[2] * 3) / 4 - (q[0] * 3 + q[1] * 4 + q[2] * 5) / 3 for r, q in zip(da, db)]
+    expected = np.percentile(diffs, [2.5, 97.5]).tolist()
+    assert bootstrap_diff_ci(a, b) == pytest.approx(expected, abs=1e-12)

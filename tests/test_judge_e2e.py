@@ -264,8 +264,10 @@ def reference_ci(values: list[float]) -> list[float] | None:
         return None
     xs = sorted(values)
     n = len(xs)
-    idx = np.random.default_rng(BOOTSTRAP_SEED).integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
-    means = sorted(sum(xs[i] for i in row) / n for row in idx.tolist())
+    distinct = sorted(set(xs))
+    counts = [xs.count(v) for v in distinct]
+    draws = np.random.default_rng(BOOTSTRAP_SEED).multinomial(n, [c / n for c in counts], size=BOOTSTRAP_RESAMPLES)
+    means = sorted(sum(k * v for k, v in zip(row, distinct)) / n for row in draws.tolist())
 
     def pct(q: float) -> float:
         pos = (len(means) - 1) * q

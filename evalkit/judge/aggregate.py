@@ -4,12 +4,14 @@ per tag, misroute harm, the baseline comparison and calibration against human gr
 Intervals are percentile bootstrap intervals with a fixed seed, so the same records always give
 the same figures. The convention (documented in docs/judge.md and followed by the tests):
 
-- the scores of a group are sorted ascending, then ``rng = numpy.random.default_rng(BOOTSTRAP_SEED)``
-  draws ``rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))`` indices; the interval is
-  ``numpy.percentile(means, [2.5, 97.5])`` (linear interpolation) of the resampled means;
+- a group's scores are reduced to their distinct values ``v`` (ascending) and counts ``c``
+  (n = sum of c); ``rng = numpy.random.default_rng(BOOTSTRAP_SEED)`` draws
+  ``rng.multinomial(n, c / n, size=BOOTSTRAP_RESAMPLES)``, one row of counts per resample (the
+  same distribution as resampling n scores with replacement); each resample's mean is
+  ``row @ v / n``; the interval is ``numpy.percentile(means, [2.5, 97.5])`` (linear interpolation);
 - every group starts from a fresh generator with the same seed (so a group's interval does not
   depend on which other groups exist or on the order of the records);
-- a difference between two independent groups (misroute harm) draws the first group's indices,
+- a difference between two independent groups (misroute harm) draws the first group's counts,
   then the second's, from one fresh generator, and takes percentiles of the mean differences;
 - a paired difference (router minus baseline on the same cases) is the plain interval of the
   per-case differences;
@@ -31,6 +33,18 @@ GRADES = [1, 2, 3, 4, 5]
 ATTENTION_LISTED = 30
 
 
+def _resampled_means(rng: Any, values: Sequence[float], resamples: int) -> Any:
+    """Means of ``resamples`` bootstrap resamples of ``values``, drawn as multinomial counts over
+    the distinct values (same distribution as resampling indices, but the cost depends on the
+    number of distinct scores, not on n)."""
+    import numpy as np
+
+    distinct, counts = np.unique(np.asarray(values, dtype=float), return_counts=True)
+    n = int(counts.sum())
+    draws = rng.multinomial(n, counts / n, size=resamples)
+    return draws @ distinct / n
+
+
 def bootstrap_ci(values: Sequence[float], *, seed: int = BOOTSTRAP_SEED,
                  resamples: int = BOOTSTRAP_RESAMPLES) -> list[float] | None:
     """95% percentile bootstrap interval of the mean (see the module docstring)."""
@@ -38,10 +52,8 @@ def bootstrap_ci(values: Sequence[float], *, seed: int = BOOTSTRAP_SEED,
 
     if not values:
         return None
-    arr = np.sort(np.asarray(values, dtype=float))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(arr), size=(resamples, len(arr)))
-    lo, hi = np.percentile(arr[idx].mean(axis=1), [2.5, 97.5])
+    means = _resampled_means(np.random.default_rng(seed), values, resamples)
+    lo, hi = np.percentile(means, [2.5, 97.5])
     return [float(lo), float(hi)]
 
 
@@ -52,12 +64,10 @@ def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], *, seed: int = BOO
 
     if not a or not b:
         return None
-    xa = np.sort(np.asarray(a, dtype=float))
-    xb = np.sort(np.asarray(b, dtype=float))
     rng = np.random.default_rng(seed)
-    ia = rng.integers(0, len(xa), size=(resamples, len(xa)))
-    ib = rng.integers(0, len(xb), size=(resamples, len(xb)))
-    lo, hi = np.percentile(xa[ia].mean(axis=1) - xb[ib].mean(axis=1), [2.5, 97.5])
+    means_a = _resampled_means(rng, a, resamples)
+    means_b = _resampled_means(rng, b, resamples)
+    lo, hi = np.percentile(means_a - means_b, [2.5, 97.5])
     return [float(lo), float(hi)]
 
 
@@ -76,7 +86,16 @@ def score_stats(records: Iterable[JudgeRecord]) -> dict[str, Any]:
 
 
 def _by_criterion(records: Sequence[JudgeRecord], criteria: Sequence[str]) -> dict[str, dict[str, Any]]:
-    return {c: score_stats(r for r in records if r.criterion == c) for c in criteria}
+    split = _group(records, lambda r: r.criterion)
+    return {c: score_stats(split.get(c, [])) for c in criteria}
+
+
+def _group(items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
+    """Items grouped by ``key(item)`` in one pass, groups in first-seen order."""
+    groups: dict[Any, list[Any]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
 
 
 def _scores(records: Iterable[JudgeRecord]) -> list[float]:
@@ -91,25 +110,24 @@ def misroute_harm(records: Sequence[JudgeRecord], results: Sequence[CaseResult],
     ``by_route`` splits the misrouted cases by where they went.
     """
     by_id = {r.id: r for r in results}
-    tasks = sorted({by_id[rec.id].expected_route for rec in records if rec.id in by_id})
+    groups = _group((rec for rec in records if rec.id in by_id),
+                    lambda rec: (by_id[rec.id].expected_route, rec.criterion))
     out: dict[str, Any] = {}
-    for task in tasks:
+    for task in sorted({task for task, _ in groups}):
         entry: dict[str, Any] = {}
         for c in criteria:
-            mine = [rec for rec in records if rec.criterion == c and rec.id in by_id
-                    and by_id[rec.id].expected_route == task]
+            mine = groups.get((task, c), [])
             good = [rec for rec in mine if by_id[rec.id].route == task]
             bad = [rec for rec in mine if by_id[rec.id].route != task]
             if not bad:
                 continue
             sg, sb = _scores(good), _scores(bad)
-            routes = sorted({by_id[rec.id].route_label for rec in bad})
+            by_route = _group(bad, lambda rec: by_id[rec.id].route_label)
             entry[c] = {
                 "correct": score_stats(good), "misrouted": score_stats(bad),
                 "difference": (_mean(sb) - _mean(sg)) if sg and sb else None,  # type: ignore[operator]
                 "difference_ci95": bootstrap_diff_ci(sb, sg),
-                "by_route": {route: score_stats(rec for rec in bad if by_id[rec.id].route_label == route)
-                             for route in routes},
+                "by_route": {route: score_stats(by_route[route]) for route in sorted(by_route)},
             }
         if entry:
             out[task] = entry
@@ -261,14 +279,17 @@ def judge_summary(results: Sequence[CaseResult], records: Sequence[JudgeRecord],
     """The ``judge`` section of ``summary.json``."""
     by_id = {r.id: r for r in results}
     records = [r for r in records if r.id in by_id]
-    paths = sorted({by_id[r.id].route_label for r in records})
-    per_path = {p: _by_criterion([r for r in records if by_id[r.id].route_label == p], criteria) for p in paths}
+    paths = _group(records, lambda r: by_id[r.id].route_label)
+    per_path = {p: _by_criterion(paths[p], criteria) for p in sorted(paths)}
+    cells = _group(records, lambda r: (by_id[r.id].expected_route, by_id[r.id].route_label))
     per_cell: dict[str, dict[str, Any]] = {}
-    for expected, route in sorted({(by_id[r.id].expected_route, by_id[r.id].route_label) for r in records}):
-        per_cell.setdefault(expected, {})[route] = _by_criterion(
-            [r for r in records if by_id[r.id].expected_route == expected and by_id[r.id].route_label == route], criteria)
-    tags = sorted({t for r in records for t in by_id[r.id].tags})
-    per_tag = {t: _by_criterion([r for r in records if t in by_id[r.id].tags], criteria) for t in tags}
+    for expected, route in sorted(cells):
+        per_cell.setdefault(expected, {})[route] = _by_criterion(cells[(expected, route)], criteria)
+    tagged: dict[str, list[JudgeRecord]] = {}
+    for r in records:
+        for t in dict.fromkeys(by_id[r.id].tags):
+            tagged.setdefault(t, []).append(r)
+    per_tag = {t: _by_criterion(tagged[t], criteria) for t in sorted(tagged)}
     scored = sorted((r for r in records if r.status == "scored" and r.score is not None),
                     key=lambda r: (r.score, r.id, r.criterion))
     attention = [{"id": r.id, "criterion": r.criterion, "score": r.score, "rationale": r.rationale,
