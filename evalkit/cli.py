@@ -122,6 +122,7 @@ def run(
     upstream: Optional[list[str]] = typer.Option(None, "--upstream", help="Local router: forward a model to an OpenAI-compatible server, SLUG=URL (repeatable)."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML replacing the packaged one."),
     timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds."),
+    stream: bool = typer.Option(False, "--stream", help="Request streamed responses and measure time to first token (TTFT)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Judge every answer's correctness and completeness (1-5) with this model."),
@@ -143,7 +144,7 @@ def run(
     catalog = load_prices(prices)
     spec = TargetSpec(kind=target, base_url=base_url, model=model, router_name=router_name,
                       route_header=route_header, api_key_env=api_key_env, threshold=threshold,
-                      upstreams=parse_upstreams(upstream), timeout=timeout)
+                      upstreams=parse_upstreams(upstream), timeout=timeout, stream=stream)
     judge_settings = judge_settings_from_options(judge, base_url=judge_base_url, api_key_env=judge_api_key_env,
                                                  samples=judge_samples, pairwise=judge_pairwise, cache=judge_cache,
                                                  concurrency=concurrency, timeout=timeout,
