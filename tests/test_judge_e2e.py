@@ -525,3 +525,31 @@ def test_personal_access_token_as_judge_key_is_refused_before_the_run(tmp_path):
     assert proc.returncode == 2
     assert "personal access token" in proc.stderr and "dop_v1_abcdef" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_judge_pairwise_on_a_run_without_baseline_is_a_usage_error(e2e, tmp_path):
+    shutil.copytree(e2e["run_dir"], tmp_path / "run")
+    for name in ("baseline.jsonl", "baseline_judge.jsonl", "pairwise.jsonl"):
+        (tmp_path / "run" / name).unlink()
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest["options"].pop("baseline_model")
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    proc = run_cli("judge", tmp_path / "run", "--judge-pairwise", "--judge-api-key-env", "JUDGE_KEY", env=e2e["env"])
+    assert proc.returncode == 2
+    assert "--judge-pairwise needs a baseline, and this run has none" in proc.stderr
+
+
+def test_route_only_run_is_not_judged_and_the_report_says_why(tmp_path):
+    suite = write_suite(tmp_path / "mini", [{"id": "o1", "prompt": prompt_of("o1"), "expected_route": "classify"}])
+    env = cli_env(JUDGE_KEY=JUDGE_KEY, EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    with FakeOpenAI(router_handler) as router, FakeOpenAI(judge_handler) as judge:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", router.base_url, "--out", tmp_path / "out",
+                       "--judge", JUDGE_MODEL, "--judge-base-url", judge.base_url, "--judge-api-key-env", "JUDGE_KEY",
+                       "--quiet", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert judge.requests == []
+    run_dir = next((tmp_path / "out" / "mini").iterdir())
+    assert (run_dir / "judge.jsonl").read_text() == ""
+    judge_block = json.loads((run_dir / "summary.json").read_text())["judge"]
+    assert judge_block["not_judged"]["route_only"] == 1 and judge_block["overall"]["correctness"]["n"] == 0
+    assert "Nothing to judge: no case returned answer text" in (run_dir / "report.html").read_text()

@@ -76,6 +76,10 @@ def judge_command(
         raise UsageError("no judge model given and this run was never judged", where="--judge",
                          fix="add --judge MODEL, e.g. --judge openai-gpt-oss-120b")
     baseline = run.manifest.options.get("baseline_model")
+    if judge_pairwise and not baseline:
+        raise UsageError("--judge-pairwise needs a baseline, and this run has none", where=str(run.path),
+                         got="no baseline.jsonl", fix="run the suite with `evalkit run ... --baseline-model SLUG`, "
+                                                      "or leave out --judge-pairwise")
     settings: JudgeSettings = judge_settings_from_options(
         model, base_url=judge_base_url or (previous.get("base_url") if model == previous.get("model") else None),
         api_key_env=judge_api_key_env, samples=judge_samples,
