@@ -20,7 +20,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from evalkit.records import FALLBACK
 
@@ -84,8 +84,10 @@ class EmbeddingClassifier:
 
     name = "embedding"
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, *,
+                 encoder: "Callable[[list[str]], np.ndarray] | None" = None) -> None:
         self.threshold = threshold
+        self._encode = encoder or encode  # injectable: benchmarks and tests count or time the calls
         self._desc_cache: dict[str, "np.ndarray"] = {}
         self._queue: asyncio.Queue[tuple[str, asyncio.Future[Any]]] | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -94,7 +96,7 @@ class EmbeddingClassifier:
         key = router.hash
         cached = self._desc_cache.get(key)
         if cached is None:
-            cached = encode([t.description for t in router.tasks])
+            cached = self._encode([t.description for t in router.tasks])
             self._desc_cache[key] = cached
         return cached
 
@@ -105,7 +107,7 @@ class EmbeddingClassifier:
 
     def classify_many(self, texts: list[str], router: "RouterConfig") -> list[Decision]:
         """Synchronous batch classification (benchmarks, overlap analysis)."""
-        vectors = encode(texts)
+        vectors = self._encode(texts)
         return [decide(s, self.threshold) for s in self.scores_for(vectors, router)]
 
     async def classify(self, text: str, router: "RouterConfig") -> Decision:
@@ -130,7 +132,7 @@ class EmbeddingClassifier:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                vectors = await loop.run_in_executor(None, encode, [t for t, _ in batch])
+                vectors = await loop.run_in_executor(None, self._encode, [t for t, _ in batch])
             except Exception as exc:  # hand the failure to every waiting request
                 for _, fut in batch:
                     if not fut.done():
