@@ -129,3 +129,15 @@ def test_embedding_requests_arriving_together_share_one_encode_call() -> None:
     assert routes == ["classify"] * 24
     assert sum(batch_sizes) == 24
     assert len(batch_sizes) < 24 and max(batch_sizes) > 1
+
+
+def test_embedding_classifier_survives_a_new_event_loop() -> None:
+    load_encoder()
+    clf = EmbeddingClassifier(0.10)
+
+    async def once() -> str:
+        decision = await asyncio.wait_for(clf.classify("Classify this ticket: I was charged twice", ROUTER), 30)
+        return decision.route
+
+    assert asyncio.run(once()) == "classify"
+    assert asyncio.run(once()) == "classify"  # e.g. a LocalRouter stopped and another started

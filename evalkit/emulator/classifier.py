@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from evalkit.router_config import RouterConfig
 
 MAX_BATCH = 64
+MAX_CACHED_VERSIONS = 256  # router versions whose description vectors are kept
 # Chosen by measurement on suites/saas-support and suites/clinc150-domains (README: "Fallback threshold").
 DEFAULT_THRESHOLD = 0.10
 _ENCODER_LOCK = threading.Lock()
@@ -91,12 +92,15 @@ class EmbeddingClassifier:
         self._desc_cache: dict[str, "np.ndarray"] = {}
         self._queue: asyncio.Queue[tuple[str, asyncio.Future[Any]]] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def description_matrix(self, router: "RouterConfig") -> "np.ndarray":
         key = router.hash
         cached = self._desc_cache.get(key)
         if cached is None:
             cached = self._encode([t.description for t in router.tasks])
+            if len(self._desc_cache) >= MAX_CACHED_VERSIONS:  # many updates: drop the oldest version
+                self._desc_cache.pop(next(iter(self._desc_cache)))
             self._desc_cache[key] = cached
         return cached
 
@@ -115,7 +119,9 @@ class EmbeddingClassifier:
         loop = asyncio.get_running_loop()
         if router.hash not in self._desc_cache:  # a new router version: embed off the event loop
             await loop.run_in_executor(None, self.description_matrix, router)
-        if self._queue is None or self._worker is None or self._worker.done():
+        if self._queue is None or self._worker is None or self._worker.done() or self._loop is not loop:
+            # first use, or a new event loop (a server restarted with the same classifier)
+            self._loop = loop
             self._queue = asyncio.Queue()
             self._worker = loop.create_task(self._batch_worker())
         fut: asyncio.Future[Any] = loop.create_future()
@@ -167,6 +173,8 @@ class TfidfClassifier:
                                              lowercase=True)
                 matrix = vectorizer.fit_transform([f"{t.name.replace('-', ' ')} {t.description}" for t in router.tasks])
                 cached = (vectorizer, matrix)
+                if len(self._cache) >= MAX_CACHED_VERSIONS:
+                    self._cache.pop(next(iter(self._cache)))
                 self._cache[router.hash] = cached
             return cached
 
