@@ -192,6 +192,9 @@ def serve(
     if affinity_ttl <= 0:
         raise UsageError("the affinity TTL must be positive", where="--affinity-ttl", got=str(affinity_ttl),
                          fix="e.g. --affinity-ttl 600")
+    if upstream_timeout <= 0:
+        raise UsageError("the upstream timeout must be positive", where="--upstream-timeout",
+                         got=str(upstream_timeout), fix="e.g. --upstream-timeout 120")
     kinds = parse_fault_kinds(fault_kinds)
     FaultConfig(rate=fault_rate, kinds=kinds, latency_ms=latency_ms, seed=seed, timeout_s=fault_timeout).validate()
     configs = [load_router_config(p) for p in routers or []]
