@@ -101,6 +101,7 @@ def run(
     classifier_api_key_env: Optional[str] = typer.Option(None, "--classifier-api-key-env", help="Local router, llm classifier: environment variable holding the routing model's key."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML replacing the packaged one."),
     timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds."),
+    stream: bool = typer.Option(False, "--stream", help="Request streamed responses and measure time to first token (TTFT)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
 ) -> None:
@@ -117,7 +118,7 @@ def run(
                       route_header=route_header, api_key_env=api_key_env, threshold=threshold,
                       classifier=classifier, classifier_model=classifier_model,
                       classifier_base_url=classifier_base_url, classifier_api_key_env=classifier_api_key_env,
-                      upstreams=parse_upstreams(upstream), timeout=timeout)
+                      upstreams=parse_upstreams(upstream), timeout=timeout, stream=stream)
     show = not quiet and err.is_terminal
     progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[misrouted]} misrouted, {task.fields[errors]} errors"),
