@@ -169,3 +169,20 @@ def test_run_target_local_takes_the_classifier_option(tmp_path: Path) -> None:
     results = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert sorted(r["route"] for r in results) == ["classify", "reasoning"]
     assert {r["content"] for r in results} == {"upstream text"}
+
+
+def test_run_target_local_streams_through_the_router_to_an_upstream(tmp_path: Path) -> None:
+    cases = [{"id": "c1", "prompt": "Classify this customer support message: I was billed twice.",
+              "expected_route": "classify"}]
+    suite = write_suite(tmp_path / "streamed", cases)
+    with FakeOpenAI(Reply(content="a streamed upstream answer", prompt_tokens=12, completion_tokens=4)) as fake:
+        proc = run_cli("run", str(suite), "--classifier", "tfidf", "--stream", "--out", str(tmp_path / "out"),
+                       "--quiet", "--upstream", f"*={fake.base_url}", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    [run_dir] = list((tmp_path / "out" / "streamed").iterdir())
+    [result] = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert (result["route"], result["served_model"]) == ("classify", "openai-gpt-oss-20b")
+    assert result["content"] == "a streamed upstream answer"
+    assert (result["prompt_tokens"], result["completion_tokens"]) == (12, 4)
+    assert result["ttft_ms"] is not None
+    assert fake.requests[0]["stream"] is True
