@@ -553,3 +553,41 @@ def test_route_only_run_is_not_judged_and_the_report_says_why(tmp_path):
     judge_block = json.loads((run_dir / "summary.json").read_text())["judge"]
     assert judge_block["not_judged"]["route_only"] == 1 and judge_block["overall"]["correctness"]["n"] == 0
     assert "Nothing to judge: no case returned answer text" in (run_dir / "report.html").read_text()
+
+
+def test_e2e_local_router_forwarding_to_an_answering_server(tmp_path):
+    """The embedded local router forwards every model to a small answering server (``--upstream
+    '*=URL'``); the judge grades the router's and the baseline's answers and the report shows both."""
+    cases = [
+        {"id": "k1", "prompt": "Classify this support message: I was charged twice for my subscription this month.",
+         "expected_route": "classify", "human": {"correctness": 4}},
+        {"id": "k2", "prompt": "How do I change the email address on my account settings page?",
+         "expected_route": "customer-qa"},
+        {"id": "k3", "prompt": "Prove step by step that the sum of two odd integers is always even, with intermediate conclusions.",
+         "expected_route": "reasoning"},
+    ]
+    suite = write_suite(tmp_path / "mini", cases)
+    env = cli_env(JUDGE_KEY=JUDGE_KEY, EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+
+    def answer(body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        if body["model"] == "anthropic-claude-opus-4.7":
+            return Reply(content="Baseline answer. [c:5][k:5]", prompt_tokens=20, completion_tokens=40)
+        return Reply(content=f"Answer from {body['model']}. [c:4][k:3]", prompt_tokens=20, completion_tokens=30)
+
+    with FakeOpenAI(answer) as upstream, FakeOpenAI(judge_handler) as judge:
+        proc = run_cli("run", suite, "--target", "local", "--upstream", f"*={upstream.base_url}", "--out",
+                       tmp_path / "out", "--judge", JUDGE_MODEL, "--judge-base-url", judge.base_url,
+                       "--judge-api-key-env", "JUDGE_KEY", "--baseline-model", "anthropic-claude-opus-4.7",
+                       "--quiet", env=env)
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        served = {r["model"] for r in upstream.requests}
+        assert "anthropic-claude-opus-4.7" in served and len(served) >= 2
+    run_dir = next((tmp_path / "out" / "mini").iterdir())
+    rows = read_jsonl(run_dir / "judge.jsonl")
+    assert len(rows) == 6 and {r["score"] for r in rows} == {4, 3}
+    judge_block = json.loads((run_dir / "summary.json").read_text())["judge"]
+    assert judge_block["overall"]["correctness"]["mean"] == 4.0
+    overall = judge_block["baseline"]["overall"]["quality"]
+    assert overall["correctness"]["difference"] == -1.0 and overall["completeness"]["difference"] == -2.0
+    html = (run_dir / "report.html").read_text()
+    assert "Answer quality (LLM judge)" in html and "Baseline comparison: router vs" in html
