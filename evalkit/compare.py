@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -108,26 +108,31 @@ def mcnemar_exact(regressed: int, fixed: int) -> float:
     return float(min(1.0, 2.0 * binom.cdf(min(regressed, fixed), n, 0.5)))
 
 
-class _Side:
-    """Per-case indicator arrays of one run over the matched cases."""
+def _columns(results: Sequence[CaseResult], labels: Sequence[str]) -> tuple[dict[str, int], np.ndarray]:
+    """Per-case indicator columns of one run (cases x columns) and their names.
 
-    def __init__(self, results: Sequence[CaseResult], labels: Sequence[str]) -> None:
-        self.exp = np.array([r.expected_route for r in results], dtype=object)
-        self.route = np.array([r.route_label for r in results], dtype=object)
-        self.scored = np.array([r.scored for r in results], dtype=bool)
-        self.correct = self.scored & (self.exp == self.route)
-        tasks = [lab for lab in labels if lab != FALLBACK]
-        self.to_task = self.scored & np.isin(self.route, tasks)
-        self.to_fb = self.scored & (self.route == FALLBACK)
-        self.labels = list(labels)
-
-    def indicator(self, expected: str | None = None, routed: str | None = None) -> np.ndarray:
-        m = self.scored.copy()
-        if expected is not None:
-            m &= self.exp == expected
-        if routed is not None:
-            m &= self.route == routed
-        return m.astype(float)
+    Every metric is a ratio of sums of these columns, so a bootstrap resample (a row of counts
+    per case) turns into all metrics with one matrix product.
+    """
+    exp = np.array([r.expected_route for r in results], dtype=object)
+    route = np.array([r.route_label for r in results], dtype=object)
+    scored = np.array([r.scored for r in results], dtype=bool)
+    tasks = [lab for lab in labels if lab != FALLBACK]
+    correct = scored & (exp == route)
+    to_task = scored & np.isin(route, tasks)
+    to_fb = scored & (route == FALLBACK)
+    cols: dict[str, np.ndarray] = {
+        "all": np.ones(len(results), dtype=bool), "scored": scored, "error": ~scored, "correct": correct,
+        "to_task": to_task, "to_fb": to_fb,
+        "expect_task": scored & (exp != FALLBACK), "false_fb": to_fb & (exp != FALLBACK),
+        "expect_fb": scored & (exp == FALLBACK), "false_match": to_task & (exp == FALLBACK),
+    }
+    for lab in labels:
+        cols[f"tp:{lab}"] = correct & (exp == lab)
+        cols[f"support:{lab}"] = scored & (exp == lab)
+        cols[f"predicted:{lab}"] = scored & (route == lab)
+    names = {name: i for i, name in enumerate(cols)}
+    return names, np.column_stack([c.astype(float) for c in cols.values()])
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -135,50 +140,44 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def _metric_functions(labels: Sequence[str]) -> dict[str, Callable[[np.ndarray, _Side], np.ndarray]]:
-    """Each metric as f(W, side) -> one value per weight row (W: resample counts, rows x cases)."""
-
-    def rate(num: Callable[[_Side], np.ndarray], den: Callable[[_Side], np.ndarray]):
-        return lambda w, s: _ratio(w @ num(s).astype(float), w @ den(s).astype(float))
-
-    def macro_f1(w: np.ndarray, s: _Side) -> np.ndarray:
-        scores = []
-        for lab in labels:
-            tp = w @ s.indicator(lab, lab)
-            fp = w @ (s.scored & (s.exp != lab) & (s.route == lab)).astype(float)
-            fn = w @ (s.scored & (s.exp == lab) & (s.route != lab)).astype(float)
-            scores.append(_ratio(2 * tp, 2 * tp + fp + fn))
-        stacked = np.vstack(scores)
-        with np.errstate(all="ignore"):
-            counted = (~np.isnan(stacked)).sum(axis=0)
-            return np.where(counted > 0, np.nansum(stacked, axis=0) / np.maximum(counted, 1), np.nan)
-
-    fns: dict[str, Callable[[np.ndarray, _Side], np.ndarray]] = {
-        "accuracy": rate(lambda s: s.correct, lambda s: s.scored),
-        "macro_f1": macro_f1,
-        "match_rate": rate(lambda s: s.to_task, lambda s: s.scored),
-        "fallback_rate": rate(lambda s: s.to_fb, lambda s: s.scored),
-        "false_fallback_rate": rate(lambda s: s.to_fb & (s.exp != FALLBACK), lambda s: s.scored & (s.exp != FALLBACK)),
-        "false_match_rate": rate(lambda s: s.to_task & (s.exp == FALLBACK), lambda s: s.scored & (s.exp == FALLBACK)),
-        "error_rate": rate(lambda s: ~s.scored, lambda s: np.ones_like(s.scored)),
+def _metrics_from_sums(sums: np.ndarray, names: dict[str, int], labels: Sequence[str]) -> dict[str, np.ndarray]:
+    """Every metric, one value per row of ``sums`` (resamples x columns)."""
+    col = {name: sums[:, i] for name, i in names.items()}
+    out = {
+        "accuracy": _ratio(col["correct"], col["scored"]),
+        "match_rate": _ratio(col["to_task"], col["scored"]),
+        "fallback_rate": _ratio(col["to_fb"], col["scored"]),
+        "false_fallback_rate": _ratio(col["false_fb"], col["expect_task"]),
+        "false_match_rate": _ratio(col["false_match"], col["expect_fb"]),
+        "error_rate": _ratio(col["error"], col["all"]),
     }
+    f1s = []
     for lab in labels:
-        fns[f"recall[{lab}]"] = rate(lambda s, lab=lab: s.correct & (s.exp == lab), lambda s, lab=lab: s.scored & (s.exp == lab))
-        fns[f"precision[{lab}]"] = rate(lambda s, lab=lab: s.correct & (s.route == lab), lambda s, lab=lab: s.scored & (s.route == lab))
-    return fns
+        tp, support, predicted = col[f"tp:{lab}"], col[f"support:{lab}"], col[f"predicted:{lab}"]
+        out[f"recall[{lab}]"] = _ratio(tp, support)
+        out[f"precision[{lab}]"] = _ratio(tp, predicted)
+        # F1 = 2TP / (2TP + FP + FN) = 2TP / (support + predicted); labels absent on both sides are
+        # left out of the macro average, as scikit-learn does with the labels present.
+        f1s.append(_ratio(2 * tp, support + predicted))
+    stacked = np.vstack(f1s)
+    counted = (~np.isnan(stacked)).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        out["macro_f1"] = np.where(counted > 0, np.nansum(stacked, axis=0) / np.maximum(counted, 1), np.nan)
+    order = ["accuracy", "macro_f1", "match_rate", "fallback_rate", "false_fallback_rate", "false_match_rate",
+             "error_rate"] + [f"{kind}[{lab}]" for lab in labels for kind in ("recall", "precision")]
+    return {name: out[name] for name in order}
 
 
-def _weight_chunks(n: int, n_boot: int, seed: int) -> list[np.ndarray]:
-    """Bootstrap resample counts (rows x cases), in chunks to bound memory; seeded."""
+def _resample_counts(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap resamples as case counts (rows x cases), in chunks of bounded size; seeded."""
     rng = np.random.default_rng(seed)
     per_chunk = max(1, min(n_boot, 2_000_000 // max(n, 1)))
-    chunks, left = [], n_boot
-    probs = np.full(n, 1.0 / n)
+    left = n_boot
     while left > 0:
         k = min(per_chunk, left)
-        chunks.append(rng.multinomial(n, probs, size=k).astype(float))
+        picks = rng.integers(0, n, size=(k, n)) + (np.arange(k) * n)[:, None]
+        yield np.bincount(picks.ravel(), minlength=k * n).reshape(k, n).astype(float)
         left -= k
-    return chunks
 
 
 def _num(value: Any) -> float | None:
@@ -191,23 +190,30 @@ def _num(value: Any) -> float | None:
 def metric_deltas(a: Sequence[CaseResult], b: Sequence[CaseResult], *, labels: Sequence[str],
                   seed: int = DEFAULT_SEED, n_boot: int = DEFAULT_N_BOOT) -> list[dict[str, Any]]:
     """Each metric on A and B over the same (matched, same-order) cases, with the delta's paired
-    bootstrap 95% interval."""
-    sa, sb = _Side(a, labels), _Side(b, labels)
-    fns = _metric_functions(labels)
-    ones = np.ones((1, len(a)))
-    chunks = _weight_chunks(len(a), n_boot, seed) if n_boot > 0 else []
+    bootstrap 95% interval (the same resampled cases for both runs)."""
+    names, ma = _columns(a, labels)
+    _, mb = _columns(b, labels)
+    point_a = _metrics_from_sums(ma.sum(axis=0, keepdims=True), names, labels)
+    point_b = _metrics_from_sums(mb.sum(axis=0, keepdims=True), names, labels)
+    diffs: dict[str, list[np.ndarray]] = {name: [] for name in point_a}
+    if n_boot > 0 and len(a):
+        for counts in _resample_counts(len(a), n_boot, seed):
+            ra = _metrics_from_sums(counts @ ma, names, labels)
+            rb = _metrics_from_sums(counts @ mb, names, labels)
+            for name in diffs:
+                diffs[name].append(rb[name] - ra[name])
     rows = []
-    for name, fn in fns.items():
-        va, vb = fn(ones, sa)[0], fn(ones, sb)[0]
+    for name in point_a:
+        va, vb = float(point_a[name][0]), float(point_b[name][0])
         if math.isnan(va) and math.isnan(vb):
             continue  # e.g. recall of a task with no cases in either run
+        delta = None if (math.isnan(va) or math.isnan(vb)) else vb - va
         ci = None
-        if chunks and not (math.isnan(va) or math.isnan(vb)):
-            diffs = np.concatenate([fn(w, sb) - fn(w, sa) for w in chunks])
-            diffs = diffs[~np.isnan(diffs)]
-            if diffs.size:
-                ci = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
-        delta = None if (math.isnan(va) or math.isnan(vb)) else float(vb - va)
+        if delta is not None and diffs[name]:
+            d = np.concatenate(diffs[name])
+            d = d[~np.isnan(d)]
+            if d.size:
+                ci = [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]
         rows.append({"metric": name, "a": _num(va), "b": _num(vb), "delta": delta, "ci95": ci,
                      "direction": metric_direction(name)})
     return rows
@@ -218,9 +224,7 @@ def _paired_mean_delta(pairs: Sequence[tuple[float, float]], *, seed: int, n_boo
     diffs = arr[:, 1] - arr[:, 0]
     ci = None
     if n_boot > 0 and len(diffs) > 1:
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, len(diffs), size=(n_boot, len(diffs)))
-        means = diffs[idx].mean(axis=1)
+        means = np.concatenate([counts @ diffs for counts in _resample_counts(len(diffs), n_boot, seed)]) / len(diffs)
         ci = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
     return {"n": len(diffs), "a_mean": float(arr[:, 0].mean()), "b_mean": float(arr[:, 1].mean()),
             "delta": float(diffs.mean()), "ci95": ci}
