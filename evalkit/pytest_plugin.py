@@ -58,6 +58,17 @@ def _finished_run(config: pytest.Config) -> Any:
     cache = config.stash[_RUN_KEY]
     if "run" in cache:
         return cache["run"]
+    if "error" in cache:  # a run that failed once is not retried by every gate test
+        raise cache["error"]
+    try:
+        cache["run"] = _produce_run(config)
+    except Exception as exc:
+        cache["error"] = exc
+        raise
+    return cache["run"]
+
+
+def _produce_run(config: pytest.Config) -> Any:
     from evalkit.store import load_run
 
     stored = config.getoption("evalkit_run")
@@ -83,7 +94,6 @@ def _finished_run(config: pytest.Config) -> Any:
         from evalkit.summary import build_summary
 
         run.summary = build_summary(run.manifest, run.results)
-    cache["run"] = run
     return run
 
 
@@ -162,10 +172,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
     try:
         name, exprs = _gate_exprs(config)
-        for expr in exprs:
-            parse_gate(expr)
+        relative = [g.expr for g in map(parse_gate, exprs) if g.relative]
     except EvalkitError as exc:
         raise pytest.UsageError(f"evalkit: {exc.message}") from None
+    if relative and not config.getoption("evalkit_baseline"):
+        raise pytest.UsageError(f"evalkit: gate '{relative[0]}' compares with a baseline: add --evalkit-baseline RUN")
     if not exprs:
         config.issue_config_time_warning(pytest.PytestWarning(f"evalkit: suite {name} has no gates to collect"),
                                          stacklevel=2)

@@ -181,11 +181,23 @@ def test_run_with_gates_writes_everything_then_exits_1(tmp_path: Path):
 
 def test_run_rejects_bad_gates_before_any_traffic(tmp_path: Path):
     suite = slice_suite(tmp_path / "s", per_task=1)
+    base = make_run(tmp_path / "base", reasoning_results(40))
     for args, needle in ((("--gate", "accuracy >> 0.9"), "METRIC OP VALUE"),
+                         (("--shard", "1/2", "--baseline", str(base)), "do not go together"),
+                         (("--baseline", str(tmp_path / "missing")), "run directory not found"),
                          (("--gate", "recall[billing] >= 0.9"), "unknown task 'billing'"),
                          (("--gate", "accuracy >= baseline - 0.02"), "--baseline"),
                          (("--shard", "5/4"), "I/N")):
         proc = run_cli("run", suite, "--out", tmp_path / "out", "-q", *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_gate_in_suite_yaml_names_the_file(tmp_path: Path):
+    suite = slice_suite(tmp_path / "s", per_task=1, gates=["accuracy >= 0.9", "recall(reasoning) >= 0.5"])
+    proc = run_cli("run", suite, "--out", tmp_path / "out", "-q")
+    assert proc.returncode == 2
+    assert "suite.yaml at gates" in proc.stderr and "malformed gate expression" in proc.stderr
+    assert "recall(reasoning) >= 0.5" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()

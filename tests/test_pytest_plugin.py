@@ -87,6 +87,18 @@ def test_malformed_gate_is_a_usage_error(isolated: pytest.Pytester, stored_run: 
     res.stderr.fnmatch_lines(["*malformed gate expression*", "*METRIC OP VALUE*"])
 
 
+def test_relative_gates_use_the_baseline_option(isolated: pytest.Pytester, stored_run: Path, tmp_path: Path):
+    base = make_run(tmp_path / "stored" / "base", [result(f"c{i}", "classify", "classify") for i in range(20)])
+    missing = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run),
+                                 "--evalkit-gate", "accuracy >= baseline - 0.1")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stderr.fnmatch_lines(["*--evalkit-baseline*"])
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run),
+                             "--evalkit-gate", "accuracy >= baseline - 0.1", "--evalkit-baseline", str(base))
+    res.assert_outcomes(passed=1, failed=1)  # 0.8 < 1.0 - 0.1
+    res.stdout.fnmatch_lines(["*Gate 'accuracy >= baseline - 0.1' failed: 0.800 vs threshold 0.900*"])
+
+
 def test_without_options_the_plugin_collects_nothing(isolated: pytest.Pytester):
     isolated.makepyfile(test_plain="def test_ok():\n    pass\n")
     res = isolated.runpytest("-p", "evalkit.pytest_plugin")
