@@ -18,17 +18,6 @@ from tests.run_helpers import make_run, result, slice_suite
 VOLATILE = {"run_id", "latency", "target"}
 
 
-def rounded(value):
-    """Floats to 12 significant digits: sums of costs differ in the last bit with the order of the cases."""
-    if isinstance(value, float):
-        return float(f"{value:.12g}")
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [rounded(v) for v in value]
-    return value
-
-
 def case(cid: str, session: str | None = None, turn: int | None = None) -> Case:
     return Case(id=cid, prompt=f"p {cid}", expected_route="classify", session=session, turn=turn)
 
@@ -95,9 +84,7 @@ def test_four_shards_merged_report_as_the_whole_run(sharded, tmp_path: Path):
     whole = json.loads((sharded["whole"] / "summary.json").read_text())
     stored = json.loads((merged / "summary.json").read_text())
     assert stored == merged_summary
-    assert rounded({k: v for k, v in stored.items() if k not in VOLATILE}) == \
-        rounded({k: v for k, v in whole.items() if k not in VOLATILE})
-    assert stored["accuracy"] == whole["accuracy"] and stored["confusion"] == whole["confusion"]
+    assert {k: v for k, v in stored.items() if k not in VOLATILE} == {k: v for k, v in whole.items() if k not in VOLATILE}
     assert [g["passed"] for g in stored["gates"]] == [True, False]
     manifest = json.loads((merged / "manifest.json").read_text())
     assert "shard" not in manifest["options"] and len(manifest["options"]["merged_from"]) == 4
