@@ -316,3 +316,21 @@ def test_run_with_baseline_compares_in_one_step(local_runs, tmp_path: Path):
     again = run_cli("report", run_dir)
     assert again.returncode == 0, again.stderr
     assert json.loads((run_dir / "summary.json").read_text())["gates"] == summary["gates"]
+
+
+def test_compare_command_is_reproducible_with_its_seed(tmp_path: Path):
+    rng = np.random.default_rng(11)
+    routes = ["classify", "customer-qa", "reasoning", "fallback"]
+    expected = rng.choice(routes, size=120)
+    ra = [result(str(i), e, e if rng.random() < 0.8 else "fallback") for i, e in enumerate(expected)]
+    rb = [result(str(i), e, e if rng.random() < 0.75 else "customer-qa") for i, e in enumerate(expected)]
+    a, b = make_run(tmp_path / "ra", ra), make_run(tmp_path / "rb", rb)
+    first = run_cli("compare", a, b, "--out", tmp_path / "one", "--no-fail-on-significant-regression")
+    second = run_cli("compare", a, b, "--out", tmp_path / "two", "--no-fail-on-significant-regression")
+    other = run_cli("compare", a, b, "--out", tmp_path / "three", "--seed", "5", "--no-fail-on-significant-regression")
+    assert first.returncode == second.returncode == other.returncode == 0, first.stderr
+    one, two = (json.loads((tmp_path / d / "diff.json").read_text()) for d in ("one", "two"))
+    three = json.loads((tmp_path / "three" / "diff.json").read_text())
+    assert one == two
+    assert [m["ci95"] for m in one["metrics"]] != [m["ci95"] for m in three["metrics"]]
+    assert one["mcnemar"] == three["mcnemar"]  # the exact test does not depend on the seed
