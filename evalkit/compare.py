@@ -17,7 +17,7 @@ defensively: a run without a judge or cost leaves its section ``None``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -53,7 +53,6 @@ class RunSide:
     summary: dict[str, Any] | None = None
     router: RouterConfig | None = None
     judge: list[dict[str, Any]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_max_drop(values: Sequence[str] | None, *, labels: Sequence[str] | None = None) -> dict[str, float]:
