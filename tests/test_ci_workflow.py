@@ -75,6 +75,20 @@ def test_run_step_compares_with_main_and_reports_a_regression(tmp_path: Path):
     assert code == 0, "exit 1 is recorded, not raised, so the reports still get uploaded"
     assert out["status"] == "1"
     run_dir = pr_dir / out["run_dir"]
+    # `evalkit run --baseline` compared in one step: the comparison sits beside the run's reports.
+    for name in ("compare.html", "diff.json", "compare.md", "report.html", "junit.xml"):
+        assert (run_dir / name).is_file(), name
     diff = json.loads((run_dir / "diff.json").read_text())
     assert diff["verdict"]["significant_regression"] and diff["regressed"]
-    assert json.loads((run_dir / "summary.json").read_text())["gates"][0]["passed"] is False
+    assert diff["a"]["run_id"] == baseline.name and diff["config"]["tasks"][0]["task"] == "classify"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    base = json.loads((baseline / "summary.json").read_text())
+    (gate,) = summary["gates"]
+    assert gate["expr"] == "accuracy >= baseline - 0.02" and gate["passed"] is False
+    assert gate["baseline"] == pytest.approx(base["accuracy"])
+    assert gate["threshold"] == pytest.approx(base["accuracy"] - 0.02)
+    # Re-rendering re-reads the baseline run named in the manifest and keeps the verdict.
+    again = subprocess.run([sys.executable, "-m", "evalkit", "report", str(run_dir)], env=cli_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["gates"] == summary["gates"]
