@@ -69,6 +69,17 @@ def judge_settings_from_options(model: str | None, *, base_url: str | None, api_
     return settings
 
 
+def append_step_summary(markdown: Path) -> None:
+    """Append a markdown report to ``$GITHUB_STEP_SUMMARY`` when that variable is set (GitHub Actions)."""
+    import os
+
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target or not markdown.is_file():
+        return
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write("\n" + markdown.read_text(encoding="utf-8").strip("\n") + "\n")
+
+
 def fmt_pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
@@ -139,8 +150,14 @@ def run(
     judge_pairwise: bool = typer.Option(False, "--judge-pairwise", help="With --baseline-model: also ask the judge which answer is better, in both orders."),
     judge_cache: bool = typer.Option(True, "--judge-cache/--no-judge-cache", help="Reuse cached verdicts ($EVALKIT_CACHE_DIR/judge)."),
     baseline_model: Optional[str] = typer.Option(None, "--baseline-model", help="Also send every case to this fixed model (same endpoint) to compare quality and cost per path."),
+    gate: Optional[list[str]] = typer.Option(None, "--gate", help="Gate METRIC OP VALUE, added to suite.yaml's gates (repeatable); a failed gate exits 1."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A stored run to compare with (relative gates; compare.html in the run directory); a significant regression exits 1."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Run share I of N of the cases (e.g. 2/4, by case id hash); join shard runs with `evalkit merge`."),
 ) -> None:
-    """Run a suite against a router, write the run directory and print the summary."""
+    """Run a suite against a router, write the run directory and print the summary.
+
+    Exits 1 when a gate fails or, with --baseline, when routing got significantly worse.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from evalkit.cost import load_prices
@@ -149,6 +166,20 @@ def run(
 
     loaded = load_suite(suite, router_path=router)
     catalog = load_prices(prices)
+    # Gating, baseline and sharding are read before any traffic so bad input fails fast.
+    from evalkit.commands.compare import load_side
+    from evalkit.commands.gate import finish_run
+    from evalkit.pipeline import gate_expressions
+    from evalkit.shard import parse_shard
+
+    gating = {"gates": list(gate or []), "shard": parse_shard(shard) if shard else None}
+    gate_expressions(loaded, gating["gates"], baseline_given=baseline is not None or shard is not None)
+    base_side = load_side(baseline) if baseline is not None else None
+    if base_side is not None:
+        if gating["shard"]:
+            raise UsageError("--baseline and --shard do not go together: a shard is only part of the suite",
+                             where="--baseline", fix="merge the shards first, then: evalkit compare BASELINE MERGED")
+        gating.update(baseline=base_side.summary, baseline_path=str(baseline))
     spec = TargetSpec(kind=target, base_url=base_url, model=model, router_name=router_name,
                       route_header=route_header, api_key_env=api_key_env, threshold=threshold,
                       classifier=classifier, classifier_model=classifier_model,
@@ -179,11 +210,12 @@ def run(
 
         outcome = run_suite(loaded, spec, out=out_dir, prices=catalog, concurrency=concurrency,
                             on_result=on_result, status=status, judge=judge_settings,
-                            baseline_model=baseline_model)
+                            baseline_model=baseline_model, **gating)
     if as_json:
         out.print_json(json.dumps(outcome.summary, default=str))
     else:
         print_summary(outcome.summary, outcome.run_dir)
+    raise typer.Exit(finish_run(outcome, baseline=base_side, as_json=as_json))
 
 
 @app.command()
@@ -281,7 +313,9 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False)
     except EvalkitError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc.message}", markup=True, highlight=False)
+        from rich.markup import escape
+
+        err.print(f"[bold red]error:[/bold red] {escape(exc.message)}", markup=True, highlight=False)
         sys.exit(exc.exit_code)
     except click.exceptions.ClickException as exc:
         exc.show()

@@ -23,6 +23,7 @@ from evalkit.records import CaseResult, Manifest
 RESULTS = "results.jsonl"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
+ROUTER = "router.json"  # a copy of the router config body the run measured
 
 
 def utc_now() -> str:
