@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+from collections import Counter
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -26,12 +29,16 @@ from typing import Any, Callable, Iterator, Sequence
 from evalkit import SCHEMA_VERSION, __version__
 from evalkit.cost import Price
 from evalkit.errors import RunDirError, RunError, UsageError
-from evalkit.records import CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
+from evalkit.gate import GateResult, check_tasks, evaluate_gate, parse_gates
+from evalkit.judge import (BASELINE_FILE, JudgeSettings, judge_run_dir, load_judgement, make_judge_client,
+                           resolve_judge_key, skipped_block)
+from evalkit.records import Case, CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
 from evalkit.report import write_reports
 from evalkit.runner import (DEFAULT_BACKOFF_BASE_S, DEFAULT_RETRIES, ErrorBudgetExceeded, RunOptions, run_cases,
                             session_history)
-from evalkit.store import (MANIFEST, RESULTS, SUMMARY, ResultWriter, create_run_dir, iter_results, load_manifest,
-                           load_run, repair_results, utc_now, write_json)
+from evalkit.shard import shard_cases
+from evalkit.store import (MANIFEST, RESULTS, ROUTER, SUMMARY, ResultWriter, create_run_dir, iter_results,
+                           load_manifest, load_run, repair_results, utc_now, write_json)
 from evalkit.suites import Suite
 from evalkit.summary import build_summary
 from evalkit.targets import (DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_client,
@@ -81,6 +88,9 @@ class TargetSpec:
     api_key_env: str | None = None
     threshold: float | None = None
     classifier: str = "embedding"
+    classifier_model: str | None = None
+    classifier_base_url: str | None = None
+    classifier_api_key_env: str | None = None
     upstreams: dict[str, str] = field(default_factory=dict)
     timeout: float = 120.0
     stream: bool = False
@@ -105,14 +115,19 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
     header = resolve_route_header(spec.route_header)
     router_name = spec.router_name or suite.router.name
     if spec.kind == "local":
-        from evalkit.emulator import DEFAULT_THRESHOLD, EmbeddingClassifier, LocalRouter, create_app
-        from evalkit.emulator.classifier import load_encoder
+        from evalkit.emulator import LocalRouter, create_app
+        from evalkit.emulator.classifier import classifier_from_options, load_encoder
+        from evalkit.emulator.upstream import check_keys, parse_upstreams
 
-        threshold = DEFAULT_THRESHOLD if spec.threshold is None else spec.threshold
-        status("loading the local router's embedding model")
-        load_encoder()
-        app = create_app([suite.router], classifier=EmbeddingClassifier(threshold), prices=prices,
-                         upstreams=spec.upstreams)
+        check_keys(parse_upstreams(spec.upstreams))
+        classifier = classifier_from_options(spec.classifier, threshold=spec.threshold, model=spec.classifier_model,
+                                             base_url=spec.classifier_base_url,
+                                             api_key_env=spec.classifier_api_key_env, upstreams=spec.upstreams)
+        threshold = None if spec.classifier == "llm" else classifier.threshold
+        if spec.classifier == "embedding":
+            status("loading the local router's embedding model")
+            load_encoder()
+        app = create_app([suite.router], classifier=classifier, prices=prices, upstreams=spec.upstreams)
         local = LocalRouter(app).start()
         info = TargetInfo(kind="local", base_url=local.base_url, model=f"router:{router_name}",
                           route_header=header, router_name=router_name, classifier=spec.classifier,
@@ -145,7 +160,8 @@ def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[st
         evalkit_version=__version__,
         run_id=run_id,
         suite=SuiteInfo(name=suite.name, path=str(suite.folder), hash=suite.hash, n_cases=len(suite.cases)),
-        router=RouterInfo(name=suite.router.name, hash=suite.router.hash, tasks=suite.router.task_names),
+        router=RouterInfo(name=suite.router.name, hash=suite.router.hash, tasks=suite.router.task_names,
+                          descriptions={t.name: t.description for t in suite.router.tasks}),
         target=target,
         started_at=utc_now(),
         options=options,
@@ -154,9 +170,20 @@ def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[st
 
 def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[str, Price],
               concurrency: int = 16, on_result: Callable[[CaseResult], None] = lambda r: None,
-              status: Callable[[str], None] = lambda s: None,
-              reliability: Reliability | None = None) -> RunOutcome:
-    """Run ``suite`` against the target and write the whole run directory (or finish one)."""
+              status: Callable[[str], None] = lambda s: None, judge: JudgeSettings | None = None,
+              baseline_model: str | None = None, gates: Sequence[str] = (),
+              baseline: dict[str, Any] | None = None, baseline_path: str | None = None,
+              shard: tuple[int, int] | None = None, reliability: Reliability | None = None) -> RunOutcome:
+    """Run ``suite`` against the target and write the whole run directory (or finish one).
+
+    With ``baseline_model`` every case is also sent to that fixed model through the same
+    endpoint (``baseline.jsonl``); with ``judge`` the answers are judged once the run is stored
+    (skipped, and said so in the report, when the judge's key is not set).
+    ``gates`` are added to suite.yaml's; relative ones read ``baseline`` (a stored run's summary).
+    ``shard=(I, N)`` runs only that share of the cases (gates then wait for ``evalkit merge``).
+    ``reliability`` sets retries, rate limit, error budget, cache and ``resume`` (a run directory
+    to finish).
+    """
     rel = reliability or Reliability()
     if concurrency < 1:
         raise UsageError("concurrency must be at least 1", where="--concurrency", got=str(concurrency),
@@ -168,41 +195,54 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     if rel.resume is None and Path(out).exists() and not Path(out).is_dir():
         raise UsageError("the output folder is a file", where=f"--out {out}",
                          fix="give a folder (it is created when missing), e.g. --out reports")
+    judge_key = None
+    if judge is not None:
+        judge.validate()
+        judge_key = resolve_judge_key(judge)
+    gate_exprs = gate_expressions(suite, gates, baseline_given=baseline is not None or shard is not None)
+    cases = suite.cases if shard is None else shard_cases(suite.cases, *shard)
     cache = None
     if rel.cache:
         from evalkit.cache import ResponseCache
 
         cache = ResponseCache(rel.cache_dir)
-    prior = _read_prior(Path(rel.resume), suite, spec) if rel.resume is not None else None
+    prior = _read_prior(Path(rel.resume), suite, spec, cases, shard, baseline_model) if rel.resume is not None else None
     defaults = suite.spec.defaults
     rpm = rel.rpm if rel.rpm is not None else (DO_DEFAULT_RPM if spec.kind == "do" else None)
     options = RunOptions(concurrency=concurrency, max_completion_tokens=defaults.get("max_completion_tokens"),
                          temperature=defaults.get("temperature"), prices=prices, retries=rel.retries,
                          backoff_base=rel.backoff_base, timeout=spec.timeout, rpm=rpm or None,
-                         max_error_rate=rel.max_error_rate, n_planned=len(suite.cases), seed=rel.seed,
+                         max_error_rate=rel.max_error_rate, n_planned=len(cases), seed=rel.seed,
                          cache=cache)
     with open_target(spec, suite, prices, concurrency=concurrency, status=status) as target:
         options.cache_scope = cache_scope(target.info, suite, spec)
         if prior is None:
             run_dir = create_run_dir(out, suite.name)
-            manifest = new_manifest(run_dir.name, suite, target.info, {
-                "concurrency": concurrency, "defaults": defaults, "stream": spec.stream,
-                "prices": prices_used(prices, suite), "retries": rel.retries,
-                "timeout_s": spec.timeout, "rpm": options.rpm, "max_error_rate": rel.max_error_rate,
-                "cache": rel.cache})
+            run_options: dict[str, Any] = {"concurrency": concurrency, "defaults": defaults, "stream": spec.stream,
+                                           "prices": prices_used(prices, suite),
+                                           **({"baseline_model": baseline_model} if baseline_model else {}),
+                                           "retries": rel.retries, "timeout_s": spec.timeout, "rpm": options.rpm,
+                                           "max_error_rate": rel.max_error_rate, "cache": rel.cache}
+            run_options.update(gating_options(gate_exprs, baseline_path, shard))
+            manifest = new_manifest(run_dir.name, suite, target.info, run_options)
+            write_json(run_dir / ROUTER, suite.router.to_body())
             results: list[CaseResult] = []
-            todo = list(suite.cases)
+            todo = list(cases)
+            base_todo = list(cases)
         else:
             run_dir, manifest, results = prior.run_dir, prior.manifest, prior.results
             repaired = repair_results(run_dir / RESULTS)
+            if baseline_model:
+                repair_results(run_dir / BASELINE_FILE)
             done = {r.id for r in results}
-            todo = [c for c in suite.cases if c.id not in done]
+            todo = [c for c in cases if c.id not in done]
+            base_todo = [c for c in cases if c.id not in prior.baseline_done]
             options.histories = prior.histories
             options.prior_errors = sum(1 for r in results if r.status == "error")
             manifest.stopped = None
             manifest.options.setdefault("resumes", []).append(
                 {"at": utc_now(), "had_results": len(results), "sent": len(todo), "repair": repaired})
-            status(f"resuming {run_dir}: {len(results)} of {len(suite.cases)} cases have a result"
+            status(f"resuming {run_dir}: {len(results)} of {len(cases)} cases have a result"
                    + (f" ({repaired})" if repaired else ""))
         options.affinity_prefix = f"evalkit-{run_dir.name}"
         write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
@@ -227,6 +267,17 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
             async def go() -> None:
                 try:
                     await run_cases(todo, target, options, record)
+                    if baseline_model and base_todo:
+                        status(f"sending {len(base_todo)} cases to the baseline model {baseline_model}")
+                        # The baseline is a reference, not the run under test: no error budget, and
+                        # resumed sessions carry the baseline's own answers.
+                        base_options = dataclasses.replace(options, max_error_rate=None, cache=None,
+                                                           histories=prior.baseline_histories if prior else {})
+                        with ResultWriter(run_dir, BASELINE_FILE) as base_writer:
+                            baseline_target = OpenAITarget(target.client, model=baseline_model,
+                                                           route_header=target.route_header, info=target.info,
+                                                           stream=target.stream)
+                            await run_cases(base_todo, baseline_target, base_options, base_writer.write)
                 finally:
                     await target.close()
 
@@ -236,8 +287,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
                 stopped = exc
     manifest.finished_at = utc_now()
     manifest.counts = count_statuses(results)
-    manifest.counts["planned"] = len(suite.cases)
-    manifest.counts["not_run"] = len(suite.cases) - len(results)
+    manifest.counts["planned"] = len(cases)
+    manifest.counts["not_run"] = len(cases) - len(results)
     if cache is not None:
         manifest.options["cache_hits"] = cache.hits
     if stopped is not None:
@@ -245,7 +296,9 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     # A router may serve models outside its config's pools: record their prices too.
     manifest.options["prices"] = prices_used(prices, suite, served=[r.served_model for r in results if r.served_model])
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
-    summary = finalize(run_dir, manifest, results)
+    if judge is not None and stopped is None:
+        judge_stored(run_dir, manifest, results, judge, key=judge_key, prices=prices, status=status)
+    summary = finalize(run_dir, manifest, results, baseline=baseline)
     if stopped is not None:
         stopped.where = str(run_dir)
         raise stopped
@@ -273,9 +326,12 @@ class _Prior:
     manifest: Manifest
     results: list[CaseResult]
     histories: dict[str, list[dict[str, Any]]]
+    baseline_done: set[str] = field(default_factory=set)
+    baseline_histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-def _read_prior(run_dir: Path, suite: Suite, spec: TargetSpec) -> _Prior:
+def _read_prior(run_dir: Path, suite: Suite, spec: TargetSpec, cases: Sequence[Case],
+                shard: tuple[int, int] | None, baseline_model: str | None) -> _Prior:
     """Read and check a run directory to resume, writing nothing (bad input leaves it untouched)."""
     manifest = load_manifest(run_dir)
     where = str(run_dir / MANIFEST)
@@ -287,28 +343,58 @@ def _read_prior(run_dir: Path, suite: Suite, spec: TargetSpec) -> _Prior:
     if manifest.target.kind != spec.kind:
         raise UsageError(f"this run used --target {manifest.target.kind}, not {spec.kind}", where="--target",
                          fix=f"resume with --target {manifest.target.kind} (and the same base URL and model)")
-    rpath = run_dir / RESULTS
-    by_id = {c.id: c for c in suite.cases}
+    run_shard = manifest.options.get("shard")
+    given = f"{shard[0]}/{shard[1]}" if shard else None
+    if run_shard != given:
+        raise UsageError(f"this run was {'shard ' + run_shard if run_shard else 'not sharded'}, "
+                         f"not {'shard ' + given if given else 'unsharded'}", where="--shard",
+                         fix=f"resume with {'--shard ' + run_shard if run_shard else 'no --shard'}")
+    if manifest.options.get("baseline_model") != baseline_model:
+        raise UsageError(f"this run's baseline model was {manifest.options.get('baseline_model')!r}, "
+                         f"not {baseline_model!r}", where="--baseline-model",
+                         fix="resume with the same --baseline-model as the run started with")
+    results, answers = _stored(run_dir / RESULTS, cases)
+    baseline_done: set[str] = set()
+    baseline_histories: dict[str, list[dict[str, Any]]] = {}
+    if baseline_model:
+        base_results, base_answers = _stored(run_dir / BASELINE_FILE, cases)
+        baseline_done = {r.id for r in base_results}
+        baseline_histories = _session_histories(cases, base_answers)
+    return _Prior(run_dir=run_dir, manifest=manifest, results=results,
+                  histories=_session_histories(cases, answers), baseline_done=baseline_done,
+                  baseline_histories=baseline_histories)
+
+
+def _stored(path: Path, cases: Sequence[Case]) -> tuple[list[CaseResult], dict[str, str | None]]:
+    """The results already in ``path`` (checked against the cases), and the answers of session turns."""
+    by_id = {c.id for c in cases}
     results: list[CaseResult] = []
     answers: dict[str, str | None] = {}
-    seen: set[str] = set()
-    if rpath.is_file():
-        for r in iter_results(rpath):
-            if r.id not in by_id:
-                raise RunDirError(f"results.jsonl holds case '{r.id}', which the suite does not have",
-                                  where=str(rpath), fix="resume with the suite the run started with")
-            if r.id in seen:
-                raise RunDirError(f"results.jsonl holds case '{r.id}' twice", where=str(rpath),
-                                  fix="the run directory was edited by hand; start a new run")
-            seen.add(r.id)
-            if r.session is not None:
-                answers[r.id] = r.content
-            results.append(r)
-    histories: dict[str, list[dict[str, Any]]] = {}
-    sessions: dict[str, list[Any]] = {}
-    for case in suite.cases:
+    if not path.is_file():
+        return results, answers
+    for r in iter_results(path):
+        if r.id not in by_id:
+            raise RunDirError(f"{path.name} holds case '{r.id}', which the suite (or this shard) does not have",
+                              where=str(path), fix="resume with the suite (and --shard) the run started with")
+        if r.session is not None:
+            answers[r.id] = r.content
+        results.append(r)
+    twice = [i for i, n in Counter(r.id for r in results).items() if n > 1]
+    if twice:
+        twice = twice[0]
+        raise RunDirError(f"{path.name} holds case '{twice}' twice", where=str(path),
+                          fix="the run directory was edited by hand; start a new run")
+    return results, answers
+
+
+def _session_histories(cases: Sequence[Case], answers: dict[str, str | None]) -> dict[str, list[dict[str, Any]]]:
+    """For each session whose turns partly completed: the history its next turn carries, rebuilt
+    from the stored answers exactly as the runner builds it."""
+    sessions: dict[str, list[Case]] = {}
+    for case in cases:
         if case.session is not None:
             sessions.setdefault(case.session, []).append(case)
+    histories: dict[str, list[dict[str, Any]]] = {}
     for sid, turns in sessions.items():
         turns.sort(key=lambda c: c.turn or 0)
         done = [c.id in answers for c in turns]
@@ -320,7 +406,7 @@ def _read_prior(run_dir: Path, suite: Suite, spec: TargetSpec) -> _Prior:
                 break
             history = session_history([*history, *case.own_messages()], answers[case.id])
         histories[sid] = history
-    return _Prior(run_dir=run_dir, manifest=manifest, results=results, histories=histories)
+    return histories
 
 
 def prices_used(prices: dict[str, Price], suite: Suite, served: Sequence[str] = ()) -> dict[str, Any]:
@@ -341,9 +427,27 @@ def count_statuses(results: Sequence[CaseResult]) -> dict[str, int]:
     return counts
 
 
-def finalize(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, Any]:
+def judge_stored(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult], settings: JudgeSettings, *,
+                 key: str | None, prices: dict[str, Price], status: Callable[[str], None] = lambda s: None,
+                 client: Any = None) -> dict[str, Any]:
+    """Judge a stored run (or record why not) and keep the judge's settings in the manifest."""
+    if key is None:
+        block = skipped_block(settings, str(run_dir))
+        status(f"judging skipped: {block['reason']}; to turn it on: {block['fix']}")
+    else:
+        judge = make_judge_client(settings, key, prices, client=client)
+        block = judge_run_dir(run_dir, results, settings, judge=judge, descriptions=manifest.router.descriptions,
+                              status=status)
+    manifest.judge = block
+    write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
+    return block
+
+
+def finalize(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult], *,
+             baseline: dict[str, Any] | None = None) -> dict[str, Any]:
     """Analyse a run's records and write summary.json and the reports."""
-    summary = build_summary(manifest, results)
+    summary = build_summary(manifest, results, judgement=load_judgement(run_dir))
+    summary["gates"] = gate_verdicts(run_dir, manifest, summary, baseline)
     write_json(run_dir / SUMMARY, summary)
     write_reports(run_dir, summary, results, manifest)
     return summary
@@ -354,3 +458,60 @@ def rerender(run_dir: str | Path) -> RunOutcome:
     run = load_run(run_dir)
     summary = finalize(run.path, run.manifest, run.results)
     return RunOutcome(run_dir=run.path, manifest=run.manifest, results=run.results, summary=summary)
+
+
+def gate_expressions(suite: Suite, extra: Sequence[str], *, baseline_given: bool = True) -> list[str]:
+    """suite.yaml's gates, then the command line's; all parsed and checked before any traffic."""
+    parse_gates(suite.spec.gates, where=f"{suite.folder / 'suite.yaml'} at gates")
+    parse_gates(extra, where="--gate")
+    exprs = [*suite.spec.gates, *extra]
+    gates = parse_gates(exprs)
+    check_tasks(gates, suite.router.labels, where="--gate / suite.yaml gates")
+    relative = [g.expr for g in gates if g.relative]
+    if relative and not baseline_given:
+        raise UsageError(f"gate '{relative[0]}' compares with a baseline, but no baseline run was given",
+                         where="--gate" if relative[0] in extra else f"{suite.folder / 'suite.yaml'} at gates",
+                         fix="pass --baseline RUN (a stored run directory), or use an absolute threshold")
+    return exprs
+
+
+def gating_options(gates: Sequence[str], baseline_path: str | None, shard: tuple[int, int] | None) -> dict[str, Any]:
+    """What a run records in manifest.options so that merge and re-rendering evaluate the same gates."""
+    out: dict[str, Any] = {"gates": list(gates)}
+    if baseline_path:
+        out["baseline"] = baseline_path
+    if shard:
+        out["shard"] = f"{shard[0]}/{shard[1]}"
+    return out
+
+
+def gate_verdicts(run_dir: Path, manifest: Manifest, summary: dict[str, Any],
+                  baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The run's gate verdicts; none for a shard (its gates are evaluated on the merged run).
+
+    Re-rendering re-reads the baseline run named in the manifest; if it is gone, the verdicts
+    stored earlier for relative gates are kept.
+    """
+    exprs = manifest.options.get("gates") or []
+    if not exprs or manifest.options.get("shard"):
+        return []
+    gates = parse_gates(exprs)
+    if baseline is None and any(g.relative for g in gates) and manifest.options.get("baseline"):
+        try:
+            baseline = load_run(manifest.options["baseline"]).summary
+        except RunDirError:
+            baseline = None
+    previous: dict[str, Any] = {}
+    if baseline is None and (run_dir / SUMMARY).is_file():
+        with contextlib.suppress(ValueError, OSError):
+            previous = {g["expr"]: g for g in json.loads((run_dir / SUMMARY).read_text("utf-8")).get("gates") or []}
+    verdicts = []
+    for g in gates:
+        if g.relative and baseline is None and g.expr in previous:
+            verdicts.append(previous[g.expr])
+        elif g.relative and baseline is None:
+            verdicts.append(GateResult(expr=g.expr, metric=g.name, value=None, threshold=None, passed=False,
+                                       message=f"Gate '{g.expr}' failed: the baseline run is not available").model_dump())
+        else:
+            verdicts.append(evaluate_gate(g, summary, baseline=baseline).model_dump())
+    return verdicts
