@@ -203,9 +203,9 @@ def test_summary_md_neutralises_every_payload(hostile_run):
     run_dir, _, p, _ = hostile_run
     md = (run_dir / "summary.md").read_text()
     assert "<" not in md.replace("&lt;", "")  # no raw markup reaches a markdown renderer
-    assert "](" not in md.replace("\\](", "")  # no live markdown link or image
+    assert "](" not in md  # no live markdown link or image
     assert not any(ch in md for ch in BIDI)
-    assert "\\[U+202E\\]" in md  # shown as [U+202E] once rendered
+    assert "[U+202E]" in md
 
 
 @pytest.mark.parametrize("variant", ["as-written", "without-csp"])

@@ -55,8 +55,8 @@ def md_cell(value: Any, limit: int = 120) -> str:
     """Text made safe for one markdown table cell: no pipes, newlines, HTML, links or bidi controls."""
     text = " ".join(visible_controls(str(value)).split())
     text = text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
-    # Brackets escaped: no markdown link or image (a tracking pixel, a javascript: link) from data.
-    text = text.replace("[", "\\[").replace("]", "\\]")
+    # No markdown link or image from data (a tracking pixel, a javascript: link): both need "](".
+    text = text.replace("](", "]\\(")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
