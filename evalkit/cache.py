@@ -7,7 +7,8 @@ config hash, the messages sent (a session turn includes its history) and the req
 (max completion tokens, temperature). The session's affinity id is left out (it names the run).
 Errors are never cached.
 
-Entries are JSON files under ``EVALKIT_CACHE_DIR`` (default ``~/.cache/evalkit/responses``),
+Entries are JSON files under ``$EVALKIT_CACHE_DIR/responses`` (default ``~/.cache/evalkit/responses``;
+the judge keeps its verdicts beside them in ``judge/``),
 ``<key[:2]>/<key>.json``, written atomically. An unreadable entry is a miss. Entries hold the
 response fields a ``CaseResult`` needs and no request headers, so never a key.
 """
@@ -30,10 +31,10 @@ _FIELDS = ("route", "served_model", "content", "finish_reason", "prompt_tokens",
 
 
 def default_cache_dir() -> Path:
+    """``$EVALKIT_CACHE_DIR/responses``, else ``~/.cache/evalkit/responses``."""
     value = os.environ.get(CACHE_ENV)
-    if value:
-        return Path(value).expanduser()
-    return Path.home() / ".cache" / "evalkit" / "responses"
+    root = Path(value).expanduser() if value else Path.home() / ".cache" / "evalkit"
+    return root / "responses"
 
 
 def cache_key(scope: dict[str, Any], messages: list[dict[str, Any]], params: dict[str, Any]) -> str:

@@ -144,7 +144,7 @@ def run(
     backoff: float = typer.Option(0.5, "--backoff", help="First retry waits 0.5-1x this many seconds, doubling each retry (a 429's Retry-After wins when longer)."),
     rpm: Optional[float] = typer.Option(None, "--rpm", help="Requests started per minute, retries included (default: 900 for --target do, else unlimited; 0: unlimited)."),
     max_error_rate: Optional[float] = typer.Option(None, "--max-error-rate", help="Error budget: stop the run (exit 3, reports written) once more than this share of the cases failed, e.g. 0.05."),
-    cache: bool = typer.Option(False, "--cache/--no-cache", help="Reuse stored responses for identical requests (off by default: a cache hides router changes). Stored under EVALKIT_CACHE_DIR or ~/.cache/evalkit/responses."),
+    cache: bool = typer.Option(False, "--cache/--no-cache", help="Reuse stored responses for identical requests (off by default: a cache hides router changes). Stored in $EVALKIT_CACHE_DIR/responses (default ~/.cache/evalkit/responses)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Finish an interrupted run: send only the cases of RUN_DIR without a result, appending to it."),
     stream: bool = typer.Option(False, "--stream", help="Request streamed responses and measure time to first token (TTFT)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),

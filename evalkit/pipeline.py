@@ -57,7 +57,7 @@ class Reliability:
     rpm: float | None = None             # None: the target's default (do: 900/min, others: unlimited); 0: unlimited
     max_error_rate: float | None = None  # None: no budget
     cache: bool = False
-    cache_dir: str | Path | None = None  # None: EVALKIT_CACHE_DIR or ~/.cache/evalkit/responses
+    cache_dir: str | Path | None = None  # None: $EVALKIT_CACHE_DIR/responses or ~/.cache/evalkit/responses
     resume: str | Path | None = None     # a run directory to finish
     seed: int | None = None
 

@@ -170,7 +170,7 @@ CATALOGUE: dict[str, Bad] = {
     "cli-do-target-without-key": Bad(lambda t: run_args(t, "--target", "do"), ["MODEL_ACCESS_KEY is not set", "fix:"],
                                      env={"MODEL_ACCESS_KEY": ""}),
     "cli-cache-dir-is-a-file": Bad(lambda t: (t / "cachefile").write_text("x") and run_args(t, "--cache"),
-                                   ["cachefile", "cache folder is a file", "EVALKIT_CACHE_DIR"], env={"EVALKIT_CACHE_DIR": "{tmp}/cachefile"}),
+                                   ["cachefile", "cannot create the response cache folder", "EVALKIT_CACHE_DIR"], env={"EVALKIT_CACHE_DIR": "{tmp}/cachefile"}),
     # --- price files ---
     "prices-truncated-yaml": Bad(lambda t: prices_text(t, "models:\n  a: {input: 0.1, output: [\n"), ["prices.yaml", "invalid YAML", "fix:"]),
     "prices-negative": Bad(lambda t: prices_text(t, "models:\n  m1: {input: -1, output: 0.4}\n"),

@@ -130,4 +130,4 @@ def test_cli_cache_flag_uses_the_env_cache_dir(tmp_path, router):
         proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "runs",
                        "--cache", "-q", env=env)
         assert proc.returncode == 0, proc.stderr
-    assert len(rec.log) == 2 and len(list((tmp_path / "envcache").rglob("*.json"))) == 2
+    assert len(rec.log) == 2 and len(list((tmp_path / "envcache" / "responses").rglob("*.json"))) == 2

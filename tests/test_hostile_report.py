@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TUTORIAL_ROUTER, run_cli, write_suite
+from tests.conftest import TUTORIAL_ROUTER, cli_env, run_cli, write_suite
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.fault_helpers import ROUTE, case_id_of
 
@@ -177,9 +177,13 @@ def hostile_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     canary = Canary()
     suite, p = hostile_suite(tmp / "hostile-suite", canary.base)
-    with FakeOpenAI(hostile_router(p)) as fake:
+    # The judge is hostile too: its rationales carry payloads, and a score of 1 puts them in the report.
+    judge_reply = Reply(content=f"{p['img']} {p['script']} {p['textarea']} judged-hostile\nVERDICT: 1")
+    env = cli_env(JUDGE_KEY="judge-key-0000", EVALKIT_CACHE_DIR=str(tmp / "cache"))
+    with FakeOpenAI(hostile_router(p)) as fake, FakeOpenAI(judge_reply) as judge:
         proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp / "runs",
-                       "--retries", "0", "-q")
+                       "--retries", "0", "-q", "--judge", "evil-judge", "--judge-base-url", judge.base_url,
+                       "--judge-api-key-env", "JUDGE_KEY", env=env)
     assert proc.returncode == 0, proc.stderr
     run_dir = next((tmp / "runs").glob("*/*"))
     yield run_dir, canary, p, tmp
@@ -197,6 +201,7 @@ def test_report_html_escapes_every_payload(hostile_run):
             assert payload in text, f"payload {name} is not shown as text"
     assert not any(ch in html for ch in BIDI)
     assert "invoice[U+202E]gnp.exe[U+2066]isolated[U+2069][U+200F]" in text
+    assert "Judge's rationale" in text and f"{p['img']} {p['script']}" in text and "judged-hostile" in text
 
 
 def test_summary_md_neutralises_every_payload(hostile_run):
