@@ -16,6 +16,7 @@ from evalkit import SCHEMA_VERSION, __version__
 from evalkit.cost import Price
 from evalkit.errors import RunError, UsageError
 from evalkit.records import CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
+from evalkit.router_config import RouterConfig
 from evalkit.report import write_reports
 from evalkit.runner import RunOptions, run_cases
 from evalkit.store import MANIFEST, SUMMARY, ResultWriter, create_run_dir, load_run, utc_now, write_json
@@ -25,6 +26,7 @@ from evalkit.targets import (DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key
                              resolve_route_header)
 
 TARGET_KINDS = ("local", "do", "openai")
+ROUTER_FILE = "router.json"  # the router config the run measured, kept for the overlap analysis
 
 
 @dataclass
@@ -125,6 +127,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
         manifest = new_manifest(run_dir.name, suite, target.info,
                                 {"concurrency": concurrency, "defaults": defaults})
         write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
+        write_json(run_dir / ROUTER_FILE, suite.router.to_body())
         results: list[CaseResult] = []
         status(f"running {len(suite.cases)} cases against {target.info.kind} ({target.info.base_url})")
         with ResultWriter(run_dir) as writer:
@@ -143,7 +146,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     manifest.finished_at = utc_now()
     manifest.counts = count_statuses(results)
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
-    summary = finalize(run_dir, manifest, results)
+    summary = finalize(run_dir, manifest, results, router=suite.router)
     if results and all(r.status == "error" and r.http_status is None for r in results):
         raise RunError("the router could not be reached: every case failed to connect",
                        where=target.info.base_url, got=results[0].error,
@@ -158,9 +161,37 @@ def count_statuses(results: Sequence[CaseResult]) -> dict[str, int]:
     return counts
 
 
-def finalize(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, Any]:
+def run_overlap(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult],
+                router: RouterConfig | None = None) -> dict[str, Any] | None:
+    """Overlap evidence for a run: the descriptions (static) plus the run's confusion.
+
+    The router is the one the run measured (``router.json`` in the run directory when not
+    given). Embedding similarity is computed for local runs only, whose encoder is already
+    loaded; other targets get TF-IDF and shared terms, so finishing a remote run never pays a
+    model load. ``evalkit overlap ROUTER --run RUN`` gives the full evidence for any run.
+    """
+    from evalkit.overlap import find_overlaps
+    from evalkit.router_config import load_router_config
+
+    if router is None:
+        path = run_dir / ROUTER_FILE
+        if not path.is_file():
+            return None
+        router = load_router_config(path)
+    if router.task_names != manifest.router.tasks:
+        return None
+    vectors = None
+    if manifest.target.kind == "local":
+        from evalkit.emulator.classifier import encode
+
+        vectors = encode([t.description for t in router.tasks])
+    return find_overlaps(router, description_vectors=vectors, results=results).to_dict()
+
+
+def finalize(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult],
+             router: RouterConfig | None = None) -> dict[str, Any]:
     """Analyse a run's records and write summary.json and the reports."""
-    summary = build_summary(manifest, results)
+    summary = build_summary(manifest, results, overlap=run_overlap(run_dir, manifest, results, router))
     write_json(run_dir / SUMMARY, summary)
     write_reports(run_dir, summary, results, manifest)
     return summary

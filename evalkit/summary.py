@@ -14,8 +14,13 @@ from evalkit.metrics import latency_summary, per_tag_metrics, routing_metrics
 from evalkit.records import CaseResult, Manifest
 
 
-def build_summary(manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, Any]:
-    """Every figure the reports show, machine-readable."""
+def build_summary(manifest: Manifest, results: Sequence[CaseResult], *,
+                  overlap: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every figure the reports show, machine-readable.
+
+    ``overlap``: ``OverlapReport.to_dict()`` of the run's router (``evalkit.overlap``); its pairs
+    become ``overlap`` and its weak descriptions ``overlap_weak``.
+    """
     labels = [*manifest.router.tasks, "fallback"]
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -27,7 +32,8 @@ def build_summary(manifest: Manifest, results: Sequence[CaseResult]) -> dict[str
     summary.update(routing_metrics(results, labels=labels))
     summary["per_tag"] = per_tag_metrics(results, labels=labels)
     summary["route_only"] = bool(results) and all(r.route_only for r in results if r.status != "error")
-    summary["overlap"] = []
+    summary["overlap"] = list((overlap or {}).get("pairs", []))
+    summary["overlap_weak"] = list((overlap or {}).get("weak", []))
     summary["judge"] = None
     summary["cost"] = cost_summary(list(results))
     summary["latency"] = latency_summary(results)
