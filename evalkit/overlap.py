@@ -96,6 +96,7 @@ OUTPUT_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("structured data", re.compile(r"\b(json|yaml|csv|table)\b")),
     ("a prose answer", re.compile(r"\b(answer\w*|repl(y|ies)|respon(d|ds|se)|advice|recommend\w*|suggest\w*)\b")),
 )
+EXPLICIT_OUTPUT = re.compile(r"\b(output|outputs|returns?|produces?|responds? with|replies with)\b\s*:?\s+([^.;\n]+)")
 GENERIC_CUES = re.compile(r"\b(general|generic|anything|everything|miscellaneous|misc|other|any (question|topic|request)s?|"
                           r"all (kinds|sorts) of)\b")
 LABEL_LIKE_MAX_WORDS = 4
@@ -171,8 +172,17 @@ def words(text: str) -> list[str]:
 
 
 def output_type(description: str) -> str | None:
-    """The output type a description states (first cue in priority order), or None."""
+    """The output type a description states, or None.
+
+    An explicit statement ("Output: a short answer", "returns the code") wins; otherwise the
+    first cue in ``OUTPUT_CUES`` order (classify -> a category label, answer -> a prose answer...).
+    """
     low = description.lower()
+    explicit = EXPLICIT_OUTPUT.search(low)
+    if explicit:
+        phrase = " ".join(explicit.group(2).split()[:10]).strip(" ,:")
+        if phrase:
+            return phrase
     for kind, pattern in OUTPUT_CUES:
         if pattern.search(low):
             return kind
@@ -368,6 +378,9 @@ def find_overlaps(
         total_mass = sum(len(v) for v in misrouted.values())
         kinds.append("run")
 
+    # A term most descriptions use is the router's domain (or its boilerplate), not a pair's overlap.
+    df = Counter(term for t in names for term in weights[t])
+    router_wide = {term for term, k in df.items() if k > max(2, n / 2)}
     output_types = {t: output_type(descriptions[t]) for t in names}
     pairs: list[OverlapPair] = []
     for i, j in combinations(range(n), 2):
@@ -375,7 +388,7 @@ def find_overlaps(
         evidence: dict[str, Any] = {}
         embed = float(embed_sims[i, j]) if embed_sims is not None else None
         tf = float(tfidf_sims[i, j])
-        shared = sorted(set(weights[a]) & set(weights[b]),
+        shared = sorted((set(weights[a]) & set(weights[b])) - router_wide,
                         key=lambda term: (-min(weights[a][term], weights[b][term]), term))[:MAX_SHARED_TERMS]
         evidence["embedding_cosine"] = None if embed is None else round(embed, 4)
         evidence["tfidf_cosine"] = round(tf, 4)

@@ -71,6 +71,14 @@ def test_shared_terms_and_tfidf_cosine_are_reported() -> None:
     assert any("'billing'" in s for s in p.suggestions)
 
 
+def test_terms_most_descriptions_use_are_not_a_pairs_shared_terms() -> None:
+    cfg = router("Answer billing questions about refunds in prose.", "Classify billing tickets about refunds into a label.",
+                 "Translate billing documents into French.", "Summarize billing reports into key points.")
+    report = find_overlaps(cfg)
+    assert pair(report, "a", "b").evidence["shared_terms"] == ["refund"]  # 'billing' is in all four
+    assert pair(report, "c", "d").evidence["shared_terms"] == []
+
+
 def test_identical_wording_is_high_from_tfidf_alone() -> None:
     cfg = router("Answer billing questions about invoices, charges and refunds for a customer.",
                  "Answer customer billing questions about invoices, refunds and charges.")
@@ -84,6 +92,7 @@ def test_output_types_are_detected() -> None:
     assert output_type("Answer a customer question about plans") == "a prose answer"
     assert output_type("Work out the maths and give a step-by-step explanation") == "a step-by-step explanation"
     assert output_type("Billing and invoices") is None
+    assert output_type("Handle card requests. Output: a confirmation of the action.") == "a confirmation of the action"
 
 
 # --- pure: suite evidence --------------------------------------------------------------------
