@@ -73,6 +73,8 @@ input inputs output outputs given use using used may might can could should woul
 following type types kind kinds various related like part etc e g eg i.e ie also must need needs
 short long based whether such any thing things way ways include includes including
 multi non pre sub self semi anti
+help helps helping handle handles handling action actions ask asks asked asking current currently
+change changes changing make makes making get gets getting set sets want wants
 """.split())
 
 # Verbs a task description typically starts with (matched on the stem).

@@ -13,7 +13,7 @@ import pytest
 from evalkit.overlap import find_overlaps, output_type, terms
 from evalkit.records import Case, CaseResult
 from evalkit.router_config import parse_router_config
-from tests.conftest import TUTORIAL_ROUTER, run_cli, write_suite
+from tests.conftest import TUTORIAL_ROUTER, cli_env, run_cli, write_suite
 
 TRANSLATE = "Translate text between human languages and output only the translation in the target language."
 SUMMARIZE = "Summarize a long document or meeting transcript into a brief summary paragraph of its key points."
@@ -236,8 +236,12 @@ def test_overlap_with_suite_counts_prompts_between_tasks(tmp_path: Path) -> None
         {"id": "r1", "prompt": "Work out step by step how many servers we need for 40k requests per second.", "expected_route": "reasoning"},
     ]
     folder = write_suite(tmp_path / "s", cases)
-    proc = run_cli("overlap", folder / "router.json", "--suite", folder, "--json", "--fail-on", "high")
+    env = cli_env(EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    proc = run_cli("overlap", folder / "router.json", "--suite", folder, "--json", "--fail-on", "high", env=env)
     assert proc.returncode in (0, 1), proc.stderr
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npy"))) == 1
+    again = run_cli("overlap", folder / "router.json", "--suite", folder, "--json", "--fail-on", "high", env=env)
+    assert again.stdout == proc.stdout  # the cached prompt embeddings give the same result
     data = json.loads(proc.stdout)
     suite = [p["evidence"]["suite"] for p in data["pairs"]]
     assert all(set(s) >= {"n_between", "rate", "examples", "margin"} for s in suite)

