@@ -1,0 +1,114 @@
+"""metrics: hand-computed figures on small result sets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from evalkit.metrics import routing_metrics, wilson_interval
+from evalkit.records import CaseResult
+
+LABELS = ["classify", "customer-qa", "reasoning", "fallback"]
+
+
+def r(i, expected, route, status="ok", tags=()):
+    if status == "missing_route":
+        route = None
+    return CaseResult(id=str(i), expected_route=expected, route=route, status=status, tags=list(tags))
+
+
+def sample():
+    return [
+        r(1, "classify", "classify"),
+        r(2, "classify", "customer-qa"),
+        r(3, "customer-qa", "customer-qa"),
+        r(4, "customer-qa", "fallback"),
+        r(5, "reasoning", "reasoning"),
+        r(6, "fallback", "fallback"),
+        r(7, "fallback", "classify"),
+        r(8, "reasoning", None, status="missing_route"),
+        r(9, "classify", None, status="error"),
+    ]
+
+
+def test_confusion_rows_expected_columns_routes_plus_missing():
+    m = routing_metrics(sample(), labels=LABELS)
+    conf = m["confusion"]
+    assert conf["labels"] == LABELS
+    assert conf["columns"] == LABELS + ["(missing)"]
+    assert conf["matrix"] == [
+        [1, 1, 0, 0, 0],
+        [0, 1, 0, 1, 0],
+        [0, 0, 1, 0, 1],
+        [1, 0, 0, 1, 0],
+    ]
+
+
+def test_errors_are_counted_apart_and_not_misroutes():
+    m = routing_metrics(sample(), labels=LABELS)
+    assert (m["n_cases"], m["n_scored"], m["n_errors"], m["n_missing_route"]) == (9, 8, 1, 1)
+    assert m["error_rate"] == pytest.approx(1 / 9)
+    assert m["accuracy"] == pytest.approx(4 / 8)
+
+
+def test_rates_by_their_definitions():
+    m = routing_metrics(sample(), labels=LABELS)
+    # routed to a named task: cases 1,2,3,5,7 -> 5 of 8
+    assert m["match_rate"] == pytest.approx(5 / 8)
+    assert m["fallback_rate"] == pytest.approx(2 / 8)
+    assert m["missing_rate"] == pytest.approx(1 / 8)
+    # expected a task (6 scored): one went to fallback (case 4)
+    assert m["false_fallback_rate"] == pytest.approx(1 / 6)
+    # expected fallback (2): one went to a task (case 7)
+    assert m["false_match_rate"] == pytest.approx(1 / 2)
+
+
+def test_per_task_precision_recall_by_hand():
+    per = routing_metrics(sample(), labels=LABELS)["per_task"]
+    assert per["classify"] == pytest.approx({"precision": 1 / 2, "recall": 1 / 2, "f1": 1 / 2, "support": 2})
+    assert per["customer-qa"]["precision"] == pytest.approx(1 / 2)
+    assert per["reasoning"] == pytest.approx({"precision": 1.0, "recall": 1 / 2, "f1": 2 / 3, "support": 2})
+    assert per["fallback"]["recall"] == pytest.approx(1 / 2)
+
+
+def test_macro_f1_over_present_labels():
+    m = routing_metrics(sample(), labels=LABELS)
+    f1s = [1 / 2, 1 / 2, 2 / 3, 1 / 2]
+    assert m["macro_f1"] == pytest.approx(sum(f1s) / 4)
+
+
+def test_cohen_kappa_by_hand():
+    results = [r(1, "classify", "classify"), r(2, "classify", "fallback"),
+               r(3, "fallback", "fallback"), r(4, "fallback", "fallback")]
+    m = routing_metrics(results, labels=LABELS)
+    po = 3 / 4
+    pe = (2 / 4) * (1 / 4) + (2 / 4) * (3 / 4)
+    assert m["cohen_kappa"] == pytest.approx((po - pe) / (1 - pe))
+
+
+def test_wilson_interval_matches_the_formula():
+    lo, hi = wilson_interval(8, 10)
+    z = 1.959963984540054
+    p, n = 0.8, 10
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (lo, hi) == pytest.approx((centre - half, centre + half))
+    assert wilson_interval(0, 0) == [0.0, 0.0]
+
+
+def test_matrix_keeps_its_shape_when_a_task_has_no_cases():
+    m = routing_metrics([r(1, "classify", "classify")], labels=LABELS)
+    assert len(m["confusion"]["matrix"]) == 4
+    assert m["per_task"]["reasoning"]["support"] == 0
+
+
+def test_unknown_route_gets_its_own_column():
+    m = routing_metrics([r(1, "classify", "summarize")], labels=LABELS)
+    assert m["confusion"]["columns"] == LABELS + ["summarize", "(missing)"]
+    assert m["confusion"]["matrix"][0][4] == 1
+
+
+def test_all_errors_gives_no_accuracy_not_zero():
+    m = routing_metrics([r(1, "classify", None, status="error")], labels=LABELS)
+    assert m["accuracy"] is None and m["error_rate"] == 1.0

@@ -1,0 +1,152 @@
+"""suites: suite.yaml plus JSONL / CSV / Parquet cases, columns mapping, errors with file and line."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from evalkit.errors import SuiteError
+from evalkit.suites import load_suite
+
+from conftest import ROOT, run_cli, write_suite
+
+GOOD = [
+    {"id": "a", "prompt": "Classify: my card was charged twice", "expected_route": "classify"},
+    {"id": "b", "prompt": "How do I add a seat?", "expected_route": "customer-qa", "tags": ["seats"]},
+    {"id": "c1", "prompt": "Can I pause my plan?", "expected_route": "customer-qa", "session": "s", "turn": 1},
+    {"id": "c2", "prompt": "and for how long?", "expected_route": "customer-qa", "session": "s", "turn": 2},
+]
+
+
+def test_loads_jsonl_cases_with_their_lines(tmp_path: Path):
+    suite = load_suite(write_suite(tmp_path / "ok", GOOD))
+    assert [c.id for c in suite.cases] == ["a", "b", "c1", "c2"]
+    assert suite.cases[2].line == 3
+    assert suite.cases[1].tags == ["seats"]
+    assert suite.router.name == "cost-governance-demo"
+
+
+def test_suite_yaml_path_or_folder_both_work(tmp_path: Path):
+    folder = write_suite(tmp_path / "ok", GOOD)
+    assert load_suite(folder / "suite.yaml").hash == load_suite(folder).hash
+
+
+def test_csv_cases(tmp_path: Path):
+    folder = write_suite(tmp_path / "csv", "", cases_name="cases.csv")
+    (folder / "cases.csv").write_text(
+        "id,prompt,expected_route,tags,session,turn\n"
+        "a,\"Classify: refund, please\",classify,billing;short,,\n"
+        "b,How do I export?,customer-qa,,s1,1\n")
+    suite = load_suite(folder)
+    assert suite.cases[0].prompt == "Classify: refund, please"
+    assert suite.cases[0].tags == ["billing", "short"]
+    assert suite.cases[1].turn == 1 and suite.cases[1].session == "s1"
+
+
+def test_parquet_cases_with_columns_mapping(tmp_path: Path):
+    folder = write_suite(tmp_path / "pq", "", cases_name="cases.parquet",
+                         suite_yaml="name: pq\nrouter: router.json\ncases: cases.parquet\n"
+                                    "columns: {prompt: text, expected_route: label, id: uid}\n")
+    pd.DataFrame({"uid": ["x1", "x2"], "text": ["write a poem", "How do I reset SSO?"],
+                  "label": ["fallback", "customer-qa"], "extra": [1, 2]}).to_parquet(folder / "cases.parquet")
+    suite = load_suite(folder)
+    assert [(c.id, c.expected_route) for c in suite.cases] == [("x1", "fallback"), ("x2", "customer-qa")]
+
+
+def test_foreign_jsonl_with_columns_mapping_ignores_extra_columns(tmp_path: Path):
+    rows = [{"uid": "q1", "text": "what's the weather", "label": "fallback", "intent": "weather"},
+            {"uid": "q2", "text": "Categorize: login fails", "label": "classify", "intent": "x"}]
+    folder = write_suite(tmp_path / "foreign", rows,
+                         suite_yaml="name: foreign\nrouter: router.json\ncases: cases.jsonl\n"
+                                    "columns: {id: uid, prompt: text, expected_route: label}\n")
+    suite = load_suite(folder)
+    assert [c.prompt for c in suite.cases] == ["what's the weather", "Categorize: login fails"]
+
+
+BAD = [
+    ("unknown field", [{"id": "a", "prompt": "x", "expected_route": "classify", "colour": "red"}],
+     r"unknown field 'colour'", 1),
+    ("unknown task", [GOOD[0], {"id": "b", "prompt": "x", "expected_route": "billing"}],
+     r"unknown task 'billing'.*\n.*classify, customer-qa, reasoning, fallback", 2),
+    ("duplicate id", [GOOD[0], GOOD[1], dict(GOOD[0])], r"duplicate id 'a' \(first at .*:1\)", 3),
+    ("empty prompt", [{"id": "a", "prompt": "   ", "expected_route": "classify"}], r"empty prompt", 1),
+    ("turn gap", [GOOD[2], {**GOOD[3], "turn": 3}], r"broken turn order in session 's': turn 3 after turn 1", 2),
+    ("turn without session", [{"id": "a", "prompt": "x", "expected_route": "classify", "turn": 1}],
+     r"'session' and 'turn' go together", 1),
+    ("session starts at 2", [{**GOOD[3]}], r"broken turn order.*turn 2", 1),
+    ("messages end with assistant", [{"id": "m", "expected_route": "classify",
+                                     "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}],
+     r"last message must be from the user", 1),
+    ("no expected route", [{"id": "a", "prompt": "x"}], r"no 'expected_route'", 1),
+    ("missing id", [{"prompt": "x", "expected_route": "classify"}], r"missing or empty 'id'", 1),
+]
+
+
+@pytest.mark.parametrize("label,rows,message,line", BAD, ids=[b[0] for b in BAD])
+def test_bad_cases_name_file_and_line(tmp_path: Path, label, rows, message, line):
+    folder = write_suite(tmp_path / "bad", rows)
+    with pytest.raises(SuiteError, match=message) as info:
+        load_suite(folder)
+    assert f"cases.jsonl:{line}" in str(info.value)
+    assert "fix:" in str(info.value)
+
+
+def test_invalid_json_line(tmp_path: Path):
+    folder = write_suite(tmp_path / "bad", json.dumps(GOOD[0]) + "\n{\"id\": \"b\", \"prompt\": \n")
+    with pytest.raises(SuiteError, match=r"cases.jsonl:2.*\n?.*invalid JSON|invalid JSON"):
+        load_suite(folder)
+
+
+def test_unknown_suite_yaml_key_names_its_line(tmp_path: Path):
+    folder = write_suite(tmp_path / "bad", GOOD, suite_yaml="name: x\nrouter: router.json\ncases: cases.jsonl\ncasess: y\n")
+    with pytest.raises(SuiteError, match=r"suite.yaml:4: unknown key 'casess'"):
+        load_suite(folder)
+
+
+def test_cli_bad_suite_exits_2_without_traceback(tmp_path: Path):
+    folder = write_suite(tmp_path / "bad", [GOOD[0], {"id": "b", "prompt": "x", "expected_route": "nope"}])
+    proc = run_cli("run", folder, "--out", tmp_path / "out", "-q")
+    assert proc.returncode == 2
+    assert "cases.jsonl:2" in proc.stderr and "unknown task 'nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_folder_without_suite(tmp_path: Path):
+    proc = run_cli("run", tmp_path, "-q")
+    assert proc.returncode == 2
+    assert "no suite.yaml" in proc.stderr
+
+
+def test_bundled_suite_meets_the_issue_counts():
+    suite = load_suite(ROOT / "suites" / "saas-support")
+    routes = Counter(c.expected_route for c in suite.cases)
+    assert len(suite.cases) >= 220
+    assert routes["classify"] >= 60 and routes["customer-qa"] >= 60
+    assert routes["reasoning"] >= 40 and routes["fallback"] >= 30
+    sessions: dict[str, list[int]] = {}
+    for c in suite.cases:
+        if c.session:
+            sessions.setdefault(c.session, []).append(c.turn)
+    qa_sessions = [s for s, turns in sessions.items() if 2 <= len(turns) <= 4]
+    assert len(qa_sessions) >= 8
+    assert sum("ambiguous" in c.tags for c in suite.cases) >= 25
+    assert sum(bool(c.reference) for c in suite.cases) >= 40
+    duplicate = [c for c in suite.cases if "tutorial" in c.tags and "My invoice shows a duplicate charge" in c.user_text]
+    assert duplicate and all(c.expected_route == "classify" for c in duplicate)
+
+
+def test_hf_source_from_a_local_dataset_folder(tmp_path: Path):
+    data = tmp_path / "ds" / "data"
+    data.mkdir(parents=True)
+    (data / "test.jsonl").write_text('{"text": "write me a poem", "label": "fallback"}\n'
+                                     '{"text": "Classify: refund", "label": "classify"}\n')
+    folder = write_suite(tmp_path / "hf", [], suite_yaml=(
+        f"name: hf\nrouter: router.json\ncases: hf://{tmp_path / 'ds'}:test\n"
+        "columns: {prompt: text, expected_route: label}\n"))
+    suite = load_suite(folder)
+    assert [(c.id, c.prompt, c.expected_route) for c in suite.cases] == [
+        ("row-1", "write me a poem", "fallback"), ("row-2", "Classify: refund", "classify")]
