@@ -297,7 +297,7 @@ def _term_owner(term: str, a: str, b: str, weights: dict[str, dict[str, float]],
         rb = nb[term] / max(1, nb["__n__"])
         if ra != rb:
             keep, drop = (a, b) if ra > rb else (b, a)
-            return keep, drop, (f"{ra * 100:.0f}% of {a}'s prompts use it, {rb * 100:.0f}% of {b}'s")
+            return keep, drop, (f"{ra * 100:.1f}% of {a}'s prompts use it, {rb * 100:.1f}% of {b}'s")
     wa, wb = weights[a].get(term, 0.0), weights[b].get(term, 0.0)
     if abs(wa - wb) > 1e-9:
         keep, drop = (a, b) if wa > wb else (b, a)
