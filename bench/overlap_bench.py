@@ -6,6 +6,10 @@ suite is the bundled clinc150-domains cases relabelled to those twenty tasks (ou
 queries stay ``fallback``). Times the whole command in a fresh process (model load included),
 which is what a user waits for. Target: under 15 s.
 
+The first run starts with an empty embedding cache (cold: every prompt is encoded); the later
+runs find the suite's prompt embeddings cached, as in the description-improvement loop where
+only the descriptions change (warm).
+
     python bench/overlap_bench.py [--repeat 3]
 """
 
@@ -57,7 +61,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as cache:
+        env["EVALKIT_CACHE_DIR"] = cache
         folder = Path(tmp)
         n_tasks = build(folder)
         n_cases = sum(1 for _ in (folder / "cases.jsonl").open())
@@ -72,11 +77,11 @@ def main() -> None:
         data = json.loads(proc.stdout)
         flagged = sum(p["severity"] in ("high", "medium") for p in data["pairs"])
     load = os.getloadavg()[0]
-    best, worst = min(times), max(times)
+    cold, warm = times[0], min(times[1:]) if len(times) > 1 else float("nan")
     print(f"tasks={n_tasks} cases={n_cases} pairs={len(data['pairs'])} flagged(high/medium)={flagged}")
-    print(f"evalkit overlap --suite: best {best:.1f} s, worst {worst:.1f} s over {args.repeat} runs "
-          f"(target < {TARGET_S:.0f} s; best/target = {best / TARGET_S:.2f}); load average {load:.1f} "
-          f"on {os.cpu_count()} CPUs")
+    print(f"evalkit overlap --suite: cold {cold:.1f} s (cold/target = {cold / TARGET_S:.2f}), "
+          f"warm {warm:.1f} s (warm/target = {warm / TARGET_S:.2f}), target < {TARGET_S:.0f} s; "
+          f"load average {load:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
