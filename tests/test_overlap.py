@@ -156,11 +156,17 @@ def test_pairs_are_ordered_by_off_diagonal_mass() -> None:
     assert report.pairs[0].severity == "high"
 
 
-def test_with_a_run_static_similarity_alone_is_at_most_medium() -> None:
-    vectors = np.array([[1.0, 0.0], [0.95, math.sqrt(1 - 0.95 ** 2)], [0.0, 1.0]])
+def test_with_a_run_static_similarity_alone_drops_one_level() -> None:
+    # c = 0.6 b + 0.8 e3: a.b = 0.95 (high without a run), b.c = 0.6 (medium), a.c = 0.57 (medium).
+    b = [0.95, math.sqrt(1 - 0.95 ** 2), 0.0]
+    vectors = np.array([[1.0, 0.0, 0.0], b, [0.6 * b[0], 0.6 * b[1], 0.8]])
+    cfg = router(TRANSLATE, SUMMARIZE, CODEGEN)
+    static = find_overlaps(cfg, description_vectors=vectors)
+    assert (pair(static, "a", "b").severity, pair(static, "b", "c").severity) == ("high", "medium")
     results = [result(f"{t}{i}", t, t) for t in "abc" for i in range(5)]
-    report = find_overlaps(router(TRANSLATE, SUMMARIZE, CODEGEN), description_vectors=vectors, results=results)
+    report = find_overlaps(cfg, description_vectors=vectors, results=results)
     assert pair(report, "a", "b").severity == "medium"
+    assert pair(report, "b", "c").severity == "low"
 
 
 # --- pure: weak descriptions -----------------------------------------------------------------
