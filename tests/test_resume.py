@@ -249,3 +249,27 @@ def test_a_run_stopped_by_the_error_budget_is_finished_by_resume(tmp_path):
     assert final["run"]["stopped"] is None
     assert sorted(stored_ids(run_dir)) == sorted(c.id for c in cases)
     assert rec.count("c003") == 1 and rec.count("c005") == 1  # stored errors are results: not resent
+
+
+def test_resume_completes_the_baseline_file_too(tmp_path):
+    cases = make_cases(6)
+    suite = write_case_suite(tmp_path / "s", cases)
+    rec = Recorder(lambda cid, attempt, body: ok_reply(cid))
+    with FakeOpenAI(rec) as fake:
+        args = openai_args(fake, tmp_path / "runs", "--baseline-model", "base-m")
+        assert run_cli("run", suite, *args).returncode == 0
+        run_dir = next((tmp_path / "runs").glob("*/*"))
+        base = run_dir / "baseline.jsonl"
+        lines = base.read_text().splitlines()
+        base.write_text("\n".join(lines[:2]) + "\n" + lines[2][:15])  # two whole lines and a torn one
+        kept = {json.loads(l)["id"] for l in lines[:2]}
+        rec.log.clear()
+        rec.bodies.clear()
+        proc = run_cli("run", suite, *args, "--resume", str(run_dir))
+        assert proc.returncode == 0, proc.stderr
+        models = {cid: [b["model"] for b in bodies] for cid, bodies in rec.bodies.items()}
+        no_baseline = run_cli("run", suite, *openai_args(fake, tmp_path / "runs", "--resume", str(run_dir)))
+    assert all(m == ["base-m"] for m in models.values())  # the router's results were all there
+    assert set(models) == {c.id for c in cases} - kept
+    assert sorted(r.id for r in iter_results(base)) == sorted(c.id for c in cases)
+    assert no_baseline.returncode == 2 and "--baseline-model" in no_baseline.stderr
