@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalkit import __version__
-from evalkit.errors import EvalkitError, UsageError
+from evalkit.errors import EvalkitError, RunError, UsageError
 
 app = typer.Typer(
     name="evalkit",
@@ -96,26 +96,54 @@ def run(
     timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
+    candidate: Optional[Path] = typer.Option(None, "--candidate", help="do: create this router config as a temporary router <name>-evalkit-<id>, run the suite through it, delete it afterwards (token in DIGITALOCEAN_TOKEN)."),
+    against: Optional[str] = typer.Option(None, "--against", help="With --candidate: 'deployed' also runs the suite on the deployed router (named in the suite's router.json) and writes the comparison report."),
+    api_url: Optional[str] = typer.Option(None, "--api-url", help="do: control-plane root URL (default $EVALKIT_DO_API_URL or https://api.digitalocean.com)."),
+    ready_timeout: float = typer.Option(120.0, "--ready-timeout", help="do + --candidate: seconds to wait for the temporary router to answer."),
 ) -> None:
-    """Run a suite against a router, write the run directory and print the summary."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Run a suite against a router, write the run directory and print the summary.
 
+    Before deploying a description change: `evalkit run SUITE --target do --candidate
+    router.candidate.json --against deployed` tries it on DigitalOcean's own classifier and
+    compares it with the live router, case by case.
+    """
     from evalkit.cost import load_prices
-    from evalkit.pipeline import TargetSpec, run_suite
+    from evalkit.pipeline import TargetSpec, check_candidate_options, run_suite
     from evalkit.suites import load_suite
 
-    loaded = load_suite(suite, router_path=router)
+    check_candidate_options(target=target, candidate=candidate, against=against, router=router, model=model,
+                            ready_timeout=ready_timeout)
+    loaded = load_suite(suite, router_path=candidate or router)
     catalog = load_prices(prices)
     spec = TargetSpec(kind=target, base_url=base_url, model=model, router_name=router_name,
                       route_header=route_header, api_key_env=api_key_env, threshold=threshold,
-                      upstreams=parse_upstreams(upstream), timeout=timeout)
+                      upstreams=parse_upstreams(upstream), timeout=timeout,
+                      candidate=loaded.router if candidate else None, api_url=api_url, ready_timeout=ready_timeout)
+    if against:
+        _run_against_deployed(suite, loaded, spec, out_dir=out_dir, prices=catalog, concurrency=concurrency,
+                              quiet=quiet, as_json=as_json)
+        return
+    outcome = _run_with_progress(loaded, spec, out_dir=out_dir, prices=catalog, concurrency=concurrency, quiet=quiet)
+    if as_json:
+        out.print_json(json.dumps(outcome.summary, default=str))
+    else:
+        print_summary(outcome.summary, outcome.run_dir)
+
+
+def _run_with_progress(loaded: Any, spec: Any, *, out_dir: Path, prices: Any, concurrency: int, quiet: bool,
+                       label: str | None = None) -> Any:
+    """``run_suite`` with a progress bar on stderr (when it is a terminal) and status lines."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from evalkit.pipeline import run_suite
+
     show = not quiet and err.is_terminal
     progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[misrouted]} misrouted, {task.fields[errors]} errors"),
                         TimeElapsedColumn(), console=err, disable=not show, transient=False)
     counters = {"misrouted": 0, "errors": 0}
     with progress:
-        task_id = progress.add_task(loaded.name, total=len(loaded.cases), misrouted=0, errors=0)
+        task_id = progress.add_task(label or loaded.name, total=len(loaded.cases), misrouted=0, errors=0)
 
         def on_result(result: Any) -> None:
             if result.status == "error":
@@ -128,12 +156,54 @@ def run(
             if not quiet:
                 err.print(f"[dim]{message}[/dim]")
 
-        outcome = run_suite(loaded, spec, out=out_dir, prices=catalog, concurrency=concurrency,
-                            on_result=on_result, status=status)
+        return run_suite(loaded, spec, out=out_dir, prices=prices, concurrency=concurrency,
+                         on_result=on_result, status=status)
+
+
+def _run_against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_dir: Path, prices: Any,
+                          concurrency: int, quiet: bool, as_json: bool) -> None:
+    """``--candidate X --against deployed``: the candidate's run, the deployed router's run, the comparison."""
+    import dataclasses
+
+    from evalkit.pipeline import compare_with_deployed, deployed_router
+    from evalkit.suites import load_suite
+
+    deployed_suite = load_suite(suite)
+    deployed_name = spec.router_name or deployed_suite.router.name
+    live = deployed_router(spec, deployed_name, like=deployed_suite.router)  # fails before anything is created if it is not there
+    if live.hash != deployed_suite.router.hash:
+        err.print(f"[yellow]note:[/yellow] the deployed router {deployed_name} differs from {deployed_suite.router.source}; "
+                  "the comparison uses the deployed one", highlight=False)
+    cand = _run_with_progress(candidate_suite, spec, out_dir=out_dir, prices=prices, concurrency=concurrency,
+                              quiet=quiet, label=f"{candidate_suite.name} · candidate")
+    deployed_spec = dataclasses.replace(spec, candidate=None, router_name=deployed_name)
+    dep = _run_with_progress(deployed_suite, deployed_spec, out_dir=out_dir, prices=prices, concurrency=concurrency,
+                             quiet=quiet, label=f"{deployed_suite.name} · deployed")
+    comparison = compare_with_deployed(dep, cand, deployed_config=live, candidate_config=candidate_suite.router,
+                                       out=out_dir)
     if as_json:
-        out.print_json(json.dumps(outcome.summary, default=str))
+        out.print_json(json.dumps({"candidate": cand.summary, "deployed": dep.summary,
+                                   "config_diff": comparison.config_diff, "comparison": comparison.diff,
+                                   "compare_dir": str(comparison.folder) if comparison.folder else None,
+                                   "missing": comparison.missing}, default=str))
     else:
-        print_summary(outcome.summary, outcome.run_dir)
+        from evalkit.commands.router import format_config_diff
+
+        out.print("deployed router:", style="bold")
+        print_summary(dep.summary, dep.run_dir)
+        out.print("candidate (temporary router):", style="bold")
+        print_summary(cand.summary, cand.run_dir)
+        out.print(format_config_diff(comparison.config_diff, a_label="deployed", b_label="candidate"),
+                  markup=False, highlight=False)
+        if comparison.diff is not None:
+            from evalkit.commands.compare import print_compare
+
+            print_compare(comparison.diff, comparison.paths)
+    if comparison.diff is None:
+        raise RunError(f"both runs are written ({dep.run_dir}, {cand.run_dir}) but {comparison.missing}",
+                       fix=f"compare them with `evalkit compare {dep.run_dir} {cand.run_dir}` once it is available")
+    if comparison.diff["verdict"]["failed"]:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from evalkit.errors import UsageError
+from evalkit.errors import TargetError, UsageError
 from evalkit.records import TargetInfo
 
 DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
 DO_KEY_ENV = "MODEL_ACCESS_KEY"
+DO_TOKEN_ENV = "DIGITALOCEAN_TOKEN"
+TOKEN_PREFIX = "dop_v1_"       # a DigitalOcean personal access token: control plane only
+ACCESS_KEY_PREFIX = "sk-do-"   # a DigitalOcean model access key: inference only
 DEFAULT_ROUTE_HEADER = "x-model-router-selected-route"
 ROUTE_HEADER_PRESETS = {
     "do": DEFAULT_ROUTE_HEADER,
@@ -163,9 +166,65 @@ def api_key_from_env(var: str, *, target: str) -> str:
         raise UsageError(f"no API key: environment variable {var} is not set", where=f"--target {target}",
                          fix=f"export {var}=<your model access key> (DigitalOcean: Control Panel > "
                              "Serverless Inference > Model Access Keys)")
-    if key.startswith("dop_v1_"):
+    if key.startswith(TOKEN_PREFIX):
         raise UsageError(f"{var} holds a DigitalOcean personal access token (dop_v1_...), "
                          "which belongs to the control plane, not to inference", where=f"--target {target}",
                          fix="use a model access key (sk-do-...) for inference; keep the token in "
                              "DIGITALOCEAN_TOKEN for `evalkit router`")
     return key
+
+
+def check_control_plane_token(value: str | None, *, var: str = DO_TOKEN_ENV) -> str:
+    """The token for the DigitalOcean control plane, refusing a model access key.
+
+    The two credentials must never be crossed: a model access key (``sk-do-...``) only talks to
+    the inference endpoint, a personal access token (``dop_v1_...``) only to the control plane.
+    """
+    if not value or not value.strip():
+        raise UsageError(f"no DigitalOcean API token: environment variable {var} is not set",
+                         where=var, fix=f"export {var}=<your personal access token> (DigitalOcean: "
+                                        "Control Panel > API > Tokens; it starts with dop_v1_)")
+    value = value.strip()
+    if value.startswith(ACCESS_KEY_PREFIX):
+        raise UsageError(f"{var} holds a DigitalOcean model access key (sk-do-...), which belongs to "
+                         "inference, not to the control plane", where=var,
+                         fix=f"put a personal access token (dop_v1_...) in {var} for `evalkit router`; "
+                             f"keep the model access key in {DO_KEY_ENV} for `evalkit run --target do`")
+    return value
+
+
+def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: float = 120.0,
+                       status: Callable[[str], None] = lambda s: None, interval: float = 0.5) -> int:
+    """Send a one-line chat request to ``model`` until it answers 2xx; return the attempts it took.
+
+    A router created a moment ago may not be invocable everywhere yet, so anything but an
+    authentication failure is retried (backing off up to 5 s) until ``timeout`` seconds have passed.
+    """
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=min(timeout, 30.0))
+    deadline = time.monotonic() + timeout
+    attempts, last = 0, "no answer"
+    try:
+        while True:
+            attempts += 1
+            try:
+                client.chat.completions.create(model=model, messages=[{"role": "user", "content": "ping"}],
+                                               max_completion_tokens=16)
+                return attempts
+            except openai.APIStatusError as exc:
+                last = _status_message(exc)
+                if exc.status_code in (401, 403):
+                    raise TargetError(f"the inference endpoint refused the key ({last})", where=base_url,
+                                      fix=f"check the model access key in {DO_KEY_ENV}") from None
+            except openai.APIConnectionError as exc:
+                last = f"connection failed: {exc.__cause__ or exc}"
+            if time.monotonic() + interval > deadline:
+                raise TargetError(f"{model} did not answer within {timeout:g} s", where=base_url, got=last,
+                                  fix="check the inference URL, or wait longer with --ready-timeout")
+            if attempts == 1:
+                status(f"waiting for {model} to answer ({last})")
+            time.sleep(interval)
+            interval = min(interval * 2, 5.0)
+    finally:
+        client.close()
