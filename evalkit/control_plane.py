@@ -391,7 +391,7 @@ def temporary_router(plane: ControlPlane, candidate: RouterConfig, *, short_id: 
 
     Covers an exception in the block, Ctrl-C and SIGTERM (turned into Ctrl-C for the block's
     duration); during the delete a first interrupt is ignored. If the create request itself is
-    cut off, the name is looked up and whatever got created is deleted. A delete that fails
+    cut off or answered with a 5xx, the name is looked up and whatever got created is deleted. A delete that fails
     after a successful block raises ``LeftoverRouterError`` naming the router; after a failed
     block the original error wins and the leftover is reported through ``status``.
     """
@@ -401,15 +401,15 @@ def temporary_router(plane: ControlPlane, candidate: RouterConfig, *, short_id: 
         status(f"creating the temporary router {name} on {plane.base_url}")
         try:
             router = plane.create(body)
-        except ControlPlaneError:
-            raise  # refused: nothing was created
-        except BaseException:
-            # the request may have been carried out before the failure reached us
-            with contextlib.suppress(Exception, KeyboardInterrupt):
-                with _shielded(status):
-                    made = plane.find(name)
-                if made is not None:
-                    _delete(plane, made, status)
+        except BaseException as exc:
+            if not (isinstance(exc, ControlPlaneError) and exc.status < 500):
+                # a 5xx, a cut connection or an interrupt: the create may have been carried out
+                # before the failure reached us, so look the name up and remove what is there
+                with contextlib.suppress(Exception, KeyboardInterrupt):
+                    with _shielded(status):
+                        made = plane.find(name)
+                    if made is not None:
+                        _delete(plane, made, status)
             raise
         ok = False
         try:

@@ -112,20 +112,28 @@ def candidate_target(spec: TargetSpec, base_url: str, key: str, header: str, *, 
     The model access key goes only to the inference URL (the readiness probe and the run); the
     token only to the control plane (create and delete).
     """
-    from evalkit.control_plane import ControlPlane, temporary_router
+    from evalkit.control_plane import ControlPlane, LeftoverRouterError, temporary_router
 
     assert spec.candidate is not None
     candidate = spec.candidate
-    with ControlPlane.from_env(spec.api_url) as plane, \
-            temporary_router(plane, candidate, status=status) as temp:
-        model = f"router:{temp.name}"
-        status(f"waiting for {model} to answer on {base_url}")
-        wait_until_answers(base_url, key, model, timeout=spec.ready_timeout, status=status)
-        info = TargetInfo(kind="do", base_url=base_url, model=model, route_header=header, router_name=temp.name,
-                          note=f"temporary router {temp.name} ({temp.uuid}) made from the candidate config "
-                               f"{candidate.source or candidate.name} on {plane.base_url}; deleted after the run")
-        client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
-        yield OpenAITarget(client, model=model, route_header=header, info=info)
+    made: list[OpenAITarget] = []
+    try:
+        with ControlPlane.from_env(spec.api_url) as plane, \
+                temporary_router(plane, candidate, status=status) as temp:
+            model = f"router:{temp.name}"
+            status(f"waiting for {model} to answer on {base_url}")
+            wait_until_answers(base_url, key, model, timeout=spec.ready_timeout, status=status)
+            info = TargetInfo(kind="do", base_url=base_url, model=model, route_header=header, router_name=temp.name,
+                              note=f"temporary router {temp.name} ({temp.uuid}) made from the candidate config "
+                                   f"{candidate.source or candidate.name} on {plane.base_url}; deleted after the run")
+            client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
+            made.append(OpenAITarget(client, model=model, route_header=header, info=info))
+            yield made[0]
+    except LeftoverRouterError as exc:
+        if not made:
+            raise
+        # the run itself succeeded: run_suite raises this once the run directory is complete
+        made[0].leftover = exc  # type: ignore[attr-defined]
 
 
 AGAINST_VALUES = ("deployed",)
@@ -271,6 +279,9 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     manifest.counts = count_statuses(results)
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
     summary = finalize(run_dir, manifest, results)
+    leftover = getattr(target, "leftover", None)  # a temporary router that could not be deleted
+    if leftover is not None:
+        raise leftover
     if results and all(r.status == "error" and r.http_status is None for r in results):
         raise RunError("the router could not be reached: every case failed to connect",
                        where=target.info.base_url, got=results[0].error,
