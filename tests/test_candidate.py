@@ -203,10 +203,15 @@ def results(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines() if line.strip()]
 
 
-def start_run(suite: Path, candidate: Path, out: Path, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
+def start_run(suite: Path, candidate: Path, out: Path, env: dict[str, str], *extra: str,
+              ignore_sigint: bool = False) -> subprocess.Popen[str]:
+    def background() -> None:  # what a shell does to a job started with `&`
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     return subprocess.Popen([sys.executable, "-m", "evalkit", "run", str(suite), "--target", "do", "--candidate",
                              str(candidate), "--out", str(out), "-c", "1", *extra], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=background if ignore_sigint else None)
 
 
 def wait_for(predicate: Any, *, timeout: float = 60, what: str = "condition") -> Any:
@@ -311,11 +316,12 @@ def test_an_exception_in_the_run_still_deletes_the_router(planes, suite, candida
     assert temporary(serve) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupting_the_run_deletes_the_router(planes, suite, candidate, tmp_path, serve, sig):
+@pytest.mark.parametrize("sig, ignore_sigint", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+                         ids=["SIGINT", "SIGTERM", "SIGTERM-background-job"])
+def test_interrupting_the_run_deletes_the_router(planes, suite, candidate, tmp_path, serve, sig, ignore_sigint):
     inference, control, inf_url, api_url = planes
     out = tmp_path / "out"
-    proc = start_run(suite, candidate, out, do_env(inf_url, api_url))
+    proc = start_run(suite, candidate, out, do_env(inf_url, api_url), ignore_sigint=ignore_sigint)
     wait_for(lambda: run_dirs(out) and (run_dirs(out)[0] / "results.jsonl").is_file()
              and len(results(run_dirs(out)[0])) >= 3, what="three results")
     assert len(temporary(serve)) == 1
