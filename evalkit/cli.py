@@ -94,6 +94,7 @@ def run(
     upstream: Optional[list[str]] = typer.Option(None, "--upstream", help="Local router: forward a model to an OpenAI-compatible server, SLUG=URL (repeatable)."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML replacing the packaged one."),
     timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds."),
+    stream: bool = typer.Option(False, "--stream", help="Request streamed responses and measure time to first token (TTFT)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
     candidate: Optional[Path] = typer.Option(None, "--candidate", help="do: create this router config as a temporary router <name>-evalkit-<id>, run the suite through it, delete it afterwards (token in DIGITALOCEAN_TOKEN)."),
@@ -117,7 +118,7 @@ def run(
     catalog = load_prices(prices)
     spec = TargetSpec(kind=target, base_url=base_url, model=model, router_name=router_name,
                       route_header=route_header, api_key_env=api_key_env, threshold=threshold,
-                      upstreams=parse_upstreams(upstream), timeout=timeout,
+                      upstreams=parse_upstreams(upstream), timeout=timeout, stream=stream,
                       candidate=loaded.router if candidate else None, api_url=api_url, ready_timeout=ready_timeout)
     if against:
         _run_against_deployed(suite, loaded, spec, out_dir=out_dir, prices=catalog, concurrency=concurrency,

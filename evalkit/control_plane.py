@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -391,9 +392,10 @@ def temporary_router(plane: ControlPlane, candidate: RouterConfig, *, short_id: 
 
     Covers an exception in the block, Ctrl-C and SIGTERM (turned into Ctrl-C for the block's
     duration); during the delete a first interrupt is ignored. If the create request itself is
-    cut off or answered with a 5xx, the name is looked up and whatever got created is deleted. A delete that fails
-    after a successful block raises ``LeftoverRouterError`` naming the router; after a failed
-    block the original error wins and the leftover is reported through ``status``.
+    cut off or answered with a 5xx, the name is looked up and whatever got created is deleted.
+    A delete that fails after a successful block raises ``LeftoverRouterError`` naming the
+    router; after a failed block the block's own error propagates and the leftover is printed
+    on stderr as a warning.
     """
     name = temporary_router_name(candidate.name, short_id or new_short_id())
     body = {**candidate.to_body(), "name": name}
@@ -422,7 +424,8 @@ def temporary_router(plane: ControlPlane, candidate: RouterConfig, *, short_id: 
                 if ok:
                     raise LeftoverRouterError(_leftover_message(router, problem), where=plane.base_url,
                                               fix=f"evalkit router delete {router.uuid} --yes")
-                status("warning: " + _leftover_message(router, problem))
+                # the run's own error is what propagates; the leftover must still be seen, even with -q
+                print(f"warning: {_leftover_message(router, problem)}", file=sys.stderr, flush=True)
 
 
 __all__ = ["ControlPlane", "ModelRouter", "LeftoverRouterError", "api_error", "is_temporary_name",

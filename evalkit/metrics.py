@@ -23,6 +23,7 @@ import math
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
+from evalkit.latency import latency_summary  # noqa: F401  (latency lives in its own module)
 from evalkit.records import FALLBACK, MISSING, CaseResult
 
 Z95 = 1.959963984540054
@@ -128,18 +129,6 @@ def per_tag_metrics(results: Sequence[CaseResult], *, labels: Sequence[str]) -> 
                                       "false_match_rate", "error_rate")}
         out[tag]["per_task_recall"] = {lab: v["recall"] for lab, v in m["per_task"].items() if v["support"]}
     return out
-
-
-def latency_summary(results: Sequence[CaseResult]) -> dict[str, Any]:
-    """Latency percentiles over cases that got a response."""
-    import numpy as np
-
-    values = [r.latency_ms for r in results if r.latency_ms is not None and r.status != "error"]
-    if not values:
-        return {"n": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "mean_ms": None}
-    arr = np.asarray(values, dtype=float)
-    return {"n": len(values), "p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
-            "p99_ms": float(np.percentile(arr, 99)), "mean_ms": float(arr.mean())}
 
 
 def misrouted(results: Sequence[CaseResult]) -> list[CaseResult]:

@@ -42,6 +42,7 @@ class TargetSpec:
     classifier: str = "embedding"
     upstreams: dict[str, str] = field(default_factory=dict)
     timeout: float = 120.0
+    stream: bool = False
     candidate: RouterConfig | None = None  # do: create this config as a temporary router for the run
     api_url: str | None = None             # do: control-plane root URL (token from DIGITALOCEAN_TOKEN)
     ready_timeout: float = 120.0           # do + candidate: seconds to wait for the new router to answer
@@ -80,7 +81,7 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
                           threshold=threshold, note="embedded local router (a proxy for the real classifier)")
         client = make_client(local.base_url, "evalkit-local", timeout=spec.timeout, concurrency=concurrency)
         try:
-            yield OpenAITarget(client, model=info.model, route_header=header, info=info)
+            yield OpenAITarget(client, model=info.model, route_header=header, info=info, stream=spec.stream)
         finally:
             local.stop()
         return
@@ -101,7 +102,7 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
         key = api_key_from_env(spec.api_key_env, target="openai") if spec.api_key_env else "none"
     info = TargetInfo(kind=spec.kind, base_url=base_url, model=model, route_header=header, router_name=router_name)
     client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
-    yield OpenAITarget(client, model=model, route_header=header, info=info)
+    yield OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream)
 
 
 @contextlib.contextmanager
@@ -127,7 +128,7 @@ def candidate_target(spec: TargetSpec, base_url: str, key: str, header: str, *, 
                               note=f"temporary router {temp.name} ({temp.uuid}) made from the candidate config "
                                    f"{candidate.source or candidate.name} on {plane.base_url}; deleted after the run")
             client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
-            made.append(OpenAITarget(client, model=model, route_header=header, info=info))
+            made.append(OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream))
             yield made[0]
     except LeftoverRouterError as exc:
         if not made:
@@ -258,7 +259,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
         run_dir = create_run_dir(out, suite.name)
         options.affinity_prefix = f"evalkit-{run_dir.name}"
         manifest = new_manifest(run_dir.name, suite, target.info,
-                                {"concurrency": concurrency, "defaults": defaults})
+                                {"concurrency": concurrency, "defaults": defaults, "stream": spec.stream,
+                                 "prices": prices_used(prices, suite)})
         write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
         results: list[CaseResult] = []
         status(f"running {len(suite.cases)} cases against {target.info.kind} ({target.info.base_url})")
@@ -277,6 +279,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
             asyncio.run(go())
     manifest.finished_at = utc_now()
     manifest.counts = count_statuses(results)
+    # A router may serve models outside its config's pools: record their prices too.
+    manifest.options["prices"] = prices_used(prices, suite, served=[r.served_model for r in results if r.served_model])
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
     summary = finalize(run_dir, manifest, results)
     leftover = getattr(target, "leftover", None)  # a temporary router that could not be deleted
@@ -287,6 +291,17 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
                        where=target.info.base_url, got=results[0].error,
                        fix=f"check that the router is running and the base URL is right; the run is in {run_dir}")
     return RunOutcome(run_dir=run_dir, manifest=manifest, results=results, summary=summary)
+
+
+def prices_used(prices: dict[str, Price], suite: Suite, served: Sequence[str] = ()) -> dict[str, Any]:
+    """The catalog entries of the router's models (and of any other model that served a case),
+    recorded in the manifest so that a re-render (``evalkit report``) prices the run exactly as
+    it was priced; unpriced models are listed as null."""
+    from evalkit.cost import price_record
+
+    router = suite.router
+    slugs = [*(m for t in router.tasks for m in t.models), *router.fallback_models, *served]
+    return {slug: price_record(prices.get(slug)) for slug in dict.fromkeys(slugs)}
 
 
 def count_statuses(results: Sequence[CaseResult]) -> dict[str, int]:

@@ -61,6 +61,7 @@ def build_result(case: Case, response: TargetResponse | None, error: TargetCallE
         served_model=served,
         http_status=response.http_status,
         latency_ms=round(response.latency_ms, 3),
+        ttft_ms=round(response.ttft_ms, 3) if response.ttft_ms is not None else None,
         prompt_tokens=response.prompt_tokens,
         completion_tokens=response.completion_tokens,
         reasoning_tokens=response.reasoning_tokens,

@@ -4,7 +4,10 @@ A suite folder holds ``suite.yaml``, the router config it names and the case fil
 problem is reported with the file, the line (or row) and the fix. A ``columns`` mapping in
 ``suite.yaml`` renames a foreign dataset's columns to case fields (``{prompt: text,
 expected_route: label}``); with a mapping, columns that are neither mapped nor case fields are
-ignored, because foreign datasets carry extra columns. Without one, unknown fields are errors.
+ignored, because foreign datasets carry extra columns, and a case without an id gets
+``row-<n>`` (its line or row number). Without a mapping, unknown fields are errors.
+``hf://<dataset>[:split]`` loads with the ``datasets`` library (a hub name or a local folder;
+offline runs need it in the local cache).
 """
 
 from __future__ import annotations
@@ -314,6 +317,8 @@ class _CaseValidator:
                                      fix=f"case fields are: {', '.join(CASE_FIELDS)} "
                                          "(for a foreign dataset, add a columns mapping to suite.yaml)")
         cid = data.get("id")
+        if cid is None and self.columns and "id" not in self.columns:
+            cid = f"row-{line}"  # foreign datasets often have no id column: the row number is stable
         if isinstance(cid, int) and not isinstance(cid, bool):
             cid = str(cid)
         if not isinstance(cid, str) or not cid.strip():

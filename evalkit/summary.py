@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from evalkit import SCHEMA_VERSION
-from evalkit.cost import cost_summary
-from evalkit.metrics import latency_summary, per_tag_metrics, routing_metrics
+from evalkit.cost import cost_summary, run_prices
+from evalkit.latency import latency_summary
+from evalkit.metrics import per_tag_metrics, routing_metrics
 from evalkit.records import CaseResult, Manifest
 
 
@@ -29,7 +30,9 @@ def build_summary(manifest: Manifest, results: Sequence[CaseResult]) -> dict[str
     summary["route_only"] = bool(results) and all(r.route_only for r in results if r.status != "error")
     summary["overlap"] = []
     summary["judge"] = None
-    summary["cost"] = cost_summary(list(results))
+    # Router requests only: the judge's cost is its own section. Prices are those the run was
+    # priced with (recorded in the manifest); the misroute matrix uses the suite's own mix.
+    summary["cost"] = cost_summary(list(results), labels=labels, prices=run_prices(manifest.options))
     summary["latency"] = latency_summary(results)
     summary["gates"] = []
     return summary

@@ -4,6 +4,9 @@ The target sends a case's messages, reads the route from a configurable response
 (``x-model-router-selected-route`` by default; presets for other routers), the served model
 from the body, usage and latency. Clients are injected, so tests hand in one pointed at a
 local server. Keys come from environment variables and are never stored or printed.
+
+With ``stream=True`` the target asks for server-sent events (with usage in the last chunk) and
+also measures the time to the first generated token; the non-streaming path is unchanged.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class TargetResponse:
     latency_ms: float
     route_only: bool
     headers: dict[str, str]
+    ttft_ms: float | None = None
 
 
 class TargetCallError(Exception):
@@ -70,15 +74,18 @@ class TargetCallError(Exception):
 class OpenAITarget:
     """Any OpenAI-compatible chat-completions endpoint that reports its route in a header."""
 
-    def __init__(self, client: Any, *, model: str, route_header: str, info: TargetInfo) -> None:
+    def __init__(self, client: Any, *, model: str, route_header: str, info: TargetInfo,
+                 stream: bool = False) -> None:
         self.client = client
         self.model = model
         self.route_header = route_header.lower()
         self.info = info
+        self.stream = stream
 
     async def send(self, messages: list[dict[str, Any]], *, max_completion_tokens: int | None = None,
                    affinity: str | None = None, temperature: float | None = None,
                    model: str | None = None) -> TargetResponse:
+        import httpx
         import openai
 
         kwargs: dict[str, Any] = {"model": model or self.model, "messages": messages}
@@ -88,10 +95,17 @@ class OpenAITarget:
             kwargs["temperature"] = temperature
         if affinity:
             kwargs["extra_headers"] = {"X-Model-Affinity": affinity}
+        if self.stream:
+            kwargs["stream"] = True
+            kwargs["stream_options"] = {"include_usage": True}
         start = time.perf_counter()
+        ttft_ms: float | None = None
         try:
             raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
-            completion = raw.parse()
+            if self.stream:
+                completion, ttft_ms = await _read_stream(raw, start)
+            else:
+                completion = raw.parse()
         except openai.APIStatusError as exc:
             retry_after = _retry_after(exc.response.headers.get("retry-after"))
             status = exc.status_code
@@ -103,6 +117,10 @@ class OpenAITarget:
             raise TargetCallError(f"connection failed: {exc.__cause__ or exc}", http_status=None) from None
         except (ValueError, TypeError) as exc:  # a body that is not a chat completion
             raise TargetCallError(f"malformed response body: {exc}", http_status=200) from None
+        except openai.APIError as exc:  # an error event in the middle of a stream
+            raise TargetCallError(f"stream failed: {exc.message}", http_status=200) from None
+        except httpx.HTTPError as exc:  # the connection broke while a stream was being read
+            raise TargetCallError(f"stream interrupted: {exc.__class__.__name__}: {exc}", http_status=None) from None
         latency_ms = (time.perf_counter() - start) * 1000
         headers = {k.lower(): v for k, v in raw.headers.items()}
         choice = completion.choices[0] if getattr(completion, "choices", None) else None
@@ -111,7 +129,7 @@ class OpenAITarget:
         route = headers.get(self.route_header)
         return TargetResponse(
             route=route.strip() if route else None,
-            served_model=getattr(completion, "model", None),
+            served_model=getattr(completion, "model", None) or None,
             content=choice.message.content if choice and choice.message else None,
             finish_reason=choice.finish_reason if choice else None,
             prompt_tokens=getattr(usage, "prompt_tokens", None) if usage else None,
@@ -121,10 +139,56 @@ class OpenAITarget:
             latency_ms=latency_ms,
             route_only=headers.get("x-evalkit-route-only", "").lower() == "true",
             headers=headers,
+            ttft_ms=ttft_ms,
         )
 
     async def close(self) -> None:
         await self.client.close()
+
+
+async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
+    """Read a streamed completion: (the assembled ``ChatCompletion``, time to first token in ms).
+
+    Time to first token is the time from sending the request to the first chunk that carries
+    generated text (content, refusal or reasoning). A server that ignores ``stream`` and answers
+    with one JSON body (the local router in route-only mode does) is read as a normal
+    completion with no time to first token.
+    """
+    from openai.types.chat import ChatCompletion
+
+    content_type = raw.headers.get("content-type", "")
+    if "text/event-stream" not in content_type:
+        body = await raw.http_response.aread()
+        return ChatCompletion.model_validate_json(body), None
+    ttft_ms: float | None = None
+    parts: list[str] = []
+    model = None
+    finish_reason = None
+    usage = None
+    cid = ""
+    created = 0
+    async for chunk in raw.parse():
+        cid = chunk.id or cid
+        created = chunk.created or created
+        model = chunk.model or model
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices or []:
+            delta = choice.delta
+            text = (delta.content or "") if delta else ""
+            reasoning = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None) if delta else None
+            if ttft_ms is None and (text or reasoning or (delta and delta.refusal)):
+                ttft_ms = (time.perf_counter() - start) * 1000
+            parts.append(text)
+            if choice.finish_reason:
+                finish_reason = choice.finish_reason
+    completion = ChatCompletion.model_validate({
+        "id": cid or "stream", "object": "chat.completion", "created": created, "model": model or "",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
+                     "finish_reason": finish_reason or "stop"}],
+        "usage": usage.model_dump() if usage is not None else None,
+    })
+    return completion, ttft_ms
 
 
 def _retry_after(value: str | None) -> float | None:

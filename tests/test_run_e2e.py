@@ -181,3 +181,18 @@ def test_tutorial_snippet_works_against_the_local_router():
         with pytest.raises(Exception) as info:
             client.chat.completions.create(model="router:nope", messages=[{"role": "user", "content": "x"}])
         assert getattr(info.value, "status_code", None) == 404
+
+
+def test_foreign_jsonl_suite_with_columns_mapping_runs(tmp_path: Path):
+    rows = [{"text": "what's the capital of peru", "label": "fallback", "intent": "oos"},
+            {"text": "Categorize this ticket: cannot log in", "label": "classify", "intent": "x"}]
+    folder = write_suite(tmp_path / "foreign", rows, suite_yaml=(
+        "name: foreign\nrouter: router.json\ncases: cases.jsonl\ncolumns: {prompt: text, expected_route: label}\n"))
+    with FakeOpenAI(Reply(headers={"x-model-router-selected-route": "classify"})) as fake:
+        proc = run_cli("run", folder, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "o", "-q")
+        sent = [b["messages"][-1]["content"] for b in fake.requests]
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(sent) == sorted(r["text"] for r in rows)
+    run = next((tmp_path / "o" / "foreign").iterdir())
+    results = [json.loads(l) for l in (run / "results.jsonl").read_text().splitlines()]
+    assert {r["id"]: r["expected_route"] for r in results} == {"row-1": "fallback", "row-2": "classify"}

@@ -137,3 +137,16 @@ def test_bundled_suite_meets_the_issue_counts():
     assert sum(bool(c.reference) for c in suite.cases) >= 40
     duplicate = [c for c in suite.cases if "tutorial" in c.tags and "My invoice shows a duplicate charge" in c.user_text]
     assert duplicate and all(c.expected_route == "classify" for c in duplicate)
+
+
+def test_hf_source_from_a_local_dataset_folder(tmp_path: Path):
+    data = tmp_path / "ds" / "data"
+    data.mkdir(parents=True)
+    (data / "test.jsonl").write_text('{"text": "write me a poem", "label": "fallback"}\n'
+                                     '{"text": "Classify: refund", "label": "classify"}\n')
+    folder = write_suite(tmp_path / "hf", [], suite_yaml=(
+        f"name: hf\nrouter: router.json\ncases: hf://{tmp_path / 'ds'}:test\n"
+        "columns: {prompt: text, expected_route: label}\n"))
+    suite = load_suite(folder)
+    assert [(c.id, c.prompt, c.expected_route) for c in suite.cases] == [
+        ("row-1", "write me a poem", "fallback"), ("row-2", "Classify: refund", "classify")]

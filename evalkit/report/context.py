@@ -124,7 +124,7 @@ def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manife
         "tags": tags,
         "route_only": summary.get("route_only", False),
         "cost_rows": cost_rows,
-        "cost_total": usd(cost.get("total_usd")),
+        "cost_total": usd(cost.get("known_usd", cost.get("total_usd"))),
         "cost_unknown": cost.get("n_unknown_cost", 0),
         "latency": {k: num(lat.get(k), 1) for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")},
         "gates": summary.get("gates") or [],
