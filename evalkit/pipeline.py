@@ -40,6 +40,9 @@ class TargetSpec:
     api_key_env: str | None = None
     threshold: float | None = None
     classifier: str = "embedding"
+    classifier_model: str | None = None
+    classifier_base_url: str | None = None
+    classifier_api_key_env: str | None = None
     upstreams: dict[str, str] = field(default_factory=dict)
     timeout: float = 120.0
     stream: bool = False
@@ -67,14 +70,19 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
     header = resolve_route_header(spec.route_header)
     router_name = spec.router_name or suite.router.name
     if spec.kind == "local":
-        from evalkit.emulator import DEFAULT_THRESHOLD, EmbeddingClassifier, LocalRouter, create_app
-        from evalkit.emulator.classifier import load_encoder
+        from evalkit.emulator import LocalRouter, create_app
+        from evalkit.emulator.classifier import classifier_from_options, load_encoder
+        from evalkit.emulator.upstream import check_keys, parse_upstreams
 
-        threshold = DEFAULT_THRESHOLD if spec.threshold is None else spec.threshold
-        status("loading the local router's embedding model")
-        load_encoder()
-        app = create_app([suite.router], classifier=EmbeddingClassifier(threshold), prices=prices,
-                         upstreams=spec.upstreams)
+        check_keys(parse_upstreams(spec.upstreams))
+        classifier = classifier_from_options(spec.classifier, threshold=spec.threshold, model=spec.classifier_model,
+                                             base_url=spec.classifier_base_url,
+                                             api_key_env=spec.classifier_api_key_env, upstreams=spec.upstreams)
+        threshold = None if spec.classifier == "llm" else classifier.threshold
+        if spec.classifier == "embedding":
+            status("loading the local router's embedding model")
+            load_encoder()
+        app = create_app([suite.router], classifier=classifier, prices=prices, upstreams=spec.upstreams)
         local = LocalRouter(app).start()
         info = TargetInfo(kind="local", base_url=local.base_url, model=f"router:{router_name}",
                           route_header=header, router_name=router_name, classifier=spec.classifier,

@@ -1,54 +1,96 @@
-"""The local router's HTTP server: OpenAI chat completions with the DigitalOcean route headers.
+"""The local router's HTTP server: both planes of the DigitalOcean Inference Router on one port.
 
-``POST /v1/chat/completions`` with ``"model": "router:<name>"`` classifies the last user
-message, picks a model from the matched task's pool by its selection policy and answers with
-``x-model-router-selected-route`` and the served model in the body. With no upstream for the
-model it answers in route-only mode (empty content, zero completion tokens,
-``x-evalkit-route-only: true``). ``GET /v1/models`` lists routers and models.
+Inference plane (OpenAI-compatible, ``/v1``):
+
+- ``POST /v1/chat/completions`` with ``"model": "router:<name>"`` classifies the last user
+  message, orders the matched task's pool by its selection policy and tries each model, then
+  ``fallback_models``, until one answers. The response carries ``x-model-router-selected-route``
+  (the task, or ``fallback``), the served model in the body's ``model``, ``x-evalkit-attempts``
+  (how many models were tried) and ``x-evalkit-attempt-log`` (``model=outcome, ...``). When every
+  model fails: HTTP 502 with an OpenAI error body. A plain model slug goes straight to that model.
+  A model without an upstream answers in route-only mode (empty content, zero completion tokens,
+  ``x-evalkit-route-only: true``). ``stream: true`` answers with server-sent events carrying the
+  same headers. ``X-Model-Affinity`` pins a session to the model that served its first turn.
+- ``GET /v1/models`` lists the routers (``router:<name>``) and their models.
+
+Control plane (DigitalOcean's paths and bodies): ``POST/GET /v2/gen-ai/models/routers`` and
+``GET/PUT/DELETE /v2/gen-ai/models/routers/{uuid}`` (see ``control_plane``).
+
+``create_app`` builds the ASGI app; ``LocalRouter`` runs it on a free loopback port in a
+background thread, for ``evalkit run --target local`` and for tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
+import json
+import logging
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from evalkit.cost import Price, load_prices
-from evalkit.emulator.classifier import EmbeddingClassifier
+from evalkit.emulator.affinity import DEFAULT_AFFINITY_TTL_S, AffinityStore, Pin
+from evalkit.emulator.classifier import DEFAULT_THRESHOLD, EmbeddingClassifier, LlmClassifierError
+from evalkit.emulator.faults import DEFAULT_FAULT_TIMEOUT_S, RETRY_AFTER_S, FaultConfig, FaultInjector, parse_fault_kinds
 from evalkit.emulator.policies import LatencyStats, order_pool
+from evalkit.emulator.state import RouterStore
+from evalkit.emulator.upstream import (DEFAULT_UPSTREAM_TIMEOUT_S, WILDCARD, Upstream, UpstreamClient, UpstreamFailure,
+                                       UpstreamReply, parse_upstreams)
 from evalkit.records import FALLBACK, message_text
 from evalkit.router_config import RouterConfig
 
-# Chosen by measurement on suites/saas-support and suites/clinc150-domains (README: "Fallback threshold").
-DEFAULT_THRESHOLD = 0.10
+__all__ = ["DEFAULT_THRESHOLD", "ROUTE_HEADER", "LocalRouter", "RouterState", "create_app", "free_port"]
+
 ROUTE_HEADER = "x-model-router-selected-route"
+AFFINITY_HEADER = "x-model-affinity"
+ATTEMPTS_HEADER = "x-evalkit-attempts"
+ATTEMPT_LOG_HEADER = "x-evalkit-attempt-log"
+ROUTER_PREFIX = "router:"
+
+log = logging.getLogger("evalkit.emulator")
 
 
 @dataclass
 class RouterState:
-    """Everything the server knows: routers by name, the classifier, prices, upstreams."""
+    """Everything the server knows: the router store, the classifier, prices, upstreams, pins, faults."""
 
-    routers: dict[str, RouterConfig]
+    store: RouterStore
     classifier: Any
     prices: dict[str, Price]
-    upstreams: dict[str, str] = field(default_factory=dict)
+    upstreams: dict[str, Upstream] = field(default_factory=dict)
     latency: LatencyStats = field(default_factory=LatencyStats)
+    affinity: AffinityStore = field(default_factory=AffinityStore)
+    faults: FaultInjector = field(default_factory=lambda: FaultInjector(FaultConfig()))
+    upstream_client: UpstreamClient = field(default_factory=UpstreamClient)
+
+    @property
+    def routers(self) -> dict[str, RouterConfig]:
+        """Routers by name (a snapshot)."""
+        return {c.name: c for c in self.store.configs()}
+
+    def upstream_for(self, model: str) -> Upstream | None:
+        return self.upstreams.get(model) or self.upstreams.get(WILDCARD)
 
 
 def openai_error(status: int, message: str, *, type_: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None) -> JSONResponse:
+                 code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> JSONResponse:
     """An error body in the OpenAI error format."""
     return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
-                        status_code=status)
+                        status_code=status, headers=headers)
 
 
 def estimate_tokens(text: str) -> int:
@@ -63,20 +105,91 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-def create_app(routers: list[RouterConfig], *, classifier: Any = None, threshold: float = DEFAULT_THRESHOLD,
-               prices: dict[str, Price] | None = None, upstreams: dict[str, str] | None = None) -> Starlette:
-    """The ASGI app of the local router."""
+def candidate_models(router: RouterConfig, route: str, state: RouterState) -> list[str]:
+    """The models tried for ``route``, in order: the task's pool by its policy, then fallback_models."""
+    if route == FALLBACK:
+        pool: list[str] = []
+    else:
+        task = router.task(route)
+        pool = order_pool(task.models, task.prefer, prices=state.prices, latency=state.latency)
+    return [*pool, *(m for m in router.fallback_models if m not in pool)]
+
+
+class BearerAuth:
+    """ASGI middleware: with a key set, every request needs ``Authorization: Bearer <key>`` (else 401)."""
+
+    def __init__(self, app: Any, key: str | None) -> None:
+        self.app = app
+        self.key = key
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.key:
+            await self.app(scope, receive, send)
+            return
+        auth = ""
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                auth = value.decode("latin-1")
+                break
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key.encode()):
+            await self.app(scope, receive, send)
+            return
+        if scope.get("path", "").startswith("/v2/"):
+            response: Response = JSONResponse({"id": "unauthorized", "message": "Unable to authenticate you"},
+                                              status_code=401)
+        else:
+            response = openai_error(401, "missing or wrong API key: send Authorization: Bearer <key>",
+                                    type_="invalid_request_error", code="invalid_api_key",
+                                    headers={"www-authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = None,
+               threshold: float = DEFAULT_THRESHOLD, prices: dict[str, Price] | None = None,
+               upstreams: dict[str, "str | Upstream"] | None = None, state_dir: str | Path | None = None,
+               api_key: str | None = None, fault_rate: float = 0.0, fault_kinds: "str | list[str] | None" = None,
+               latency_ms: float = 0.0, seed: int | None = None, fault_timeout_s: float = DEFAULT_FAULT_TIMEOUT_S,
+               affinity_ttl_s: float = DEFAULT_AFFINITY_TTL_S, affinity: AffinityStore | None = None,
+               upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S) -> Starlette:
+    """The ASGI app of the local router (inference plane and control plane on the same port).
+
+    ``routers`` are loaded into the store (replacing stored routers of the same name);
+    ``state_dir`` persists routers created through the control plane; ``upstreams`` maps model
+    slugs (or ``*``) to ``URL`` / ``URL@ENVVAR`` / ``Upstream``; ``api_key`` makes every request
+    without that bearer key a 401; ``fault_*``, ``latency_ms`` and ``seed`` inject faults.
+    """
+    from evalkit.emulator.control_plane import control_plane_routes
+
+    store = RouterStore(state_dir)
+    for config in routers or []:
+        store.put_config(config)
     state = RouterState(
-        routers={r.name: r for r in routers},
-        classifier=classifier or EmbeddingClassifier(threshold),
+        store=store,
+        classifier=classifier if classifier is not None else EmbeddingClassifier(threshold),
         prices=prices if prices is not None else load_prices(),
-        upstreams=dict(upstreams or {}),
+        upstreams=parse_upstreams(upstreams),
+        affinity=affinity if affinity is not None else AffinityStore(affinity_ttl_s),
+        faults=FaultInjector(FaultConfig(rate=fault_rate, kinds=parse_fault_kinds(fault_kinds),
+                                         latency_ms=latency_ms, seed=seed, timeout_s=fault_timeout_s)),
+        upstream_client=UpstreamClient(upstream_timeout_s),
     )
 
-    async def chat_completions(request: Request) -> JSONResponse:
+    async def chat_completions(request: Request) -> Response:
+        if state.faults.config.latency_ms:
+            await asyncio.sleep(state.faults.config.latency_ms / 1000)
+        fault = state.faults.draw()
+        if fault == "429":
+            return openai_error(429, "rate limit reached (injected fault)", type_="rate_limit_error",
+                                code="rate_limit_exceeded", headers={"retry-after": str(RETRY_AFTER_S)})
+        if fault == "500":
+            return openai_error(500, "internal server error (injected fault)", type_="server_error")
+        if fault == "timeout":
+            await asyncio.sleep(state.faults.config.timeout_s)
+            return openai_error(504, "upstream timed out (injected fault)", type_="server_error")
         try:
-            body = await request.json()
-        except Exception:
+            body = json.loads(await request.body())
+        except ValueError:
             return openai_error(400, "request body is not valid JSON")
         if not isinstance(body, dict):
             return openai_error(400, "request body must be a JSON object")
@@ -86,54 +199,179 @@ def create_app(routers: list[RouterConfig], *, classifier: Any = None, threshold
             return openai_error(400, "'model' is required", param="model")
         if not isinstance(messages, list) or not messages:
             return openai_error(400, "'messages' must be a non-empty list", param="messages")
-        text = last_user_text(messages)
+        stream = bool(body.get("stream"))
         headers: dict[str, str] = {}
-        affinity = request.headers.get("x-model-affinity")
-        if affinity:
-            headers["x-model-affinity"] = affinity
-        if model.startswith("router:"):
-            name = model[len("router:"):]
-            router = state.routers.get(name)
-            if router is None:
-                return openai_error(404, f"model router '{name}' not found", code="model_not_found", param="model")
-            decision = await state.classifier.classify(text, router)
-            if decision.route == FALLBACK:
-                pool, prefer = router.fallback_models, None
+        session = request.headers.get(AFFINITY_HEADER)
+        if session:
+            headers[AFFINITY_HEADER] = session
+        route: str | None = None
+        router_name: str | None = None
+        if model.startswith(ROUTER_PREFIX):
+            router_name = model[len(ROUTER_PREFIX):]
+            stored = state.store.by_name(router_name)
+            if stored is None:
+                return openai_error(404, f"model router '{router_name}' not found", code="model_not_found",
+                                    param="model")
+            router = stored.config
+            pin = state.affinity.get(router_name, session) if session else None
+            candidates = valid_pin_candidates(pin, router, state) if pin else None
+            if pin is not None and candidates is not None:
+                route = pin.route
+                headers["x-evalkit-pinned"] = "true"
             else:
-                task = router.task(decision.route)
-                pool, prefer = task.models, task.prefer
-            served = order_pool(pool, prefer, prices=state.prices, latency=state.latency)[0]
-            headers[ROUTE_HEADER] = decision.route
-            headers["x-evalkit-route-score"] = f"{decision.score:.4f}"
+                try:
+                    decision = await state.classifier.classify(last_user_text(messages), router)
+                except LlmClassifierError as exc:
+                    return openai_error(502, str(exc), type_="server_error", code="classifier_failed")
+                route = decision.route
+                candidates = candidate_models(router, route, state)
+                headers["x-evalkit-route-score"] = f"{decision.score:.4f}"
+                if session:
+                    headers["x-evalkit-pinned"] = "false"
+            if fault != "drop-header":
+                headers[ROUTE_HEADER] = route
         else:
-            served = model
-        headers["x-evalkit-route-only"] = "true"
-        prompt_tokens = sum(estimate_tokens(message_text(m)) for m in messages if isinstance(m, dict))
-        payload = {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": served,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens},
-        }
-        return JSONResponse(payload, headers=headers)
+            candidates = [model]
+        if fault == "malformed-json":
+            headers[ATTEMPTS_HEADER] = "1"
+            if stream:
+                broken = 'data: {"id": "chatcmpl-broken", "object": "chat.completion.chunk", "choices": [{\n\ndata: [DONE]\n\n'
+                return Response(broken, headers=headers, media_type="text/event-stream")
+            return Response('{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess',
+                            headers=headers, media_type="application/json")
+        response, served = await serve_candidates(state, candidates, body, messages, stream, headers)
+        if served is not None and router_name and session and route is not None:
+            state.affinity.pin(router_name, session, route, served)
+        return response
 
     async def list_models(request: Request) -> JSONResponse:
-        ids: list[str] = [f"router:{n}" for n in state.routers]
-        for r in state.routers.values():
+        ids: list[str] = []
+        for r in state.store.configs():
+            ids.append(f"{ROUTER_PREFIX}{r.name}")
+        for r in state.store.configs():
             for m in [*(m for t in r.tasks for m in t.models), *r.fallback_models]:
                 if m not in ids:
                     ids.append(m)
+        for slug in state.upstreams:
+            if slug != WILDCARD and slug not in ids:
+                ids.append(slug)
         return JSONResponse({"object": "list", "data": [
             {"id": i, "object": "model", "created": 0, "owned_by": "evalkit-local"} for i in ids]})
 
-    app = Starlette(routes=[
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-    ])
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await state.upstream_client.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", list_models, methods=["GET"]),
+            *control_plane_routes(state),
+        ],
+        middleware=[Middleware(BearerAuth, key=api_key)],
+        lifespan=lifespan,
+    )
     app.state.router_state = state
     return app
+
+
+def valid_pin_candidates(pin: Pin, router: RouterConfig, state: RouterState) -> list[str] | None:
+    """The pinned model first, then the rest of its route's candidates; None when the pin no longer fits."""
+    if pin.route != FALLBACK and pin.route not in router.task_names:
+        return None
+    candidates = candidate_models(router, pin.route, state)
+    if pin.model not in candidates:
+        return None
+    return [pin.model, *(m for m in candidates if m != pin.model)]
+
+
+async def serve_candidates(state: RouterState, candidates: list[str], body: dict[str, Any],
+                           messages: list[Any], stream: bool,
+                           headers: dict[str, str]) -> tuple[Response, str | None]:
+    """Try each candidate model in order; the first that answers serves. Returns (response, served model)."""
+    attempts: list[str] = []
+
+    def finish(extra: dict[str, str] | None = None) -> dict[str, str]:
+        out = dict(headers)
+        out[ATTEMPTS_HEADER] = str(len(attempts))
+        out[ATTEMPT_LOG_HEADER] = ", ".join(attempts)
+        out.update(extra or {})
+        return out
+
+    for model in candidates:
+        up = state.upstream_for(model)
+        if up is None:
+            attempts.append(f"{model}=route-only")
+            return route_only_response(model, body, messages, stream, finish({"x-evalkit-route-only": "true"})), model
+        forward = dict(body)
+        forward["model"] = model
+        try:
+            if stream:
+                options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+                forward["stream_options"] = {**options, "include_usage": True}
+                result = await state.upstream_client.stream(up, forward)
+            else:
+                result = await state.upstream_client.complete(up, forward)
+        except UpstreamFailure as failure:
+            attempts.append(f"{model}={failure.kind}")
+            log.info("upstream %s failed (%s); trying the next model", model, failure.kind)
+            continue
+        attempts.append(f"{model}={getattr(result, 'status', 200)}")
+        if isinstance(result, UpstreamReply):
+            if result.status >= 400:  # the request's own fault: passed back, no failover
+                return JSONResponse(result.body, status_code=result.status, headers=finish()), None
+            state.latency.observe(model, result.latency_ms)
+            payload = result.body
+            if isinstance(payload, dict):
+                payload["model"] = model
+            return JSONResponse(payload, headers=finish()), model
+        state.latency.observe(model, result.latency_ms)
+        return StreamingResponse(result.chunks(), headers=finish(), media_type="text/event-stream"), model
+    message = f"all {len(candidates)} models failed: {', '.join(attempts)}"
+    return openai_error(502, message, type_="server_error", code="upstream_failed", headers=finish()), None
+
+
+def route_only_response(model: str, body: dict[str, Any], messages: list[Any], stream: bool,
+                        headers: dict[str, str]) -> Response:
+    """An answer without generation: empty content, estimated prompt tokens, zero completion tokens."""
+    prompt_tokens = sum(estimate_tokens(message_text(m)) for m in messages if isinstance(m, dict))
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens}
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    if stream:
+        options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> str:
+            data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return f"data: {json.dumps(data)}\n\n"
+
+        events = [chunk({"role": "assistant", "content": ""}, None), chunk({}, "stop")]
+        if options.get("include_usage"):
+            events.append(f"data: {json.dumps({'id': cid, 'object': 'chat.completion.chunk', 'created': created, 'model': model, 'choices': [], 'usage': usage})}\n\n")
+        events.append("data: [DONE]\n\n")
+        return Response("".join(events), headers=headers, media_type="text/event-stream")
+    payload = {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
+        "usage": usage,
+    }
+    return JSONResponse(payload, headers=headers)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning printed when the server listens beyond loopback without a key (None otherwise)."""
+    if api_key or host in LOOPBACK_HOSTS or host.startswith("127."):
+        return None
+    return (f"listening on {host} without --api-key: anyone who can reach this port can use the router "
+            "and its upstream keys, and change its routers; add --api-key (or EVALKIT_SERVE_API_KEY)")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -154,7 +392,7 @@ class LocalRouter:
 
         self.host = host
         self.port = port or free_port(host)
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off",
+        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="auto",
                                 access_log=False, timeout_keep_alive=30)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name="evalkit-local-router", daemon=True)

@@ -1,0 +1,180 @@
+"""Upstreams: forwarding a chat completion to an OpenAI-compatible server.
+
+``--upstream SLUG=URL`` forwards model ``SLUG`` to the server at ``URL`` (its ``/v1`` base);
+``SLUG=URL@ENVVAR`` also sends ``Authorization: Bearer $ENVVAR``. The key is read from the
+environment when a request is forwarded and never stored, printed or logged. ``*=URL`` is the
+upstream of every model without one of its own.
+
+A failure that another model might not have (HTTP 5xx or 429, a timeout, a refused
+connection, a 200 whose body is not JSON) raises ``UpstreamFailure`` so the router fails over.
+Other 4xx answers are the request's own fault and are passed back to the client unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from evalkit.errors import UsageError
+
+WILDCARD = "*"
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_UPSTREAM_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a model is served: an OpenAI-compatible base URL and the env var holding its key."""
+
+    url: str
+    key_env: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self.key_env:
+            key = os.environ.get(self.key_env, "")
+            if key:
+                headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.url.rstrip('/')}/chat/completions"
+
+    def describe(self) -> str:
+        """For logs: the URL and the variable name, never the key."""
+        return f"{self.url} (key from ${self.key_env})" if self.key_env else self.url
+
+
+def parse_upstream(slug: str, value: "str | Upstream") -> Upstream:
+    """``URL`` or ``URL@ENVVAR`` (an Upstream is returned as is)."""
+    if isinstance(value, Upstream):
+        return value
+    text = value.strip()
+    url, key_env = text, None
+    head, sep, tail = text.rpartition("@")
+    if sep and ENV_RE.match(tail) and "/" not in tail:
+        url, key_env = head, tail
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise UsageError(f"the upstream of '{slug}' is not an http(s) URL", where="--upstream", got=text,
+                         fix=f"e.g. --upstream {slug}=http://127.0.0.1:8001/v1 or "
+                             f"{slug}=https://api.example.com/v1@EXAMPLE_API_KEY")
+    return Upstream(url=url, key_env=key_env)
+
+
+def parse_upstreams(upstreams: "dict[str, str | Upstream] | None") -> dict[str, Upstream]:
+    return {slug: parse_upstream(slug, value) for slug, value in (upstreams or {}).items()}
+
+
+def check_keys(upstreams: dict[str, Upstream]) -> None:
+    """Fail early (exit 2) when an upstream names a key variable that is not set."""
+    for slug, up in upstreams.items():
+        if up.key_env and not os.environ.get(up.key_env):
+            raise UsageError(f"environment variable {up.key_env} (the key of upstream '{slug}') is not set",
+                             where="--upstream", got=f"{slug}=...@{up.key_env}",
+                             fix=f"export {up.key_env}=<key> before starting, or drop @{up.key_env}")
+
+
+class UpstreamFailure(Exception):
+    """An upstream attempt that should fail over: ``kind`` is the HTTP status, ``timeout`` or ``refused``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass
+class UpstreamReply:
+    """A finished upstream answer (non-streaming, or a 4xx of a streaming request)."""
+
+    status: int
+    body: Any
+    latency_ms: float
+
+
+@dataclass
+class UpstreamStream:
+    """An open streaming answer: relay ``chunks()`` to the client."""
+
+    response: Any
+    latency_ms: float  # time to the response headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.aiter_raw():
+                yield chunk
+        finally:
+            await self.response.aclose()
+
+
+class UpstreamClient:
+    """One pooled httpx client per event loop, created on first use."""
+
+    def __init__(self, timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+        self._client: Any = None
+
+    def _http(self) -> Any:
+        import httpx
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
+                                             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        return self._client
+
+    async def complete(self, up: Upstream, body: dict[str, Any]) -> UpstreamReply:
+        import httpx
+
+        start = time.perf_counter()
+        try:
+            resp = await self._http().post(up.chat_url, content=json.dumps(body), headers=up.headers())
+        except httpx.TimeoutException:
+            raise UpstreamFailure("timeout", f"timed out after {self.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamFailure("refused", f"connection failed: {type(exc).__name__}") from None
+        latency_ms = (time.perf_counter() - start) * 1000
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise UpstreamFailure(str(resp.status_code), f"HTTP {resp.status_code}")
+        try:
+            data = resp.json()
+        except ValueError:
+            if resp.status_code < 400:
+                raise UpstreamFailure("bad-body", "the answer is not JSON") from None
+            data = {"error": {"message": resp.text[:500], "type": "upstream_error", "param": None, "code": None}}
+        return UpstreamReply(resp.status_code, data, latency_ms)
+
+    async def stream(self, up: Upstream, body: dict[str, Any]) -> UpstreamStream | UpstreamReply:
+        import httpx
+
+        start = time.perf_counter()
+        client = self._http()
+        request = client.build_request("POST", up.chat_url, content=json.dumps(body), headers=up.headers())
+        try:
+            resp = await client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise UpstreamFailure("timeout", f"timed out after {self.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamFailure("refused", f"connection failed: {type(exc).__name__}") from None
+        latency_ms = (time.perf_counter() - start) * 1000
+        if resp.status_code >= 400:
+            raw = await resp.aread()
+            await resp.aclose()
+            if resp.status_code >= 500 or resp.status_code == 429:
+                raise UpstreamFailure(str(resp.status_code), f"HTTP {resp.status_code}")
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = {"error": {"message": raw[:500].decode("utf-8", "replace"), "type": "upstream_error",
+                                  "param": None, "code": None}}
+            return UpstreamReply(resp.status_code, data, latency_ms)
+        return UpstreamStream(resp, latency_ms)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

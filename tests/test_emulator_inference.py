@@ -1,0 +1,144 @@
+"""The local router's inference plane with the embedding classifier: the DigitalOcean tutorial's client code."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Iterator
+
+import httpx
+import openai
+import pytest
+
+from evalkit.emulator import EmbeddingClassifier, LocalRouter, create_app
+from evalkit.emulator.classifier import load_encoder
+from evalkit.router_config import parse_router_config
+from tests.conftest import TUTORIAL_ROUTER
+
+ROUTE = "x-model-router-selected-route"
+CLASSIFY_PROMPT = ("Classify this support ticket into billing, bug, how-to, or account: "
+                   "'I was charged twice this month.'")
+BETWEEN_PROMPT = "How do I export my billing invoices as CSV files?"
+
+
+@pytest.fixture(scope="module")
+def router() -> Iterator[LocalRouter]:
+    load_encoder()
+    app = create_app([parse_router_config(TUTORIAL_ROUTER)], classifier=EmbeddingClassifier(0.10),
+                     api_key="sk-do-local-test")
+    with LocalRouter(app) as lr:
+        yield lr
+
+
+def test_tutorial_snippets_run_unchanged(router: LocalRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tutorial's client code; only the base URL and the key differ.
+    monkeypatch.setenv("MODEL_ACCESS_KEY", "sk-do-local-test")
+    import os
+    from openai import OpenAI
+
+    client = OpenAI(base_url=router.base_url, api_key=os.environ["MODEL_ACCESS_KEY"])
+    raw = client.chat.completions.with_raw_response.create(
+        model="router:cost-governance-demo",
+        messages=[{"role": "user", "content": CLASSIFY_PROMPT}],
+        max_completion_tokens=256,
+    )
+    response = raw.parse()
+    route = raw.headers.get("x-model-router-selected-route")
+    assert route == "classify"
+    # classify prefers cheapest: openai-gpt-oss-20b (0.05 + 0.45 $/M) beats llama3.3-70b-instruct (0.65 + 0.65)
+    assert response.model == "openai-gpt-oss-20b"
+
+    session_id = str(uuid.uuid4())
+    raw = client.chat.completions.with_raw_response.create(
+        model="router:cost-governance-demo",
+        messages=[{"role": "user", "content": "What subscription plans do you offer?"}],
+        extra_headers={"X-Model-Affinity": session_id},
+    )
+    assert raw.headers.get("x-model-affinity") == session_id
+    assert raw.parse().model == "anthropic-claude-4.6-sonnet"  # customer-qa, manual ranking: first in list
+
+
+def test_tutorial_create_body_through_the_control_plane(router: LocalRouter) -> None:
+    body = dict(TUTORIAL_ROUTER, name="tutorial-copy")
+    headers = {"Authorization": "Bearer sk-do-local-test", "Content-Type": "application/json"}
+    resp = httpx.post(f"{router.root_url}/v2/gen-ai/models/routers", content=json.dumps(body), headers=headers)
+    assert resp.status_code == 200
+    client = openai.OpenAI(base_url=router.base_url, api_key="sk-do-local-test")
+    raw = client.chat.completions.with_raw_response.create(
+        model="router:tutorial-copy", messages=[{"role": "user", "content": CLASSIFY_PROMPT}])
+    assert raw.headers[ROUTE] == "classify"
+
+
+def test_route_only_answer_is_marked_and_has_no_completion_tokens(router: LocalRouter) -> None:
+    client = openai.OpenAI(base_url=router.base_url, api_key="sk-do-local-test")
+    raw = client.chat.completions.with_raw_response.create(
+        model="router:cost-governance-demo", messages=[{"role": "user", "content": "abcd" * 10}])
+    done = raw.parse()
+    assert raw.headers["x-evalkit-route-only"] == "true"
+    assert raw.headers["x-evalkit-attempts"] == "1"
+    assert done.choices[0].message.content == ""
+    assert done.usage.completion_tokens == 0 and done.usage.prompt_tokens == 10  # 40 characters / 4
+
+
+def test_prompt_matching_no_task_goes_to_fallback(router: LocalRouter) -> None:
+    client = openai.OpenAI(base_url=router.base_url, api_key="sk-do-local-test")
+    raw = client.chat.completions.with_raw_response.create(
+        model="router:cost-governance-demo", messages=[{"role": "user", "content": "What is the capital of Mongolia?"}])
+    assert raw.headers[ROUTE] == "fallback"
+    assert raw.parse().model == "llama3.3-70b-instruct"
+
+
+def test_plain_model_slug_goes_straight_to_that_model(router: LocalRouter) -> None:
+    client = openai.OpenAI(base_url=router.base_url, api_key="sk-do-local-test")
+    raw = client.chat.completions.with_raw_response.create(
+        model="openai-gpt-5", messages=[{"role": "user", "content": CLASSIFY_PROMPT}])
+    assert raw.parse().model == "openai-gpt-5"
+    assert ROUTE not in raw.headers
+
+
+def test_unknown_router_is_an_openai_error(router: LocalRouter) -> None:
+    client = openai.OpenAI(base_url=router.base_url, api_key="sk-do-local-test")
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="router:nope", messages=[{"role": "user", "content": "hi"}])
+    assert info.value.body["code"] == "model_not_found"
+    assert "nope" in info.value.body["message"]
+
+
+def test_models_lists_routers_and_their_models(router: LocalRouter) -> None:
+    client = openai.OpenAI(base_url=router.base_url, api_key="sk-do-local-test")
+    ids = [m.id for m in client.models.list()]
+    assert "router:cost-governance-demo" in ids
+    assert {"openai-gpt-oss-20b", "anthropic-claude-4.6-sonnet", "openai-gpt-5", "llama3.3-70b-instruct"} <= set(ids)
+
+
+def test_route_only_streaming_carries_the_route_header(router: LocalRouter) -> None:
+    client = openai.OpenAI(base_url=router.base_url, api_key="sk-do-local-test")
+    with client.chat.completions.with_streaming_response.create(
+            model="router:cost-governance-demo", messages=[{"role": "user", "content": CLASSIFY_PROMPT}],
+            stream=True, stream_options={"include_usage": True}) as resp:
+        assert resp.headers[ROUTE] == "classify"
+        chunks = list(resp.parse())
+    assert chunks[0].model == "openai-gpt-oss-20b"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 0
+
+
+def test_description_update_flips_the_route_of_a_prompt_between_two_tasks(router: LocalRouter) -> None:
+    headers = {"Authorization": "Bearer sk-do-local-test"}
+    base = f"{router.root_url}/v2/gen-ai/models/routers"
+    created = httpx.post(base, json=dict(TUTORIAL_ROUTER, name="flip-demo"), headers=headers).json()["model_router"]
+    client = openai.OpenAI(base_url=router.base_url, api_key="sk-do-local-test")
+
+    def route_of(prompt: str) -> str:
+        raw = client.chat.completions.with_raw_response.create(
+            model="router:flip-demo", messages=[{"role": "user", "content": prompt}])
+        return raw.headers[ROUTE]
+
+    # An invoice export question sits between classify (support tickets about billing) and customer-qa.
+    assert route_of(BETWEEN_PROMPT) == "classify"
+    policies: list[dict[str, Any]] = json.loads(json.dumps(TUTORIAL_ROUTER["policies"]))
+    policies[1]["custom_task"]["description"] = (
+        "Answer a customer-facing question about billing invoices, such as how to export invoices as CSV files, "
+        "download them or change billing details.")
+    resp = httpx.put(f"{base}/{created['uuid']}", json={"policies": policies}, headers=headers)
+    assert resp.status_code == 200
+    assert route_of(BETWEEN_PROMPT) == "customer-qa"  # the very next decision uses the new description
