@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalkit import __version__
-from evalkit.errors import EvalkitError, RunError, UsageError
+from evalkit.errors import EvalkitError, UsageError
 
 app = typer.Typer(
     name="evalkit",
@@ -45,6 +45,41 @@ def parse_upstreams(values: list[str] | None) -> dict[str, str]:
     return result
 
 
+def judge_settings_from_options(model: str | None, *, base_url: str | None, api_key_env: str, samples: int,
+                                pairwise: bool, cache: bool, concurrency: int, timeout: float,
+                                baseline_model: str | None = None) -> Any:
+    """The judge settings of ``--judge*`` options (None when no judge was asked for)."""
+    import os
+
+    from evalkit.judge import JudgeSettings
+    from evalkit.targets import DO_INFERENCE_URL
+
+    if model is None:
+        if pairwise:
+            raise UsageError("--judge-pairwise needs a judge", where="--judge-pairwise",
+                             fix="add --judge MODEL (and --baseline-model SLUG to compare against)")
+        return None
+    if pairwise and not baseline_model:
+        raise UsageError("--judge-pairwise compares the router with a baseline model", where="--judge-pairwise",
+                         fix="add --baseline-model SLUG")
+    settings = JudgeSettings(model=model, base_url=base_url or os.environ.get("EVALKIT_DO_INFERENCE_URL", DO_INFERENCE_URL),
+                             api_key_env=api_key_env, samples=samples, pairwise=pairwise, cache=cache,
+                             concurrency=max(1, concurrency), timeout=timeout)
+    settings.validate()
+    return settings
+
+
+def append_step_summary(markdown: Path) -> None:
+    """Append a markdown report to ``$GITHUB_STEP_SUMMARY`` when that variable is set (GitHub Actions)."""
+    import os
+
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target or not markdown.is_file():
+        return
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write("\n" + markdown.read_text(encoding="utf-8").strip("\n") + "\n")
+
+
 def fmt_pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
@@ -71,6 +106,10 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     for task, v in summary["per_task"].items():
         table.add_row(task, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
     out.print(table)
+    if summary.get("judge"):
+        from evalkit.commands.judge import print_judge
+
+        print_judge(summary["judge"])
     out.print(f"report: {run_dir / 'report.html'}")
 
 
@@ -104,6 +143,16 @@ def run(
     stream: bool = typer.Option(False, "--stream", help="Request streamed responses and measure time to first token (TTFT)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Judge every answer's correctness and completeness (1-5) with this model."),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="Judge's OpenAI-compatible base URL (default: DigitalOcean serverless inference)."),
+    judge_api_key_env: str = typer.Option("MODEL_ACCESS_KEY", "--judge-api-key-env", help="Environment variable holding the judge's key; judging is skipped when it is not set."),
+    judge_samples: int = typer.Option(1, "--judge-samples", help="Judge each answer K times and take the median (reports agreement)."),
+    judge_pairwise: bool = typer.Option(False, "--judge-pairwise", help="With --baseline-model: also ask the judge which answer is better, in both orders."),
+    judge_cache: bool = typer.Option(True, "--judge-cache/--no-judge-cache", help="Reuse cached verdicts ($EVALKIT_CACHE_DIR/judge)."),
+    baseline_model: Optional[str] = typer.Option(None, "--baseline-model", help="Also send every case to this fixed model (same endpoint) to compare quality and cost per path."),
+    gate: Optional[list[str]] = typer.Option(None, "--gate", help="Gate METRIC OP VALUE, added to suite.yaml's gates (repeatable); a failed gate exits 1."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A stored run to compare with (relative gates; compare.html in the run directory); a significant regression exits 1."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Run share I of N of the cases (e.g. 2/4, by case id hash); join shard runs with `evalkit merge`."),
     candidate: Optional[Path] = typer.Option(None, "--candidate", help="do: create this router config as a temporary router <name>-evalkit-<id>, run the suite through it, delete it afterwards (token in DIGITALOCEAN_TOKEN)."),
     against: Optional[str] = typer.Option(None, "--against", help="With --candidate: 'deployed' also runs the suite on the deployed router (named in the suite's router.json) and writes the comparison report."),
     api_url: Optional[str] = typer.Option(None, "--api-url", help="do: control-plane root URL (default $EVALKIT_DO_API_URL or https://api.digitalocean.com)."),
@@ -111,37 +160,63 @@ def run(
 ) -> None:
     """Run a suite against a router, write the run directory and print the summary.
 
-    Before deploying a description change: `evalkit run SUITE --target do --candidate
-    router.candidate.json --against deployed` tries it on DigitalOcean's own classifier and
-    compares it with the live router, case by case.
+    Exits 1 when a gate fails or, with --baseline, when routing got significantly worse.
+    Before deploying a description change, `--target do --candidate router.candidate.json
+    --against deployed` tries it on DigitalOcean's own classifier as a temporary router and
+    compares it with the live router, case by case (exit 1 on a significant regression).
     """
     from evalkit.cost import load_prices
-    from evalkit.pipeline import TargetSpec, check_candidate_options, run_suite
+    from evalkit.pipeline import TargetSpec, check_candidate_options
     from evalkit.suites import load_suite
 
     check_candidate_options(target=target, candidate=candidate, against=against, router=router, model=model,
                             ready_timeout=ready_timeout)
+    if against and (baseline is not None or shard is not None):
+        raise UsageError("--against deployed cannot be combined with --baseline or --shard",
+                         where="--baseline" if baseline is not None else "--shard",
+                         fix="--against deployed runs the whole suite on both routers and compares them itself")
     loaded = load_suite(suite, router_path=candidate or router)
     catalog = load_prices(prices)
+    # Gating, baseline and sharding are read before any traffic so bad input fails fast.
+    from evalkit.commands.compare import load_side
+    from evalkit.commands.gate import finish_run
+    from evalkit.pipeline import gate_expressions
+    from evalkit.shard import parse_shard
+
+    gating = {"gates": list(gate or []), "shard": parse_shard(shard) if shard else None}
+    gate_expressions(loaded, gating["gates"], baseline_given=baseline is not None or shard is not None)
+    base_side = load_side(baseline) if baseline is not None else None
+    if base_side is not None:
+        if gating["shard"]:
+            raise UsageError("--baseline and --shard do not go together: a shard is only part of the suite",
+                             where="--baseline", fix="merge the shards first, then: evalkit compare BASELINE MERGED")
+        gating.update(baseline=base_side.summary, baseline_path=str(baseline))
     spec = TargetSpec(kind=target, base_url=base_url, model=model, router_name=router_name,
                       route_header=route_header, api_key_env=api_key_env, threshold=threshold,
                       classifier=classifier, classifier_model=classifier_model,
                       classifier_base_url=classifier_base_url, classifier_api_key_env=classifier_api_key_env,
                       upstreams=parse_upstreams(upstream), timeout=timeout, stream=stream,
                       candidate=loaded.router if candidate else None, api_url=api_url, ready_timeout=ready_timeout)
+    judge_settings = judge_settings_from_options(judge, base_url=judge_base_url, api_key_env=judge_api_key_env,
+                                                 samples=judge_samples, pairwise=judge_pairwise, cache=judge_cache,
+                                                 concurrency=concurrency, timeout=timeout,
+                                                 baseline_model=baseline_model)
+    run_options = dict(judge=judge_settings, baseline_model=baseline_model, **gating)
     if against:
-        _run_against_deployed(suite, loaded, spec, out_dir=out_dir, prices=catalog, concurrency=concurrency,
-                              quiet=quiet, as_json=as_json)
-        return
-    outcome = _run_with_progress(loaded, spec, out_dir=out_dir, prices=catalog, concurrency=concurrency, quiet=quiet)
+        raise typer.Exit(_run_against_deployed(suite, loaded, spec, out_dir=out_dir, prices=catalog,
+                                               concurrency=concurrency, quiet=quiet, as_json=as_json,
+                                               run_options=run_options))
+    outcome = _run_with_progress(loaded, spec, out_dir=out_dir, prices=catalog, concurrency=concurrency, quiet=quiet,
+                                 run_options=run_options)
     if as_json:
         out.print_json(json.dumps(outcome.summary, default=str))
     else:
         print_summary(outcome.summary, outcome.run_dir)
+    raise typer.Exit(finish_run(outcome, baseline=base_side, as_json=as_json))
 
 
 def _run_with_progress(loaded: Any, spec: Any, *, out_dir: Path, prices: Any, concurrency: int, quiet: bool,
-                       label: str | None = None) -> Any:
+                       run_options: dict[str, Any], label: str | None = None) -> Any:
     """``run_suite`` with a progress bar on stderr (when it is a terminal) and status lines."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -167,35 +242,37 @@ def _run_with_progress(loaded: Any, spec: Any, *, out_dir: Path, prices: Any, co
                 err.print(f"[dim]{message}[/dim]")
 
         return run_suite(loaded, spec, out=out_dir, prices=prices, concurrency=concurrency,
-                         on_result=on_result, status=status)
+                         on_result=on_result, status=status, **run_options)
 
 
 def _run_against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_dir: Path, prices: Any,
-                          concurrency: int, quiet: bool, as_json: bool) -> None:
-    """``--candidate X --against deployed``: the candidate's run, the deployed router's run, the comparison."""
+                          concurrency: int, quiet: bool, as_json: bool, run_options: dict[str, Any]) -> int:
+    """``--candidate X --against deployed``: the candidate's run, the deployed router's run, the
+    comparison; returns the exit code (1 when a gate of either run fails or the candidate routes
+    significantly worse than the deployed router)."""
     import dataclasses
 
+    from evalkit.commands.gate import finish_run
     from evalkit.pipeline import compare_with_deployed, deployed_router
     from evalkit.suites import load_suite
 
     deployed_suite = load_suite(suite)
     deployed_name = spec.router_name or deployed_suite.router.name
-    live = deployed_router(spec, deployed_name, like=deployed_suite.router)  # fails before anything is created if it is not there
+    live = deployed_router(spec, deployed_name, like=deployed_suite.router)  # fails before anything is created
     if live.hash != deployed_suite.router.hash:
         err.print(f"[yellow]note:[/yellow] the deployed router {deployed_name} differs from {deployed_suite.router.source}; "
                   "the comparison uses the deployed one", highlight=False)
     cand = _run_with_progress(candidate_suite, spec, out_dir=out_dir, prices=prices, concurrency=concurrency,
-                              quiet=quiet, label=f"{candidate_suite.name} · candidate")
+                              quiet=quiet, run_options=run_options, label=f"{candidate_suite.name} · candidate")
     deployed_spec = dataclasses.replace(spec, candidate=None, router_name=deployed_name)
     dep = _run_with_progress(deployed_suite, deployed_spec, out_dir=out_dir, prices=prices, concurrency=concurrency,
-                             quiet=quiet, label=f"{deployed_suite.name} · deployed")
+                             quiet=quiet, run_options=run_options, label=f"{deployed_suite.name} · deployed")
     comparison = compare_with_deployed(dep, cand, deployed_config=live, candidate_config=candidate_suite.router,
                                        out=out_dir)
     if as_json:
         out.print_json(json.dumps({"candidate": cand.summary, "deployed": dep.summary,
                                    "config_diff": comparison.config_diff, "comparison": comparison.diff,
-                                   "compare_dir": str(comparison.folder) if comparison.folder else None,
-                                   "missing": comparison.missing}, default=str))
+                                   "compare_dir": str(comparison.folder)}, default=str))
     else:
         from evalkit.commands.router import format_config_diff
 
@@ -203,17 +280,15 @@ def _run_against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_d
         print_summary(dep.summary, dep.run_dir)
         out.print("candidate (temporary router):", style="bold")
         print_summary(cand.summary, cand.run_dir)
+    failed = [finish_run(o, baseline=None, as_json=as_json) for o in (dep, cand)]
+    if not as_json:
         out.print(format_config_diff(comparison.config_diff, a_label="deployed", b_label="candidate"),
                   markup=False, highlight=False)
-        if comparison.diff is not None:
-            from evalkit.commands.compare import print_compare
+        from evalkit.commands.compare import print_compare
 
-            print_compare(comparison.diff, comparison.paths)
-    if comparison.diff is None:
-        raise RunError(f"both runs are written ({dep.run_dir}, {cand.run_dir}) but {comparison.missing}",
-                       fix=f"compare them with `evalkit compare {dep.run_dir} {cand.run_dir}` once it is available")
-    if comparison.diff["verdict"]["failed"]:
-        raise typer.Exit(1)
+        print_compare(comparison.diff, comparison.paths)
+    append_step_summary(comparison.paths["markdown"])
+    return 1 if any(failed) or comparison.diff["verdict"]["failed"] else 0
 
 
 @app.command()
@@ -311,7 +386,9 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False)
     except EvalkitError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc.message}", markup=True, highlight=False)
+        from rich.markup import escape
+
+        err.print(f"[bold red]error:[/bold red] {escape(exc.message)}", markup=True, highlight=False)
         sys.exit(exc.exit_code)
     except click.exceptions.ClickException as exc:
         exc.show()

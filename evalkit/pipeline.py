@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from evalkit import SCHEMA_VERSION, __version__
 from evalkit.cost import Price
-from evalkit.errors import RunError, UsageError
+from evalkit.errors import RunDirError, RunError, UsageError
+from evalkit.gate import GateResult, check_tasks, evaluate_gate, parse_gates
+from evalkit.judge import (BASELINE_FILE, JudgeSettings, judge_run_dir, load_judgement, make_judge_client,
+                           resolve_judge_key, skipped_block)
 from evalkit.records import CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
 from evalkit.report import write_reports
 from evalkit.runner import RunOptions, run_cases
-from evalkit.store import MANIFEST, SUMMARY, ResultWriter, create_run_dir, load_run, utc_now, write_json
 from evalkit.router_config import RouterConfig
+from evalkit.shard import shard_cases
+from evalkit.store import MANIFEST, ROUTER, SUMMARY, ResultWriter, create_run_dir, load_run, utc_now, write_json
 from evalkit.suites import Suite
 from evalkit.summary import build_summary
 from evalkit.targets import (DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_client,
@@ -201,43 +206,32 @@ class Comparison:
     """The comparison of a candidate run with the deployed router's run (``--against deployed``)."""
 
     config_diff: dict[str, Any]
-    diff: dict[str, Any] | None = None   # compare.compare_runs' result; None without evalkit.compare
-    folder: Path | None = None
-    paths: dict[str, Path] = field(default_factory=dict)
-    missing: str | None = None           # why there is no comparison report
+    diff: dict[str, Any]
+    folder: Path
+    paths: dict[str, Path]
 
 
 def compare_with_deployed(deployed: RunOutcome, candidate: RunOutcome, *, deployed_config: RouterConfig,
                           candidate_config: RouterConfig, out: str | Path) -> Comparison:
-    """Deployed (A, before) against candidate (B, after), case by case, written under ``out/compare/``."""
+    """Deployed (A, before) against candidate (B, after), case by case, written under ``out/compare/``.
+
+    The same paired comparison as ``evalkit compare A B``, with the deployed side's router
+    config taken from the live router rather than from the run directory's router.json copy.
+    """
+    import dataclasses
+
+    from evalkit.commands.compare import load_side, write_compare
+    from evalkit.compare import compare_runs
     from evalkit.router_config import diff_configs
 
-    result = Comparison(config_diff=diff_configs(deployed_config, candidate_config))
-    try:
-        from evalkit.compare import RunSide, compare_runs
-        from evalkit.report.compare import render_compare_html, render_compare_markdown
-    except ImportError as exc:
-        result.missing = f"the comparison report needs evalkit.compare and evalkit.report.compare ({exc})"
-        return result
-    from evalkit.store import write_text
-
-    def side(outcome: RunOutcome, config: RouterConfig) -> Any:
-        m = outcome.manifest
-        # Both runs used the same suite.yaml and cases; the suite hash also covers the router file,
-        # which is the one thing meant to differ here, so the deployed side's hash stands for both.
-        return RunSide(run_id=m.run_id, results=list(outcome.results), labels=[*m.router.tasks, "fallback"],
-                       suite=m.suite.name, suite_hash=deployed.manifest.suite.hash, router_hash=config.hash,
-                       target=m.target.kind, path=str(outcome.run_dir), summary=outcome.summary, router=config)
-
-    result.diff = compare_runs(side(deployed, deployed_config), side(candidate, candidate_config))
+    side_a = dataclasses.replace(load_side(deployed.run_dir), router=deployed_config)
+    # Both runs used the same suite.yaml and cases; the suite hash also covers the router file,
+    # which is the one thing meant to differ here, so the deployed side's hash stands for both.
+    side_b = dataclasses.replace(load_side(candidate.run_dir), router=candidate_config, suite_hash=side_a.suite_hash)
+    diff = compare_runs(side_a, side_b)
     folder = Path(out) / "compare" / f"{deployed.manifest.run_id}-vs-{candidate.manifest.run_id}"
-    folder.mkdir(parents=True, exist_ok=True)
-    result.folder = folder
-    result.paths = {"json": folder / "diff.json", "html": folder / "compare.html", "markdown": folder / "compare.md"}
-    write_json(result.paths["json"], result.diff)
-    write_text(result.paths["html"], render_compare_html(result.diff))
-    write_text(result.paths["markdown"], render_compare_markdown(result.diff))
-    return result
+    return Comparison(config_diff=diff_configs(deployed_config, candidate_config), diff=diff, folder=folder,
+                      paths=write_compare(diff, folder))
 
 
 def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[str, Any]) -> Manifest:
@@ -246,7 +240,8 @@ def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[st
         evalkit_version=__version__,
         run_id=run_id,
         suite=SuiteInfo(name=suite.name, path=str(suite.folder), hash=suite.hash, n_cases=len(suite.cases)),
-        router=RouterInfo(name=suite.router.name, hash=suite.router.hash, tasks=suite.router.task_names),
+        router=RouterInfo(name=suite.router.name, hash=suite.router.hash, tasks=suite.router.task_names,
+                          descriptions={t.name: t.description for t in suite.router.tasks}),
         target=target,
         started_at=utc_now(),
         options=options,
@@ -255,23 +250,42 @@ def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[st
 
 def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[str, Price],
               concurrency: int = 16, on_result: Callable[[CaseResult], None] = lambda r: None,
-              status: Callable[[str], None] = lambda s: None) -> RunOutcome:
-    """Run ``suite`` against the target and write the whole run directory."""
+              status: Callable[[str], None] = lambda s: None, judge: JudgeSettings | None = None,
+              baseline_model: str | None = None, gates: Sequence[str] = (),
+              baseline: dict[str, Any] | None = None, baseline_path: str | None = None,
+              shard: tuple[int, int] | None = None) -> RunOutcome:
+    """Run ``suite`` against the target and write the whole run directory.
+
+    With ``baseline_model`` every case is also sent to that fixed model through the same
+    endpoint (``baseline.jsonl``); with ``judge`` the answers are judged once the run is stored
+    (skipped, and said so in the report, when the judge's key is not set).
+    ``gates`` are added to suite.yaml's; relative ones read ``baseline`` (a stored run's summary).
+    ``shard=(I, N)`` runs only that share of the cases (gates then wait for ``evalkit merge``).
+    """
     if concurrency < 1:
         raise UsageError("concurrency must be at least 1", where="--concurrency", got=str(concurrency),
                          fix="e.g. --concurrency 16")
+    judge_key = None
+    if judge is not None:
+        judge.validate()
+        judge_key = resolve_judge_key(judge)
+    gate_exprs = gate_expressions(suite, gates, baseline_given=baseline is not None or shard is not None)
+    cases = suite.cases if shard is None else shard_cases(suite.cases, *shard)
     defaults = suite.spec.defaults
     options = RunOptions(concurrency=concurrency, max_completion_tokens=defaults.get("max_completion_tokens"),
                          temperature=defaults.get("temperature"), prices=prices)
     with open_target(spec, suite, prices, concurrency=concurrency, status=status) as target:
         run_dir = create_run_dir(out, suite.name)
         options.affinity_prefix = f"evalkit-{run_dir.name}"
-        manifest = new_manifest(run_dir.name, suite, target.info,
-                                {"concurrency": concurrency, "defaults": defaults, "stream": spec.stream,
-                                 "prices": prices_used(prices, suite)})
+        run_options: dict[str, Any] = {"concurrency": concurrency, "defaults": defaults, "stream": spec.stream,
+                                       "prices": prices_used(prices, suite),
+                                       **({"baseline_model": baseline_model} if baseline_model else {})}
+        run_options.update(gating_options(gate_exprs, baseline_path, shard))
+        manifest = new_manifest(run_dir.name, suite, target.info, run_options)
         write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
+        write_json(run_dir / ROUTER, suite.router.to_body())
         results: list[CaseResult] = []
-        status(f"running {len(suite.cases)} cases against {target.info.kind} ({target.info.base_url})")
+        status(f"running {len(cases)} cases against {target.info.kind} ({target.info.base_url})")
         with ResultWriter(run_dir) as writer:
             def record(result: CaseResult) -> None:
                 writer.write(result)
@@ -280,7 +294,14 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
 
             async def go() -> None:
                 try:
-                    await run_cases(suite.cases, target, options, record)
+                    await run_cases(cases, target, options, record)
+                    if baseline_model:
+                        status(f"sending {len(cases)} cases to the baseline model {baseline_model}")
+                        with ResultWriter(run_dir, BASELINE_FILE) as base_writer:
+                            baseline_target = OpenAITarget(target.client, model=baseline_model,
+                                                           route_header=target.route_header, info=target.info,
+                                                           stream=target.stream)
+                            await run_cases(cases, baseline_target, options, base_writer.write)
                 finally:
                     await target.close()
 
@@ -290,7 +311,9 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     # A router may serve models outside its config's pools: record their prices too.
     manifest.options["prices"] = prices_used(prices, suite, served=[r.served_model for r in results if r.served_model])
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
-    summary = finalize(run_dir, manifest, results)
+    if judge is not None:
+        judge_stored(run_dir, manifest, results, judge, key=judge_key, prices=prices, status=status)
+    summary = finalize(run_dir, manifest, results, baseline=baseline)
     leftover = getattr(target, "leftover", None)  # a temporary router that could not be deleted
     if leftover is not None:
         raise leftover
@@ -319,9 +342,27 @@ def count_statuses(results: Sequence[CaseResult]) -> dict[str, int]:
     return counts
 
 
-def finalize(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, Any]:
+def judge_stored(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult], settings: JudgeSettings, *,
+                 key: str | None, prices: dict[str, Price], status: Callable[[str], None] = lambda s: None,
+                 client: Any = None) -> dict[str, Any]:
+    """Judge a stored run (or record why not) and keep the judge's settings in the manifest."""
+    if key is None:
+        block = skipped_block(settings, str(run_dir))
+        status(f"judging skipped: {block['reason']}; to turn it on: {block['fix']}")
+    else:
+        judge = make_judge_client(settings, key, prices, client=client)
+        block = judge_run_dir(run_dir, results, settings, judge=judge, descriptions=manifest.router.descriptions,
+                              status=status)
+    manifest.judge = block
+    write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
+    return block
+
+
+def finalize(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult], *,
+             baseline: dict[str, Any] | None = None) -> dict[str, Any]:
     """Analyse a run's records and write summary.json and the reports."""
-    summary = build_summary(manifest, results)
+    summary = build_summary(manifest, results, judgement=load_judgement(run_dir))
+    summary["gates"] = gate_verdicts(run_dir, manifest, summary, baseline)
     write_json(run_dir / SUMMARY, summary)
     write_reports(run_dir, summary, results, manifest)
     return summary
@@ -332,3 +373,60 @@ def rerender(run_dir: str | Path) -> RunOutcome:
     run = load_run(run_dir)
     summary = finalize(run.path, run.manifest, run.results)
     return RunOutcome(run_dir=run.path, manifest=run.manifest, results=run.results, summary=summary)
+
+
+def gate_expressions(suite: Suite, extra: Sequence[str], *, baseline_given: bool = True) -> list[str]:
+    """suite.yaml's gates, then the command line's; all parsed and checked before any traffic."""
+    parse_gates(suite.spec.gates, where=f"{suite.folder / 'suite.yaml'} at gates")
+    parse_gates(extra, where="--gate")
+    exprs = [*suite.spec.gates, *extra]
+    gates = parse_gates(exprs)
+    check_tasks(gates, suite.router.labels, where="--gate / suite.yaml gates")
+    relative = [g.expr for g in gates if g.relative]
+    if relative and not baseline_given:
+        raise UsageError(f"gate '{relative[0]}' compares with a baseline, but no baseline run was given",
+                         where="--gate" if relative[0] in extra else f"{suite.folder / 'suite.yaml'} at gates",
+                         fix="pass --baseline RUN (a stored run directory), or use an absolute threshold")
+    return exprs
+
+
+def gating_options(gates: Sequence[str], baseline_path: str | None, shard: tuple[int, int] | None) -> dict[str, Any]:
+    """What a run records in manifest.options so that merge and re-rendering evaluate the same gates."""
+    out: dict[str, Any] = {"gates": list(gates)}
+    if baseline_path:
+        out["baseline"] = baseline_path
+    if shard:
+        out["shard"] = f"{shard[0]}/{shard[1]}"
+    return out
+
+
+def gate_verdicts(run_dir: Path, manifest: Manifest, summary: dict[str, Any],
+                  baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The run's gate verdicts; none for a shard (its gates are evaluated on the merged run).
+
+    Re-rendering re-reads the baseline run named in the manifest; if it is gone, the verdicts
+    stored earlier for relative gates are kept.
+    """
+    exprs = manifest.options.get("gates") or []
+    if not exprs or manifest.options.get("shard"):
+        return []
+    gates = parse_gates(exprs)
+    if baseline is None and any(g.relative for g in gates) and manifest.options.get("baseline"):
+        try:
+            baseline = load_run(manifest.options["baseline"]).summary
+        except RunDirError:
+            baseline = None
+    previous: dict[str, Any] = {}
+    if baseline is None and (run_dir / SUMMARY).is_file():
+        with contextlib.suppress(ValueError, OSError):
+            previous = {g["expr"]: g for g in json.loads((run_dir / SUMMARY).read_text("utf-8")).get("gates") or []}
+    verdicts = []
+    for g in gates:
+        if g.relative and baseline is None and g.expr in previous:
+            verdicts.append(previous[g.expr])
+        elif g.relative and baseline is None:
+            verdicts.append(GateResult(expr=g.expr, metric=g.name, value=None, threshold=None, passed=False,
+                                       message=f"Gate '{g.expr}' failed: the baseline run is not available").model_dump())
+        else:
+            verdicts.append(evaluate_gate(g, summary, baseline=baseline).model_dump())
+    return verdicts

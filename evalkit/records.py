@@ -92,6 +92,7 @@ class CaseResult(BaseModel):
     expected_model: str | None = None
     prompt: str = ""
     reference: str | None = None
+    human: dict[str, int] | None = None
 
     @property
     def scored(self) -> bool:
@@ -132,6 +133,7 @@ class RouterInfo(BaseModel):
     name: str
     hash: str
     tasks: list[str]
+    descriptions: dict[str, str] = Field(default_factory=dict)
 
 
 class Manifest(BaseModel):

@@ -273,31 +273,27 @@ def _pool_change(a: list[str], b: list[str]) -> dict[str, Any]:
             "reordered": [m for m in a if m in b] != [m for m in b if m in a]}
 
 
-def _task_entry(t: Task) -> dict[str, Any]:
-    return {"task": t.name, "description": t.description, "models": list(t.models), "prefer": t.prefer}
-
-
 def diff_configs(a: RouterConfig, b: RouterConfig) -> dict[str, Any]:
     """What changed from router config ``a`` to ``b`` (pure).
 
-    Returns ``{"changed", "a_hash", "b_hash", "name", "description", "regions", "tasks_added",
+    Returns ``{"changed": bool, "a_hash", "b_hash", "name", "description", "regions", "tasks_added",
     "tasks_removed", "task_order", "tasks": [{task, description, models, prefer}],
-    "fallback_models"}``. A field that changed holds ``{"a": ..., "b": ...}`` (a task's
-    description also a word-level ``diff``; a pool its ``added``/``removed`` models and whether
-    it was ``reordered``, which matters under manual ranking); an unchanged one holds ``None``.
-    ``tasks`` lists only the tasks present in both configs that changed.
+    "fallback_models"}``: each field that changed holds ``{"a": ..., "b": ...}`` (descriptions also a
+    word-level ``diff``; pools their ``added``/``removed`` models), and is ``None`` when unchanged.
     """
     out: dict[str, Any] = {"a_hash": a.hash, "b_hash": b.hash, "changed": a.hash != b.hash}
     out["name"] = {"a": a.name, "b": b.name} if a.name != b.name else None
-    out["description"] = {"a": a.description, "b": b.description} if a.description != b.description else None
+    out["description"] = ({"a": a.description, "b": b.description} if a.description != b.description else None)
     out["regions"] = {"a": a.regions, "b": b.regions} if a.regions != b.regions else None
     names_a, names_b = a.task_names, b.task_names
-    out["tasks_added"] = [_task_entry(t) for t in b.tasks if t.name not in names_a]
-    out["tasks_removed"] = [_task_entry(t) for t in a.tasks if t.name not in names_b]
+    out["tasks_added"] = [{"task": t.name, "description": t.description, "models": list(t.models), "prefer": t.prefer}
+                          for t in b.tasks if t.name not in names_a]
+    out["tasks_removed"] = [{"task": t.name, "description": t.description, "models": list(t.models), "prefer": t.prefer}
+                            for t in a.tasks if t.name not in names_b]
     common_a = [n for n in names_a if n in names_b]
     common_b = [n for n in names_b if n in names_a]
     out["task_order"] = {"a": names_a, "b": names_b} if common_a != common_b else None
-    tasks = []
+    changed_tasks = []
     for name in common_a:
         ta, tb = a.task(name), b.task(name)
         entry: dict[str, Any] = {"task": name, "description": None, "models": None, "prefer": None}
@@ -309,8 +305,8 @@ def diff_configs(a: RouterConfig, b: RouterConfig) -> dict[str, Any]:
         if ta.prefer != tb.prefer:
             entry["prefer"] = {"a": ta.prefer or "manual ranking", "b": tb.prefer or "manual ranking"}
         if any(entry[k] is not None for k in ("description", "models", "prefer")):
-            tasks.append(entry)
-    out["tasks"] = tasks
+            changed_tasks.append(entry)
+    out["tasks"] = changed_tasks
     out["fallback_models"] = (_pool_change(a.fallback_models, b.fallback_models)
                               if a.fallback_models != b.fallback_models else None)
     return out

@@ -23,6 +23,7 @@ from evalkit.records import CaseResult, Manifest
 RESULTS = "results.jsonl"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
+ROUTER = "router.json"  # a copy of the router config body the run measured
 
 
 def utc_now() -> str:
@@ -63,8 +64,8 @@ def write_text(path: str | Path, text: str) -> None:
 class ResultWriter:
     """Appends ``CaseResult`` lines to ``results.jsonl``, one whole line per write, flushed."""
 
-    def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / RESULTS
+    def __init__(self, run_dir: str | Path, name: str = RESULTS) -> None:
+        self.path = Path(run_dir) / name
         self._fh = self.path.open("a", encoding="utf-8")
 
     def write(self, result: CaseResult) -> None:

@@ -10,13 +10,15 @@ from typing import Any, Sequence
 
 from evalkit import SCHEMA_VERSION
 from evalkit.cost import cost_summary, run_prices
+from evalkit.judge import Judgement, judge_block
 from evalkit.latency import latency_summary
 from evalkit.metrics import per_tag_metrics, routing_metrics
 from evalkit.records import CaseResult, Manifest
 
 
-def build_summary(manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, Any]:
-    """Every figure the reports show, machine-readable."""
+def build_summary(manifest: Manifest, results: Sequence[CaseResult], *,
+                  judgement: Judgement | None = None) -> dict[str, Any]:
+    """Every figure the reports show, machine-readable (``judgement``: the run's judge files)."""
     labels = [*manifest.router.tasks, "fallback"]
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -29,7 +31,8 @@ def build_summary(manifest: Manifest, results: Sequence[CaseResult]) -> dict[str
     summary["per_tag"] = per_tag_metrics(results, labels=labels)
     summary["route_only"] = bool(results) and all(r.route_only for r in results if r.status != "error")
     summary["overlap"] = []
-    summary["judge"] = None
+    summary["judge"] = judge_block(manifest.judge, results, judgement,
+                                   baseline_model=manifest.options.get("baseline_model"))
     # Router requests only: the judge's cost is its own section. Prices are those the run was
     # priced with (recorded in the manifest); the misroute matrix uses the suite's own mix.
     summary["cost"] = cost_summary(list(results), labels=labels, prices=run_prices(manifest.options))

@@ -60,6 +60,17 @@ def heatmap(confusion: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def gate_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Gate verdicts for the templates: the expression, the figure, the verdict and its message."""
+    rows = []
+    for g in summary.get("gates") or []:
+        value = g.get("value")
+        rows.append({"expr": g.get("expr", ""), "value": "n/a" if value is None else f"{value:.4g}",
+                     "threshold": "n/a" if g.get("threshold") is None else f"{g['threshold']:.4g}",
+                     "passed": bool(g.get("passed")), "message": g.get("message", "")})
+    return rows
+
+
 def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manifest: Manifest) -> dict[str, Any]:
     """A plain dict for the templates."""
     labels = summary["labels"]
@@ -127,7 +138,7 @@ def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manife
         "cost_total": usd(cost.get("known_usd", cost.get("total_usd"))),
         "cost_unknown": cost.get("n_unknown_cost", 0),
         "latency": {k: num(lat.get(k), 1) for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")},
-        "gates": summary.get("gates") or [],
+        "gates": gate_rows(summary),
         "labels": labels,
         **{key: section(summary, results, manifest) for key, section in SECTIONS.items()},
     }

@@ -10,6 +10,7 @@ import jinja2
 
 from evalkit.records import CaseResult, Manifest
 from evalkit.report.context import build_context
+from evalkit.report.junit import render_junit
 from evalkit.store import write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -50,10 +51,11 @@ def render_markdown(context: dict[str, Any]) -> str:
 
 def write_reports(run_dir: str | Path, summary: dict[str, Any], results: Sequence[CaseResult],
                   manifest: Manifest) -> dict[str, Path]:
-    """Write ``report.html`` and ``summary.md`` into the run directory."""
+    """Write ``report.html``, ``summary.md`` and ``junit.xml`` into the run directory."""
     run_dir = Path(run_dir)
     context = build_context(summary, results, manifest)
-    paths = {"html": run_dir / "report.html", "markdown": run_dir / "summary.md"}
+    paths = {"html": run_dir / "report.html", "markdown": run_dir / "summary.md", "junit": run_dir / "junit.xml"}
     write_text(paths["html"], render_html(context))
     write_text(paths["markdown"], render_markdown(context))
+    write_text(paths["junit"], render_junit(summary, results, started_at=manifest.started_at))
     return paths

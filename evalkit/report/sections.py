@@ -17,8 +17,119 @@ def overlap_section(summary: dict[str, Any], results: Sequence[CaseResult], mani
     return {}
 
 
+def _score(stats: dict[str, Any] | None) -> dict[str, str]:
+    """Mean, interval and n of one judge figure, as text."""
+    if not stats or stats.get("mean") is None:
+        return {"mean": "n/a", "ci": "", "n": str((stats or {}).get("n", 0))}
+    ci = stats.get("ci95")
+    return {"mean": f"{stats['mean']:.2f}", "ci": f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "", "n": str(stats["n"])}
+
+
+def _signed(value: float | None, ci: list[float] | None = None) -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:+.2f}"
+    return f"{text} [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else text
+
+
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.6f}"
+
+
+def _signed_usd(value: float | None) -> str:
+    return "unknown" if value is None else f"{'-' if value < 0 else '+'}${abs(value):,.6f}"
+
+
 def judge_section(summary: dict[str, Any], results: Sequence[CaseResult], manifest: Manifest) -> dict[str, Any]:
-    return {}
+    """The judge's figures for the report: per path, per cell, per tag, misroute harm, baseline
+    comparison, calibration; or why judging was skipped and how to turn it on."""
+    block = summary.get("judge")
+    if not block:
+        if summary.get("route_only") or not any((r.content or "").strip() for r in results):
+            return {}
+        return {"status": "not_requested", "model": "", "criteria": [], "baseline": None,
+                "message": "Answers were not judged. To judge them without calling the router again: "
+                           "evalkit judge <run directory> --judge MODEL (key in MODEL_ACCESS_KEY)."}
+    section: dict[str, Any] = {"status": block.get("status"), "model": block.get("model") or "", "criteria": []}
+    if block.get("status") != "done":
+        section["message"] = (f"Judging skipped: {block.get('reason')}; to turn it on: {block.get('fix')}"
+                              if block.get("status") == "skipped" else "Answers were not judged.")
+        section["baseline"] = _baseline_rows(block.get("baseline"), [])
+        return section
+    criteria = block["criteria"]
+    overall = block["overall"]
+    counts = {k: sum(overall[c][k] for c in criteria) for k in ("n", "n_unscored", "n_no_answer", "n_error")}
+    cost = block["cost"]
+    section.update(
+        criteria=criteria,
+        samples=block.get("samples", 1),
+        prompt_version=block.get("prompt_version"),
+        counts=counts,
+        not_judged=block.get("not_judged", {}),
+        cost={"prompt_tokens": cost["prompt_tokens"], "completion_tokens": cost["completion_tokens"],
+              "total": _usd(cost["total_usd"]), "unknown": cost["n_unknown_cost"],
+              "cached": cost["n_cached_samples"],
+              "parts": [{"name": name, "total": _usd(cost[key]["total_usd"])}
+                        for key, name in (("router_answers", "router's answers"),
+                                          ("baseline_answers", "baseline's answers"), ("pairwise", "pairwise"))
+                        if cost.get(key) and (cost[key]["prompt_tokens"] or cost[key]["n_cached_samples"])]},
+        overall=[_score(overall[c]) for c in criteria],
+        per_path=[{"path": path, "scores": [_score(v[c]) for c in criteria],
+                   "unscored": sum(v[c]["n_unscored"] + v[c]["n_error"] for c in criteria),
+                   "no_answer": sum(v[c]["n_no_answer"] for c in criteria)}
+                  for path, v in block["per_path"].items()],
+        per_cell=[{"expected": exp, "route": route, "correct": exp == route,
+                   "scores": [_score(v[c]) for c in criteria]}
+                  for exp, routes in block["per_cell"].items() for route, v in routes.items()],
+        per_tag=[{"tag": tag, "scores": [_score(v[c]) for c in criteria]} for tag, v in block["per_tag"].items()],
+        harm=[{"task": task, "criterion": c, "correct": _score(h["correct"]), "misrouted": _score(h["misrouted"]),
+               "difference": _signed(h["difference"], h["difference_ci95"]),
+               "hurts": bool(h["difference_ci95"] and h["difference_ci95"][1] < 0),
+               "by_route": ", ".join(f"{r}: {_score(s)['mean']} (n={s['n']})" for r, s in h["by_route"].items())}
+              for task, entry in block["misroute_harm"].items() for c, h in entry.items()],
+        calibration=[{"criterion": c, "n": cal["n"],
+                      "kappa": "n/a" if cal["kappa_quadratic"] is None else f"{cal['kappa_quadratic']:.3f}",
+                      "exact": f"{cal['exact_agreement'] * 100:.1f}%", "within_one": f"{cal['within_one'] * 100:.1f}%",
+                      "bias": f"{cal['mean_difference']:+.2f}", "labels": cal["confusion"]["labels"],
+                      "rows": [{"human": lab, "cells": row} for lab, row in
+                               zip(cal["confusion"]["labels"], cal["confusion"]["matrix"])]}
+                     for c, cal in block["calibration"].items()],
+        agreement=[{"criterion": c, "n": a["n"], "mean": "n/a" if a["mean"] is None else f"{a['mean'] * 100:.1f}%",
+                    "unanimous": "n/a" if a["unanimous_share"] is None else f"{a['unanimous_share'] * 100:.1f}%"}
+                   for c, a in block["agreement"].items()] if block.get("samples", 1) > 1 else [],
+        attention=[{**a, "score": f"{a['score']:g}"} for a in block["attention"]],
+        problems=block["problems"],
+        n_problems=block["n_problems"],
+        baseline=_baseline_rows(block.get("baseline"), criteria),
+    )
+    return section
+
+
+def _baseline_rows(baseline: dict[str, Any] | None, criteria: list[str]) -> dict[str, Any] | None:
+    """Router against the fixed baseline model, per path: quality and cost differences."""
+    if not baseline:
+        return None
+
+    def row(path: str, entry: dict[str, Any]) -> dict[str, Any]:
+        q = entry["quality"]
+        pw = entry.get("pairwise")
+        return {
+            "path": path, "n": entry["n"],
+            "quality": [{"router": "n/a" if q[c]["router_mean"] is None else f"{q[c]['router_mean']:.2f}",
+                         "baseline": "n/a" if q[c]["baseline_mean"] is None else f"{q[c]['baseline_mean']:.2f}",
+                         "difference": _signed(q[c]["difference"], q[c]["difference_ci95"]),
+                         "worse": bool(q[c]["difference_ci95"] and q[c]["difference_ci95"][1] < 0),
+                         "n": q[c]["n_pairs"]} for c in criteria],
+            "router_cost": _usd(entry["cost"]["router_usd"]), "baseline_cost": _usd(entry["cost"]["baseline_usd"]),
+            "cost_difference": _signed_usd(entry["cost"]["difference_usd"]),
+            "pairwise": (f"{pw['router_wins']} / {pw['ties']} / {pw['baseline_wins']}"
+                         + (f" ({pw['unscored']} unscored)" if pw["unscored"] else "")) if pw else "",
+        }
+
+    return {"model": baseline.get("model") or "", "n_errors": baseline.get("n_errors", 0),
+            "rows": [row(p, e) for p, e in baseline["per_path"].items()],
+            "overall": row("all", baseline["overall"]),
+            "has_pairwise": baseline["overall"].get("pairwise") is not None}
 
 
 def cost_section(summary: dict[str, Any], results: Sequence[CaseResult], manifest: Manifest) -> dict[str, Any]:

@@ -1,0 +1,413 @@
+"""Paired comparison of two runs (pure): is router version B better than A, or just different?
+
+Cases are matched by id, so every figure is paired: the same prompts went through both
+routers. For each metric the delta B - A comes with a paired percentile bootstrap interval
+(cases resampled with replacement, the same resample for both runs, seeded so a comparison is
+reproducible). McNemar's exact test on per-case route correctness says whether the cases that
+flipped lean one way more than chance allows: with ``b`` cases right in A and wrong in B
+(regressed) and ``c`` wrong in A and right in B (fixed), ``p = min(1, 2 * P[X <= min(b, c)])``
+for ``X ~ Binomial(b + c, 1/2)``, as statsmodels' ``mcnemar(exact=True)`` computes it. Cases
+that errored in either run are left out of the test (errors are not misroutes).
+
+Judge scores are compared per path, paired by case, over the cases that took the same path in
+both runs (plus all matched cases together); cost deltas are paired the same way. Both are read
+defensively: a run without a judge or cost leaves its section ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from evalkit import SCHEMA_VERSION
+from evalkit.errors import UsageError
+from evalkit.records import FALLBACK, CaseResult
+from evalkit.router_config import RouterConfig, diff_configs
+
+DEFAULT_SEED = 0
+DEFAULT_N_BOOT = 2000
+DEFAULT_ALPHA = 0.05
+MAX_DROP_FORM = "METRIC=DROP, e.g. --max-drop accuracy=0.02 or --max-drop recall[reasoning]=5%"
+
+# +1: higher is better; -1: lower is better; 0: neither (reported, not gateable).
+DIRECTIONS = {"accuracy": 1, "macro_f1": 1, "match_rate": 0, "fallback_rate": 0,
+              "false_fallback_rate": -1, "false_match_rate": -1, "error_rate": -1}
+TASK_DIRECTIONS = {"recall": 1, "precision": 1}
+
+
+@dataclass
+class RunSide:
+    """What compare needs of one run (the command reads it from the run directory)."""
+
+    run_id: str
+    results: list[CaseResult]
+    labels: list[str]
+    suite: str = ""
+    suite_hash: str = ""
+    router_hash: str = ""
+    target: str = ""
+    path: str = ""
+    summary: dict[str, Any] | None = None
+    router: RouterConfig | None = None
+    judge: list[dict[str, Any]] | None = None
+
+
+def parse_max_drop(values: Sequence[str] | None, *, labels: Sequence[str] | None = None) -> dict[str, float]:
+    """``accuracy=0.02`` pairs; the metric must have a direction (higher or lower is better)."""
+    out: dict[str, float] = {}
+    for value in values or []:
+        metric, sep, amount = value.partition("=")
+        metric = metric.strip()
+        if not sep or not metric or not amount.strip():
+            raise UsageError("malformed --max-drop", where="--max-drop", got=repr(value), fix=f"write {MAX_DROP_FORM}")
+        try:
+            text = amount.strip()
+            drop = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise UsageError("--max-drop needs a number after '='", where="--max-drop", got=repr(value),
+                             fix=f"write {MAX_DROP_FORM}") from None
+        if drop < 0 or math.isnan(drop):
+            raise UsageError("--max-drop must be zero or positive (the largest worsening allowed)",
+                             where="--max-drop", got=repr(value), fix=f"write {MAX_DROP_FORM}")
+        if metric_direction(metric) == 0:
+            gateable = [m for m, d in DIRECTIONS.items() if d] + ["recall[TASK]", "precision[TASK]"]
+            raise UsageError(f"'{metric}' has no better direction to drop from", where="--max-drop", got=repr(value),
+                             fix=f"use one of: {', '.join(gateable)}")
+        task = _task_of(metric)
+        if task is not None and labels is not None and task not in labels:
+            raise UsageError(f"--max-drop names unknown task '{task}'", where="--max-drop", got=repr(value),
+                             fix=f"the runs' tasks are: {', '.join(labels)}")
+        out[metric] = drop
+    return out
+
+
+def _task_of(metric: str) -> str | None:
+    if metric.endswith("]") and "[" in metric:
+        return metric[metric.index("[") + 1:-1]
+    return None
+
+
+def metric_direction(metric: str) -> int:
+    task = _task_of(metric)
+    if task is not None:
+        return TASK_DIRECTIONS.get(metric[: metric.index("[")], 0)
+    return DIRECTIONS.get(metric, 0)
+
+
+def mcnemar_exact(regressed: int, fixed: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts (statsmodels' definition)."""
+    from scipy.stats import binom
+
+    n = regressed + fixed
+    if n == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * binom.cdf(min(regressed, fixed), n, 0.5)))
+
+
+def _columns(results: Sequence[CaseResult], labels: Sequence[str]) -> tuple[dict[str, int], np.ndarray]:
+    """Per-case indicator columns of one run (cases x columns) and their names.
+
+    Every metric is a ratio of sums of these columns, so a bootstrap resample (a row of counts
+    per case) turns into all metrics with one matrix product.
+    """
+    exp = np.array([r.expected_route for r in results], dtype=object)
+    route = np.array([r.route_label for r in results], dtype=object)
+    scored = np.array([r.scored for r in results], dtype=bool)
+    tasks = [lab for lab in labels if lab != FALLBACK]
+    correct = scored & (exp == route)
+    to_task = scored & np.isin(route, tasks)
+    to_fb = scored & (route == FALLBACK)
+    cols: dict[str, np.ndarray] = {
+        "all": np.ones(len(results), dtype=bool), "scored": scored, "error": ~scored, "correct": correct,
+        "to_task": to_task, "to_fb": to_fb,
+        "expect_task": scored & (exp != FALLBACK), "false_fb": to_fb & (exp != FALLBACK),
+        "expect_fb": scored & (exp == FALLBACK), "false_match": to_task & (exp == FALLBACK),
+    }
+    for lab in labels:
+        cols[f"tp:{lab}"] = correct & (exp == lab)
+        cols[f"support:{lab}"] = scored & (exp == lab)
+        cols[f"predicted:{lab}"] = scored & (route == lab)
+    names = {name: i for i, name in enumerate(cols)}
+    return names, np.column_stack([c.astype(float) for c in cols.values()])
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _metrics_from_sums(sums: np.ndarray, names: dict[str, int], labels: Sequence[str]) -> dict[str, np.ndarray]:
+    """Every metric, one value per row of ``sums`` (resamples x columns)."""
+    col = {name: sums[:, i] for name, i in names.items()}
+    out = {
+        "accuracy": _ratio(col["correct"], col["scored"]),
+        "match_rate": _ratio(col["to_task"], col["scored"]),
+        "fallback_rate": _ratio(col["to_fb"], col["scored"]),
+        "false_fallback_rate": _ratio(col["false_fb"], col["expect_task"]),
+        "false_match_rate": _ratio(col["false_match"], col["expect_fb"]),
+        "error_rate": _ratio(col["error"], col["all"]),
+    }
+    f1s = []
+    for lab in labels:
+        tp, support, predicted = col[f"tp:{lab}"], col[f"support:{lab}"], col[f"predicted:{lab}"]
+        out[f"recall[{lab}]"] = _ratio(tp, support)
+        out[f"precision[{lab}]"] = _ratio(tp, predicted)
+        # F1 = 2TP / (2TP + FP + FN) = 2TP / (support + predicted); labels absent on both sides are
+        # left out of the macro average, as scikit-learn does with the labels present.
+        f1s.append(_ratio(2 * tp, support + predicted))
+    stacked = np.vstack(f1s)
+    counted = (~np.isnan(stacked)).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        out["macro_f1"] = np.where(counted > 0, np.nansum(stacked, axis=0) / np.maximum(counted, 1), np.nan)
+    order = ["accuracy", "macro_f1", "match_rate", "fallback_rate", "false_fallback_rate", "false_match_rate",
+             "error_rate"] + [f"{kind}[{lab}]" for lab in labels for kind in ("recall", "precision")]
+    return {name: out[name] for name in order}
+
+
+def _resample_counts(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap resamples as case counts (rows x cases), in chunks of bounded size; seeded."""
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, min(n_boot, 2_000_000 // max(n, 1)))
+    left = n_boot
+    while left > 0:
+        k = min(per_chunk, left)
+        picks = rng.integers(0, n, size=(k, n)) + (np.arange(k) * n)[:, None]
+        yield np.bincount(picks.ravel(), minlength=k * n).reshape(k, n).astype(float)
+        left -= k
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    f = float(value)
+    return None if math.isnan(f) else f
+
+
+def metric_deltas(a: Sequence[CaseResult], b: Sequence[CaseResult], *, labels: Sequence[str],
+                  seed: int = DEFAULT_SEED, n_boot: int = DEFAULT_N_BOOT) -> list[dict[str, Any]]:
+    """Each metric on A and B over the same (matched, same-order) cases, with the delta's paired
+    bootstrap 95% interval (the same resampled cases for both runs)."""
+    names, ma = _columns(a, labels)
+    _, mb = _columns(b, labels)
+    point_a = _metrics_from_sums(ma.sum(axis=0, keepdims=True), names, labels)
+    point_b = _metrics_from_sums(mb.sum(axis=0, keepdims=True), names, labels)
+    diffs: dict[str, list[np.ndarray]] = {name: [] for name in point_a}
+    if n_boot > 0 and len(a):
+        for counts in _resample_counts(len(a), n_boot, seed):
+            ra = _metrics_from_sums(counts @ ma, names, labels)
+            rb = _metrics_from_sums(counts @ mb, names, labels)
+            for name in diffs:
+                diffs[name].append(rb[name] - ra[name])
+    rows = []
+    for name in point_a:
+        va, vb = float(point_a[name][0]), float(point_b[name][0])
+        if math.isnan(va) and math.isnan(vb):
+            continue  # e.g. recall of a task with no cases in either run
+        delta = None if (math.isnan(va) or math.isnan(vb)) else vb - va
+        ci = None
+        if delta is not None and diffs[name]:
+            d = np.concatenate(diffs[name])
+            d = d[~np.isnan(d)]
+            if d.size:
+                ci = [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]
+        rows.append({"metric": name, "a": _num(va), "b": _num(vb), "delta": delta, "ci95": ci,
+                     "direction": metric_direction(name)})
+    return rows
+
+
+def _paired_mean_delta(pairs: Sequence[tuple[float, float]], *, seed: int, n_boot: int) -> dict[str, Any]:
+    arr = np.asarray(pairs, dtype=float)
+    diffs = arr[:, 1] - arr[:, 0]
+    ci = None
+    if n_boot > 0 and len(diffs) > 1:
+        means = np.concatenate([counts @ diffs for counts in _resample_counts(len(diffs), n_boot, seed)]) / len(diffs)
+        ci = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    return {"n": len(diffs), "a_mean": float(arr[:, 0].mean()), "b_mean": float(arr[:, 1].mean()),
+            "delta": float(diffs.mean()), "ci95": ci}
+
+
+def judge_deltas(a: RunSide, b: RunSide, ids: Sequence[str], routes: dict[str, tuple[str, str]], *,
+                 seed: int, n_boot: int) -> dict[str, Any] | None:
+    """Per-path judge score deltas, paired by case (judge.jsonl of both runs), else unpaired from
+    the summaries' ``judge`` sections; ``None`` when neither run was judged."""
+    if a.judge and b.judge:
+        def scores(records: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+            out = {}
+            for rec in records:
+                score = rec.get("score")
+                if isinstance(score, (int, float)) and not isinstance(score, bool) and rec.get("id") is not None:
+                    out[(str(rec["id"]), str(rec.get("criterion")))] = float(score)
+            return out
+
+        sa, sb = scores(a.judge), scores(b.judge)
+        criteria = sorted({c for _, c in sa} & {c for _, c in sb})
+        per_path: dict[str, dict[str, Any]] = {}
+        overall: dict[str, Any] = {}
+        for crit in criteria:
+            groups: dict[str, list[tuple[float, float]]] = {}
+            everything: list[tuple[float, float]] = []
+            for cid in ids:
+                if (cid, crit) in sa and (cid, crit) in sb:
+                    pair = (sa[(cid, crit)], sb[(cid, crit)])
+                    everything.append(pair)
+                    ra, rb = routes[cid]
+                    if ra == rb:
+                        groups.setdefault(ra, []).append(pair)
+            if everything:
+                overall[crit] = _paired_mean_delta(everything, seed=seed, n_boot=n_boot)
+            for path, pairs in groups.items():
+                per_path.setdefault(path, {})[crit] = _paired_mean_delta(pairs, seed=seed, n_boot=n_boot)
+        if overall:
+            return {"paired": True, "overall": overall, "per_path": dict(sorted(per_path.items()))}
+    ja = (a.summary or {}).get("judge") or {}
+    jb = (b.summary or {}).get("judge") or {}
+    pa, pb = ja.get("per_path") or {}, jb.get("per_path") or {}
+    if not (pa or pb):
+        return None
+    per_path = {}
+    for path in sorted(set(pa) | set(pb)):
+        for crit in sorted(set(pa.get(path, {})) | set(pb.get(path, {}))):
+            ea, eb = (pa.get(path) or {}).get(crit) or {}, (pb.get(path) or {}).get(crit) or {}
+            ma, mb = _num(ea.get("mean")), _num(eb.get("mean"))
+            per_path.setdefault(path, {})[crit] = {
+                "n": None, "a_n": ea.get("n"), "b_n": eb.get("n"), "a_mean": ma, "b_mean": mb,
+                "delta": (mb - ma) if ma is not None and mb is not None else None, "ci95": None}
+    return {"paired": False, "overall": {}, "per_path": per_path}
+
+
+def cost_deltas(a_results: Sequence[CaseResult], b_results: Sequence[CaseResult], *, seed: int,
+                n_boot: int) -> dict[str, Any] | None:
+    """Paired cost per case (both costs known), in total and per path (same path in both runs)."""
+    pairs, per_path = [], {}
+    for ra, rb in zip(a_results, b_results):
+        if ra.cost_usd is None or rb.cost_usd is None:
+            continue
+        pairs.append((ra.cost_usd, rb.cost_usd))
+        path_a, path_b = ra.route_label if ra.scored else None, rb.route_label if rb.scored else None
+        if path_a is not None and path_a == path_b:
+            per_path.setdefault(path_a, []).append((ra.cost_usd, rb.cost_usd))
+    if not pairs:
+        return None
+    total = _paired_mean_delta(pairs, seed=seed, n_boot=n_boot)
+    total.update(a_total_usd=float(sum(p[0] for p in pairs)), b_total_usd=float(sum(p[1] for p in pairs)))
+    total["delta_total_usd"] = total["b_total_usd"] - total["a_total_usd"]
+    paths = {}
+    for path, pp in sorted(per_path.items()):
+        entry = _paired_mean_delta(pp, seed=seed, n_boot=n_boot)
+        entry.update(a_total_usd=float(sum(p[0] for p in pp)), b_total_usd=float(sum(p[1] for p in pp)))
+        paths[path] = entry
+    return {"overall": total, "per_path": paths}
+
+
+def _flip(ra: CaseResult, rb: CaseResult) -> dict[str, Any]:
+    return {"id": rb.id, "prompt": rb.prompt or ra.prompt, "expected_route": rb.expected_route,
+            "route_a": ra.route_label, "route_b": rb.route_label, "tags": list(rb.tags),
+            "session": rb.session, "turn": rb.turn}
+
+
+def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: int = DEFAULT_N_BOOT,
+                 alpha: float = DEFAULT_ALPHA, max_drop: dict[str, float] | None = None,
+                 fail_on_significant_regression: bool = True) -> dict[str, Any]:
+    """The paired comparison of run A (before) and run B (after), as diff.json holds it."""
+    by_a = {r.id: r for r in a.results}
+    by_b = {r.id: r for r in b.results}
+    ids = [cid for cid in by_a if cid in by_b]
+    if not ids:
+        raise UsageError("the two runs share no case id: nothing to compare", where=f"{a.path} vs {b.path}",
+                         got=f"{len(by_a)} cases in A ({a.suite}), {len(by_b)} in B ({b.suite})",
+                         fix="compare two runs of the same suite (cases are matched by id)")
+    only_a = [cid for cid in by_a if cid not in by_b]
+    only_b = [cid for cid in by_b if cid not in by_a]
+    warnings = []
+    if a.suite != b.suite:
+        warnings.append(f"the runs are of different suites (A: {a.suite}, B: {b.suite}); "
+                        f"only the {len(ids)} cases with the same id are compared")
+    if only_a or only_b:
+        warnings.append(f"the suites differ: {len(only_a)} cases only in A and {len(only_b)} only in B are left out; "
+                        f"{len(ids)} cases with the same id are compared")
+    reworded = [cid for cid in ids if by_a[cid].prompt != by_b[cid].prompt]
+    if reworded:
+        warnings.append(f"the suites differ: {len(reworded)} matched cases have a different prompt in A and B "
+                        f"(e.g. {reworded[0]})")
+    relabelled = [cid for cid in ids if by_a[cid].expected_route != by_b[cid].expected_route]
+    if relabelled:
+        warnings.append(f"{len(relabelled)} matched cases have a different expected route in A and B "
+                        f"(e.g. {relabelled[0]}); each run is scored against its own label")
+    ra = [by_a[cid] for cid in ids]
+    rb = [by_b[cid] for cid in ids]
+    labels = list(dict.fromkeys([*[x for x in a.labels if x != FALLBACK], *[x for x in b.labels if x != FALLBACK], FALLBACK]))
+
+    metrics = metric_deltas(ra, rb, labels=labels, seed=seed, n_boot=n_boot)
+
+    both = [(x, y) for x, y in zip(ra, rb) if x.scored and y.scored]
+    regressed = [_flip(x, y) for x, y in both if x.correct and not y.correct]
+    fixed = [_flip(x, y) for x, y in both if not x.correct and y.correct]
+    changed = [_flip(x, y) for x, y in both if not x.correct and not y.correct and x.route_label != y.route_label]
+    both_correct = sum(1 for x, y in both if x.correct and y.correct)
+    both_wrong = sum(1 for x, y in both if not x.correct and not y.correct)
+    p = mcnemar_exact(len(regressed), len(fixed))
+    mcnemar = {
+        "table": [[both_correct, len(regressed)], [len(fixed), both_wrong]],
+        "regressed": len(regressed), "fixed": len(fixed), "both_correct": both_correct, "both_wrong": both_wrong,
+        "n": len(both), "excluded_errors": len(ids) - len(both), "p_value": p, "alpha": alpha,
+        "significant": p < alpha,
+    }
+    significant_regression = p < alpha and len(regressed) > len(fixed)
+    significant_improvement = p < alpha and len(fixed) > len(regressed)
+
+    routes = {cid: (x.route_label, y.route_label) for cid, x, y in zip(ids, ra, rb)}
+    judge = judge_deltas(a, b, ids, routes, seed=seed, n_boot=n_boot)
+    cost = cost_deltas(ra, rb, seed=seed, n_boot=n_boot)
+    config = diff_configs(a.router, b.router) if a.router is not None and b.router is not None else None
+
+    by_metric = {m["metric"]: m for m in metrics}
+    checks = []
+    for metric, drop in (max_drop or {}).items():
+        row = by_metric.get(metric)
+        direction = metric_direction(metric)
+        delta = row["delta"] if row else None
+        worsening = None if delta is None else -delta * direction
+        passed = worsening is not None and worsening <= drop + 1e-12
+        word = "drop" if direction > 0 else "rise"
+        shown = "no value in both runs" if delta is None else (
+            f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f}; 95% CI {row['ci95'][0]:+.3f} to {row['ci95'][1]:+.3f})"
+            if row["ci95"] else f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f})")
+        checks.append({"check": f"max-{word} {metric}={drop:g}", "metric": metric, "max_drop": drop, "delta": delta,
+                       "passed": passed,
+                       "message": f"Max {word} of {metric} ({drop:g}) {'passed' if passed else 'failed'}: {shown}"})
+    if fail_on_significant_regression:
+        checks.append({"check": "no significant regression", "metric": "mcnemar", "max_drop": None, "delta": None,
+                       "passed": not significant_regression,
+                       "message": (f"Significant regression {'found' if significant_regression else 'not found'}: "
+                                   f"{len(regressed)} regressed vs {len(fixed)} fixed, McNemar exact p={p:.4g} "
+                                   f"(alpha {alpha:g})")})
+    failed = any(not c["passed"] for c in checks)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "a": _side_info(a), "b": _side_info(b),
+        "warnings": warnings,
+        "n_matched": len(ids), "only_in_a": only_a, "only_in_b": only_b,
+        "labels": labels,
+        "metrics": metrics,
+        "mcnemar": mcnemar,
+        "fixed": fixed, "regressed": regressed, "changed": changed,
+        "judge": judge, "cost": cost, "config": config,
+        "checks": checks,
+        "verdict": {"significant_regression": significant_regression,
+                    "significant_improvement": significant_improvement,
+                    "failed": failed},
+        "settings": {"seed": seed, "n_boot": n_boot, "alpha": alpha, "bootstrap": "paired percentile"},
+    }
+
+
+def _side_info(side: RunSide) -> dict[str, Any]:
+    return {"run_id": side.run_id, "path": side.path, "suite": side.suite, "suite_hash": side.suite_hash,
+            "router_hash": side.router_hash, "target": side.target, "n_cases": len(side.results),
+            "has_router_config": side.router is not None}
+
+
+__all__ = ["RunSide", "compare_runs", "metric_deltas", "mcnemar_exact", "parse_max_drop", "judge_deltas",
+           "cost_deltas", "metric_direction"]

@@ -1,0 +1,166 @@
+"""Calling the judge: an injected ``openai.AsyncOpenAI`` client, temperature 0, bounded
+concurrency, retries for transient failures, and an on-disk verdict cache.
+
+The cache key covers the judge model, the prompt-template version, the full prompt (which holds
+the case and the answer) and the sample index, so judging the same run again costs nothing and
+any change to the case, the answer or the templates misses the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.cost import Price, request_cost
+from evalkit.judge.prompts import PROMPT_VERSION
+
+CACHE_ENV = "EVALKIT_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$EVALKIT_CACHE_DIR/judge``, else ``~/.cache/evalkit/judge``."""
+    root = os.environ.get(CACHE_ENV)
+    return (Path(root) if root else Path.home() / ".cache" / "evalkit") / "judge"
+
+
+class VerdictCache:
+    """Judge replies on disk, one small JSON file per key; ``folder=None`` disables caching."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    @staticmethod
+    def key(model: str, messages: list[dict[str, Any]], sample: int, *, version: str = PROMPT_VERSION) -> str:
+        payload = json.dumps({"model": model, "prompt_version": version, "messages": messages,
+                              "sample": sample}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        assert self.folder is not None
+        return self.folder / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if self.folder is None:
+            return None
+        path = self._path(key)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # absent or damaged: call the judge again
+        return data if isinstance(data, dict) and "text" in data else None
+
+    def put(self, key: str, data: dict[str, Any]) -> None:
+        if self.folder is None:
+            return
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written only costs a repeat call later
+
+
+@dataclass
+class Completion:
+    """One judge reply; tokens and cost are what this call spent (zero when cached)."""
+
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    cached: bool
+
+
+class JudgeCallError(Exception):
+    """A judge call that failed after its retries."""
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+
+
+class JudgeClient:
+    """Sends judge prompts to one model through an injected ``AsyncOpenAI`` client."""
+
+    def __init__(self, client: Any, *, model: str, cache: VerdictCache, price: Price | None,
+                 concurrency: int = 8, max_attempts: int = 3, backoff_s: float = 0.5,
+                 max_completion_tokens: int | None = None) -> None:
+        self.client = client
+        self.model = model
+        self.cache = cache
+        self.price = price
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_s = backoff_s
+        self.max_completion_tokens = max_completion_tokens
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self.calls = 0
+
+    async def complete(self, messages: list[dict[str, Any]], *, sample: int = 0) -> Completion:
+        key = self.cache.key(self.model, messages, sample)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return Completion(hit["text"], hit.get("finish_reason"), 0, 0, 0.0, cached=True)
+        text, finish, pt, ct = await self._call(messages)
+        self.cache.put(key, {"text": text, "finish_reason": finish, "prompt_tokens": pt, "completion_tokens": ct,
+                             "model": self.model, "prompt_version": PROMPT_VERSION})
+        return Completion(text, finish, pt or 0, ct or 0, request_cost(self.price, pt, ct), cached=False)
+
+    async def _call(self, messages: list[dict[str, Any]]) -> tuple[str | None, str | None, int | None, int | None]:
+        import openai
+
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0}
+        if self.max_completion_tokens:
+            kwargs["max_completion_tokens"] = self.max_completion_tokens
+        last: JudgeCallError | None = None
+        for attempt in range(self.max_attempts):
+            if attempt:
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                async with self._slots:
+                    self.calls += 1
+                    completion = await self.client.chat.completions.create(**kwargs)
+            except openai.APIStatusError as exc:
+                last = JudgeCallError(f"judge HTTP {exc.status_code}: {_message(exc)}", http_status=exc.status_code)
+                if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
+                    break
+                continue
+            except openai.APITimeoutError:
+                last = JudgeCallError("judge request timed out")
+                continue
+            except openai.APIConnectionError as exc:
+                last = JudgeCallError(f"judge connection failed: {exc.__cause__ or exc}")
+                continue
+            except (ValueError, TypeError) as exc:
+                last = JudgeCallError(f"judge reply is not a chat completion: {exc}", http_status=200)
+                continue
+            choices = getattr(completion, "choices", None) or []
+            if not choices:
+                last = JudgeCallError("judge reply has no choices", http_status=200)
+                continue
+            choice = choices[0]
+            usage = getattr(completion, "usage", None)
+            return (choice.message.content if choice.message else None, choice.finish_reason,
+                    getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+        assert last is not None
+        raise last
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(getattr(exc, "message", exc))

@@ -1,0 +1,330 @@
+"""Judge a run: pick the answers to grade, call the judge, write ``judge.jsonl`` (and the
+baseline's files) into the run directory, and record the judge settings in the manifest.
+
+Which answers are graded: a router error or a route-only answer (no generated text) is not
+judged; a reasoning model that spent its whole budget (``content`` null, ``finish_reason``
+``length``) gets a ``no_answer`` record per criterion (shown and counted, never a number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from evalkit.cost import Price
+from evalkit.errors import RunDirError, UsageError
+from evalkit.judge.client import JudgeCallError, JudgeClient, VerdictCache, default_cache_dir
+from evalkit.judge.prompts import CRITERIA, PROMPT_VERSION, build_pairwise_prompt, build_prompt
+from evalkit.judge.records import NO_ANSWER, JudgeRecord, PairRecord
+from evalkit.judge.verdict import Verdict, combine_samples, parse_pairwise, parse_verdict
+from evalkit.records import FALLBACK, CaseResult
+
+JUDGE_FILE = "judge.jsonl"
+BASELINE_FILE = "baseline.jsonl"
+BASELINE_JUDGE_FILE = "baseline_judge.jsonl"
+PAIRWISE_FILE = "pairwise.jsonl"
+
+DEFAULT_JUDGE_URL = "https://inference.do-ai.run/v1"
+DEFAULT_JUDGE_KEY_ENV = "MODEL_ACCESS_KEY"
+FALLBACK_DESCRIPTION = ("no task of the router matches: a general request answered by the router's "
+                        "fallback models")
+
+
+@dataclass
+class JudgeSettings:
+    """How to reach the judge (never holds a key)."""
+
+    model: str
+    base_url: str = DEFAULT_JUDGE_URL
+    api_key_env: str = DEFAULT_JUDGE_KEY_ENV
+    samples: int = 1
+    pairwise: bool = False
+    cache: bool = True
+    concurrency: int = 8
+    timeout: float = 120.0
+    max_completion_tokens: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        """What the manifest records about the judge."""
+        return {"model": self.model, "base_url": self.base_url, "api_key_env": self.api_key_env,
+                "samples": self.samples, "pairwise": self.pairwise, "prompt_version": PROMPT_VERSION,
+                "temperature": 0}
+
+    def validate(self) -> None:
+        if not self.model:
+            raise UsageError("the judge model is empty", where="--judge", fix="e.g. --judge openai-gpt-oss-120b")
+        if self.samples < 1:
+            raise UsageError("--judge-samples must be at least 1", where="--judge-samples", got=str(self.samples),
+                             fix="use 1 (default) or an odd number such as 3")
+
+
+def resolve_judge_key(settings: JudgeSettings) -> str | None:
+    """The judge's key from its environment variable, or None when it is not set.
+
+    A missing key is not an error for ``evalkit run`` (judging is skipped and the report says
+    so); a personal access token in that variable is, because it must never leave for an
+    inference endpoint.
+    """
+    key = os.environ.get(settings.api_key_env, "")
+    if not key:
+        return None
+    if key.startswith("dop_v1_"):
+        raise UsageError(f"{settings.api_key_env} holds a DigitalOcean personal access token (dop_v1_...), "
+                         "which belongs to the control plane, not to inference", where="--judge-api-key-env",
+                         fix="put a model access key (sk-do-...) in that variable, or name another one "
+                             "with --judge-api-key-env")
+    return key
+
+
+def skipped_block(settings: JudgeSettings, run_ref: str = "RUN") -> dict[str, Any]:
+    """The manifest's judge block when judging was requested but no key was set."""
+    return {**settings.public(), "status": "skipped",
+            "reason": f"no key in {settings.api_key_env}",
+            "fix": f"export {settings.api_key_env}=<model access key> (or name another variable with "
+                   f"--judge-api-key-env), then judge this run without calling the router again: "
+                   f"evalkit judge {run_ref} --judge {settings.model}"}
+
+
+def eligibility(result: CaseResult) -> str:
+    """``judge``, ``no_answer``, or why the answer is not judged (``router_error``, ``route_only``, ``empty``)."""
+    if result.status == "error":
+        return "router_error"
+    if result.route_only:
+        return "route_only"
+    if not (result.content or "").strip():
+        return "no_answer" if result.finish_reason == "length" else "empty"
+    return "judge"
+
+
+def description_of(task: str, descriptions: dict[str, str]) -> str | None:
+    if task == FALLBACK:
+        return FALLBACK_DESCRIPTION
+    return descriptions.get(task)
+
+
+def _sum_cost(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
+
+
+async def grade(judge: JudgeClient, result: CaseResult, criterion: str, *, description: str | None,
+                samples: int) -> JudgeRecord:
+    """One case, one criterion: K samples folded into one record."""
+    common = dict(id=result.id, criterion=criterion, judge_model=judge.model, prompt_version=PROMPT_VERSION)
+    if eligibility(result) == "no_answer":
+        return JudgeRecord(**common, status="no_answer", rationale=NO_ANSWER)
+    messages = build_prompt(criterion, request=result.prompt, answer=result.content or "",
+                            task=result.expected_route, description=description, reference=result.reference)
+    outs = await asyncio.gather(*(judge.complete(messages, sample=i) for i in range(samples)),
+                                return_exceptions=True)
+    verdicts: list[Verdict | None] = []
+    errors: list[str | None] = []
+    pt = ct = cached = 0
+    cost: float | None = 0.0
+    for out in outs:
+        if isinstance(out, JudgeCallError):
+            verdicts.append(None)
+            errors.append(out.message)
+            continue
+        if isinstance(out, BaseException):
+            raise out
+        pt += out.prompt_tokens
+        ct += out.completion_tokens
+        cached += out.cached
+        cost = _sum_cost(cost, out.cost_usd)
+        errors.append(None)
+        if not (out.text or "").strip() and out.finish_reason == "length":
+            verdicts.append(Verdict(None, "", "the judge spent its whole token budget before a verdict"))
+        else:
+            verdicts.append(parse_verdict(out.text))
+    combined = combine_samples(verdicts, errors)
+    return JudgeRecord(**common, status=combined.status, score=combined.score,  # type: ignore[arg-type]
+                       rationale=combined.rationale, problem=combined.problem, samples=combined.samples,
+                       agreement=combined.agreement, prompt_tokens=pt, completion_tokens=ct, cost_usd=cost,
+                       n_cached=cached)
+
+
+async def judge_results(results: Sequence[CaseResult], judge: JudgeClient, *, descriptions: dict[str, str],
+                        samples: int = 1, criteria: Sequence[str] = CRITERIA,
+                        on_record: Callable[[JudgeRecord], None] = lambda r: None) -> list[JudgeRecord]:
+    """Records for every judged case and criterion, in results order then criterion order."""
+    todo = [(r, c) for r in results if eligibility(r) in ("judge", "no_answer") for c in criteria]
+
+    async def one(result: CaseResult, criterion: str) -> JudgeRecord:
+        record = await grade(judge, result, criterion, samples=samples,
+                             description=description_of(result.expected_route, descriptions))
+        on_record(record)
+        return record
+
+    return list(await asyncio.gather(*(one(r, c) for r, c in todo)))
+
+
+PAIR_MAP = ({"A": "router", "B": "baseline", "TIE": "tie"}, {"A": "baseline", "B": "router", "TIE": "tie"})
+
+
+async def compare_pair(judge: JudgeClient, router: CaseResult, baseline: CaseResult, *,
+                       description: str | None) -> PairRecord:
+    """Pairwise judging in both orders (router first as A, then as B); disagreement is a tie."""
+    base = dict(request=router.prompt, task=router.expected_route, description=description,
+                reference=router.reference)
+    prompts = [build_pairwise_prompt(answer_a=router.content or "", answer_b=baseline.content or "", **base),
+               build_pairwise_prompt(answer_a=baseline.content or "", answer_b=router.content or "", **base)]
+    outs = await asyncio.gather(*(judge.complete(p) for p in prompts), return_exceptions=True)
+    common = dict(id=router.id, judge_model=judge.model, prompt_version=PROMPT_VERSION)
+    choices: list[str | None] = []
+    rationales: list[str] = []
+    problems: list[str] = []
+    pt = ct = cached = 0
+    cost: float | None = 0.0
+    failed = []
+    for order, out in enumerate(outs):
+        if isinstance(out, JudgeCallError):
+            failed.append(out.message)
+            choices.append(None)
+            continue
+        if isinstance(out, BaseException):
+            raise out
+        pt += out.prompt_tokens
+        ct += out.completion_tokens
+        cached += out.cached
+        cost = _sum_cost(cost, out.cost_usd)
+        verdict = parse_pairwise(out.text)
+        rationales.append(verdict.rationale)
+        if verdict.value is None:
+            problems.append(f"order {order + 1}: {verdict.problem}")
+            choices.append(None)
+        else:
+            choices.append(PAIR_MAP[order][str(verdict.value)])
+    spent = dict(prompt_tokens=pt, completion_tokens=ct, cost_usd=cost, n_cached=cached)
+    if len(failed) == 2:
+        return PairRecord(**common, status="error", orders=choices, problem=failed[0], rationale=failed[0], **spent)
+    if failed or problems:
+        return PairRecord(**common, status="unscored", orders=choices, problem="; ".join([*failed, *problems]),
+                          rationale="\n\n".join(rationales), **spent)
+    winner = choices[0] if choices[0] == choices[1] else "tie"
+    return PairRecord(**common, status="scored", winner=winner, orders=choices,  # type: ignore[arg-type]
+                      rationale="\n\n".join(rationales), **spent)
+
+
+async def judge_pairs(results: Sequence[CaseResult], baseline: Sequence[CaseResult], judge: JudgeClient, *,
+                      descriptions: dict[str, str]) -> list[PairRecord]:
+    """Pairwise records for every case that both the router and the baseline answered."""
+    by_id = {b.id: b for b in baseline}
+    todo = [(r, by_id[r.id]) for r in results
+            if r.id in by_id and eligibility(r) == "judge" and eligibility(by_id[r.id]) == "judge"]
+    return list(await asyncio.gather(*(compare_pair(judge, r, b, description=description_of(r.expected_route, descriptions))
+                                       for r, b in todo)))
+
+
+# -- the run directory ------------------------------------------------------------------------
+
+@dataclass
+class Judgement:
+    """Everything the judge stored in a run directory (empty lists when a file is absent)."""
+
+    records: list[JudgeRecord] = field(default_factory=list)
+    baseline_results: list[CaseResult] = field(default_factory=list)
+    baseline_records: list[JudgeRecord] = field(default_factory=list)
+    pairs: list[PairRecord] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.records or self.baseline_results or self.baseline_records or self.pairs)
+
+
+def _read_jsonl(path: Path, model: Any) -> list[Any]:
+    if not path.is_file():
+        return []
+    out = []
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(model.model_validate(json.loads(line)))
+            except Exception as exc:
+                if not line.endswith("\n"):
+                    break  # torn last line of an interrupted write
+                raise RunDirError(f"line {lineno} is not a valid record ({exc.__class__.__name__})", where=str(path),
+                                  fix=f"delete {path.name} and judge the run again (cached verdicts cost nothing)") from None
+    return out
+
+
+def _write_jsonl(path: Path, records: Sequence[Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(r.model_dump_json() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_judgement(run_dir: str | Path) -> Judgement:
+    run_dir = Path(run_dir)
+    return Judgement(
+        records=_read_jsonl(run_dir / JUDGE_FILE, JudgeRecord),
+        baseline_results=_read_jsonl(run_dir / BASELINE_FILE, CaseResult),
+        baseline_records=_read_jsonl(run_dir / BASELINE_JUDGE_FILE, JudgeRecord),
+        pairs=_read_jsonl(run_dir / PAIRWISE_FILE, PairRecord),
+    )
+
+
+def make_judge_client(settings: JudgeSettings, key: str, prices: dict[str, Price], *,
+                      client: Any = None) -> JudgeClient:
+    """The judge client for ``settings``; ``client`` injects an ``AsyncOpenAI`` (else one is built)."""
+    from evalkit.targets import make_client
+
+    if client is None:
+        client = make_client(settings.base_url, key, timeout=settings.timeout, concurrency=settings.concurrency)
+    cache = VerdictCache(default_cache_dir() if settings.cache else None)
+    return JudgeClient(client, model=settings.model, cache=cache, price=prices.get(settings.model),
+                       concurrency=settings.concurrency, max_completion_tokens=settings.max_completion_tokens)
+
+
+def judge_run_dir(run_dir: str | Path, results: Sequence[CaseResult], settings: JudgeSettings, *,
+                  judge: JudgeClient, descriptions: dict[str, str],
+                  status: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Judge a stored run's answers (and its baseline's) and write the judge files.
+
+    Returns the manifest's judge block (settings, counts, tokens, cost); the caller stores it.
+    Files are written whole at the end (temporary file, then rename), so an interrupted judge
+    leaves the previous files intact; the verdict cache keeps what was already paid for.
+    """
+    from evalkit.store import utc_now
+
+    run_dir = Path(run_dir)
+    baseline = _read_jsonl(run_dir / BASELINE_FILE, CaseResult)
+    n_todo = sum(1 for r in results if eligibility(r) == "judge") + sum(1 for r in baseline if eligibility(r) == "judge")
+    status(f"judging {n_todo} answers with {settings.model} ({settings.samples} sample(s) per criterion)")
+
+    async def go() -> tuple[list[JudgeRecord], list[JudgeRecord], list[PairRecord]]:
+        try:
+            records = await judge_results(results, judge, descriptions=descriptions, samples=settings.samples)
+            base_records = (await judge_results(baseline, judge, descriptions=descriptions, samples=settings.samples)
+                            if baseline else [])
+            pairs = (await judge_pairs(results, baseline, judge, descriptions=descriptions)
+                     if baseline and settings.pairwise else [])
+            return records, base_records, pairs
+        finally:
+            await judge.close()
+
+    records, base_records, pairs = asyncio.run(go())
+    _write_jsonl(run_dir / JUDGE_FILE, records)
+    if baseline:
+        _write_jsonl(run_dir / BASELINE_JUDGE_FILE, base_records)
+    if pairs or (run_dir / PAIRWISE_FILE).exists():
+        _write_jsonl(run_dir / PAIRWISE_FILE, pairs)
+    everything = [*records, *base_records, *pairs]
+    cost: float | None = 0.0
+    for r in everything:
+        cost = _sum_cost(cost, r.cost_usd)
+    counts: dict[str, int] = {}
+    for r in [*records, *base_records]:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return {**settings.public(), "status": "done", "judged_at": utc_now(), "counts": counts,
+            "calls": judge.calls, "prompt_tokens": sum(r.prompt_tokens for r in everything),
+            "completion_tokens": sum(r.completion_tokens for r in everything), "cost_usd": cost}

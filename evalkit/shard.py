@@ -1,0 +1,112 @@
+"""Scale-out: split a suite into deterministic shards and join shard runs back into one run (pure).
+
+A case belongs to shard ``I`` of ``N`` when the SHA-256 of its key, read as an integer, is
+``I - 1`` modulo ``N``. The key is the case's session id for multi-turn cases (a conversation
+never splits across shards, its turns need each other's history) and the case id otherwise. The
+assignment depends only on the ids, not on the order of the file or the machine, so every CI job
+of a matrix picks the same share. Merging checks that the runs belong together (same suite, same
+router config, every shard present once, no case twice) and rebuilds the manifest as if the
+suite had run whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Sequence
+
+from evalkit.errors import RunDirError, UsageError
+from evalkit.records import Case, CaseResult, Manifest
+from evalkit.store import Run
+
+SHARD_FORM = "I/N with 1 <= I <= N, e.g. --shard 2/4"
+_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    m = _SHARD_RE.match(text or "")
+    if not m:
+        raise UsageError("malformed shard", where="--shard", got=repr(text), fix=f"write {SHARD_FORM}")
+    index, count = int(m[1]), int(m[2])
+    if count < 1 or not 1 <= index <= count:
+        raise UsageError("shard index out of range", where="--shard", got=repr(text), fix=f"write {SHARD_FORM}")
+    return index, count
+
+
+def shard_of(key: str, count: int) -> int:
+    """The 1-based shard a case key belongs to."""
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % count + 1
+
+
+def shard_key(case: Case | CaseResult) -> str:
+    return f"session:{case.session}" if case.session is not None else f"case:{case.id}"
+
+
+def shard_cases(cases: Sequence[Case], index: int, count: int) -> list[Case]:
+    """The cases of shard ``index`` of ``count``, in suite order."""
+    return [c for c in cases if shard_of(shard_key(c), count) == index]
+
+
+def merge_runs(runs: Sequence[Run], *, run_id: str) -> tuple[Manifest, list[CaseResult]]:
+    """One manifest and one result list from shard runs of the same suite and router config."""
+    if not runs:
+        raise UsageError("no runs to merge", where="evalkit merge", fix="give the shard run directories: evalkit merge RUN... --out DIR")
+    first = runs[0].manifest
+    for run in runs[1:]:
+        m = run.manifest
+        if m.suite.hash != first.suite.hash or m.suite.name != first.suite.name:
+            raise RunDirError("runs of different suites cannot be merged", where=str(run.path),
+                              got=f"suite {m.suite.name} ({m.suite.hash}) vs {first.suite.name} ({first.suite.hash}) in {runs[0].path}",
+                              fix="merge shards of one `evalkit run --shard I/N` matrix")
+        if m.router.hash != first.router.hash:
+            raise RunDirError("runs with different router configs cannot be merged", where=str(run.path),
+                              got=f"router config {m.router.hash} vs {first.router.hash} in {runs[0].path}",
+                              fix="merge shards that ran the same router.json")
+    shards = [r.manifest.options.get("shard") for r in runs]
+    if any(shards):
+        if not all(shards):
+            missing = next(r.path for r, s in zip(runs, shards) if not s)
+            raise RunDirError("a run without --shard cannot be merged with shard runs", where=str(missing),
+                              fix="merge only the shard runs of one matrix")
+        parsed = [parse_shard(s) for s in shards]
+        counts = {n for _, n in parsed}
+        if len(counts) > 1:
+            raise RunDirError("the runs were split into different numbers of shards", where="evalkit merge",
+                              got=", ".join(sorted(set(shards))), fix="merge the shards of one matrix (same N)")
+        n = counts.pop()
+        seen: dict[int, str] = {}
+        for run, (i, _) in zip(runs, parsed):
+            if i in seen:
+                raise RunDirError(f"shard {i}/{n} is given twice", where=str(run.path), got=f"also {seen[i]}",
+                                  fix="give each shard once")
+            seen[i] = str(run.path)
+        missing_idx = [i for i in range(1, n + 1) if i not in seen]
+        if missing_idx:
+            raise RunDirError(f"shard(s) {', '.join(f'{i}/{n}' for i in missing_idx)} missing: the merged run would "
+                              "not cover the whole suite", where="evalkit merge",
+                              fix="give every shard run of the matrix (download all shard artifacts)")
+        order = sorted(range(len(runs)), key=lambda k: parsed[k][0])
+    else:
+        order = list(range(len(runs)))
+    results: list[CaseResult] = []
+    origin: dict[str, str] = {}
+    for k in order:
+        for r in runs[k].results:
+            if r.id in origin:
+                raise RunDirError(f"case '{r.id}' is in more than one run", where=str(runs[k].path),
+                                  got=f"also in {origin[r.id]}", fix="merge runs that cover disjoint cases (shards of one matrix)")
+            origin[r.id] = str(runs[k].path)
+            results.append(r)
+    starts = [r.manifest.started_at for r in runs]
+    ends = [r.manifest.finished_at for r in runs if r.manifest.finished_at]
+    options: dict[str, Any] = {k: v for k, v in first.options.items() if k not in ("shard",)}
+    options["merged_from"] = [runs[k].manifest.run_id for k in order]
+    counts_: dict[str, int] = {"cases": len(results), "ok": 0, "missing_route": 0, "error": 0}
+    for r in results:
+        counts_[r.status] += 1
+    manifest = first.model_copy(deep=True, update={
+        "run_id": run_id, "started_at": min(starts),
+        "finished_at": max(ends) if len(ends) == len(runs) else None,
+        "counts": counts_, "options": options,
+    })
+    return manifest, results

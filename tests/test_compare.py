@@ -1,0 +1,315 @@
+"""Paired comparison of two runs: McNemar, bootstrap intervals, flips, judge/cost deltas, config diff,
+and `evalkit compare` / `evalkit run --baseline` on the local router."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from statsmodels.stats.contingency_tables import mcnemar
+
+from evalkit.compare import RunSide, compare_runs, mcnemar_exact, parse_max_drop
+from evalkit.errors import UsageError
+from evalkit.router_config import diff_configs, parse_router_config
+from tests.conftest import TUTORIAL_ROUTER, cli_env, run_cli
+from tests.run_helpers import make_run, result, slice_suite, worse_router
+
+LABELS = ["classify", "customer-qa", "reasoning", "fallback"]
+
+
+def side(results, run_id="a", **kw) -> RunSide:
+    return RunSide(run_id=run_id, results=list(results), labels=LABELS, suite=kw.pop("suite", "demo"), **kw)
+
+
+def paired_results(pattern: list[tuple[bool, bool]]):
+    """Runs A and B over the same classify cases: (A right?, B right?) per case."""
+    a = [result(f"c{i}", "classify", "classify" if ra else "fallback") for i, (ra, _) in enumerate(pattern)]
+    b = [result(f"c{i}", "classify", "classify" if rb else "customer-qa") for i, (_, rb) in enumerate(pattern)]
+    return a, b
+
+
+@pytest.mark.parametrize("table", [
+    [[10, 0], [0, 5]], [[30, 7], [2, 11]], [[91, 50], [11, 100]], [[5, 1], [9, 0]], [[0, 13], [13, 0]],
+    [[100, 0], [6, 3]], [[1, 21], [40, 2]],
+])
+def test_mcnemar_agrees_with_statsmodels(table):
+    expected = mcnemar(np.array(table), exact=True).pvalue
+    assert mcnemar_exact(table[0][1], table[1][0]) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_compare_counts_flips_and_runs_mcnemar_on_the_2x2_table():
+    pattern = [(True, True)] * 30 + [(True, False)] * 9 + [(False, True)] * 2 + [(False, False)] * 9
+    a, b = paired_results(pattern)
+    diff = compare_runs(side(a), side(b, "b"))
+    mc = diff["mcnemar"]
+    assert mc["table"] == [[30, 9], [2, 9]]
+    assert mc["p_value"] == pytest.approx(mcnemar(np.array([[30, 9], [2, 9]]), exact=True).pvalue)
+    assert mc["significant"] is False  # p = 0.065
+    assert [r["id"] for r in diff["regressed"]] == [f"c{i}" for i in range(30, 39)]
+    assert [r["id"] for r in diff["fixed"]] == ["c39", "c40"]
+    assert diff["regressed"][0] == {"id": "c30", "prompt": "prompt of c30", "expected_route": "classify",
+                                    "route_a": "classify", "route_b": "customer-qa", "tags": [], "session": None, "turn": None}
+    # Both wrong, with different routes (fallback in A, customer-qa in B).
+    assert len(diff["changed"]) == 9
+    acc = next(m for m in diff["metrics"] if m["metric"] == "accuracy")
+    assert (acc["a"], acc["b"]) == (pytest.approx(39 / 50), pytest.approx(32 / 50))
+    assert acc["delta"] == pytest.approx(-7 / 50)
+    assert diff["verdict"] == {"significant_regression": False, "significant_improvement": False, "failed": False}
+
+
+def test_significant_regression_fails_by_default_and_can_be_switched_off():
+    a, b = paired_results([(True, True)] * 20 + [(True, False)] * 12 + [(False, True)] * 1)
+    diff = compare_runs(side(a), side(b, "b"))
+    assert diff["mcnemar"]["p_value"] == pytest.approx(mcnemar(np.array([[20, 12], [1, 0]]), exact=True).pvalue)
+    assert diff["verdict"]["significant_regression"] and diff["verdict"]["failed"]
+    relaxed = compare_runs(side(a), side(b, "b"), fail_on_significant_regression=False)
+    assert relaxed["verdict"]["significant_regression"] and not relaxed["verdict"]["failed"]
+    improved = compare_runs(side(b), side(a, "b"))
+    assert improved["verdict"]["significant_improvement"] and not improved["verdict"]["failed"]
+
+
+def test_bootstrap_is_seeded_and_matches_the_normal_approximation():
+    rng = np.random.default_rng(7)
+    pattern = [tuple(x) for x in rng.random((400, 2)) < [0.8, 0.7]]
+    a, b = paired_results(pattern)
+    one = compare_runs(side(a), side(b, "b"), seed=3)
+    again = compare_runs(side(a), side(b, "b"), seed=3)
+    other = compare_runs(side(a), side(b, "b"), seed=4)
+    ci = next(m for m in one["metrics"] if m["metric"] == "accuracy")["ci95"]
+    assert ci == next(m for m in again["metrics"] if m["metric"] == "accuracy")["ci95"]
+    assert ci != next(m for m in other["metrics"] if m["metric"] == "accuracy")["ci95"]
+    # Independent check: the paired difference of two Bernoulli columns, normal approximation.
+    d = np.array([int(rb) - int(ra) for ra, rb in pattern], dtype=float)
+    half = 1.959964 * d.std(ddof=1) / np.sqrt(len(d))
+    assert ci[0] == pytest.approx(d.mean() - half, abs=0.012)
+    assert ci[1] == pytest.approx(d.mean() + half, abs=0.012)
+
+
+def test_rates_and_macro_f1_match_the_run_summaries():
+    """Deltas are computed on matched cases; with identical case sets they equal the summary figures."""
+    from evalkit.metrics import routing_metrics
+
+    a = [result("1", "classify", "classify"), result("2", "classify", "fallback"), result("3", "fallback", "reasoning"),
+         result("4", "reasoning", "reasoning"), result("5", "customer-qa", None), result("6", "customer-qa", None, status="error")]
+    b = [result("1", "classify", "customer-qa"), result("2", "classify", "classify"), result("3", "fallback", "fallback"),
+         result("4", "reasoning", "fallback"), result("5", "customer-qa", "customer-qa"), result("6", "customer-qa", "customer-qa")]
+    diff = compare_runs(side(a), side(b, "b"), n_boot=200)
+    got = {m["metric"]: m for m in diff["metrics"]}
+    sa, sb = routing_metrics(a, labels=LABELS), routing_metrics(b, labels=LABELS)
+    for name in ("accuracy", "macro_f1", "match_rate", "fallback_rate", "false_fallback_rate", "false_match_rate", "error_rate"):
+        assert got[name]["a"] == pytest.approx(sa[name]), name
+        assert got[name]["b"] == pytest.approx(sb[name]), name
+    assert got["recall[classify]"]["a"] == pytest.approx(0.5)
+    assert diff["mcnemar"]["excluded_errors"] == 1
+
+
+def test_cases_are_matched_by_id_with_warnings_and_nothing_matching_is_an_error():
+    a = [result("x1", "classify", "classify"), result("x2", "classify", "classify"), result("only-a", "classify", "classify")]
+    b = [result("x2", "classify", "classify", prompt="reworded"), result("x1", "classify", "classify"),
+         result("only-b", "classify", "classify")]
+    diff = compare_runs(side(a), side(b, "b"))
+    assert diff["n_matched"] == 2 and diff["only_in_a"] == ["only-a"] and diff["only_in_b"] == ["only-b"]
+    assert any("1 cases only in A and 1 only in B" in w for w in diff["warnings"])
+    assert any("different prompt" in w and "x2" in w for w in diff["warnings"])
+    other = compare_runs(side(a), side(b, "b", suite="other"))
+    assert any("different suites" in w for w in other["warnings"])
+    with pytest.raises(UsageError, match="share no case id"):
+        compare_runs(side(a), side([result("zzz", "classify", "classify")], "b"))
+
+
+def test_judge_scores_are_paired_per_path():
+    a = [result("1", "classify", "classify"), result("2", "classify", "classify"), result("3", "reasoning", "reasoning"),
+         result("4", "reasoning", "customer-qa")]
+    b = [result("1", "classify", "classify"), result("2", "classify", "classify"), result("3", "reasoning", "reasoning"),
+         result("4", "reasoning", "reasoning")]
+    ja = [{"id": "1", "criterion": "correctness", "score": 3}, {"id": "2", "criterion": "correctness", "score": 4},
+          {"id": "3", "criterion": "correctness", "score": 2}, {"id": "4", "criterion": "correctness", "score": 1},
+          {"id": "3", "criterion": "completeness", "score": None}]
+    jb = [{"id": "1", "criterion": "correctness", "score": 5}, {"id": "2", "criterion": "correctness", "score": 4},
+          {"id": "3", "criterion": "correctness", "score": 4}, {"id": "4", "criterion": "correctness", "score": 5},
+          {"id": "3", "criterion": "completeness", "score": 4}]
+    diff = compare_runs(side(a, judge=ja), side(b, "b", judge=jb), n_boot=300)
+    judge = diff["judge"]
+    assert judge["paired"] is True
+    classify = judge["per_path"]["classify"]["correctness"]
+    assert (classify["n"], classify["a_mean"], classify["b_mean"], classify["delta"]) == (2, 3.5, 4.5, 1.0)
+    reasoning = judge["per_path"]["reasoning"]["correctness"]  # case 4 changed path: only case 3 counts
+    assert (reasoning["n"], reasoning["delta"]) == (1, 2.0)
+    overall = judge["overall"]["correctness"]
+    assert (overall["n"], overall["delta"]) == (4, pytest.approx((2 + 0 + 2 + 4) / 4))
+    assert "completeness" not in judge["overall"]  # unscored in A
+    assert compare_runs(side(a), side(b, "b"))["judge"] is None
+
+
+def test_judge_falls_back_to_unpaired_summary_figures():
+    a = [result("1", "classify", "classify")]
+    sa = {"judge": {"per_path": {"classify": {"correctness": {"mean": 3.0, "ci95": [2, 4], "n": 10}}}}}
+    sb = {"judge": {"per_path": {"classify": {"correctness": {"mean": 3.5, "ci95": [3, 4], "n": 12}}}}}
+    diff = compare_runs(side(a, summary=sa), side(a, "b", summary=sb))
+    entry = diff["judge"]["per_path"]["classify"]["correctness"]
+    assert diff["judge"]["paired"] is False and entry["delta"] == pytest.approx(0.5)
+
+
+def test_cost_deltas_are_paired_and_skip_unknown_costs():
+    a = [result("1", "classify", "classify", cost_usd=0.001), result("2", "reasoning", "reasoning", cost_usd=0.010),
+         result("3", "classify", "classify", cost_usd=None)]
+    b = [result("1", "classify", "classify", cost_usd=0.002), result("2", "reasoning", "classify", cost_usd=0.002),
+         result("3", "classify", "classify", cost_usd=0.004)]
+    cost = compare_runs(side(a), side(b, "b"), n_boot=100)["cost"]
+    assert cost["overall"]["n"] == 2
+    assert cost["overall"]["a_total_usd"] == pytest.approx(0.011)
+    assert cost["overall"]["b_total_usd"] == pytest.approx(0.004)
+    assert cost["overall"]["delta"] == pytest.approx((0.001 - 0.008) / 2)
+    assert list(cost["per_path"]) == ["classify"]  # case 2 changed path
+    assert compare_runs(side([result("1", "classify", "classify")]), side([result("1", "classify", "classify")], "b"))["cost"] is None
+
+
+def test_max_drop_checks():
+    a, b = paired_results([(True, True)] * 45 + [(True, False)] * 3 + [(False, True)] * 2)
+    drops = parse_max_drop(["accuracy=0.01", "recall[classify]=5%", "error_rate=0"], labels=LABELS)
+    assert drops == {"accuracy": 0.01, "recall[classify]": 0.05, "error_rate": 0.0}
+    diff = compare_runs(side(a), side(b, "b"), max_drop=drops)
+    checks = {c["metric"]: c for c in diff["checks"]}
+    assert not checks["accuracy"]["passed"]  # dropped 0.02
+    assert "Max drop of accuracy (0.01) failed: 0.960 -> 0.940 (-0.020" in checks["accuracy"]["message"]
+    assert checks["recall[classify]"]["passed"] and checks["error_rate"]["passed"]
+    assert checks["mcnemar"]["passed"] and diff["verdict"]["failed"]
+    for bad, needle in (("accuracy", "METRIC=DROP"), ("accuracy=lots", "number"), ("accuracy=-1", "positive"),
+                        ("fallback_rate=0.1", "no better direction"), ("recall[billing]=0.1", "unknown task")):
+        with pytest.raises(UsageError, match=needle):
+            parse_max_drop([bad], labels=LABELS)
+
+
+def test_diff_configs_names_what_changed():
+    base = json.loads(json.dumps(TUTORIAL_ROUTER))
+    changed = json.loads(json.dumps(TUTORIAL_ROUTER))
+    changed["policies"][0]["custom_task"]["description"] = "Classify a support ticket into billing, bug or account."
+    changed["policies"][1]["models"] = ["llama3.3-70b-instruct", "openai-gpt-oss-20b"]
+    changed["policies"][1]["selection_policy"] = {"prefer": "fastest"}
+    del changed["policies"][2]
+    changed["policies"].append({"custom_task": {"name": "code", "description": "Write or fix code."}, "models": ["openai-gpt-5"]})
+    changed["fallback_models"] = ["openai-gpt-oss-20b"]
+    a, b = parse_router_config(base), parse_router_config(changed)
+    d = diff_configs(a, b)
+    assert d["changed"] and d["a_hash"] == a.hash and d["b_hash"] == b.hash
+    tasks = {t["task"]: t for t in d["tasks"]}
+    assert set(tasks) == {"classify", "customer-qa"}
+    desc = tasks["classify"]["description"]
+    assert desc["b"] == "Classify a support ticket into billing, bug or account."
+    # The word diff rebuilds both descriptions: equal + delete is A, equal + insert is B.
+    assert " ".join(s["text"] for s in desc["diff"] if s["op"] != "insert") == a.task("classify").description
+    assert " ".join(s["text"] for s in desc["diff"] if s["op"] != "delete") == b.task("classify").description
+    assert {"op": "delete", "text": "customer"} in desc["diff"] and {"op": "insert", "text": "ticket"} in desc["diff"]
+    assert tasks["classify"]["models"] is None and tasks["classify"]["prefer"] is None
+    pool = tasks["customer-qa"]["models"]
+    assert pool["added"] == ["openai-gpt-oss-20b"] and pool["removed"] == ["anthropic-claude-4.6-sonnet"]
+    assert tasks["customer-qa"]["prefer"] == {"a": "manual ranking", "b": "fastest"}
+    assert [t["task"] for t in d["tasks_added"]] == ["code"] and [t["task"] for t in d["tasks_removed"]] == ["reasoning"]
+    assert d["fallback_models"]["a"] == ["llama3.3-70b-instruct"]
+    same = diff_configs(a, parse_router_config(base))
+    assert not same["changed"] and same["tasks"] == [] and same["fallback_models"] is None
+
+
+# --- the command line on stored runs ----------------------------------------------------------------
+
+def test_compare_html_is_self_contained_and_escaped(tmp_path: Path):
+    evil = '<script>alert(1)</script> & "quotes"'
+    a = make_run(tmp_path / "ra", [result("1", "classify", "classify", prompt=evil), result("2", "fallback", "fallback")])
+    b = make_run(tmp_path / "rb", [result("1", "classify", "fallback", prompt=evil), result("2", "fallback", "fallback")])
+    step = tmp_path / "step.md"
+    proc = run_cli("compare", a, b, cwd=tmp_path, env=cli_env(GITHUB_STEP_SUMMARY=str(step)))
+    assert proc.returncode == 0, proc.stderr  # one regressed case is not significant
+    folder = tmp_path / "reports" / "compare" / "ra-vs-rb"
+    html = (folder / "compare.html").read_text()
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<link" not in html
+    diff = json.loads((folder / "diff.json").read_text())
+    assert [r["id"] for r in diff["regressed"]] == ["1"]
+    assert "evalkit compare" in step.read_text() and (folder / "compare.md").is_file()
+
+
+def test_compare_rejects_bad_input(tmp_path: Path):
+    a = make_run(tmp_path / "ra", [result("1", "classify", "classify")])
+    b = make_run(tmp_path / "rb", [result("2", "classify", "classify")])
+    for args, needle in (((a, b), "share no case id"), ((a, tmp_path / "nope"), "run directory not found"),
+                         ((a, a, "--max-drop", "accuracy"), "METRIC=DROP")):
+        proc = run_cli("compare", *args, "--out", tmp_path / "o")
+        assert proc.returncode == 2, proc.stderr
+        assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- the local router: a description change that makes routing worse is caught ---------------------
+
+@pytest.fixture(scope="module")
+def local_runs(tmp_path_factory):
+    """Two runs of the unchanged config and one with a worse classify description (in-process)."""
+    from evalkit.cost import load_prices
+    from evalkit.pipeline import TargetSpec, run_suite
+    from evalkit.suites import load_suite
+
+    root = tmp_path_factory.mktemp("local")
+    suite_dir = slice_suite(root / "slice", per_task={"classify": 30, "customer-qa": 10, "reasoning": 10, "fallback": 10})
+    (root / "worse.json").write_text(json.dumps(worse_router()))
+    out = root / "runs"
+    runs = {}
+    for name, router in (("a1", None), ("a2", None), ("worse", root / "worse.json")):
+        suite = load_suite(suite_dir, router_path=router)
+        runs[name] = run_suite(suite, TargetSpec(kind="local"), out=out, prices=load_prices(), concurrency=4).run_dir
+    return runs
+
+
+def test_unchanged_config_shows_no_significant_change(local_runs, tmp_path: Path):
+    proc = run_cli("compare", local_runs["a1"], local_runs["a2"], "--out", tmp_path / "same", "--max-drop", "accuracy=0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 regressed, 0 fixed" in proc.stdout and "(not significant)" in proc.stdout
+    assert "router config: unchanged" in proc.stdout
+    diff = json.loads((tmp_path / "same" / "diff.json").read_text())
+    assert diff["mcnemar"]["p_value"] == 1.0 and not diff["verdict"]["failed"]
+    assert all(m["delta"] == 0 for m in diff["metrics"])
+
+
+def test_worse_description_is_caught_with_its_regressed_cases(local_runs, tmp_path: Path):
+    proc = run_cli("compare", local_runs["a1"], local_runs["worse"], "--out", tmp_path / "worse", "--json")
+    assert proc.returncode == 1, proc.stderr
+    diff = json.loads(proc.stdout)
+    # The regressed cases, found independently from the two results files.
+    def routes(run):
+        return {json.loads(l)["id"]: json.loads(l) for l in (run / "results.jsonl").read_text().splitlines()}
+    ra, rb = routes(local_runs["a1"]), routes(local_runs["worse"])
+    expected = {cid for cid in ra if ra[cid]["route"] == ra[cid]["expected_route"] != rb[cid]["route"]}
+    fixed = {cid for cid in ra if ra[cid]["route"] != ra[cid]["expected_route"] == rb[cid]["route"]}
+    assert {r["id"] for r in diff["regressed"]} == expected and len(expected) > len(fixed)
+    assert diff["mcnemar"]["p_value"] == pytest.approx(
+        mcnemar(np.array([[0, len(expected)], [len(fixed), 0]]), exact=True).pvalue)
+    assert diff["verdict"]["significant_regression"] and diff["verdict"]["failed"]
+    assert [t["task"] for t in diff["config"]["tasks"]] == ["classify"]
+    assert diff["config"]["tasks"][0]["description"] is not None
+    text = run_cli("compare", local_runs["a1"], local_runs["worse"], "--out", tmp_path / "worse")
+    assert text.returncode == 1
+    some = sorted(expected)[0]
+    assert f"regressed ({len(expected)}):" in text.stdout and f"  {some}: expected classify" in text.stdout
+    assert "FAIL Significant regression found" in text.stdout
+    html = (tmp_path / "worse" / "compare.html").read_text()
+    assert some in html and "<del>" in html
+
+
+def test_compare_command_is_reproducible_with_its_seed(tmp_path: Path):
+    rng = np.random.default_rng(11)
+    routes = ["classify", "customer-qa", "reasoning", "fallback"]
+    expected = rng.choice(routes, size=120)
+    ra = [result(str(i), e, e if rng.random() < 0.8 else "fallback") for i, e in enumerate(expected)]
+    rb = [result(str(i), e, e if rng.random() < 0.75 else "customer-qa") for i, e in enumerate(expected)]
+    a, b = make_run(tmp_path / "ra", ra), make_run(tmp_path / "rb", rb)
+    first = run_cli("compare", a, b, "--out", tmp_path / "one", "--no-fail-on-significant-regression")
+    second = run_cli("compare", a, b, "--out", tmp_path / "two", "--no-fail-on-significant-regression")
+    other = run_cli("compare", a, b, "--out", tmp_path / "three", "--seed", "5", "--no-fail-on-significant-regression")
+    assert first.returncode == second.returncode == other.returncode == 0, first.stderr
+    one, two = (json.loads((tmp_path / d / "diff.json").read_text()) for d in ("one", "two"))
+    three = json.loads((tmp_path / "three" / "diff.json").read_text())
+    assert one == two
+    assert [m["ci95"] for m in one["metrics"]] != [m["ci95"] for m in three["metrics"]]
+    assert one["mcnemar"] == three["mcnemar"]  # the exact test does not depend on the seed

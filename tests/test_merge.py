@@ -1,0 +1,125 @@
+"""Sharding a suite (`evalkit run --shard I/N`) and joining shard runs (`evalkit merge`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from evalkit.errors import UsageError
+from evalkit.records import Case
+from evalkit.shard import parse_shard, shard_cases
+from tests.conftest import run_cli
+from tests.run_helpers import make_run, result, slice_suite
+
+# Figures that depend on timing or on where the local router listened, not on routing.
+VOLATILE = {"run_id", "latency", "target"}
+
+
+def case(cid: str, session: str | None = None, turn: int | None = None) -> Case:
+    return Case(id=cid, prompt=f"p {cid}", expected_route="classify", session=session, turn=turn)
+
+
+def test_parse_shard():
+    assert parse_shard("2/4") == (2, 4) and parse_shard(" 1 / 1 ") == (1, 1)
+    for bad in ("0/4", "5/4", "2of4", "2/0", "", "a/b"):
+        with pytest.raises(UsageError, match="I/N"):
+            parse_shard(bad)
+
+
+def test_shards_partition_the_suite_by_id_hash_and_keep_sessions_whole():
+    cases = [case(f"c{i}") for i in range(200)]
+    cases += [case(f"s{s}-t{t}", session=f"s{s}", turn=t) for s in range(20) for t in range(1, 4)]
+    shards = [shard_cases(cases, i, 4) for i in range(1, 5)]
+    ids = [c.id for shard in shards for c in shard]
+    assert sorted(ids) == sorted(c.id for c in cases) and len(ids) == len(set(ids))
+    assert all(30 < len(s) < 90 for s in shards)  # roughly even
+    for i, shard in enumerate(shards, start=1):
+        for c in shard:
+            key = f"session:{c.session}" if c.session else f"case:{c.id}"
+            assert int(hashlib.sha256(key.encode()).hexdigest(), 16) % 4 + 1 == i
+        sessions = {c.session for c in shard if c.session}
+        for other in shards[:i - 1] + shards[i:]:
+            assert not sessions & {c.session for c in other if c.session}
+    # The same share whatever the order of the file.
+    assert [c.id for c in shard_cases(list(reversed(cases)), 2, 4)] == [c.id for c in reversed(shards[1])]
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """A whole run and four shard runs of the same suite (sessions included), in-process."""
+    from evalkit.cost import load_prices
+    from evalkit.pipeline import TargetSpec, run_suite
+    from evalkit.suites import load_suite
+
+    root = tmp_path_factory.mktemp("shards")
+    suite = load_suite(slice_suite(root / "mixed", per_task=12, sessions=True,
+                                   gates=["accuracy >= 0.3", "recall[reasoning] >= 0.9"]))
+    prices = load_prices()
+    whole = run_suite(suite, TargetSpec(kind="local"), out=root / "whole", prices=prices, concurrency=4).run_dir
+    shards = [run_suite(suite, TargetSpec(kind="local"), out=root / "shards", prices=prices, concurrency=4,
+                        shard=(i, 4)).run_dir for i in (3, 1, 4, 2)]
+    return {"root": root, "whole": whole, "shards": shards, "suite": suite}
+
+
+def test_shard_runs_record_their_share_and_defer_gates(sharded):
+    sizes = []
+    for run in sharded["shards"]:
+        manifest = json.loads((run / "manifest.json").read_text())
+        summary = json.loads((run / "summary.json").read_text())
+        assert manifest["options"]["shard"] in {"1/4", "2/4", "3/4", "4/4"}
+        assert manifest["options"]["gates"] == ["accuracy >= 0.3", "recall[reasoning] >= 0.9"]
+        assert summary["gates"] == []
+        sizes.append(summary["n_cases"])
+    assert sum(sizes) == len(sharded["suite"].cases) and all(sizes)
+
+
+def test_four_shards_merged_report_as_the_whole_run(sharded, tmp_path: Path):
+    proc = run_cli("merge", *sharded["shards"], "--out", tmp_path / "merged", "--json")
+    assert proc.returncode == 1, proc.stderr  # recall[reasoning] >= 0.9 fails, as on the whole run
+    merged_summary = json.loads(proc.stdout)
+    (merged,) = (tmp_path / "merged" / "mixed").iterdir()
+    whole = json.loads((sharded["whole"] / "summary.json").read_text())
+    stored = json.loads((merged / "summary.json").read_text())
+    assert stored == merged_summary
+    assert {k: v for k, v in stored.items() if k not in VOLATILE} == {k: v for k, v in whole.items() if k not in VOLATILE}
+    assert [g["passed"] for g in stored["gates"]] == [True, False]
+    manifest = json.loads((merged / "manifest.json").read_text())
+    assert "shard" not in manifest["options"] and len(manifest["options"]["merged_from"]) == 4
+    assert manifest["counts"]["cases"] == len(sharded["suite"].cases)
+    for name in ("results.jsonl", "router.json", "report.html", "summary.md", "junit.xml"):
+        assert (merged / name).is_file(), name
+    # Sessions stay whole and in turn order within the merged results.
+    rows = [json.loads(line) for line in (merged / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == len({r["id"] for r in rows}) == len(sharded["suite"].cases)
+
+
+def test_merge_refuses_runs_that_do_not_make_a_whole(sharded, tmp_path: Path):
+    shards = sharded["shards"]
+    for args, needle in ((shards[:3], "missing"), ([*shards, shards[0]], "given twice"),
+                         ([shards[0], sharded["whole"]], "without --shard")):
+        proc = run_cli("merge", *args, "--out", tmp_path / "m")
+        assert proc.returncode == 2, (needle, proc.stderr)
+        assert needle in proc.stderr and "Traceback" not in proc.stderr
+    other = make_run(tmp_path / "other" / "r1", [result("x", "classify", "classify")], suite="other", suite_hash="zz",
+                     options={"shard": "1/4"})
+    proc = run_cli("merge", shards[0], other, "--out", tmp_path / "m")
+    assert proc.returncode == 2 and "different suites" in proc.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_merge_joins_unsharded_runs_of_disjoint_cases(tmp_path: Path):
+    a = make_run(tmp_path / "a", [result("1", "classify", "classify"), result("2", "classify", "fallback")])
+    b = make_run(tmp_path / "b", [result("3", "reasoning", "reasoning")],
+                 judge=[{"id": "3", "criterion": "correctness", "score": 4}])
+    proc = run_cli("merge", a, b, "--out", tmp_path / "m", "--gate", "accuracy >= 0.6")
+    assert proc.returncode == 0, proc.stderr
+    (merged,) = (tmp_path / "m" / "demo").iterdir()
+    summary = json.loads((merged / "summary.json").read_text())
+    assert summary["n_cases"] == 3 and summary["accuracy"] == pytest.approx(2 / 3)
+    assert summary["gates"][0]["passed"] is True
+    assert json.loads((merged / "judge.jsonl").read_text()) == {"id": "3", "criterion": "correctness", "score": 4}
+    dup = run_cli("merge", a, a, "--out", tmp_path / "m2")
+    assert dup.returncode == 2 and "more than one run" in dup.stderr

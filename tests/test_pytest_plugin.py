@@ -1,0 +1,124 @@
+"""The pytest plugin: one test per gate from --evalkit-suite / --evalkit-run, and the run fixtures."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# In-process pytester runs drop modules first imported inside them; numpy and scikit-learn cannot
+# be imported twice in one process, so everything the stored-run tests touch is imported here.
+import evalkit.gate  # noqa: F401
+import evalkit.pipeline  # noqa: F401
+import evalkit.pytest_plugin  # noqa: F401
+import numpy  # noqa: F401
+import scipy.stats  # noqa: F401
+import sklearn.metrics  # noqa: F401
+from tests.conftest import ROOT
+from tests.run_helpers import make_run, result, slice_suite
+
+pytest_plugins = ["pytester"]
+
+if sys.version_info >= (3, 11):
+    import tomllib
+
+
+@pytest.fixture
+def isolated(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester whose runs load only the evalkit plugin, explicitly (installed or not)."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    return pytester
+
+
+def test_entry_point_is_declared():
+    data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert data["project"]["entry-points"]["pytest11"]["evalkit"] == "evalkit.pytest_plugin"
+
+
+@pytest.fixture
+def stored_run(tmp_path: Path) -> Path:
+    rows = [result(f"r{i}", "reasoning", "reasoning" if i < 6 else "fallback") for i in range(10)]
+    rows += [result(f"c{i}", "classify", "classify") for i in range(10)]
+    return make_run(tmp_path / "stored" / "run-1", rows, gates=["accuracy >= 0.7"])
+
+
+def test_one_test_per_gate_of_a_stored_run(isolated: pytest.Pytester, stored_run: Path):
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run),
+                             "--evalkit-gate", "recall[reasoning] >= 0.9", "--evalkit-gate", "error_rate <= 0", "-v")
+    # accuracy 16/20 passes; reasoning recall 6/10 fails; no errors.
+    res.assert_outcomes(passed=2, failed=1)
+    res.stdout.fnmatch_lines([
+        "*evalkit/demo::accuracy >= 0.7 PASSED*",
+        "*evalkit/demo::recall[[]reasoning[]] >= 0.9 FAILED*",
+        "*Gate 'recall[[]reasoning[]] >= 0.9' failed: 0.600 (n=10, 95% CI*",
+    ])
+    assert "Traceback" not in res.stdout.str()
+
+
+def test_keyword_selection_and_collect_only(isolated: pytest.Pytester, stored_run: Path):
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run),
+                             "--evalkit-gate", "error_rate <= 0", "-k", "error_rate")
+    res.assert_outcomes(passed=1, deselected=1)
+    collected = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run), "--collect-only", "-q")
+    collected.stdout.fnmatch_lines(["evalkit/demo::accuracy >= 0.7"])
+
+
+def test_fixture_hands_the_finished_run_to_a_test(isolated: pytest.Pytester, stored_run: Path):
+    isolated.makepyfile(test_router="""
+        def test_support(evalkit_run):
+            assert evalkit_run.summary["per_task"]["reasoning"]["support"] == 10
+            assert len(evalkit_run.results) == 20
+
+        def test_gate_helper(evalkit_gate):
+            verdict = evalkit_gate("recall[classify] >= 0.9")
+            assert verdict.n == 10
+            evalkit_gate("recall[reasoning] >= 0.7")
+    """)
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run), "-k", "test_")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*Gate 'recall[[]reasoning[]] >= 0.7' failed: 0.600*"])
+
+
+def test_malformed_gate_is_a_usage_error(isolated: pytest.Pytester, stored_run: Path):
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run),
+                             "--evalkit-gate", "accuracy => 1")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["*malformed gate expression*", "*METRIC OP VALUE*"])
+
+
+def test_relative_gates_use_the_baseline_option(isolated: pytest.Pytester, stored_run: Path, tmp_path: Path):
+    base = make_run(tmp_path / "stored" / "base", [result(f"c{i}", "classify", "classify") for i in range(20)])
+    missing = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run),
+                                 "--evalkit-gate", "accuracy >= baseline - 0.1")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stderr.fnmatch_lines(["*--evalkit-baseline*"])
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run),
+                             "--evalkit-gate", "accuracy >= baseline - 0.1", "--evalkit-baseline", str(base))
+    res.assert_outcomes(passed=1, failed=1)  # 0.8 < 1.0 - 0.1
+    res.stdout.fnmatch_lines(["*Gate 'accuracy >= baseline - 0.1' failed: 0.800 vs threshold 0.900*"])
+
+
+def test_without_options_the_plugin_collects_nothing(isolated: pytest.Pytester):
+    isolated.makepyfile(test_plain="def test_ok():\n    pass\n")
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin")
+    res.assert_outcomes(passed=1)
+
+
+def test_suite_runs_once_against_the_local_router(isolated: pytest.Pytester, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    suite = slice_suite(tmp_path / "tiny", per_task=2, gates=["accuracy >= 0.0", "recall[reasoning] >= 1.01"])
+    out = tmp_path / "reports"
+    isolated.makepyfile(test_uses_run="""
+        def test_same_run(evalkit_run):
+            assert evalkit_run.summary["n_cases"] == 8
+            assert [g["expr"] for g in evalkit_run.summary["gates"]] == ["accuracy >= 0.0", "recall[reasoning] >= 1.01"]
+    """)
+    # A subprocess: the local router loads torch, which must not be imported twice in one process.
+    res = isolated.runpytest_subprocess("-p", "evalkit.pytest_plugin", "--evalkit-suite", str(suite),
+                                        "--evalkit-out", str(out))
+    res.assert_outcomes(passed=2, failed=1)
+    res.stdout.fnmatch_lines(["*Gate 'recall[[]reasoning[]] >= 1.01' failed*"])
+    assert len(list((out / "tiny").iterdir())) == 1  # one run shared by the gates and the fixture
