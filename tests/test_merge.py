@@ -113,13 +113,15 @@ def test_merge_refuses_runs_that_do_not_make_a_whole(sharded, tmp_path: Path):
 def test_merge_joins_unsharded_runs_of_disjoint_cases(tmp_path: Path):
     a = make_run(tmp_path / "a", [result("1", "classify", "classify"), result("2", "classify", "fallback")])
     b = make_run(tmp_path / "b", [result("3", "reasoning", "reasoning")],
-                 judge=[{"id": "3", "criterion": "correctness", "score": 4}])
+                 judge=[{"id": "3", "criterion": "correctness", "score": 4, "status": "scored",
+                         "judge_model": "judge-m", "prompt_version": "v1"}])
     proc = run_cli("merge", a, b, "--out", tmp_path / "m", "--gate", "accuracy >= 0.6")
     assert proc.returncode == 0, proc.stderr
     (merged,) = (tmp_path / "m" / "demo").iterdir()
     summary = json.loads((merged / "summary.json").read_text())
     assert summary["n_cases"] == 3 and summary["accuracy"] == pytest.approx(2 / 3)
     assert summary["gates"][0]["passed"] is True
-    assert json.loads((merged / "judge.jsonl").read_text()) == {"id": "3", "criterion": "correctness", "score": 4}
+    merged_grade = json.loads((merged / "judge.jsonl").read_text())
+    assert (merged_grade["id"], merged_grade["criterion"], merged_grade["score"]) == ("3", "correctness", 4)
     dup = run_cli("merge", a, a, "--out", tmp_path / "m2")
     assert dup.returncode == 2 and "more than one run" in dup.stderr
