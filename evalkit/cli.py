@@ -264,6 +264,8 @@ def _run_against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_d
                   "the comparison uses the deployed one", highlight=False)
     cand = _run_with_progress(candidate_suite, spec, out_dir=out_dir, prices=prices, concurrency=concurrency,
                               quiet=quiet, run_options=run_options, label=f"{candidate_suite.name} · candidate")
+    if not quiet:
+        err.print(f"[dim]now the deployed router {deployed_name}, on the same suite[/dim]")
     deployed_spec = dataclasses.replace(spec, candidate=None, router_name=deployed_name)
     dep = _run_with_progress(deployed_suite, deployed_spec, out_dir=out_dir, prices=prices, concurrency=concurrency,
                              quiet=quiet, run_options=run_options, label=f"{deployed_suite.name} · deployed")
