@@ -20,9 +20,9 @@ from evalkit.gate import GateResult, check_tasks, evaluate_gate, parse_gates
 from evalkit.judge import (BASELINE_FILE, JudgeSettings, judge_run_dir, load_judgement, make_judge_client,
                            resolve_judge_key, skipped_block)
 from evalkit.records import CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
+from evalkit.router_config import RouterConfig
 from evalkit.report import write_reports
 from evalkit.runner import RunOptions, run_cases
-from evalkit.router_config import RouterConfig
 from evalkit.shard import shard_cases
 from evalkit.store import MANIFEST, ROUTER, SUMMARY, ResultWriter, create_run_dir, load_run, utc_now, write_json
 from evalkit.suites import Suite
@@ -313,7 +313,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
     if judge is not None:
         judge_stored(run_dir, manifest, results, judge, key=judge_key, prices=prices, status=status)
-    summary = finalize(run_dir, manifest, results, baseline=baseline)
+    summary = finalize(run_dir, manifest, results, baseline=baseline, router=suite.router)
     leftover = getattr(target, "leftover", None)  # a temporary router that could not be deleted
     if leftover is not None:
         raise leftover
@@ -342,6 +342,33 @@ def count_statuses(results: Sequence[CaseResult]) -> dict[str, int]:
     return counts
 
 
+def run_overlap(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult],
+                router: RouterConfig | None = None) -> dict[str, Any] | None:
+    """Overlap evidence for a run: the descriptions (static) plus the run's confusion.
+
+    The router is the one the run measured (``router.json`` in the run directory when not
+    given). Embedding similarity is computed for local runs only, whose encoder is already
+    loaded; other targets get TF-IDF and shared terms, so finishing a remote run never pays a
+    model load. ``evalkit overlap ROUTER --run RUN`` gives the full evidence for any run.
+    """
+    from evalkit.overlap import find_overlaps
+    from evalkit.router_config import load_router_config
+
+    if router is None:
+        path = run_dir / ROUTER
+        if not path.is_file():
+            return None
+        router = load_router_config(path)
+    if router.task_names != manifest.router.tasks:
+        return None
+    vectors = None
+    if manifest.target.kind == "local":
+        from evalkit.emulator.classifier import encode
+
+        vectors = encode([t.description for t in router.tasks])
+    return find_overlaps(router, description_vectors=vectors, results=results).to_dict()
+
+
 def judge_stored(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult], settings: JudgeSettings, *,
                  key: str | None, prices: dict[str, Price], status: Callable[[str], None] = lambda s: None,
                  client: Any = None) -> dict[str, Any]:
@@ -359,9 +386,10 @@ def judge_stored(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult
 
 
 def finalize(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult], *,
-             baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+             baseline: dict[str, Any] | None = None, router: RouterConfig | None = None) -> dict[str, Any]:
     """Analyse a run's records and write summary.json and the reports."""
-    summary = build_summary(manifest, results, judgement=load_judgement(run_dir))
+    summary = build_summary(manifest, results, judgement=load_judgement(run_dir),
+                            overlap=run_overlap(run_dir, manifest, results, router))
     summary["gates"] = gate_verdicts(run_dir, manifest, summary, baseline)
     write_json(run_dir / SUMMARY, summary)
     write_reports(run_dir, summary, results, manifest)

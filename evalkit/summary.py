@@ -17,8 +17,13 @@ from evalkit.records import CaseResult, Manifest
 
 
 def build_summary(manifest: Manifest, results: Sequence[CaseResult], *,
-                  judgement: Judgement | None = None) -> dict[str, Any]:
-    """Every figure the reports show, machine-readable (``judgement``: the run's judge files)."""
+                  judgement: Judgement | None = None,
+                  overlap: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every figure the reports show, machine-readable (``judgement``: the run's judge files).
+
+    ``overlap``: ``OverlapReport.to_dict()`` of the run's router (``evalkit.overlap``); its pairs
+    become ``overlap`` and its weak descriptions ``overlap_weak``.
+    """
     labels = [*manifest.router.tasks, "fallback"]
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -30,7 +35,8 @@ def build_summary(manifest: Manifest, results: Sequence[CaseResult], *,
     summary.update(routing_metrics(results, labels=labels))
     summary["per_tag"] = per_tag_metrics(results, labels=labels)
     summary["route_only"] = bool(results) and all(r.route_only for r in results if r.status != "error")
-    summary["overlap"] = []
+    summary["overlap"] = list((overlap or {}).get("pairs", []))
+    summary["overlap_weak"] = list((overlap or {}).get("weak", []))
     summary["judge"] = judge_block(manifest.judge, results, judgement,
                                    baseline_model=manifest.options.get("baseline_model"))
     # Router requests only: the judge's cost is its own section. Prices are those the run was
