@@ -338,24 +338,32 @@ def _sigterm_as_sigint() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextlib.contextmanager
-def _shielded(status: Callable[[str], None]) -> Iterator[None]:
-    """While cleaning up, a first Ctrl-C or SIGTERM is noted and ignored; a second one stops."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Interrupts:
     count = 0
 
+
+@contextlib.contextmanager
+def _shielded(status: Callable[[str], None], message: str = "still deleting the temporary router; "
+              "interrupt once more to leave it behind") -> Iterator[_Interrupts]:
+    """A first Ctrl-C or SIGTERM is counted and ignored (with ``message``); a second one stops.
+
+    Guards the steps that must not be cut in half: creating the router (an interrupt then takes
+    effect right after, once the router can be deleted) and deleting it.
+    """
+    seen = _Interrupts()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
     def handler(signum: int, frame: Any) -> None:
-        nonlocal count
-        count += 1
-        if count >= 2:
+        seen.count += 1
+        if seen.count >= 2:
             raise KeyboardInterrupt
-        status("still deleting the temporary router; interrupt once more to leave it behind")
+        status(message)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield seen
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -402,11 +410,13 @@ def temporary_router(plane: ControlPlane, candidate: RouterConfig, *, short_id: 
     with _sigterm_as_sigint():
         status(f"creating the temporary router {name} on {plane.base_url}")
         try:
-            router = plane.create(body)
+            with _shielded(status, "creating the temporary router; it is deleted as soon as it exists "
+                                   "(interrupt once more to stop at once)") as creating:
+                router = plane.create(body)
         except BaseException as exc:
             if not (isinstance(exc, ControlPlaneError) and exc.status < 500):
-                # a 5xx, a cut connection or an interrupt: the create may have been carried out
-                # before the failure reached us, so look the name up and remove what is there
+                # a 5xx, a cut connection or a second interrupt: the create may have been carried
+                # out before the failure reached us, so look the name up and remove what is there
                 with contextlib.suppress(Exception, KeyboardInterrupt):
                     with _shielded(status):
                         made = plane.find(name)
@@ -415,6 +425,8 @@ def temporary_router(plane: ControlPlane, candidate: RouterConfig, *, short_id: 
             raise
         ok = False
         try:
+            if creating.count:
+                raise KeyboardInterrupt  # the interrupt that came while the router was being created
             yield router
             ok = True
         finally:

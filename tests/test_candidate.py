@@ -8,6 +8,7 @@ router each inference call addressed. The inference proxy can also start failing
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -57,6 +58,7 @@ class Proxy:
     fail_chat_after: int | None = None
     fail_create_after_forwarding: bool = False
     fail_delete: bool = False
+    create_delay_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> Starlette:
@@ -76,6 +78,8 @@ class Proxy:
                 return JSONResponse({"id": "server_error", "message": "scripted delete outage"}, status_code=503)
             if model is not None and self.fail_chat_after is not None and n_chat > self.fail_chat_after:
                 return JSONResponse({"error": {"message": "scripted outage", "type": "server_error"}}, status_code=500)
+            if self.create_delay_s and request.method == "POST" and request.url.path == ROUTERS:
+                await asyncio.sleep(self.create_delay_s)  # a slow API: the router appears only after this
             headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
             async with httpx.AsyncClient(base_url=self.upstream, timeout=60) as client:
                 upstream = await client.request(request.method, request.url.path, params=request.query_params,
@@ -331,6 +335,19 @@ def test_interrupting_the_run_deletes_the_router(planes, suite, candidate, tmp_p
     assert "deleted the temporary router" in stderr and "Traceback" not in stderr
     assert temporary(serve) == []
     assert len(results(run_dirs(out)[0])) < n_cases(suite)  # it really was stopped mid-run
+
+
+def test_an_interrupt_while_the_router_is_being_created_still_deletes_it(planes, suite, candidate, tmp_path, serve):
+    inference, control, inf_url, api_url = planes
+    control.create_delay_s = 1.5
+    proc = start_run(suite, candidate, tmp_path / "out", do_env(inf_url, api_url))
+    wait_for(lambda: any(s.method == "POST" for s in control.seen), what="the create request")
+    proc.send_signal(signal.SIGINT)  # the create is in flight; the router only exists 1.5 s later
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert temporary(serve) == []
+    assert [s.method for s in control.seen if s.method != "GET"] == ["POST", "DELETE"]
+    assert inference.seen == []
 
 
 def test_a_create_answered_with_a_5xx_is_looked_up_and_removed(planes, suite, candidate, tmp_path, serve):
