@@ -161,16 +161,14 @@ def do_env(inference_url: str, api_url: str, **extra: str) -> dict[str, str]:
 
 # -- the suite and the candidate ---------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def suite(tmp_path_factory) -> Path:
-    """A small suite: the first cases of each route of the bundled suite, with its router.json."""
-    folder = tmp_path_factory.mktemp("suite") / "mini"
+def make_suite(folder: Path, per_route: int) -> Path:
+    """A suite named mini: the first cases of each route of the bundled suite, with its router.json."""
     folder.mkdir()
     taken: dict[str, int] = {}
     lines = []
     for line in (ROOT / "suites/saas-support/cases.jsonl").read_text().splitlines():
         case = json.loads(line)
-        if case.get("session") or taken.get(case["expected_route"], 0) >= PER_ROUTE:
+        if case.get("session") or taken.get(case["expected_route"], 0) >= per_route:
             continue
         taken[case["expected_route"]] = taken.get(case["expected_route"], 0) + 1
         lines.append(json.dumps(case))
@@ -178,6 +176,17 @@ def suite(tmp_path_factory) -> Path:
     (folder / "router.json").write_text((ROOT / "suites/saas-support/router.json").read_text())
     (folder / "suite.yaml").write_text("name: mini\nrouter: router.json\ncases: cases.jsonl\n")
     return folder
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> Path:
+    return make_suite(tmp_path_factory.mktemp("suite") / "mini", PER_ROUTE)
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tmp_path_factory) -> Path:
+    """Two cases of each route: few enough that failing calls retried with backoff stay quick."""
+    return make_suite(tmp_path_factory.mktemp("tiny") / "mini", 2)
 
 
 REASONING_AS_TRANSLATION = "Translate a short passage between English and French, keeping names and numbers unchanged."
@@ -281,10 +290,10 @@ def test_a_crossed_credential_is_refused_before_anything_is_created(planes, suit
     assert inference.seen == [] and control.seen == []
 
 
-def test_inference_failing_half_way_still_deletes_the_router(planes, suite, candidate, tmp_path, serve):
+def test_inference_failing_half_way_still_deletes_the_router(planes, tiny_suite, candidate, tmp_path, serve):
     inference, control, inf_url, api_url = planes
-    inference.fail_chat_after = 5  # the probe and 4 cases get through, then every call fails
-    proc = run_cli("run", suite, "--target", "do", "--candidate", candidate, "--out", tmp_path / "out", "-q",
+    inference.fail_chat_after = 5  # the probe and 4 of the 8 cases get through, then every call fails
+    proc = run_cli("run", tiny_suite, "--target", "do", "--candidate", candidate, "--out", tmp_path / "out", "-q",
                    "-c", "1", "--timeout", "10", env=do_env(inf_url, api_url))
     assert "Traceback" not in proc.stderr
     assert proc.returncode in (0, 3), proc.stderr  # errors recorded (0) or the run stopped (3): either way...
@@ -292,7 +301,7 @@ def test_inference_failing_half_way_still_deletes_the_router(planes, suite, cand
     assert [s.method for s in control.seen if s.path.startswith(ROUTERS + "/")] == ["DELETE"]
     [run_dir] = run_dirs(tmp_path / "out")
     rows = results(run_dir)
-    assert sum(r["status"] != "error" for r in rows) == 4
+    assert len(rows) == 8 and sum(r["status"] != "error" for r in rows) == 4
     assert all(r["status"] == "error" for r in rows[4:])
 
 
