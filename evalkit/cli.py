@@ -139,7 +139,13 @@ def run(
     classifier_base_url: Optional[str] = typer.Option(None, "--classifier-base-url", help="Local router, llm classifier: base URL of the routing model (default: its --upstream)."),
     classifier_api_key_env: Optional[str] = typer.Option(None, "--classifier-api-key-env", help="Local router, llm classifier: environment variable holding the routing model's key."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML replacing the packaged one."),
-    timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds (each attempt)."),
+    retries: int = typer.Option(3, "--retries", help="Retries of a retryable failure (429, 5xx, timeout, dropped connection, malformed body), with exponential backoff and jitter."),
+    backoff: float = typer.Option(0.5, "--backoff", help="First retry waits 0.5-1x this many seconds, doubling each retry (a 429's Retry-After wins when longer)."),
+    rpm: Optional[float] = typer.Option(None, "--rpm", help="Requests started per minute, retries included (default: 900 for --target do, else unlimited; 0: unlimited)."),
+    max_error_rate: Optional[float] = typer.Option(None, "--max-error-rate", help="Error budget: stop the run (exit 3, reports written) once more than this share of the cases failed, e.g. 0.05."),
+    cache: bool = typer.Option(False, "--cache/--no-cache", help="Reuse stored responses for identical requests (off by default: a cache hides router changes). Stored in $EVALKIT_CACHE_DIR/responses (default ~/.cache/evalkit/responses)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Finish an interrupted run: send only the cases of RUN_DIR without a result, appending to it."),
     stream: bool = typer.Option(False, "--stream", help="Request streamed responses and measure time to first token (TTFT)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
@@ -166,7 +172,7 @@ def run(
     compares it with the live router, case by case (exit 1 on a significant regression).
     """
     from evalkit.cost import load_prices
-    from evalkit.pipeline import TargetSpec, check_candidate_options
+    from evalkit.pipeline import Reliability, TargetSpec, check_candidate_options
     from evalkit.suites import load_suite
 
     check_candidate_options(target=target, candidate=candidate, against=against, router=router, model=model,
@@ -201,7 +207,9 @@ def run(
                                                  samples=judge_samples, pairwise=judge_pairwise, cache=judge_cache,
                                                  concurrency=concurrency, timeout=timeout,
                                                  baseline_model=baseline_model)
-    run_options = dict(judge=judge_settings, baseline_model=baseline_model, **gating)
+    reliability = Reliability(retries=retries, backoff_base=backoff, rpm=rpm, max_error_rate=max_error_rate,
+                              cache=cache, resume=resume)
+    run_options = dict(judge=judge_settings, baseline_model=baseline_model, reliability=reliability, **gating)
     if against:
         raise typer.Exit(_run_against_deployed(suite, loaded, spec, out_dir=out_dir, prices=catalog,
                                                concurrency=concurrency, quiet=quiet, as_json=as_json,
@@ -380,11 +388,27 @@ def _register_commands() -> None:
     from evalkit.commands import compare, cost, gate, judge, lint, merge, overlap, router  # noqa: F401
 
 
-def main() -> None:
-    """Console entry point: expected failures print their message (no traceback) and set the exit code."""
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Click's usage errors and aborts, from click itself and from the copy newer typer versions vendor."""
     import click
 
+    errors: list[type[BaseException]] = [click.exceptions.ClickException]
+    aborts: list[type[BaseException]] = [click.exceptions.Abort]
+    try:  # newer typer versions ship their own copy of click
+        from typer import exceptions as typer_exceptions
+        from typer._click import exceptions as vendored
+
+        errors.append(vendored.ClickException)
+        aborts.append(typer_exceptions.Abort)
+    except (ImportError, AttributeError):
+        pass
+    return tuple(errors), tuple(aborts)
+
+
+def main() -> None:
+    """Console entry point: expected failures print their message (no traceback) and set the exit code."""
     _register_commands()
+    click_errors, aborts = _click_exceptions()
     try:
         rc = app(standalone_mode=False)
     except EvalkitError as exc:
@@ -392,10 +416,11 @@ def main() -> None:
 
         err.print(f"[bold red]error:[/bold red] {escape(exc.message)}", markup=True, highlight=False)
         sys.exit(exc.exit_code)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(2 if exc.exit_code not in (0, 1) else exc.exit_code or 2)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except click_errors as exc:
+        exc.show()  # type: ignore[attr-defined]
+        code = getattr(exc, "exit_code", 2)
+        sys.exit(2 if code not in (0, 1) else code or 2)
+    except (*aborts, KeyboardInterrupt):
         err.print("interrupted")
         sys.exit(130)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -78,6 +78,9 @@ def load_prices(path: str | Path | None = None) -> dict[str, Price]:
 def parse_prices(text: str, *, source: str) -> dict[str, Price]:
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise PriceError("YAML nested too deeply to be a price catalog", where=source,
+                         fix="write models: {<slug>: {input: <USD/M>, output: <USD/M>}}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise PriceError(f"invalid YAML: {getattr(exc, 'problem', exc)}",

@@ -2,12 +2,25 @@
 
 This is the glue between the edges (suites, targets, store) and the pure analysis; the CLI
 calls it and only adds argument parsing, progress display and exit codes.
+
+Memory: results are appended to ``results.jsonl`` as they complete; the in-memory list holds the
+result records (answers included: the judge reads them), never the raw responses.
+
+Resume (``resume=RUN_DIR``): the stored results are read back, a torn last line is cut off, and
+only cases without a result are sent, appended to the same ``results.jsonl``. A session whose
+turns partly completed continues with its remaining turns: the history of the completed turns is
+rebuilt from their stored results (the same messages and answers an uninterrupted run would
+have carried) and the same ``X-Model-Affinity`` id is sent, so no completed turn is sent again.
+Only a case whose request was in flight when the run died (sent, result not yet written) is sent
+a second time; at most ``--concurrency`` such cases per interruption.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+from collections import Counter
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,18 +32,49 @@ from evalkit.errors import RunDirError, RunError, UsageError
 from evalkit.gate import GateResult, check_tasks, evaluate_gate, parse_gates
 from evalkit.judge import (BASELINE_FILE, JudgeSettings, judge_run_dir, load_judgement, make_judge_client,
                            resolve_judge_key, skipped_block)
-from evalkit.records import CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
+from evalkit.records import Case, CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
 from evalkit.router_config import RouterConfig
 from evalkit.report import write_reports
-from evalkit.runner import RunOptions, run_cases
+from evalkit.runner import (DEFAULT_BACKOFF_BASE_S, DEFAULT_RETRIES, ErrorBudgetExceeded, RunOptions, run_cases,
+                            session_history)
 from evalkit.shard import shard_cases
-from evalkit.store import MANIFEST, ROUTER, SUMMARY, ResultWriter, create_run_dir, load_run, utc_now, write_json
+from evalkit.store import (MANIFEST, RESULTS, ROUTER, SUMMARY, ResultWriter, create_run_dir, iter_results,
+                           load_manifest, load_run, repair_results, utc_now, write_json)
 from evalkit.suites import Suite
 from evalkit.summary import build_summary
 from evalkit.targets import (DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_client,
                              resolve_route_header, wait_until_answers)
 
 TARGET_KINDS = ("local", "do", "openai")
+DO_DEFAULT_RPM = 900  # DigitalOcean routers allow 1,000 requests a minute; stay below it
+
+
+@dataclass
+class Reliability:
+    """How the run meets faults: retries, rate limit, deadline, error budget, cache, resume."""
+
+    retries: int = DEFAULT_RETRIES
+    backoff_base: float = DEFAULT_BACKOFF_BASE_S
+    rpm: float | None = None             # None: the target's default (do: 900/min, others: unlimited); 0: unlimited
+    max_error_rate: float | None = None  # None: no budget
+    cache: bool = False
+    cache_dir: str | Path | None = None  # None: $EVALKIT_CACHE_DIR/responses or ~/.cache/evalkit/responses
+    resume: str | Path | None = None     # a run directory to finish
+    seed: int | None = None
+
+    def check(self) -> None:
+        if self.retries < 0 or self.retries > 20:
+            raise UsageError("retries must be between 0 and 20", where="--retries", got=str(self.retries),
+                             fix="e.g. --retries 3 (the default)")
+        if not (self.backoff_base >= 0 and self.backoff_base <= 60):
+            raise UsageError("the backoff base must be between 0 and 60 seconds", where="--backoff",
+                             got=str(self.backoff_base), fix="e.g. --backoff 0.5 (the default)")
+        if self.rpm is not None and not (self.rpm >= 0 and self.rpm <= 1_000_000):
+            raise UsageError("requests per minute must be 0 (no limit) or a positive number", where="--rpm",
+                             got=str(self.rpm), fix="e.g. --rpm 900 (DigitalOcean allows 1,000 a minute)")
+        if self.max_error_rate is not None and not (0 <= self.max_error_rate <= 1):
+            raise UsageError("the error budget is a share of the cases, between 0 and 1", where="--max-error-rate",
+                             got=str(self.max_error_rate), fix="e.g. --max-error-rate 0.05 (stop after 5% errors)")
 
 
 @dataclass
@@ -253,75 +297,243 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
               status: Callable[[str], None] = lambda s: None, judge: JudgeSettings | None = None,
               baseline_model: str | None = None, gates: Sequence[str] = (),
               baseline: dict[str, Any] | None = None, baseline_path: str | None = None,
-              shard: tuple[int, int] | None = None) -> RunOutcome:
-    """Run ``suite`` against the target and write the whole run directory.
+              shard: tuple[int, int] | None = None, reliability: Reliability | None = None) -> RunOutcome:
+    """Run ``suite`` against the target and write the whole run directory (or finish one).
 
     With ``baseline_model`` every case is also sent to that fixed model through the same
     endpoint (``baseline.jsonl``); with ``judge`` the answers are judged once the run is stored
     (skipped, and said so in the report, when the judge's key is not set).
     ``gates`` are added to suite.yaml's; relative ones read ``baseline`` (a stored run's summary).
     ``shard=(I, N)`` runs only that share of the cases (gates then wait for ``evalkit merge``).
+    ``reliability`` sets retries, rate limit, error budget, cache and ``resume`` (a run directory
+    to finish).
     """
+    rel = reliability or Reliability()
     if concurrency < 1:
         raise UsageError("concurrency must be at least 1", where="--concurrency", got=str(concurrency),
                          fix="e.g. --concurrency 16")
+    if not spec.timeout > 0:
+        raise UsageError("the per-request timeout must be a positive number of seconds", where="--timeout",
+                         got=str(spec.timeout), fix="e.g. --timeout 120 (the default)")
+    rel.check()
+    if rel.resume is None and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError("the output folder is a file", where=f"--out {out}",
+                         fix="give a folder (it is created when missing), e.g. --out reports")
     judge_key = None
     if judge is not None:
         judge.validate()
         judge_key = resolve_judge_key(judge)
     gate_exprs = gate_expressions(suite, gates, baseline_given=baseline is not None or shard is not None)
     cases = suite.cases if shard is None else shard_cases(suite.cases, *shard)
+    cache = None
+    if rel.cache:
+        from evalkit.cache import ResponseCache
+
+        cache = ResponseCache(rel.cache_dir)
+    prior = _read_prior(Path(rel.resume), suite, spec, cases, shard, baseline_model) if rel.resume is not None else None
     defaults = suite.spec.defaults
+    rpm = rel.rpm if rel.rpm is not None else (DO_DEFAULT_RPM if spec.kind == "do" else None)
     options = RunOptions(concurrency=concurrency, max_completion_tokens=defaults.get("max_completion_tokens"),
-                         temperature=defaults.get("temperature"), prices=prices)
+                         temperature=defaults.get("temperature"), prices=prices, retries=rel.retries,
+                         backoff_base=rel.backoff_base, timeout=spec.timeout, rpm=rpm or None,
+                         max_error_rate=rel.max_error_rate, n_planned=len(cases), seed=rel.seed,
+                         cache=cache)
     with open_target(spec, suite, prices, concurrency=concurrency, status=status) as target:
-        run_dir = create_run_dir(out, suite.name)
+        options.cache_scope = cache_scope(target.info, suite, spec)
+        if prior is None:
+            run_dir = create_run_dir(out, suite.name)
+            run_options: dict[str, Any] = {"concurrency": concurrency, "defaults": defaults, "stream": spec.stream,
+                                           "prices": prices_used(prices, suite),
+                                           **({"baseline_model": baseline_model} if baseline_model else {}),
+                                           "retries": rel.retries, "timeout_s": spec.timeout, "rpm": options.rpm,
+                                           "max_error_rate": rel.max_error_rate, "cache": rel.cache}
+            run_options.update(gating_options(gate_exprs, baseline_path, shard))
+            manifest = new_manifest(run_dir.name, suite, target.info, run_options)
+            write_json(run_dir / ROUTER, suite.router.to_body())
+            results: list[CaseResult] = []
+            todo = list(cases)
+            base_todo = list(cases)
+        else:
+            run_dir, manifest, results = prior.run_dir, prior.manifest, prior.results
+            repaired = repair_results(run_dir / RESULTS)
+            if baseline_model:
+                repair_results(run_dir / BASELINE_FILE)
+            done = {r.id for r in results}
+            todo = [c for c in cases if c.id not in done]
+            base_todo = [c for c in cases if c.id not in prior.baseline_done]
+            options.histories = prior.histories
+            options.prior_errors = sum(1 for r in results if r.status == "error")
+            manifest.stopped = None
+            manifest.options.setdefault("resumes", []).append(
+                {"at": utc_now(), "had_results": len(results), "sent": len(todo), "repair": repaired})
+            status(f"resuming {run_dir}: {len(results)} of {len(cases)} cases have a result"
+                   + (f" ({repaired})" if repaired else ""))
         options.affinity_prefix = f"evalkit-{run_dir.name}"
-        run_options: dict[str, Any] = {"concurrency": concurrency, "defaults": defaults, "stream": spec.stream,
-                                       "prices": prices_used(prices, suite),
-                                       **({"baseline_model": baseline_model} if baseline_model else {})}
-        run_options.update(gating_options(gate_exprs, baseline_path, shard))
-        manifest = new_manifest(run_dir.name, suite, target.info, run_options)
         write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
-        write_json(run_dir / ROUTER, suite.router.to_body())
-        results: list[CaseResult] = []
-        status(f"running {len(cases)} cases against {target.info.kind} ({target.info.base_url})")
+        seen = {r.id for r in results}
+        fresh: list[CaseResult] = []
+        stopped: ErrorBudgetExceeded | None = None
+        status(f"running {len(todo)} cases against {target.info.kind} ({target.info.base_url})")
         with ResultWriter(run_dir) as writer:
             def record(result: CaseResult) -> None:
-                writer.write(result)
+                if result.id in seen:  # the runner's contract; a break here would double-count a case
+                    raise RuntimeError(f"case {result.id} got a second result")
+                seen.add(result.id)
+                try:
+                    writer.write(result)
+                except OSError as exc:  # a full disk, a removed folder: the run cannot go on
+                    raise RunError(f"cannot append to results.jsonl: {exc.strerror or exc}", where=str(run_dir),
+                                   fix="free disk space or fix the folder, then finish the run with --resume") from None
                 results.append(result)
+                fresh.append(result)
                 on_result(result)
 
             async def go() -> None:
                 try:
-                    await run_cases(cases, target, options, record)
-                    if baseline_model:
-                        status(f"sending {len(cases)} cases to the baseline model {baseline_model}")
+                    await run_cases(todo, target, options, record)
+                    if baseline_model and base_todo:
+                        status(f"sending {len(base_todo)} cases to the baseline model {baseline_model}")
+                        # The baseline is a reference, not the run under test: no error budget, and
+                        # resumed sessions carry the baseline's own answers.
+                        base_options = dataclasses.replace(options, max_error_rate=None, cache=None,
+                                                           histories=prior.baseline_histories if prior else {})
                         with ResultWriter(run_dir, BASELINE_FILE) as base_writer:
                             baseline_target = OpenAITarget(target.client, model=baseline_model,
                                                            route_header=target.route_header, info=target.info,
                                                            stream=target.stream)
-                            await run_cases(cases, baseline_target, options, base_writer.write)
+                            await run_cases(base_todo, baseline_target, base_options, base_writer.write)
                 finally:
                     await target.close()
 
-            asyncio.run(go())
+            try:
+                asyncio.run(go())
+            except ErrorBudgetExceeded as exc:
+                stopped = exc
     manifest.finished_at = utc_now()
     manifest.counts = count_statuses(results)
+    manifest.counts["planned"] = len(cases)
+    manifest.counts["not_run"] = len(cases) - len(results)
+    if cache is not None:
+        manifest.options["cache_hits"] = cache.hits
+    if stopped is not None:
+        manifest.stopped = stopped.what
     # A router may serve models outside its config's pools: record their prices too.
     manifest.options["prices"] = prices_used(prices, suite, served=[r.served_model for r in results if r.served_model])
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
-    if judge is not None:
+    if judge is not None and stopped is None:
         judge_stored(run_dir, manifest, results, judge, key=judge_key, prices=prices, status=status)
     summary = finalize(run_dir, manifest, results, baseline=baseline, router=suite.router)
     leftover = getattr(target, "leftover", None)  # a temporary router that could not be deleted
     if leftover is not None:
         raise leftover
-    if results and all(r.status == "error" and r.http_status is None for r in results):
+    if stopped is not None:
+        stopped.where = str(run_dir)
+        raise stopped
+    if fresh and all(r.status == "error" and r.http_status is None for r in fresh):
         raise RunError("the router could not be reached: every case failed to connect",
-                       where=target.info.base_url, got=results[0].error,
+                       where=target.info.base_url, got=fresh[0].error,
                        fix=f"check that the router is running and the base URL is right; the run is in {run_dir}")
     return RunOutcome(run_dir=run_dir, manifest=manifest, results=results, summary=summary)
+
+
+def cache_scope(info: TargetInfo, suite: Suite, spec: TargetSpec) -> dict[str, Any]:
+    """What identifies the target and router for the response cache (the local router's port is not)."""
+    scope = info.model_dump(exclude={"note"})
+    if info.kind == "local":
+        scope.pop("base_url", None)
+        scope["upstreams"] = dict(sorted(spec.upstreams.items()))
+    scope["router_hash"] = suite.router.hash
+    scope["stream"] = spec.stream
+    return scope
+
+
+@dataclass
+class _Prior:
+    run_dir: Path
+    manifest: Manifest
+    results: list[CaseResult]
+    histories: dict[str, list[dict[str, Any]]]
+    baseline_done: set[str] = field(default_factory=set)
+    baseline_histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _read_prior(run_dir: Path, suite: Suite, spec: TargetSpec, cases: Sequence[Case],
+                shard: tuple[int, int] | None, baseline_model: str | None) -> _Prior:
+    """Read and check a run directory to resume, writing nothing (bad input leaves it untouched)."""
+    manifest = load_manifest(run_dir)
+    where = str(run_dir / MANIFEST)
+    if manifest.suite.name != suite.name or manifest.suite.hash != suite.hash:
+        raise RunDirError(
+            f"this run is of suite '{manifest.suite.name}' (hash {manifest.suite.hash}), not of the suite "
+            f"given ('{suite.name}', hash {suite.hash}): the suite, its router config or its cases changed",
+            where=where, fix="resume with the suite the run started with, or start a new run without --resume")
+    if manifest.target.kind != spec.kind:
+        raise UsageError(f"this run used --target {manifest.target.kind}, not {spec.kind}", where="--target",
+                         fix=f"resume with --target {manifest.target.kind} (and the same base URL and model)")
+    run_shard = manifest.options.get("shard")
+    given = f"{shard[0]}/{shard[1]}" if shard else None
+    if run_shard != given:
+        raise UsageError(f"this run was {'shard ' + run_shard if run_shard else 'not sharded'}, "
+                         f"not {'shard ' + given if given else 'unsharded'}", where="--shard",
+                         fix=f"resume with {'--shard ' + run_shard if run_shard else 'no --shard'}")
+    if manifest.options.get("baseline_model") != baseline_model:
+        raise UsageError(f"this run's baseline model was {manifest.options.get('baseline_model')!r}, "
+                         f"not {baseline_model!r}", where="--baseline-model",
+                         fix="resume with the same --baseline-model as the run started with")
+    results, answers = _stored(run_dir / RESULTS, cases)
+    baseline_done: set[str] = set()
+    baseline_histories: dict[str, list[dict[str, Any]]] = {}
+    if baseline_model:
+        base_results, base_answers = _stored(run_dir / BASELINE_FILE, cases)
+        baseline_done = {r.id for r in base_results}
+        baseline_histories = _session_histories(cases, base_answers)
+    return _Prior(run_dir=run_dir, manifest=manifest, results=results,
+                  histories=_session_histories(cases, answers), baseline_done=baseline_done,
+                  baseline_histories=baseline_histories)
+
+
+def _stored(path: Path, cases: Sequence[Case]) -> tuple[list[CaseResult], dict[str, str | None]]:
+    """The results already in ``path`` (checked against the cases), and the answers of session turns."""
+    by_id = {c.id for c in cases}
+    results: list[CaseResult] = []
+    answers: dict[str, str | None] = {}
+    if not path.is_file():
+        return results, answers
+    for r in iter_results(path):
+        if r.id not in by_id:
+            raise RunDirError(f"{path.name} holds case '{r.id}', which the suite (or this shard) does not have",
+                              where=str(path), fix="resume with the suite (and --shard) the run started with")
+        if r.session is not None:
+            answers[r.id] = r.content
+        results.append(r)
+    twice = [i for i, n in Counter(r.id for r in results).items() if n > 1]
+    if twice:
+        twice = twice[0]
+        raise RunDirError(f"{path.name} holds case '{twice}' twice", where=str(path),
+                          fix="the run directory was edited by hand; start a new run")
+    return results, answers
+
+
+def _session_histories(cases: Sequence[Case], answers: dict[str, str | None]) -> dict[str, list[dict[str, Any]]]:
+    """For each session whose turns partly completed: the history its next turn carries, rebuilt
+    from the stored answers exactly as the runner builds it."""
+    sessions: dict[str, list[Case]] = {}
+    for case in cases:
+        if case.session is not None:
+            sessions.setdefault(case.session, []).append(case)
+    histories: dict[str, list[dict[str, Any]]] = {}
+    for sid, turns in sessions.items():
+        turns.sort(key=lambda c: c.turn or 0)
+        done = [c.id in answers for c in turns]
+        if not any(done) or all(done):
+            continue
+        history: list[dict[str, Any]] = []
+        for case in turns:
+            if case.id not in answers:
+                break
+            history = session_history([*history, *case.own_messages()], answers[case.id])
+        histories[sid] = history
+    return histories
 
 
 def prices_used(prices: dict[str, Price], suite: Suite, served: Sequence[str] = ()) -> dict[str, Any]:

@@ -86,6 +86,7 @@ class CaseResult(BaseModel):
     content: str | None = None
     finish_reason: str | None = None
     route_only: bool = False
+    cached: bool = False  # answered from the response cache (--cache); attempts is then 0
     session: str | None = None
     turn: int | None = None
     tags: list[str] = Field(default_factory=list)
@@ -152,3 +153,4 @@ class Manifest(BaseModel):
     finished_at: str | None = None
     counts: dict[str, int] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    stopped: str | None = None  # why the run stopped before every case had a result (error budget)

@@ -119,6 +119,9 @@ def parse_router_config(text: str | dict[str, Any], *, source: str = "<router co
         except json.JSONDecodeError as exc:
             raise ConfigError(f"invalid JSON: {exc.msg}", where=f"{source}:{exc.lineno}:{exc.colno}",
                               fix="fix the JSON syntax at that line and column") from None
+        except RecursionError:
+            raise ConfigError("JSON nested too deeply to be a router config", where=source,
+                              fix="write the DigitalOcean create body: a few levels of objects and lists") from None
     else:
         data = text
     return _validate(data, source)

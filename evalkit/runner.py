@@ -1,21 +1,44 @@
-"""Run a suite's cases against a target with bounded concurrency.
+"""Run a suite's cases against a target with bounded concurrency, retries and a rate limit.
 
 Single cases are independent work units; a session (multi-turn conversation) is one unit whose
 turns run in order, each carrying the history of earlier turns and the session's
-``X-Model-Affinity`` id. A fixed pool of workers pulls units from a queue, so memory stays flat
-however large the suite. Every case ends with exactly one ``CaseResult``, handed to
-``on_result`` as soon as it completes.
+``X-Model-Affinity`` id. A fixed pool of workers pulls units from a shared iterator, so memory
+stays flat however large the suite.
+
+Every case that is started ends with exactly one ``CaseResult``, handed to ``on_result`` as soon
+as it completes: a response (``ok`` or ``missing_route``) or, once the retries are spent or the
+failure is not retryable, an ``error`` carrying the HTTP status and message. Faults are handled
+here:
+
+- retryable failures (429, 408, 409, 5xx, timeouts, dropped connections, malformed bodies) are
+  retried with exponential backoff and jitter; a 429's ``Retry-After`` is honoured and also
+  pauses every other worker, because a rate limit belongs to the key, not to one request;
+- each attempt has a deadline (``RunOptions.timeout``), enforced around the whole call;
+- an optional requests-per-minute limit spaces request starts evenly (retries included);
+- an error budget (``RunOptions.max_error_rate``) stops the run once more than that share of
+  the planned cases has failed: outstanding requests are cancelled, their cases get no result
+  (a resume sends them), and ``ErrorBudgetExceeded`` is raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import random
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, Iterator
 
 from evalkit.cost import Price, request_cost
+from evalkit.errors import RunError
 from evalkit.records import Case, CaseResult
 from evalkit.targets import TargetCallError, TargetResponse
+
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF_BASE_S = 0.5
+DEFAULT_BACKOFF_MAX_S = 30.0
+RETRY_AFTER_MAX_S = 120.0
 
 
 @dataclass
@@ -25,6 +48,31 @@ class RunOptions:
     temperature: float | None = None
     affinity_prefix: str = "evalkit"
     prices: dict[str, Price] = field(default_factory=dict)
+    retries: int = DEFAULT_RETRIES               # attempts after the first, for retryable failures
+    backoff_base: float = DEFAULT_BACKOFF_BASE_S  # first retry waits 0.5-1x this, doubling each time
+    backoff_max: float = DEFAULT_BACKOFF_MAX_S
+    retry_after_max: float = RETRY_AFTER_MAX_S    # a longer Retry-After is cut to this
+    timeout: float | None = None                  # deadline of one attempt in seconds
+    rpm: float | None = None                      # requests started per minute; None: unlimited
+    max_error_rate: float | None = None           # error budget as a share of n_planned
+    n_planned: int | None = None                  # cases the budget is measured against
+    prior_errors: int = 0                         # errors already stored (a resumed run)
+    cache: Any = None                             # an evalkit.cache.ResponseCache, or None
+    cache_scope: dict[str, Any] = field(default_factory=dict)  # target and router identity for cache keys
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # session -> rebuilt history
+    seed: int | None = None                       # seeds the backoff jitter
+
+
+class ErrorBudgetExceeded(RunError):
+    """More cases failed than the run's error budget allows; the run was stopped."""
+
+    def __init__(self, *, errors: int, allowed: int, n_planned: int, rate: float) -> None:
+        self.errors, self.allowed, self.n_planned, self.rate = errors, allowed, n_planned, rate
+        super().__init__(
+            f"error budget exceeded: {errors} of {n_planned} cases failed, more than the "
+            f"{rate:g} budget allows ({allowed}); the run was stopped",
+            fix="check the router (the run's report lists the errors), then finish the run with "
+                "`evalkit run SUITE --resume RUN_DIR` or raise --max-error-rate")
 
 
 def work_units(cases: Iterable[Case]) -> list[list[Case]]:
@@ -45,7 +93,7 @@ def work_units(cases: Iterable[Case]) -> list[list[Case]]:
 
 
 def build_result(case: Case, response: TargetResponse | None, error: TargetCallError | None, *,
-                 attempts: int, prices: dict[str, Price]) -> CaseResult:
+                 attempts: int, prices: dict[str, Price], cached: bool = False) -> CaseResult:
     """The result record of one case (pure)."""
     common = dict(id=case.id, expected_route=case.expected_route, session=case.session, turn=case.turn,
                   tags=list(case.tags), expected_model=case.expected_model, prompt=case.user_text,
@@ -70,52 +118,191 @@ def build_result(case: Case, response: TargetResponse | None, error: TargetCallE
         content=response.content,
         finish_reason=response.finish_reason,
         route_only=response.route_only,
+        cached=cached,
     )
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random,
+                  retry_after: float | None = None, retry_after_max: float = RETRY_AFTER_MAX_S) -> float:
+    """Seconds to wait before attempt ``attempt + 1``.
+
+    Exponential backoff with jitter: between half and all of ``base * 2**(attempt-1)``, at most
+    ``cap``. A server's ``Retry-After`` wins when it asks for longer (cut to ``retry_after_max``).
+    """
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    delay = ceiling * rng.uniform(0.5, 1.0)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, retry_after_max))
+    return delay
+
+
+class RateLimiter:
+    """Spaces request starts to at most ``rpm`` a minute; ``pause`` holds every start for a while.
+
+    Waiters queue on a FIFO lock and each start is granted at least ``60 / rpm`` seconds after the
+    previous grant, measured when it is granted: if the event loop stalls, the waiters do not all
+    fire at once when it wakes. ``clock`` and ``sleep`` are injectable for tests.
+    """
+
+    def __init__(self, rpm: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.interval = 60.0 / rpm if rpm else 0.0
+        self.clock = clock
+        self.sleep = sleep
+        self._next = -math.inf
+        self._paused_until = -math.inf
+        self._lock: asyncio.Lock | None = None
+
+    async def acquire(self) -> None:
+        if not self.interval and self._paused_until <= self.clock():
+            return  # no limit and no pause: nothing to wait for
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            while True:  # re-check after each sleep: a 429 may have paused everyone meanwhile
+                wait = max(self._next, self._paused_until) - self.clock()
+                if wait <= 0:
+                    break
+                await self.sleep(wait)
+            self._next = self.clock() + self.interval
+
+    def pause(self, seconds: float) -> None:
+        """No request starts for ``seconds`` (a 429's Retry-After)."""
+        self._paused_until = max(self._paused_until, self.clock() + seconds)
+
+
+@dataclass
+class _RunState:
+    options: RunOptions
+    limiter: RateLimiter
+    rng: random.Random
+    errors: int = 0
+    stopped: ErrorBudgetExceeded | None = None
+
+    def allowed_errors(self) -> int | None:
+        o = self.options
+        if o.max_error_rate is None or not o.n_planned:
+            return None
+        return math.floor(o.max_error_rate * o.n_planned)
 
 
 async def run_cases(cases: Iterable[Case], target: Any, options: RunOptions,
                     on_result: Callable[[CaseResult], None]) -> None:
-    """Send every case to ``target``; call ``on_result`` once per case as it completes."""
-    queue: asyncio.Queue[list[Case] | None] = asyncio.Queue()
-    for unit in work_units(cases):
-        queue.put_nowait(unit)
-    workers = max(1, options.concurrency)
-    for _ in range(workers):
-        queue.put_nowait(None)
+    """Send every case to ``target``; call ``on_result`` once per case as it completes.
+
+    Raises ``ErrorBudgetExceeded`` (after cancelling outstanding work) when the budget is spent.
+    """
+    state = _RunState(options, RateLimiter(options.rpm), random.Random(options.seed),
+                      errors=options.prior_errors)
+    units: Iterator[list[Case]] = iter(work_units(cases))
+    budget_hit = asyncio.Event()
+
+    def record(result: CaseResult) -> None:
+        on_result(result)
+        if result.status == "error":
+            state.errors += 1
+            allowed = state.allowed_errors()
+            if allowed is not None and state.errors > allowed and state.stopped is None:
+                state.stopped = ErrorBudgetExceeded(errors=state.errors, allowed=allowed,
+                                                    n_planned=options.n_planned or 0,
+                                                    rate=options.max_error_rate or 0.0)
+                budget_hit.set()
 
     async def worker() -> None:
-        while True:
-            unit = await queue.get()
-            if unit is None:
+        for unit in units:  # a shared iterator: each unit goes to exactly one worker
+            if state.stopped is not None:
                 return
-            await run_unit(unit, target, options, on_result)
+            await run_unit(unit, target, options, record, state=state)
 
-    await asyncio.gather(*(worker() for _ in range(workers)))
+    workers = [asyncio.ensure_future(worker()) for _ in range(max(1, options.concurrency))]
+    everyone = asyncio.gather(*workers)
+    watcher = asyncio.ensure_future(budget_hit.wait())
+    try:
+        await asyncio.wait([everyone, watcher], return_when=asyncio.FIRST_COMPLETED)
+        if everyone.done():
+            everyone.result()  # re-raises a worker's unexpected exception
+    finally:
+        for task in [*workers, watcher]:
+            task.cancel()
+        await asyncio.gather(*workers, watcher, return_exceptions=True)
+        if everyone.done() and not everyone.cancelled():
+            with contextlib.suppress(BaseException):
+                everyone.exception()  # retrieved, so asyncio does not warn about it
+    if state.stopped is not None:
+        raise state.stopped
 
 
 async def run_unit(unit: list[Case], target: Any, options: RunOptions,
-                   on_result: Callable[[CaseResult], None]) -> None:
-    history: list[dict[str, Any]] = []
+                   on_result: Callable[[CaseResult], None], *, state: _RunState | None = None) -> None:
+    """Run one unit. A session's history starts from ``options.histories`` (a resumed session)."""
+    history: list[dict[str, Any]] = list(options.histories.get(unit[0].session or "", [])) if unit[0].session else []
     for case in unit:
+        if state is not None and state.stopped is not None:
+            return
         messages = [*history, *case.own_messages()]
         affinity = f"{options.affinity_prefix}-{case.session}" if case.session else None
-        response, error, attempts = await send_case(case, messages, target, options, affinity)
-        result = build_result(case, response, error, attempts=attempts, prices=options.prices)
+        response, error, attempts, cached = await _send_or_cached(case, messages, target, options, affinity, state)
+        result = build_result(case, response, error, attempts=attempts, prices=options.prices, cached=cached)
         on_result(result)
         if case.session:
-            history = [*messages, {"role": "assistant", "content": (response.content if response else "") or ""}]
+            history = session_history(messages, response.content if response else None)
+
+
+def session_history(messages: list[dict[str, Any]], answer: str | None) -> list[dict[str, Any]]:
+    """The history the next turn of a session carries: this turn's messages and its answer."""
+    return [*messages, {"role": "assistant", "content": answer or ""}]
+
+
+async def _send_or_cached(case: Case, messages: list[dict[str, Any]], target: Any, options: RunOptions,
+                          affinity: str | None, state: _RunState | None
+                          ) -> tuple[TargetResponse | None, TargetCallError | None, int, bool]:
+    cache, key = options.cache, None
+    if cache is not None:
+        key = cache.key(options.cache_scope, messages, request_params(case, options))
+        hit = cache.get(key)
+        if hit is not None:
+            return hit, None, 0, True
+    response, error, attempts = await send_case(case, messages, target, options, affinity, state=state)
+    if cache is not None and response is not None and key is not None:
+        cache.put(key, response)
+    return response, error, attempts, False
+
+
+def request_params(case: Case, options: RunOptions) -> dict[str, Any]:
+    """The request parameters besides the messages (part of the cache key)."""
+    return {"max_completion_tokens": case.max_completion_tokens or options.max_completion_tokens,
+            "temperature": options.temperature}
 
 
 async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, options: RunOptions,
-                    affinity: str | None) -> tuple[TargetResponse | None, TargetCallError | None, int]:
-    """One case's call. Returns (response, error, attempts)."""
-    try:
-        response = await target.send(
-            messages,
-            max_completion_tokens=case.max_completion_tokens or options.max_completion_tokens,
-            affinity=affinity,
-            temperature=options.temperature,
-        )
-        return response, None, 1
-    except TargetCallError as exc:
-        return None, exc, 1
+                    affinity: str | None, *, state: _RunState | None = None
+                    ) -> tuple[TargetResponse | None, TargetCallError | None, int]:
+    """One case's call with retries. Returns (response, error, attempts)."""
+    if state is None:
+        state = _RunState(options, RateLimiter(options.rpm), random.Random(options.seed))
+    params = request_params(case, options)
+    attempts = 0
+    while True:
+        attempts += 1
+        await state.limiter.acquire()
+        try:
+            call = target.send(messages, max_completion_tokens=params["max_completion_tokens"],
+                               affinity=affinity, temperature=params["temperature"])
+            if options.timeout is not None:
+                response = await asyncio.wait_for(call, options.timeout)
+            else:
+                response = await call
+            return response, None, attempts
+        except asyncio.TimeoutError:
+            error = TargetCallError(f"request timed out after {options.timeout:g} s", http_status=None)
+        except TargetCallError as exc:
+            error = exc
+        if not error.retryable or attempts > options.retries:
+            if attempts > 1:
+                error.message = f"{error.message} (gave up after {attempts} attempts)"
+            return None, error, attempts
+        if error.http_status == 429 and error.retry_after is not None:
+            state.limiter.pause(min(error.retry_after, options.retry_after_max))
+        await asyncio.sleep(backoff_delay(attempts, base=options.backoff_base, cap=options.backoff_max,
+                                          rng=state.rng, retry_after=error.retry_after,
+                                          retry_after_max=options.retry_after_max))

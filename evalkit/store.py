@@ -1,7 +1,11 @@
-"""The run directory: create it, write results as they complete, read a run back.
+"""The run directory: create it, write results as they complete, read a run back, resume it.
 
-``results.jsonl`` is appended one whole line at a time and flushed, so a crash loses at most
-the line being written; a torn last line is dropped when the run is read back. JSON documents
+``results.jsonl`` is appended one whole line at a time: each result is encoded first and handed
+to the kernel in a single ``write`` on a file opened with ``O_APPEND``, so once ``write`` returns
+the line survives the process being killed (``kill -9``); only a power loss can still lose lines
+not yet synced, and the file is synced when the writer closes. A crash can therefore leave at most
+a torn last line; readers skip it and ``repair_results`` cuts it off before a resumed run appends
+(otherwise the next line would be glued to the fragment). JSON documents
 (manifest, summary) are written to a temporary file and renamed into place, so a reader never
 sees half a file and an earlier version is never lost to a failed write.
 """
@@ -62,25 +66,73 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 class ResultWriter:
-    """Appends ``CaseResult`` lines to ``results.jsonl``, one whole line per write, flushed."""
+    """Appends ``CaseResult`` lines to ``results.jsonl``, one whole line per ``write`` call."""
 
     def __init__(self, run_dir: str | Path, name: str = RESULTS) -> None:
         self.path = Path(run_dir) / name
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, result: CaseResult) -> None:
-        line = result.model_dump_json() + "\n"
-        self._fh.write(line)
-        self._fh.flush()
+        data = memoryview((result.model_dump_json() + "\n").encode("utf-8"))
+        assert self._fd is not None, "ResultWriter is closed"
+        while data:  # one call for a regular file; the loop only guards a short write
+            written = os.write(self._fd, data)
+            data = data[written:]
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> "ResultWriter":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def repair_results(path: str | Path) -> str | None:
+    """Make ``results.jsonl`` end on a whole line before more lines are appended.
+
+    A last line without its newline is either complete (the newline is added) or torn by a
+    crash (it is cut off: that case has no result and will be sent again). Returns what was
+    done, or None when the file was already whole.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with path.open("rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        end = size
+        block = 65536
+        while end > 0:  # find the last newline, reading backwards
+            start = max(0, end - block)
+            fh.seek(start)
+            chunk = fh.read(end - start)
+            if chunk.endswith(b"\n") and end == size:
+                return None
+            idx = chunk.rfind(b"\n")
+            if idx >= 0:
+                cut = start + idx + 1
+                break
+            end = start
+        else:
+            cut = 0
+        fh.seek(cut)
+        tail = fh.read()
+        try:
+            CaseResult.model_validate(json.loads(tail.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            fh.truncate(cut)
+            return f"dropped a torn last line ({len(tail)} bytes)"
+        fh.seek(0, os.SEEK_END)
+        fh.write(b"\n")
+        return "completed the last line"
 
 
 @dataclass
@@ -94,24 +146,38 @@ class Run:
 
 
 def iter_results(path: str | Path) -> Iterator[CaseResult]:
-    """Results of a ``results.jsonl``; a torn (unterminated, unparsable) last line is skipped."""
+    """Results of a ``results.jsonl``, streamed; a torn (unterminated, unparsable) last line is skipped."""
     path = Path(path)
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                if not line.endswith("\n"):
+                data = json.loads(raw.decode("utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                if not raw.endswith(b"\n"):
                     return  # torn last line from an interrupted run
-                raise RunDirError(f"line {lineno} is not valid JSON", where=str(path),
+                raise RunDirError(f"line {lineno} is not valid JSON", where=f"{path}:{lineno}",
                                   fix="results.jsonl is written by evalkit; restore it or re-run the suite") from None
             try:
                 yield CaseResult.model_validate(data)
             except Exception as exc:
-                raise RunDirError(f"line {lineno} is not a case result: {exc.__class__.__name__}",
-                                  where=str(path), fix="re-run the suite to regenerate results.jsonl") from None
+                raise RunDirError(f"line {lineno} is not a case result: {_first_problem(exc)}",
+                                  where=f"{path}:{lineno}",
+                                  fix="results.jsonl is written by evalkit; restore it or re-run the suite") from None
+
+
+def _first_problem(exc: Exception) -> str:
+    """The first field problem of a pydantic ValidationError, in words."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            loc = ".".join(str(p) for p in first.get("loc", ())) or "(record)"
+            return f"field '{loc}': {first.get('msg', 'invalid')}"
+        except Exception:  # pragma: no cover - defensive
+            pass
+    return exc.__class__.__name__
 
 
 def load_manifest(run_dir: str | Path) -> Manifest:
@@ -124,12 +190,12 @@ def load_manifest(run_dir: str | Path) -> Manifest:
         raise RunDirError(f"no {MANIFEST} here: not a run directory", where=str(run_dir),
                           fix="give a folder written by `evalkit run` (it holds manifest.json and results.jsonl)")
     try:
-        data = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(mpath.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise RunDirError(f"manifest is not valid JSON ({exc})", where=str(mpath),
                           fix="the run directory is damaged; re-run the suite") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise RunDirError("manifest has no schema_version", where=str(mpath), fix="re-run the suite")
     if version > SCHEMA_VERSION:
         raise RunDirError(f"run directory has schema version {version}, newer than this evalkit "
@@ -138,8 +204,8 @@ def load_manifest(run_dir: str | Path) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except Exception as exc:
-        raise RunDirError(f"manifest is incomplete: {exc.__class__.__name__}", where=str(mpath),
-                          fix="re-run the suite") from None
+        raise RunDirError(f"manifest is incomplete: {_first_problem(exc)}", where=str(mpath),
+                          fix="manifest.json is written by evalkit; restore it or re-run the suite") from None
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -153,7 +219,7 @@ def load_run(run_dir: str | Path) -> Run:
     spath = run_dir / SUMMARY
     if spath.is_file():
         try:
-            summary = json.loads(spath.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+            summary = json.loads(spath.read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             summary = None
     return Run(path=run_dir, manifest=manifest, results=results, summary=summary)

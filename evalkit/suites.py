@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +28,7 @@ from evalkit.records import FALLBACK, Case
 from evalkit.router_config import RouterConfig, load_router_config
 
 SUITE_FILE = "suite.yaml"
+SUITE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 CASE_FIELDS = ("id", "prompt", "messages", "expected_route", "reference", "session", "turn",
                "expected_model", "tags", "max_completion_tokens", "human")
 SUITE_KEYS = ("name", "description", "router", "cases", "columns", "defaults", "gates")
@@ -121,6 +123,9 @@ def _load_spec(path: Path) -> SuiteSpec:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise SuiteError("YAML nested too deeply", where=where,
+                         fix="suite.yaml holds a few top-level keys: name, router, cases, ...") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         loc = f"{where}:{mark.line + 1}" if mark else where
@@ -136,6 +141,12 @@ def _load_spec(path: Path) -> SuiteSpec:
                              fix=f"suite.yaml keys are: {', '.join(SUITE_KEYS)}")
     if "name" not in data:
         raise SuiteError("missing key 'name'", where=where, fix="add name: <suite name>")
+    name = data["name"]
+    if isinstance(name, str) and not SUITE_NAME_RE.match(name):
+        # The name becomes a folder of the run directory: no separators, no '..', no control characters.
+        raise SuiteError("suite name must be letters, digits, '.', '_' or '-', starting with a letter or digit",
+                         where=f"{where}:{lines.get('name', '?')}", got=short(name),
+                         fix="rename it, e.g. name: saas-support")
     for key, kind in (("name", str), ("description", str), ("router", str), ("cases", str),
                       ("columns", dict), ("defaults", dict), ("gates", list)):
         if key in data and not isinstance(data[key], kind):
@@ -203,6 +214,9 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
             except json.JSONDecodeError as exc:
                 raise SuiteError(f"invalid JSON: {exc.msg} (column {exc.colno})", where=f"{where}:{lineno}",
                                  fix="each line must be one complete JSON object") from None
+            except RecursionError:
+                raise SuiteError("JSON nested too deeply", where=f"{where}:{lineno}",
+                                 fix="each line must be one flat case object") from None
             yield (where, lineno), row
 
 

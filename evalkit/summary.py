@@ -44,4 +44,18 @@ def build_summary(manifest: Manifest, results: Sequence[CaseResult], *,
     summary["cost"] = cost_summary(list(results), labels=labels, prices=run_prices(manifest.options))
     summary["latency"] = latency_summary(results)
     summary["gates"] = []
+    summary["run"] = run_section(manifest, results)
     return summary
+
+
+def run_section(manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, Any]:
+    """How the run went: planned vs. stored cases, retries, cache hits, and why it stopped early."""
+    planned = manifest.counts.get("planned", manifest.suite.n_cases)  # a shard plans only its share
+    return {
+        "n_planned": planned,
+        "n_not_run": max(0, planned - len(results)),
+        "stopped": manifest.stopped,
+        "n_retried": sum(1 for r in results if r.attempts > 1),
+        "n_cached": sum(1 for r in results if r.cached),
+        "resumes": len(manifest.options.get("resumes", [])),
+    }

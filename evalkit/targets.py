@@ -24,6 +24,7 @@ DO_KEY_ENV = "MODEL_ACCESS_KEY"
 DO_TOKEN_ENV = "DIGITALOCEAN_TOKEN"
 TOKEN_PREFIX = "dop_v1_"       # a DigitalOcean personal access token: control plane only
 ACCESS_KEY_PREFIX = "sk-do-"   # a DigitalOcean model access key: inference only
+REDACTED = "[redacted]"
 DEFAULT_ROUTE_HEADER = "x-model-router-selected-route"
 ROUTE_HEADER_PRESETS = {
     "do": DEFAULT_ROUTE_HEADER,
@@ -81,6 +82,12 @@ class OpenAITarget:
         self.route_header = route_header.lower()
         self.info = info
         self.stream = stream
+        key = getattr(client, "api_key", None)
+        self.secrets = [key] if isinstance(key, str) else []
+
+    def _clean(self, text: str | None) -> str | None:
+        """A server may echo the key back (in an error or an answer): never let it reach a file."""
+        return redact(text, self.secrets)
 
     async def send(self, messages: list[dict[str, Any]], *, max_completion_tokens: int | None = None,
                    affinity: str | None = None, temperature: float | None = None,
@@ -109,41 +116,71 @@ class OpenAITarget:
         except openai.APIStatusError as exc:
             retry_after = _retry_after(exc.response.headers.get("retry-after"))
             status = exc.status_code
-            raise TargetCallError(_status_message(exc), http_status=status, retry_after=retry_after,
+            raise TargetCallError(self._clean(_status_message(exc)) or "", http_status=status, retry_after=retry_after,
                                   retryable=status in (408, 409, 429) or status >= 500) from None
         except openai.APITimeoutError:
             raise TargetCallError("request timed out", http_status=None) from None
         except openai.APIConnectionError as exc:
-            raise TargetCallError(f"connection failed: {exc.__cause__ or exc}", http_status=None) from None
-        except (ValueError, TypeError) as exc:  # a body that is not a chat completion
-            raise TargetCallError(f"malformed response body: {exc}", http_status=200) from None
+            raise TargetCallError(self._clean(f"connection failed: {exc.__cause__ or exc}") or "",
+                                  http_status=None) from None
+        except (ValueError, TypeError, AttributeError) as exc:  # a body that is not a chat completion
+            raise TargetCallError(self._clean(f"malformed response body: {exc}") or "", http_status=200) from None
         except openai.APIError as exc:  # an error event in the middle of a stream
-            raise TargetCallError(f"stream failed: {exc.message}", http_status=200) from None
+            raise TargetCallError(self._clean(f"stream failed: {exc.message}") or "", http_status=200) from None
         except httpx.HTTPError as exc:  # the connection broke while a stream was being read
-            raise TargetCallError(f"stream interrupted: {exc.__class__.__name__}: {exc}", http_status=None) from None
+            raise TargetCallError(self._clean(f"stream interrupted: {exc.__class__.__name__}: {exc}") or "",
+                                  http_status=None) from None
         latency_ms = (time.perf_counter() - start) * 1000
         headers = {k.lower(): v for k, v in raw.headers.items()}
-        choice = completion.choices[0] if getattr(completion, "choices", None) else None
-        usage = getattr(completion, "usage", None)
-        details = getattr(usage, "completion_tokens_details", None) if usage else None
-        route = headers.get(self.route_header)
-        return TargetResponse(
-            route=route.strip() if route else None,
-            served_model=getattr(completion, "model", None) or None,
-            content=choice.message.content if choice and choice.message else None,
-            finish_reason=choice.finish_reason if choice else None,
-            prompt_tokens=getattr(usage, "prompt_tokens", None) if usage else None,
-            completion_tokens=getattr(usage, "completion_tokens", None) if usage else None,
-            reasoning_tokens=getattr(details, "reasoning_tokens", None) if details else None,
-            http_status=raw.status_code if hasattr(raw, "status_code") else 200,
-            latency_ms=latency_ms,
-            route_only=headers.get("x-evalkit-route-only", "").lower() == "true",
-            headers=headers,
-            ttft_ms=ttft_ms,
-        )
+        route = self._clean(headers.get(self.route_header))
+        try:
+            # The SDK builds the completion without validating it: check each field's type here,
+            # so a router's odd body becomes an error result, never a crash.
+            choices = completion.choices
+            if not isinstance(choices, list):
+                raise TypeError("'choices' is not a list")
+            choice = choices[0] if choices else None
+            message = getattr(choice, "message", None) if choice is not None else None
+            usage = getattr(completion, "usage", None)
+            details = getattr(usage, "completion_tokens_details", None) if usage else None
+            response = TargetResponse(
+                route=route.strip() if route else None,
+                served_model=self._clean(_str(getattr(completion, "model", None))) or None,
+                content=self._clean(_str(getattr(message, "content", None))),
+                finish_reason=_str(getattr(choice, "finish_reason", None)),
+                prompt_tokens=_int(getattr(usage, "prompt_tokens", None)),
+                completion_tokens=_int(getattr(usage, "completion_tokens", None)),
+                reasoning_tokens=_int(getattr(details, "reasoning_tokens", None)),
+                http_status=raw.status_code if hasattr(raw, "status_code") else 200,
+                latency_ms=latency_ms,
+                route_only=headers.get("x-evalkit-route-only", "").lower() == "true",
+                headers=headers,
+                ttft_ms=ttft_ms,
+            )
+        except (AttributeError, TypeError, IndexError) as exc:
+            raise TargetCallError(f"malformed response body: {exc}", http_status=200) from None
+        return response
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def redact(text: str | None, secrets: list[str]) -> str | None:
+    """``text`` with every secret (8 characters or longer) replaced by ``[redacted]``."""
+    if not text:
+        return text
+    for secret in secrets:
+        if secret and len(secret) >= 8 and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
@@ -192,12 +229,23 @@ async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date; None when unreadable."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        return None
+        from datetime import datetime, timezone
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
 
 
 def _status_message(exc: Any) -> str:

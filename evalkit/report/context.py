@@ -7,7 +7,8 @@ from typing import Any, Sequence
 from evalkit.records import FALLBACK, CaseResult, Manifest
 from evalkit.report.sections import SECTIONS
 
-MAX_LISTED = 300  # misrouted cases listed in the HTML report; the full list stays in results.jsonl
+MAX_LISTED = 300  # rows per page of a case list in the HTML report (misrouted cases, errors)
+MAX_PAGES = 10    # pages listed; past MAX_LISTED * MAX_PAGES rows the report says so and results.jsonl has them all
 CELL = 64
 HEADER_W = 130
 HEADER_H = 110
@@ -25,6 +26,16 @@ def usd(value: float | None) -> str:
     if value is None:
         return "unknown"
     return f"${value:,.6f}" if value < 0.01 else f"${value:,.4f}"
+
+
+def pages(rows: list[dict[str, Any]], *, size: int = MAX_LISTED, limit: int = MAX_PAGES) -> list[dict[str, Any]]:
+    """A long case list cut into pages of ``size`` rows (at most ``limit`` pages): the first is shown,
+    the others fold away, so a 100,000-case run still gives a report a browser opens quickly."""
+    out = []
+    for start in range(0, min(len(rows), size * limit), size):
+        chunk = rows[start:start + size]
+        out.append({"label": f"{start + 1}-{start + len(chunk)}", "rows": chunk})
+    return out
 
 
 def heatmap(confusion: dict[str, Any]) -> dict[str, Any]:
@@ -80,14 +91,18 @@ def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manife
         for lab, v in summary["per_task"].items()
     ]
     wrong = [r for r in results if r.scored and r.route != r.expected_route]
-    misrouted = [
+    misrouted_all = [
         {"id": r.id, "prompt": r.prompt, "expected": r.expected_route, "route": r.route_label,
          "served_model": r.served_model or "", "tags": ", ".join(r.tags), "session": r.session or "",
          "turn": r.turn or ""}
-        for r in wrong[:MAX_LISTED]
+        for r in wrong[:MAX_LISTED * MAX_PAGES]
     ]
-    errors = [{"id": r.id, "error": r.error or "", "http_status": r.http_status or "", "attempts": r.attempts}
-              for r in results if r.status == "error"][:MAX_LISTED]
+    misrouted = misrouted_all[:MAX_LISTED]
+    failed = [r for r in results if r.status == "error"]
+    errors_all = [{"id": r.id, "error": r.error or "", "http_status": r.http_status or "", "attempts": r.attempts}
+                  for r in failed[:MAX_LISTED * MAX_PAGES]]
+    errors = errors_all[:MAX_LISTED]
+    run_info = summary.get("run") or {}
     headline = [
         ("Accuracy", pct(summary["accuracy"]),
          f"95% CI {pct(summary['accuracy_ci95'][0])} to {pct(summary['accuracy_ci95'][1])}"),
@@ -129,9 +144,17 @@ def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manife
         "per_task": per_task,
         "misrouted": misrouted,
         "n_misrouted": len(wrong),
-        "misrouted_capped": len(wrong) > MAX_LISTED,
-        "max_listed": MAX_LISTED,
+        "misrouted_capped": len(wrong) > MAX_LISTED * MAX_PAGES,
+        "misrouted_pages": pages(misrouted_all),
+        "max_listed": MAX_LISTED * MAX_PAGES,
         "errors": errors,
+        "error_pages": pages(errors_all),
+        "errors_capped": len(failed) > MAX_LISTED * MAX_PAGES,
+        "n_planned": run_info.get("n_planned", summary["n_cases"]),
+        "n_not_run": run_info.get("n_not_run", 0),
+        "stopped": run_info.get("stopped"),
+        "n_retried": run_info.get("n_retried", 0),
+        "n_cached": run_info.get("n_cached", 0),
         "tags": tags,
         "route_only": summary.get("route_only", False),
         "cost_rows": cost_rows,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
 import jinja2
+from markupsafe import Markup
 
 from evalkit.records import CaseResult, Manifest
 from evalkit.report.context import build_context
@@ -14,6 +16,19 @@ from evalkit.report.junit import render_junit
 from evalkit.store import write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
+
+# Text in a report is untrusted (prompts, answers, ids, tags, task descriptions, rationales).
+# Autoescaping stops markup; these characters are shown as visible codes instead, because bidi
+# overrides reorder what a reader sees (an id can be made to read as another) and C0 controls
+# have no business in a report.
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_controls(value: Any) -> Any:
+    """Replace bidi and control characters in a plain string by ``[U+XXXX]`` (markup is left alone)."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+    return value
 
 
 @lru_cache(maxsize=1)
@@ -24,20 +39,24 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=visible_controls,
     )
 
 
 def _md_environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=False,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             finalize=visible_controls)
     env.filters["md"] = md_cell
     return env
 
 
 def md_cell(value: Any, limit: int = 120) -> str:
-    """Text made safe for one markdown table cell: no pipes, newlines or HTML."""
-    text = " ".join(str(value).split())
+    """Text made safe for one markdown table cell: no pipes, newlines, HTML, links or bidi controls."""
+    text = " ".join(visible_controls(str(value)).split())
     text = text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+    # No markdown link or image from data (a tracking pixel, a javascript: link): both need "](".
+    text = text.replace("](", "]\\(")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
