@@ -159,18 +159,29 @@ def run(
     gate: Optional[list[str]] = typer.Option(None, "--gate", help="Gate METRIC OP VALUE, added to suite.yaml's gates (repeatable); a failed gate exits 1."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A stored run to compare with (relative gates; compare.html in the run directory); a significant regression exits 1."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Run share I of N of the cases (e.g. 2/4, by case id hash); join shard runs with `evalkit merge`."),
+    candidate: Optional[Path] = typer.Option(None, "--candidate", help="do: create this router config as a temporary router <name>-evalkit-<id>, run the suite through it, delete it afterwards (token in DIGITALOCEAN_TOKEN)."),
+    against: Optional[str] = typer.Option(None, "--against", help="With --candidate: 'deployed' also runs the suite on the deployed router (named in the suite's router.json) and writes the comparison report."),
+    api_url: Optional[str] = typer.Option(None, "--api-url", help="do: control-plane root URL (default $EVALKIT_DO_API_URL or https://api.digitalocean.com)."),
+    ready_timeout: float = typer.Option(120.0, "--ready-timeout", help="do + --candidate: seconds to wait for the temporary router to answer."),
 ) -> None:
     """Run a suite against a router, write the run directory and print the summary.
 
     Exits 1 when a gate fails or, with --baseline, when routing got significantly worse.
+    Before deploying a description change, `--target do --candidate router.candidate.json
+    --against deployed` tries it on DigitalOcean's own classifier as a temporary router and
+    compares it with the live router, case by case (exit 1 on a significant regression).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from evalkit.cost import load_prices
-    from evalkit.pipeline import Reliability, TargetSpec, run_suite
+    from evalkit.pipeline import Reliability, TargetSpec, check_candidate_options
     from evalkit.suites import load_suite
 
-    loaded = load_suite(suite, router_path=router)
+    check_candidate_options(target=target, candidate=candidate, against=against, router=router, model=model,
+                            ready_timeout=ready_timeout)
+    if against and (baseline is not None or shard is not None):
+        raise UsageError("--against deployed cannot be combined with --baseline or --shard",
+                         where="--baseline" if baseline is not None else "--shard",
+                         fix="--against deployed runs the whole suite on both routers and compares them itself")
+    loaded = load_suite(suite, router_path=candidate or router)
     catalog = load_prices(prices)
     # Gating, baseline and sharding are read before any traffic so bad input fails fast.
     from evalkit.commands.compare import load_side
@@ -190,18 +201,42 @@ def run(
                       route_header=route_header, api_key_env=api_key_env, threshold=threshold,
                       classifier=classifier, classifier_model=classifier_model,
                       classifier_base_url=classifier_base_url, classifier_api_key_env=classifier_api_key_env,
-                      upstreams=parse_upstreams(upstream), timeout=timeout, stream=stream)
+                      upstreams=parse_upstreams(upstream), timeout=timeout, stream=stream,
+                      candidate=loaded.router if candidate else None, api_url=api_url, ready_timeout=ready_timeout)
     judge_settings = judge_settings_from_options(judge, base_url=judge_base_url, api_key_env=judge_api_key_env,
                                                  samples=judge_samples, pairwise=judge_pairwise, cache=judge_cache,
                                                  concurrency=concurrency, timeout=timeout,
                                                  baseline_model=baseline_model)
+    reliability = Reliability(retries=retries, backoff_base=backoff, rpm=rpm, max_error_rate=max_error_rate,
+                              cache=cache, resume=resume)
+    run_options = dict(judge=judge_settings, baseline_model=baseline_model, reliability=reliability, **gating)
+    if against:
+        raise typer.Exit(_run_against_deployed(suite, loaded, spec, out_dir=out_dir, prices=catalog,
+                                               concurrency=concurrency, quiet=quiet, as_json=as_json,
+                                               run_options=run_options))
+    outcome = _run_with_progress(loaded, spec, out_dir=out_dir, prices=catalog, concurrency=concurrency, quiet=quiet,
+                                 run_options=run_options)
+    if as_json:
+        out.print_json(json.dumps(outcome.summary, default=str))
+    else:
+        print_summary(outcome.summary, outcome.run_dir)
+    raise typer.Exit(finish_run(outcome, baseline=base_side, as_json=as_json))
+
+
+def _run_with_progress(loaded: Any, spec: Any, *, out_dir: Path, prices: Any, concurrency: int, quiet: bool,
+                       run_options: dict[str, Any], label: str | None = None) -> Any:
+    """``run_suite`` with a progress bar on stderr (when it is a terminal) and status lines."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from evalkit.pipeline import run_suite
+
     show = not quiet and err.is_terminal
     progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[misrouted]} misrouted, {task.fields[errors]} errors"),
                         TimeElapsedColumn(), console=err, disable=not show, transient=False)
     counters = {"misrouted": 0, "errors": 0}
     with progress:
-        task_id = progress.add_task(loaded.name, total=len(loaded.cases), misrouted=0, errors=0)
+        task_id = progress.add_task(label or loaded.name, total=len(loaded.cases), misrouted=0, errors=0)
 
         def on_result(result: Any) -> None:
             if result.status == "error":
@@ -214,16 +249,56 @@ def run(
             if not quiet:
                 err.print(f"[dim]{message}[/dim]")
 
-        reliability = Reliability(retries=retries, backoff_base=backoff, rpm=rpm, max_error_rate=max_error_rate,
-                                  cache=cache, resume=resume)
-        outcome = run_suite(loaded, spec, out=out_dir, prices=catalog, concurrency=concurrency,
-                            on_result=on_result, status=status, judge=judge_settings,
-                            baseline_model=baseline_model, reliability=reliability, **gating)
+        return run_suite(loaded, spec, out=out_dir, prices=prices, concurrency=concurrency,
+                         on_result=on_result, status=status, **run_options)
+
+
+def _run_against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_dir: Path, prices: Any,
+                          concurrency: int, quiet: bool, as_json: bool, run_options: dict[str, Any]) -> int:
+    """``--candidate X --against deployed``: the candidate's run, the deployed router's run, the
+    comparison; returns the exit code (1 when a gate of either run fails or the candidate routes
+    significantly worse than the deployed router)."""
+    import dataclasses
+
+    from evalkit.commands.gate import finish_run
+    from evalkit.pipeline import compare_with_deployed, deployed_router
+    from evalkit.suites import load_suite
+
+    deployed_suite = load_suite(suite)
+    deployed_name = spec.router_name or deployed_suite.router.name
+    live = deployed_router(spec, deployed_name, like=deployed_suite.router)  # fails before anything is created
+    if live.hash != deployed_suite.router.hash:
+        err.print(f"[yellow]note:[/yellow] the deployed router {deployed_name} differs from {deployed_suite.router.source}; "
+                  "the comparison uses the deployed one", highlight=False)
+    cand = _run_with_progress(candidate_suite, spec, out_dir=out_dir, prices=prices, concurrency=concurrency,
+                              quiet=quiet, run_options=run_options, label=f"{candidate_suite.name} · candidate")
+    if not quiet:
+        err.print(f"[dim]now the deployed router {deployed_name}, on the same suite[/dim]")
+    deployed_spec = dataclasses.replace(spec, candidate=None, router_name=deployed_name)
+    dep = _run_with_progress(deployed_suite, deployed_spec, out_dir=out_dir, prices=prices, concurrency=concurrency,
+                             quiet=quiet, run_options=run_options, label=f"{deployed_suite.name} · deployed")
+    comparison = compare_with_deployed(dep, cand, deployed_config=live, candidate_config=candidate_suite.router,
+                                       out=out_dir)
     if as_json:
-        out.print_json(json.dumps(outcome.summary, default=str))
+        out.print_json(json.dumps({"candidate": cand.summary, "deployed": dep.summary,
+                                   "config_diff": comparison.config_diff, "comparison": comparison.diff,
+                                   "compare_dir": str(comparison.folder)}, default=str))
     else:
-        print_summary(outcome.summary, outcome.run_dir)
-    raise typer.Exit(finish_run(outcome, baseline=base_side, as_json=as_json))
+        from evalkit.commands.router import format_config_diff
+
+        out.print("deployed router:", style="bold")
+        print_summary(dep.summary, dep.run_dir)
+        out.print("candidate (temporary router):", style="bold")
+        print_summary(cand.summary, cand.run_dir)
+    failed = [finish_run(o, baseline=None, as_json=as_json) for o in (dep, cand)]
+    if not as_json:
+        out.print(format_config_diff(comparison.config_diff, a_label="deployed", b_label="candidate"),
+                  markup=False, highlight=False)
+        from evalkit.commands.compare import print_compare
+
+        print_compare(comparison.diff, comparison.paths)
+    append_step_summary(comparison.paths["markdown"])
+    return 1 if any(failed) or comparison.diff["verdict"]["failed"] else 0
 
 
 @app.command()

@@ -10,7 +10,8 @@ nothing else prints tracebacks for expected failures::
     │   ├── SuiteError              a suite folder, suite.yaml or its cases
     │   ├── UsageError              command-line arguments and options
     │   ├── PriceError              a price catalog
-    │   └── RunDirError             a stored run directory
+    │   ├── RunDirError             a stored run directory
+    │   └── ControlPlaneError       the DigitalOcean control plane refused a request (its id and message)
     └── RunError                    the run could not complete (exit 3)
         └── TargetError             the router / model endpoint failed or is unreachable
 
@@ -69,6 +70,21 @@ class PriceError(InputError):
 
 class RunDirError(InputError):
     """A stored run directory is missing, incomplete or from another schema."""
+
+
+class ControlPlaneError(InputError):
+    """The DigitalOcean control plane answered a request with an error.
+
+    Keeps DigitalOcean's error body: ``status`` (HTTP), ``error_id`` (e.g. ``invalid_argument``)
+    and ``api_message`` (shown to the user as DigitalOcean wrote it).
+    """
+
+    def __init__(self, what: str, *, status: int, error_id: str | None, api_message: str,
+                 where: str | None = None, got: str | None = None, fix: str | None = None) -> None:
+        self.status = status
+        self.error_id = error_id
+        self.api_message = api_message
+        super().__init__(what, where=where, got=got, fix=fix)
 
 
 class RunError(EvalkitError):

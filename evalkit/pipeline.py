@@ -43,7 +43,7 @@ from evalkit.store import (MANIFEST, RESULTS, ROUTER, SUMMARY, ResultWriter, cre
 from evalkit.suites import Suite
 from evalkit.summary import build_summary
 from evalkit.targets import (DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_client,
-                             resolve_route_header)
+                             resolve_route_header, wait_until_answers)
 
 TARGET_KINDS = ("local", "do", "openai")
 DO_DEFAULT_RPM = 900  # DigitalOcean routers allow 1,000 requests a minute; stay below it
@@ -95,6 +95,9 @@ class TargetSpec:
     upstreams: dict[str, str] = field(default_factory=dict)
     timeout: float = 120.0
     stream: bool = False
+    candidate: RouterConfig | None = None  # do: create this config as a temporary router for the run
+    api_url: str | None = None             # do: control-plane root URL (token from DIGITALOCEAN_TOKEN)
+    ready_timeout: float = 120.0           # do + candidate: seconds to wait for the new router to answer
 
 
 @dataclass
@@ -142,6 +145,10 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
     if spec.kind == "do":
         base_url = spec.base_url or os.environ.get("EVALKIT_DO_INFERENCE_URL", DO_INFERENCE_URL)
         key = api_key_from_env(spec.api_key_env or DO_KEY_ENV, target="do")
+        if spec.candidate is not None:
+            with candidate_target(spec, base_url, key, header, concurrency=concurrency, status=status) as target:
+                yield target
+            return
         model = spec.model or f"router:{router_name}"
     else:
         if not spec.base_url:
@@ -153,6 +160,122 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
     info = TargetInfo(kind=spec.kind, base_url=base_url, model=model, route_header=header, router_name=router_name)
     client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
     yield OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream)
+
+
+@contextlib.contextmanager
+def candidate_target(spec: TargetSpec, base_url: str, key: str, header: str, *, concurrency: int,
+                     status: Callable[[str], None] = lambda s: None) -> Iterator[OpenAITarget]:
+    """``--target do --candidate``: the candidate config as a temporary router, deleted afterwards.
+
+    The model access key goes only to the inference URL (the readiness probe and the run); the
+    token only to the control plane (create and delete).
+    """
+    from evalkit.control_plane import ControlPlane, LeftoverRouterError, temporary_router
+
+    assert spec.candidate is not None
+    candidate = spec.candidate
+    made: list[OpenAITarget] = []
+    try:
+        with ControlPlane.from_env(spec.api_url) as plane, \
+                temporary_router(plane, candidate, status=status) as temp:
+            model = f"router:{temp.name}"
+            status(f"waiting for {model} to answer on {base_url}")
+            wait_until_answers(base_url, key, model, timeout=spec.ready_timeout, status=status)
+            info = TargetInfo(kind="do", base_url=base_url, model=model, route_header=header, router_name=temp.name,
+                              note=f"temporary router {temp.name} ({temp.uuid}) made from the candidate config "
+                                   f"{candidate.source or candidate.name} on {plane.base_url}; deleted after the run")
+            client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
+            made.append(OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream))
+            yield made[0]
+    except LeftoverRouterError as exc:
+        if not made:
+            raise
+        # the run itself succeeded: run_suite raises this once the run directory is complete
+        made[0].leftover = exc  # type: ignore[attr-defined]
+
+
+AGAINST_VALUES = ("deployed",)
+
+
+def check_candidate_options(*, target: str, candidate: str | Path | None, against: str | None,
+                            router: str | Path | None = None, model: str | None = None,
+                            ready_timeout: float = 120.0) -> None:
+    """Reject combinations of ``--candidate`` / ``--against`` that cannot mean anything (pure)."""
+    if against is not None:
+        if against not in AGAINST_VALUES:
+            raise UsageError(f"unknown --against value '{against}'", where="--against",
+                             fix="use --against deployed (the router named in the suite's router.json)")
+        if candidate is None:
+            raise UsageError("--against deployed compares a candidate with the deployed router: give --candidate too",
+                             where="--against", fix="add --candidate router.candidate.json")
+    if candidate is None:
+        return
+    if target != "do":
+        raise UsageError(f"--candidate creates a temporary router on DigitalOcean, which --target {target} has no use for",
+                         where="--candidate", fix="add --target do, or use --router FILE to try a config on the local router")
+    if router is not None:
+        raise UsageError("--candidate and --router both name the router config to run", where="--router",
+                         fix="keep --candidate (the temporary router's config); the suite's router.json is the deployed one")
+    if model is not None:
+        raise UsageError("--model cannot be combined with --candidate: the run calls router:<temporary name>",
+                         where="--model", fix="drop --model")
+    if not ready_timeout > 0:
+        raise UsageError("the ready timeout must be a positive number of seconds", where="--ready-timeout",
+                         got=str(ready_timeout), fix="e.g. --ready-timeout 120")
+
+
+def deployed_router(spec: TargetSpec, name: str, *, like: RouterConfig | None = None) -> RouterConfig:
+    """The live config of the deployed router ``name`` (read through the control plane).
+
+    When ``like`` (the suite's router.json) leaves ``regions`` out, the API's default regions
+    are left out of the result too, so they do not show up as a change.
+    """
+    from evalkit.control_plane import ControlPlane
+
+    with ControlPlane.from_env(spec.api_url) as plane:
+        found = plane.find(name)
+        if found is None:
+            names = ", ".join(r.name for r in plane.list() if not r.temporary) or "none"
+            raise UsageError(f"no deployed router named '{name}' on the control plane", where="--against deployed",
+                             got=f"routers there: {names}",
+                             fix="deploy it first (`evalkit router create router.json`), or name it with --router-name")
+    config = found.to_config()
+    if like is not None and like.regions is None:
+        config = config.model_copy(update={"regions": None})
+    return config
+
+
+@dataclass
+class Comparison:
+    """The comparison of a candidate run with the deployed router's run (``--against deployed``)."""
+
+    config_diff: dict[str, Any]
+    diff: dict[str, Any]
+    folder: Path
+    paths: dict[str, Path]
+
+
+def compare_with_deployed(deployed: RunOutcome, candidate: RunOutcome, *, deployed_config: RouterConfig,
+                          candidate_config: RouterConfig, out: str | Path) -> Comparison:
+    """Deployed (A, before) against candidate (B, after), case by case, written under ``out/compare/``.
+
+    The same paired comparison as ``evalkit compare A B``, with the deployed side's router
+    config taken from the live router rather than from the run directory's router.json copy.
+    """
+    import dataclasses
+
+    from evalkit.commands.compare import load_side, write_compare
+    from evalkit.compare import compare_runs
+    from evalkit.router_config import diff_configs
+
+    side_a = dataclasses.replace(load_side(deployed.run_dir), router=deployed_config)
+    # Both runs used the same suite.yaml and cases; the suite hash also covers the router file,
+    # which is the one thing meant to differ here, so the deployed side's hash stands for both.
+    side_b = dataclasses.replace(load_side(candidate.run_dir), router=candidate_config, suite_hash=side_a.suite_hash)
+    diff = compare_runs(side_a, side_b)
+    folder = Path(out) / "compare" / f"{deployed.manifest.run_id}-vs-{candidate.manifest.run_id}"
+    return Comparison(config_diff=diff_configs(deployed_config, candidate_config), diff=diff, folder=folder,
+                      paths=write_compare(diff, folder))
 
 
 def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[str, Any]) -> Manifest:
@@ -300,6 +423,9 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     if judge is not None and stopped is None:
         judge_stored(run_dir, manifest, results, judge, key=judge_key, prices=prices, status=status)
     summary = finalize(run_dir, manifest, results, baseline=baseline, router=suite.router)
+    leftover = getattr(target, "leftover", None)  # a temporary router that could not be deleted
+    if leftover is not None:
+        raise leftover
     if stopped is not None:
         stopped.where = str(run_dir)
         raise stopped

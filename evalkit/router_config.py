@@ -279,7 +279,7 @@ def _pool_change(a: list[str], b: list[str]) -> dict[str, Any]:
 def diff_configs(a: RouterConfig, b: RouterConfig) -> dict[str, Any]:
     """What changed from router config ``a`` to ``b`` (pure).
 
-    Returns ``{"changed": bool, "a_hash", "b_hash", "name", "description", "tasks_added",
+    Returns ``{"changed": bool, "a_hash", "b_hash", "name", "description", "regions", "tasks_added",
     "tasks_removed", "task_order", "tasks": [{task, description, models, prefer}],
     "fallback_models"}``: each field that changed holds ``{"a": ..., "b": ...}`` (descriptions also a
     word-level ``diff``; pools their ``added``/``removed`` models), and is ``None`` when unchanged.
@@ -287,6 +287,7 @@ def diff_configs(a: RouterConfig, b: RouterConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"a_hash": a.hash, "b_hash": b.hash, "changed": a.hash != b.hash}
     out["name"] = {"a": a.name, "b": b.name} if a.name != b.name else None
     out["description"] = ({"a": a.description, "b": b.description} if a.description != b.description else None)
+    out["regions"] = {"a": a.regions, "b": b.regions} if a.regions != b.regions else None
     names_a, names_b = a.task_names, b.task_names
     out["tasks_added"] = [{"task": t.name, "description": t.description, "models": list(t.models), "prefer": t.prefer}
                           for t in b.tasks if t.name not in names_a]

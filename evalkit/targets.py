@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from evalkit.errors import UsageError
+from evalkit.errors import TargetError, UsageError
 from evalkit.records import TargetInfo
 
 DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
@@ -303,3 +303,40 @@ def check_control_plane_token(value: str | None, *, var: str = DO_TOKEN_ENV) -> 
                          fix=f"put a personal access token (dop_v1_...) in {var} for `evalkit router`; "
                              f"keep the model access key in {DO_KEY_ENV} for `evalkit run --target do`")
     return value
+
+
+def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: float = 120.0,
+                       status: Callable[[str], None] = lambda s: None, interval: float = 0.5) -> int:
+    """Send a one-line chat request to ``model`` until it answers 2xx; return the attempts it took.
+
+    A router created a moment ago may not be invocable everywhere yet, so anything but an
+    authentication failure is retried (backing off up to 5 s) until ``timeout`` seconds have passed.
+    """
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=min(timeout, 30.0))
+    deadline = time.monotonic() + timeout
+    attempts, last = 0, "no answer"
+    try:
+        while True:
+            attempts += 1
+            try:
+                client.chat.completions.create(model=model, messages=[{"role": "user", "content": "ping"}],
+                                               max_completion_tokens=16)
+                return attempts
+            except openai.APIStatusError as exc:
+                last = _status_message(exc)
+                if exc.status_code in (401, 403):
+                    raise TargetError(f"the inference endpoint refused the key ({last})", where=base_url,
+                                      fix=f"check the model access key in {DO_KEY_ENV}") from None
+            except openai.APIConnectionError as exc:
+                last = f"connection failed: {exc.__cause__ or exc}"
+            if time.monotonic() + interval > deadline:
+                raise TargetError(f"{model} did not answer within {timeout:g} s", where=base_url, got=last,
+                                  fix="check the inference URL, or wait longer with --ready-timeout")
+            if attempts == 1:
+                status(f"waiting for {model} to answer ({last})")
+            time.sleep(interval)
+            interval = min(interval * 2, 5.0)
+    finally:
+        client.close()
