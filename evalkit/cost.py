@@ -65,14 +65,19 @@ def load_prices(path: str | Path | None = None) -> dict[str, Price]:
     """The price catalog: the packaged one, or ``path`` when given."""
     if path is None:
         return parse_prices(default_catalog_text(), source="evalkit/data/prices.yaml")
+    text = read_yaml_text(path, PriceError, "price file", "evalkit/data/prices.yaml")
+    return parse_prices(text, source=str(Path(path)))
+
+
+def read_yaml_text(path: str | Path, error: type[Exception], kind: str, example: str) -> str:
+    """The text of a user's YAML file, or ``error`` saying it is missing or not UTF-8."""
     p = Path(path)
     if not p.is_file():
-        raise PriceError("price file not found", where=str(p), fix="give a YAML file like evalkit/data/prices.yaml")
+        raise error(f"{kind} not found", where=str(p), fix=f"give a YAML file like {example}")
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise PriceError("price file is not UTF-8 text", where=str(p), fix="save it as UTF-8 YAML") from None
-    return parse_prices(text, source=str(p))
+        raise error(f"{kind} is not UTF-8 text", where=str(p), fix="save it as UTF-8 YAML") from None
 
 
 def parse_prices(text: str, *, source: str) -> dict[str, Price]:
@@ -561,14 +566,8 @@ def parse_traffic(text: str, *, source: str) -> dict[str, Any]:
 def load_traffic(path: str | Path) -> dict[str, Any]:
     from evalkit.errors import InputError
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("traffic file not found", where=str(p), fix="give a YAML file like examples/tutorial-traffic.yaml")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("traffic file is not UTF-8 text", where=str(p), fix="save it as UTF-8 YAML") from None
-    return parse_traffic(text, source=str(p))
+    text = read_yaml_text(path, InputError, "traffic file", "examples/tutorial-traffic.yaml")
+    return parse_traffic(text, source=str(Path(path)))
 
 
 def run_profiles(results: Sequence[Any], *, labels: Sequence[str]) -> dict[str, dict[str, Any]]:
