@@ -20,6 +20,10 @@ The schema is Plano's current one (``version: v0.4.0``; ``config/plano_config_sc
 - ``model_metrics_sources``: a ``cost`` source from DigitalOcean's catalog when a task prefers
   ``cheapest`` (Plano ranks models without a price last, in their declared order).
 - ``listeners``: one ``model`` listener (default port 12000, Plano's own default).
+- With a self-hosted routing model (``routing_model`` and its ``routing_model_url``): Plano's
+  ``overrides.llm_routing_model: plano/<model>`` and a ``plano/<model>`` provider at that URL,
+  as Plano's guide "Self-hosting Plano-Orchestrator" shows for Arch-Router-1.5B under Ollama.
+  Without them Plano uses its hosted routing model.
 
 Plano versions before v0.4.0 nested ``routing_preferences`` (name and description only) under
 each model provider; Plano's CLI still migrates that form, but it cannot express a pool of
@@ -68,11 +72,13 @@ def _models_in_order(router: "RouterConfig") -> list[str]:
     return seen
 
 
-def plano_config(router: "RouterConfig", *, access_key_env: str = DEFAULT_KEY_ENV,
-                 port: int = DEFAULT_PORT) -> dict[str, Any]:
+def plano_config(router: "RouterConfig", *, access_key_env: str = DEFAULT_KEY_ENV, port: int = DEFAULT_PORT,
+                 routing_model: str | None = None, routing_model_url: str | None = None) -> dict[str, Any]:
     """Pure: the Plano configuration document (a dict, in the order Plano's docs write it)."""
     default = router.fallback_models[0] if router.fallback_models else None
     providers: list[dict[str, Any]] = []
+    if routing_model and routing_model_url:
+        providers.append({"model": f"plano/{routing_model}", "base_url": routing_model_url})
     for slug in _models_in_order(router):
         entry: dict[str, Any] = {"model": plano_model(slug), "access_key": f"${access_key_env}"}
         if slug == default:
@@ -89,9 +95,13 @@ def plano_config(router: "RouterConfig", *, access_key_env: str = DEFAULT_KEY_EN
         "version": PLANO_CONFIG_VERSION,
         "listeners": [{"name": "egress_traffic", "type": "model", "address": "0.0.0.0", "port": port,
                        "timeout": "30s"}],
+    }
+    if routing_model and routing_model_url:
+        config["overrides"] = {"llm_routing_model": f"plano/{routing_model}"}
+    config.update({
         "model_providers": providers,
         "routing_preferences": preferences,
-    }
+    })
     if any(t.prefer == "cheapest" for t in router.tasks):
         config["model_metrics_sources"] = [{"type": "cost", "provider": PLANO_PROVIDER}]
     return config
@@ -119,6 +129,7 @@ def plano_notes(router: "RouterConfig") -> list[str]:
 
 
 def plano_yaml(router: "RouterConfig", *, access_key_env: str = DEFAULT_KEY_ENV, port: int = DEFAULT_PORT,
+               routing_model: str | None = None, routing_model_url: str | None = None,
                evalkit_version: str = "") -> str:
     """Pure: the Plano configuration as YAML, with a header comment on how to use it."""
     from evalkit.errors import UsageError
@@ -129,7 +140,19 @@ def plano_yaml(router: "RouterConfig", *, access_key_env: str = DEFAULT_KEY_ENV,
     if not 0 < port < 65536:
         raise UsageError("the port must be between 1 and 65535", where="--port", got=str(port),
                          fix="e.g. --port 12000")
-    config = plano_config(router, access_key_env=access_key_env, port=port)
+    if bool(routing_model) != bool(routing_model_url):
+        raise UsageError("a self-hosted routing model needs both its name and its URL",
+                         where="--routing-model" if routing_model_url else "--routing-model-url",
+                         fix="give both, e.g. --routing-model hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M "
+                             "--routing-model-url http://host.docker.internal:11434, or neither (Plano's hosted one)")
+    if routing_model_url and not re.match(r"^https?://[^\s/]+", routing_model_url):
+        raise UsageError("the routing model's URL is not an http(s) URL", where="--routing-model-url",
+                         got=routing_model_url, fix="e.g. --routing-model-url http://localhost:11434")
+    if routing_model and (not routing_model.strip() or _LINE_BREAKING.search(routing_model)):
+        raise UsageError("the routing model's name is empty or holds control characters", where="--routing-model",
+                         got=repr(routing_model), fix="e.g. --routing-model hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M")
+    config = plano_config(router, access_key_env=access_key_env, port=port, routing_model=routing_model,
+                          routing_model_url=routing_model_url)
     default = router.fallback_models[0] if router.fallback_models else None
     header = [
         f"Plano configuration of router '{router.name}', written by evalkit {evalkit_version}".rstrip(),
@@ -139,6 +162,11 @@ def plano_yaml(router: "RouterConfig", *, access_key_env: str = DEFAULT_KEY_ENV,
     if default:
         header.append(f"A request that matches no route is served by its own model, or by the default model "
                       f"({plano_model(default)}, the router's first fallback model) when it names none.")
+    if routing_model:
+        header.append(f"Routing model: plano/{routing_model} at {routing_model_url} (overrides.llm_routing_model); "
+                      "Plano 0.4.19 and later prompt it in Plano-Orchestrator's format.")
+    else:
+        header.append("Routing model: Plano's hosted one (add --routing-model and --routing-model-url to self-host).")
     header.append("Plano reports the chosen route in the body of POST /routing/v1/chat/completions "
                   f"(field \"{PLANO_ROUTE_FIELD}\", null when none matched), not in a response header.")
     header += [f"note: {note}" for note in plano_notes(router)]

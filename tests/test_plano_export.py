@@ -122,3 +122,28 @@ def test_a_bad_router_file_exits_2_naming_the_field(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "policies[1].custom_task.description" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_self_hosted_routing_model_is_wired_as_plano_documents_it() -> None:
+    router = ROOT / "suites/saas-support/router.json"
+    config, text, _ = export(router, "--routing-model", "hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M",
+                             "--routing-model-url", "http://localhost:11434")
+    assert config["overrides"] == {"llm_routing_model": "plano/hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M"}
+    assert config["model_providers"][0] == {"model": "plano/hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M",
+                                            "base_url": "http://localhost:11434"}
+    body = json.loads(router.read_text())
+    config["model_providers"] = config["model_providers"][1:]
+    check_against(config, body)  # the router's own models are unchanged
+    plain, _, _ = export(router)
+    assert "overrides" not in plain
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--routing-model", "arch"], "needs both its name and its URL"),
+    (["--routing-model-url", "http://localhost:11434"], "needs both its name and its URL"),
+    (["--routing-model", "arch", "--routing-model-url", "localhost:11434"], "not an http(s) URL"),
+])
+def test_a_routing_model_needs_a_name_and_a_url(args: list[str], message: str) -> None:
+    proc = run_cli("router", "export", ROOT / "suites/saas-support/router.json", "--format", "plano", *args,
+                   timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and proc.stdout == ""

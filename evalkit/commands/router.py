@@ -283,6 +283,8 @@ def export(
     format_: str = typer.Option(..., "--format", help="Output format: plano (a Plano configuration YAML, schema v0.4.0)."),
     api_key_env: str = typer.Option("MODEL_ACCESS_KEY", "--api-key-env", help="Environment variable Plano reads the DigitalOcean model access key from (its name is written, never the key)."),
     port: int = typer.Option(12000, "--port", help="Port of Plano's model listener."),
+    routing_model: Optional[str] = typer.Option(None, "--routing-model", help="Self-hosted routing model for Plano (overrides.llm_routing_model), e.g. hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M; default: Plano's hosted one."),
+    routing_model_url: Optional[str] = typer.Option(None, "--routing-model-url", help="Base URL of the self-hosted routing model as Plano reaches it, e.g. http://host.docker.internal:11434."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write the YAML to this file (replaced whole, atomically) instead of stdout."),
 ) -> None:
     """Write the router as a Plano configuration: every task's name, description and model pool.
@@ -299,7 +301,8 @@ def export(
         raise UsageError(f"unknown export format '{format_}'", where="--format", got=format_,
                          fix=f"use one of: {', '.join(EXPORT_FORMATS)}")
     config = load_router_config(router_json)
-    text = plano_yaml(config, access_key_env=api_key_env, port=port, evalkit_version=__version__)
+    text = plano_yaml(config, access_key_env=api_key_env, port=port, routing_model=routing_model,
+                      routing_model_url=routing_model_url, evalkit_version=__version__)
     for note in plano_notes(config):
         err.print(f"note: {note}", markup=False, highlight=False)
     if out_file is None:
