@@ -97,8 +97,10 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
                                      f" / {summary['cohen_kappa'] if summary['cohen_kappa'] is None else round(summary['cohen_kappa'], 3)}")
     head.add_row("fallback rate", f"{fmt_pct(summary['fallback_rate'])}  (false fallback "
                                   f"{fmt_pct(summary['false_fallback_rate'])}, false match {fmt_pct(summary['false_match_rate'])})")
-    head.add_row("errors", f"{summary['n_errors']} ({fmt_pct(summary['error_rate'])}), missing route "
-                           f"{summary.get('n_missing_route', 0)}")
+    n_classifier = (summary.get("run") or {}).get("n_classifier_errors") or 0
+    head.add_row("errors", f"{summary['n_errors']} ({fmt_pct(summary['error_rate'])}"
+                           + (f", {n_classifier} from the local router's classifier" if n_classifier else "")
+                           + f"), missing route {summary.get('n_missing_route', 0)}")
     out.print(head)
     table = Table(title="per task", title_justify="left")
     for col in ("task", "precision", "recall", "f1", "support"):
@@ -134,10 +136,10 @@ def run(
     concurrency: int = typer.Option(16, "--concurrency", "-c", help="Requests in flight at once."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Local router: fallback similarity threshold."),
     upstream: Optional[list[str]] = typer.Option(None, "--upstream", help="Local router: forward a model to an OpenAI-compatible server, SLUG=URL or SLUG=URL@ENVVAR (key in $ENVVAR); repeatable; SLUG '*' for every model."),
-    classifier: str = typer.Option("embedding", "--classifier", help="Local router: route classifier, embedding | tfidf | llm."),
-    classifier_model: Optional[str] = typer.Option(None, "--classifier-model", help="Local router, llm classifier: the routing model's slug."),
-    classifier_base_url: Optional[str] = typer.Option(None, "--classifier-base-url", help="Local router, llm classifier: base URL of the routing model (default: its --upstream)."),
-    classifier_api_key_env: Optional[str] = typer.Option(None, "--classifier-api-key-env", help="Local router, llm classifier: environment variable holding the routing model's key."),
+    classifier: str = typer.Option("embedding", "--classifier", help="Local router: route classifier, embedding | tfidf | llm | arch-router (katanemo/Arch-Router-1.5B with its model card's prompt, served by Ollama, llama.cpp or vLLM)."),
+    classifier_model: Optional[str] = typer.Option(None, "--classifier-model", help="Local router, llm / arch-router classifier: the routing model's name (arch-router default: katanemo/Arch-Router-1.5B)."),
+    classifier_base_url: Optional[str] = typer.Option(None, "--classifier-base-url", help="Local router, llm / arch-router classifier: OpenAI-compatible base URL of the routing model (default: its --upstream)."),
+    classifier_api_key_env: Optional[str] = typer.Option(None, "--classifier-api-key-env", help="Local router, llm / arch-router classifier: environment variable holding the routing model's key."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML replacing the packaged one."),
     timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds (each attempt)."),
     retries: int = typer.Option(3, "--retries", help="Retries of a retryable failure (429, 5xx, timeout, dropped connection, malformed body), with exponential backoff and jitter."),
@@ -317,10 +319,10 @@ def serve(
     port: int = typer.Option(8080, "--port", help="Port to listen on (inference plane /v1 and control plane /v2 share it)."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Folder where routers created through the control plane persist across restarts (default: memory only)."),
     upstream: Optional[list[str]] = typer.Option(None, "--upstream", help="Forward a model to an OpenAI-compatible server: SLUG=URL or SLUG=URL@ENVVAR (key read from $ENVVAR); repeatable; SLUG '*' for every model. Models without one answer route-only."),
-    classifier: str = typer.Option("embedding", "--classifier", help="Route classifier: embedding (packaged MiniLM), tfidf (scikit-learn only) or llm (zero-shot through a chat model)."),
-    classifier_model: Optional[str] = typer.Option(None, "--classifier-model", help="llm classifier: the routing model's slug."),
-    classifier_base_url: Optional[str] = typer.Option(None, "--classifier-base-url", help="llm classifier: base URL of the routing model (default: its --upstream)."),
-    classifier_api_key_env: Optional[str] = typer.Option(None, "--classifier-api-key-env", help="llm classifier: environment variable holding the routing model's key."),
+    classifier: str = typer.Option("embedding", "--classifier", help="Route classifier: embedding (packaged MiniLM), tfidf (scikit-learn only), llm (zero-shot through a chat model) or arch-router (katanemo/Arch-Router-1.5B with its model card's prompt)."),
+    classifier_model: Optional[str] = typer.Option(None, "--classifier-model", help="llm / arch-router classifier: the routing model's name (arch-router default: katanemo/Arch-Router-1.5B)."),
+    classifier_base_url: Optional[str] = typer.Option(None, "--classifier-base-url", help="llm / arch-router classifier: OpenAI-compatible base URL of the routing model (default: its --upstream)."),
+    classifier_api_key_env: Optional[str] = typer.Option(None, "--classifier-api-key-env", help="llm / arch-router classifier: environment variable holding the routing model's key."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Fallback similarity threshold (default: the classifier's own, 0.10 for embedding)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="EVALKIT_SERVE_API_KEY", show_envvar=True, help="Require Authorization: Bearer KEY on every request (both planes); others get 401."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML for the cheapest policy."),
@@ -359,7 +361,7 @@ def serve(
     check_keys(parse_upstream_specs(specs))
     route_classifier = classifier_from_options(classifier, threshold=threshold, model=classifier_model,
                                                base_url=classifier_base_url, api_key_env=classifier_api_key_env,
-                                               upstreams=specs)
+                                               upstreams=specs, timeout_s=upstream_timeout)
     if classifier == "embedding":
         err.print("[dim]loading the embedding model[/dim]")
         load_encoder()
@@ -375,7 +377,9 @@ def serve(
         err.print(f"router:{c.name} ({', '.join(c.task_names)})")
     for slug, up in state.upstreams.items():
         err.print(f"upstream {slug} -> {up.describe()}")
-    err.print(f"inference plane: {root}/v1 (classifier {classifier}, threshold {route_classifier.threshold:g})")
+    describe = getattr(route_classifier, "describe", None)
+    detail = describe() if describe else f"threshold {route_classifier.threshold:g}"
+    err.print(f"inference plane: {root}/v1 (classifier {classifier}, {detail})", markup=False, highlight=False)
     err.print(f"control plane:   {root}/v2/gen-ai/models/routers"
               + (f" (state in {state_dir})" if state_dir else " (memory only: add --state-dir to persist)"))
     if fault_rate > 0 or latency_ms > 0:

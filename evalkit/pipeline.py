@@ -120,14 +120,14 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
     router_name = spec.router_name or suite.router.name
     if spec.kind == "local":
         from evalkit.emulator import LocalRouter, create_app
-        from evalkit.emulator.classifier import classifier_from_options, load_encoder
+        from evalkit.emulator.classifier import MODEL_CLASSIFIERS, classifier_from_options, load_encoder
         from evalkit.emulator.upstream import check_keys, parse_upstreams
 
         check_keys(parse_upstreams(spec.upstreams))
         classifier = classifier_from_options(spec.classifier, threshold=spec.threshold, model=spec.classifier_model,
                                              base_url=spec.classifier_base_url,
                                              api_key_env=spec.classifier_api_key_env, upstreams=spec.upstreams)
-        threshold = None if spec.classifier == "llm" else classifier.threshold
+        threshold = None if spec.classifier in MODEL_CLASSIFIERS else classifier.threshold
         if spec.classifier == "embedding":
             status("loading the local router's embedding model")
             load_encoder()
@@ -135,7 +135,7 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
         local = LocalRouter(app).start()
         info = TargetInfo(kind="local", base_url=local.base_url, model=f"router:{router_name}",
                           route_header=header, router_name=router_name, classifier=spec.classifier,
-                          threshold=threshold, note="embedded local router (a proxy for the real classifier)")
+                          threshold=threshold, note=local_router_note(classifier))
         client = make_client(local.base_url, "evalkit-local", timeout=spec.timeout, concurrency=concurrency)
         try:
             yield OpenAITarget(client, model=info.model, route_header=header, info=info, stream=spec.stream)
@@ -160,6 +160,14 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
     info = TargetInfo(kind=spec.kind, base_url=base_url, model=model, route_header=header, router_name=router_name)
     client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
     yield OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream)
+
+
+def local_router_note(classifier: Any) -> str:
+    """The manifest's note on the local router: what classified (model and URL for a model classifier)."""
+    describe = getattr(classifier, "describe", None)
+    if describe is None:
+        return "embedded local router (a proxy for the real classifier)"
+    return f"embedded local router, classifier {classifier.name}: {describe()}"
 
 
 @contextlib.contextmanager

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FALLBACK = "fallback"
 MISSING = "(missing)"
+# Error codes of the embedded local router when its route classifier failed (model unreachable,
+# or an answer naming no task): such a case is an error, never a route.
+CLASSIFIER_ERROR_CODES = ("classifier_failed", "classifier_bad_answer")
 
 Status = Literal["ok", "missing_route", "error"]
 
@@ -75,6 +78,7 @@ class CaseResult(BaseModel):
     served_model: str | None = None
     status: Status
     error: str | None = None
+    error_code: str | None = None  # the router's error code, e.g. classifier_bad_answer (local router)
     http_status: int | None = None
     attempts: int = 1
     latency_ms: float | None = None

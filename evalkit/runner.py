@@ -100,7 +100,8 @@ def build_result(case: Case, response: TargetResponse | None, error: TargetCallE
                   reference=case.reference, human=case.human, attempts=attempts)
     if response is None:
         assert error is not None
-        return CaseResult(**common, status="error", error=error.message, http_status=error.http_status)
+        return CaseResult(**common, status="error", error=error.message, http_status=error.http_status,
+                          error_code=error.code)
     served = response.served_model
     return CaseResult(
         **common,

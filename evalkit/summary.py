@@ -13,7 +13,7 @@ from evalkit.cost import cost_summary, run_prices
 from evalkit.judge import Judgement, judge_block
 from evalkit.latency import latency_summary
 from evalkit.metrics import per_tag_metrics, routing_metrics
-from evalkit.records import CaseResult, Manifest
+from evalkit.records import CLASSIFIER_ERROR_CODES, CaseResult, Manifest
 
 
 def build_summary(manifest: Manifest, results: Sequence[CaseResult], *,
@@ -49,7 +49,8 @@ def build_summary(manifest: Manifest, results: Sequence[CaseResult], *,
 
 
 def run_section(manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, Any]:
-    """How the run went: planned vs. stored cases, retries, cache hits, and why it stopped early."""
+    """How the run went: planned vs. stored cases, retries, cache hits, classifier errors (of the
+    local router's classifier model, already in ``n_errors``), and why it stopped early."""
     planned = manifest.counts.get("planned", manifest.suite.n_cases)  # a shard plans only its share
     return {
         "n_planned": planned,
@@ -57,5 +58,7 @@ def run_section(manifest: Manifest, results: Sequence[CaseResult]) -> dict[str, 
         "stopped": manifest.stopped,
         "n_retried": sum(1 for r in results if r.attempts > 1),
         "n_cached": sum(1 for r in results if r.cached),
+        "n_classifier_errors": sum(1 for r in results
+                                   if r.status == "error" and r.error_code in CLASSIFIER_ERROR_CODES),
         "resumes": len(manifest.options.get("resumes", [])),
     }

@@ -12,6 +12,7 @@ also measures the time to the first generated token; the non-streaming path is u
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -64,12 +65,13 @@ class TargetCallError(Exception):
     """One failed call: HTTP status (None for a connection failure), message, Retry-After."""
 
     def __init__(self, message: str, *, http_status: int | None = None, retry_after: float | None = None,
-                 retryable: bool = True) -> None:
+                 retryable: bool = True, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.http_status = http_status
         self.retry_after = retry_after
         self.retryable = retryable
+        self.code = code  # the error body's "code" (e.g. the local router's classifier_bad_answer)
 
 
 class OpenAITarget:
@@ -117,7 +119,8 @@ class OpenAITarget:
             retry_after = _retry_after(exc.response.headers.get("retry-after"))
             status = exc.status_code
             raise TargetCallError(self._clean(_status_message(exc)) or "", http_status=status, retry_after=retry_after,
-                                  retryable=status in (408, 409, 429) or status >= 500) from None
+                                  retryable=status in (408, 409, 429) or status >= 500,
+                                  code=_error_code(exc)) from None
         except openai.APITimeoutError:
             raise TargetCallError("request timed out", http_status=None) from None
         except openai.APIConnectionError as exc:
@@ -246,6 +249,14 @@ def _retry_after(value: str | None) -> float | None:
             when = when.replace(tzinfo=timezone.utc)
         seconds = (when - datetime.now(timezone.utc)).total_seconds()
     return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+
+
+def _error_code(exc: Any) -> str | None:
+    """The OpenAI error body's ``code`` when it is a short identifier (else None)."""
+    body = getattr(exc, "body", None)
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    code = inner.get("code") if isinstance(inner, dict) else None
+    return code if isinstance(code, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", code) else None
 
 
 def _status_message(exc: Any) -> str:

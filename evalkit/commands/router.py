@@ -1,6 +1,7 @@
-"""`evalkit router create|get|list|update|delete|diff`: the DigitalOcean control plane from the terminal.
+"""`evalkit router create|get|list|update|delete|diff|export`: the DigitalOcean control plane from the terminal.
 
-Every command but ``diff`` talks to the control plane with the token in ``DIGITALOCEAN_TOKEN``
+``diff`` and ``export`` read files only (``export --format plano`` writes the router as a Plano
+configuration, ``evalkit.plano``). Every other command talks to the control plane with the token in ``DIGITALOCEAN_TOKEN``
 (never a model access key) at ``--api-url`` / ``EVALKIT_DO_API_URL`` /
 ``https://api.digitalocean.com``. A router is named by its uuid or its name. Output is
 readable by default; ``--json`` prints the API's own document. An error answer shows
@@ -271,3 +272,49 @@ def diff(
         out.print(format_config_diff(result, a_label=str(a), b_label=str(b)), markup=False, highlight=False)
     if exit_code and result["changed"]:
         raise typer.Exit(1)
+
+
+EXPORT_FORMATS = ("plano",)
+
+
+@router_app.command("export")
+def export(
+    router_json: Path = typer.Argument(..., metavar="ROUTER_JSON", help="The router config (DigitalOcean create body, router.json)."),
+    format_: str = typer.Option(..., "--format", help="Output format: plano (a Plano configuration YAML, schema v0.4.0)."),
+    api_key_env: str = typer.Option("MODEL_ACCESS_KEY", "--api-key-env", help="Environment variable Plano reads the DigitalOcean model access key from (its name is written, never the key)."),
+    port: int = typer.Option(12000, "--port", help="Port of Plano's model listener."),
+    routing_model: Optional[str] = typer.Option(None, "--routing-model", help="Self-hosted routing model for Plano (overrides.llm_routing_model), e.g. hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M; default: Plano's hosted one."),
+    routing_model_url: Optional[str] = typer.Option(None, "--routing-model-url", help="Base URL of the self-hosted routing model as Plano reaches it, e.g. http://host.docker.internal:11434."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the YAML to this file (replaced whole, atomically) instead of stdout."),
+) -> None:
+    """Write the router as a Plano configuration: every task's name, description and model pool.
+
+    Run Plano itself locally against the same task descriptions (`planoai up plano_config.yaml`)
+    and compare its routes with evalkit's local router. No network: one file in, YAML out.
+    """
+    from evalkit import __version__
+    from evalkit.errors import UsageError
+    from evalkit.plano import plano_notes, plano_yaml
+    from evalkit.router_config import load_router_config
+
+    if format_.lower() not in EXPORT_FORMATS:
+        raise UsageError(f"unknown export format '{format_}'", where="--format", got=format_,
+                         fix=f"use one of: {', '.join(EXPORT_FORMATS)}")
+    config = load_router_config(router_json)
+    text = plano_yaml(config, access_key_env=api_key_env, port=port, routing_model=routing_model,
+                      routing_model_url=routing_model_url, evalkit_version=__version__)
+    for note in plano_notes(config):
+        err.print(f"note: {note}", markup=False, highlight=False)
+    if out_file is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from evalkit.store import write_text
+
+    try:
+        write_text(out_file, text)
+    except OSError as exc:
+        raise UsageError(f"cannot write the Plano configuration: {exc.strerror or exc}", where=str(out_file),
+                         fix="give --out a writable file path") from None
+    err.print(f"wrote {out_file} (Plano configuration of router {config.name}, {len(config.tasks)} tasks)",
+              markup=False, highlight=False)

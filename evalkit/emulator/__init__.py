@@ -6,6 +6,7 @@ loopback port in a background thread, for ``evalkit run --target local`` and for
 """
 
 from evalkit.emulator.affinity import AffinityStore
+from evalkit.emulator.arch_router import ArchRouterClassifier
 from evalkit.emulator.classifier import (CLASSIFIERS, DEFAULT_THRESHOLD, Decision, EmbeddingClassifier, LlmClassifier,
                                          TfidfClassifier, encode, load_encoder, make_classifier)
 from evalkit.emulator.faults import FAULT_KINDS
@@ -13,6 +14,6 @@ from evalkit.emulator.server import LocalRouter, create_app
 from evalkit.emulator.state import RouterStore
 from evalkit.emulator.upstream import Upstream
 
-__all__ = ["AffinityStore", "CLASSIFIERS", "DEFAULT_THRESHOLD", "Decision", "EmbeddingClassifier", "FAULT_KINDS",
+__all__ = ["AffinityStore", "ArchRouterClassifier", "CLASSIFIERS", "DEFAULT_THRESHOLD", "Decision", "EmbeddingClassifier", "FAULT_KINDS",
            "LlmClassifier", "LocalRouter", "RouterStore", "TfidfClassifier", "Upstream", "create_app", "encode",
            "load_encoder", "make_classifier"]

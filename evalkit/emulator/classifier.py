@@ -10,6 +10,8 @@ Three backends, one interface (``async classify(text, router) -> Decision`` and 
   model), fitted on the task descriptions of each router version.
 - ``llm``: zero-shot through any OpenAI-compatible model, with a prompt that lists the task names
   and descriptions and asks for one name or ``other`` (the Arch-Router approach).
+- ``arch-router``: katanemo/Arch-Router-1.5B through any OpenAI-compatible server, with the exact
+  prompt of its model card and the conversation's prior turns (``evalkit.emulator.arch_router``).
 """
 
 from __future__ import annotations
@@ -251,6 +253,8 @@ def parse_llm_route(answer: str | None, task_names: list[str]) -> str | None:
 class LlmClassifierError(Exception):
     """The routing model could not be reached or gave no usable answer."""
 
+    code = "classifier_failed"  # the OpenAI error code of the local router's 502
+
 
 class LlmClassifier:
     """Zero-shot routing by an OpenAI-compatible chat model (the Arch-Router approach)."""
@@ -292,13 +296,29 @@ class LlmClassifier:
         return Decision(route, 1.0, {route: 1.0})
 
 
-CLASSIFIERS = ("embedding", "tfidf", "llm")
+CLASSIFIERS = ("embedding", "tfidf", "llm", "arch-router")
+MODEL_CLASSIFIERS = ("llm", "arch-router")  # classifiers that ask a chat model (no threshold)
 
 
 def make_classifier(kind: str = "embedding", *, threshold: float | None = None, llm_model: str | None = None,
-                    llm_base_url: str | None = None, llm_api_key: str | None = None) -> Any:
+                    llm_base_url: str | None = None, llm_api_key: str | None = None,
+                    timeout_s: float | None = None) -> Any:
     """A classifier by backend name, with that backend's default threshold unless one is given."""
     from evalkit.errors import UsageError
+
+    if kind == "arch-router":
+        from evalkit.emulator.arch_router import ARCH_ROUTER_MODEL, DEFAULT_TIMEOUT_S, ArchRouterClassifier
+
+        if not llm_base_url:
+            raise UsageError("the arch-router classifier needs the base URL of a server that serves the model",
+                             where="--classifier arch-router",
+                             fix="add --classifier-base-url URL, e.g. http://127.0.0.1:11434/v1 (Ollama) or "
+                                 "http://127.0.0.1:8000/v1 (vLLM); see docs/local-router.md")
+        if not re.match(r"^https?://[^\s/]+", llm_base_url):
+            raise UsageError("the routing model's base URL is not an http(s) URL", where="--classifier-base-url",
+                             got=llm_base_url, fix="e.g. --classifier-base-url http://127.0.0.1:11434/v1")
+        return ArchRouterClassifier(model=llm_model or ARCH_ROUTER_MODEL, base_url=llm_base_url, api_key=llm_api_key,
+                                    timeout_s=timeout_s or DEFAULT_TIMEOUT_S)
 
     if kind == "embedding":
         return EmbeddingClassifier(DEFAULT_THRESHOLD if threshold is None else threshold)
@@ -316,17 +336,22 @@ def make_classifier(kind: str = "embedding", *, threshold: float | None = None, 
 
 def classifier_from_options(kind: str = "embedding", *, threshold: float | None = None, model: str | None = None,
                             base_url: str | None = None, api_key_env: str | None = None,
-                            upstreams: "dict[str, Any] | None" = None) -> Any:
+                            upstreams: "dict[str, Any] | None" = None, timeout_s: float | None = None) -> Any:
     """The classifier for ``evalkit serve`` / ``evalkit run --target local`` options.
 
-    For ``llm`` the routing model's URL is ``base_url`` or, failing that, the model's own
-    ``--upstream``; its key comes from ``api_key_env`` or that upstream's key variable.
+    For ``llm`` and ``arch-router`` the routing model's URL is ``base_url`` or, failing that, the
+    model's own ``--upstream``; its key comes from ``api_key_env`` or that upstream's key
+    variable. ``arch-router``'s model defaults to katanemo/Arch-Router-1.5B.
     """
     from evalkit.emulator.upstream import WILDCARD, parse_upstreams
     from evalkit.errors import UsageError
 
-    if kind != "llm":
+    if kind not in MODEL_CLASSIFIERS:
         return make_classifier(kind, threshold=threshold)
+    if kind == "arch-router" and not model:
+        from evalkit.emulator.arch_router import ARCH_ROUTER_MODEL
+
+        model = ARCH_ROUTER_MODEL
     if not model:
         raise UsageError("the llm classifier needs a routing model", where="--classifier llm",
                          fix="add --classifier-model SLUG (an OpenAI-compatible chat model)")
@@ -334,11 +359,13 @@ def classifier_from_options(kind: str = "embedding", *, threshold: float | None 
     upstream = parsed.get(model) or parsed.get(WILDCARD)
     url = base_url or (upstream.url if upstream else None)
     if not url:
-        raise UsageError(f"no URL for the routing model '{model}'", where="--classifier-model",
-                         fix=f"add --classifier-base-url URL or --upstream {model}=URL")
+        example = " (e.g. http://127.0.0.1:11434/v1 for Ollama; see docs/local-router.md)" \
+            if kind == "arch-router" else ""
+        raise UsageError(f"no URL for the routing model '{model}'", where="--classifier-base-url",
+                         fix=f"add --classifier-base-url URL{example} or --upstream {model}=URL")
     key_env = api_key_env or (upstream.key_env if upstream and not base_url else None)
     key = os.environ.get(key_env) if key_env else None
     if key_env and not key:
         raise UsageError(f"environment variable {key_env} (the routing model's key) is not set",
                          where="--classifier-api-key-env", fix=f"export {key_env}=<key>")
-    return make_classifier("llm", llm_model=model, llm_base_url=url, llm_api_key=key)
+    return make_classifier(kind, llm_model=model, llm_base_url=url, llm_api_key=key, timeout_s=timeout_s)

@@ -11,6 +11,8 @@ Inference plane (OpenAI-compatible, ``/v1``):
   A model without an upstream answers in route-only mode (empty content, zero completion tokens,
   ``x-evalkit-route-only: true``). ``stream: true`` answers with server-sent events carrying the
   same headers. ``X-Model-Affinity`` pins a session to the model that served its first turn.
+  A classifier that fails (its model unreachable, or an answer that names no task) makes the
+  call an HTTP 502 with code ``classifier_failed`` or ``classifier_bad_answer``: never a route.
 - ``GET /v1/models`` lists the routers (``router:<name>``) and their models.
 
 Control plane (DigitalOcean's paths and bodies): ``POST/GET /v2/gen-ai/models/routers`` and
@@ -220,9 +222,14 @@ def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = N
                 headers["x-evalkit-pinned"] = "true"
             else:
                 try:
-                    decision = await state.classifier.classify(last_user_text(messages), router)
+                    if getattr(state.classifier, "reads_conversation", False):  # arch-router: the prior turns too
+                        decision = await state.classifier.classify_conversation(messages, router)
+                    else:
+                        decision = await state.classifier.classify(last_user_text(messages), router)
                 except LlmClassifierError as exc:
-                    return openai_error(502, str(exc), type_="server_error", code="classifier_failed")
+                    # never silently a route: the client sees the failure (and evalkit run counts it)
+                    return openai_error(502, str(exc), type_="server_error",
+                                        code=getattr(exc, "code", "classifier_failed"))
                 route = decision.route
                 candidates = candidate_models(router, route, state)
                 headers["x-evalkit-route-score"] = f"{decision.score:.4f}"

@@ -110,7 +110,9 @@ def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manife
         ("Cohen's kappa", num(summary["cohen_kappa"]), "agreement beyond chance"),
         ("Fallback rate", pct(summary["fallback_rate"]), f"false fallback {pct(summary['false_fallback_rate'])}"),
         ("False match", pct(summary["false_match_rate"]), "fallback cases sent to a task"),
-        ("Errors", f"{summary['n_errors']}", f"error rate {pct(summary['error_rate'])}, not counted as misroutes"),
+        ("Errors", f"{summary['n_errors']}", f"error rate {pct(summary['error_rate'])}, not counted as misroutes"
+         + (f"; {run_info['n_classifier_errors']} from the local router's classifier"
+            if run_info.get("n_classifier_errors") else "")),
     ]
     tags = [
         {"tag": tag, "n": v["n_scored"], "accuracy": pct(v["accuracy"]),
@@ -154,6 +156,7 @@ def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manife
         "n_not_run": run_info.get("n_not_run", 0),
         "stopped": run_info.get("stopped"),
         "n_retried": run_info.get("n_retried", 0),
+        "n_classifier_errors": run_info.get("n_classifier_errors", 0),
         "n_cached": run_info.get("n_cached", 0),
         "tags": tags,
         "route_only": summary.get("route_only", False),
