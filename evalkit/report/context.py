@@ -90,19 +90,20 @@ def comparison_block(diff: dict[str, Any] | None) -> dict[str, Any] | None:
     if not diff:
         return None
     by_metric = {m["metric"]: m for m in diff.get("metrics") or []}
+
+    def signed(value: float, *, as_pct: bool) -> str:
+        return f"{value * 100:+.1f}" if as_pct else f"{value:+.3f}"
+
     rows = []
     for name in ("accuracy", "macro_f1", "fallback_rate", "false_fallback_rate", "false_match_rate", "error_rate"):
         m = by_metric.get(name)
         if m is None:
             continue
-        fmt = num if name == "macro_f1" else pct
-        delta = m.get("delta")
-        ci = m.get("ci95")
-        scale, unit = (1, "") if name == "macro_f1" else (100, " pts")
-        rows.append({"metric": name, "a": fmt(m.get("a")), "b": fmt(m.get("b")),
-                     "delta": "n/a" if delta is None else f"{delta * scale:+.{3 if scale == 1 else 1}f}{unit}",
-                     "ci": f"{ci[0] * scale:+.{3 if scale == 1 else 1}f} to {ci[1] * scale:+.{3 if scale == 1 else 1}f}"
-                     if ci else ""})
+        as_pct = name != "macro_f1"
+        delta, ci = m.get("delta"), m.get("ci95")
+        rows.append({"metric": name, "a": (pct if as_pct else num)(m.get("a")), "b": (pct if as_pct else num)(m.get("b")),
+                     "delta": "n/a" if delta is None else signed(delta, as_pct=as_pct) + (" pts" if as_pct else ""),
+                     "ci": f"{signed(ci[0], as_pct=as_pct)} to {signed(ci[1], as_pct=as_pct)}" if ci else ""})
     mc = diff["mcnemar"]
     verdict = diff["verdict"]
 
