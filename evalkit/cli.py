@@ -161,6 +161,7 @@ def run(
     gate: Optional[list[str]] = typer.Option(None, "--gate", help="Gate METRIC OP VALUE, added to suite.yaml's gates (repeatable); a failed gate exits 1."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A stored run to compare with (relative gates; compare.html in the run directory); a significant regression exits 1."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Run share I of N of the cases (e.g. 2/4, by case id hash); join shard runs with `evalkit merge`."),
+    junit_cases: str = typer.Option("regressed", "--junit-cases", help="junit.xml test cases besides the gates: regressed (with --baseline, the cases the change broke fail and the fixed ones pass; misroutes are listed, not failed) or all (every misrouted case fails)."),
     candidate: Optional[Path] = typer.Option(None, "--candidate", help="do: create this router config as a temporary router <name>-evalkit-<id>, run the suite through it, delete it afterwards (token in DIGITALOCEAN_TOKEN)."),
     against: Optional[str] = typer.Option(None, "--against", help="With --candidate: 'deployed' also runs the suite on the deployed router (named in the suite's router.json) and writes the comparison report."),
     api_url: Optional[str] = typer.Option(None, "--api-url", help="do: control-plane root URL (default $EVALKIT_DO_API_URL or https://api.digitalocean.com)."),
@@ -191,7 +192,10 @@ def run(
     from evalkit.pipeline import gate_expressions
     from evalkit.shard import parse_shard
 
-    gating = {"gates": list(gate or []), "shard": parse_shard(shard) if shard else None}
+    from evalkit.report.junit import check_junit_cases
+
+    gating = {"gates": list(gate or []), "shard": parse_shard(shard) if shard else None,
+              "junit_cases": check_junit_cases(junit_cases)}
     gate_expressions(loaded, gating["gates"], baseline_given=baseline is not None or shard is not None)
     base_side = load_side(baseline) if baseline is not None else None
     if base_side is not None:

@@ -35,11 +35,12 @@ from evalkit.judge import (BASELINE_FILE, JudgeSettings, judge_run_dir, load_jud
 from evalkit.records import Case, CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
 from evalkit.router_config import RouterConfig
 from evalkit.report import write_reports
+from evalkit.report.junit import DEFAULT_JUNIT_CASES, check_junit_cases
 from evalkit.runner import (DEFAULT_BACKOFF_BASE_S, DEFAULT_RETRIES, ErrorBudgetExceeded, RunOptions, run_cases,
                             session_history)
 from evalkit.shard import shard_cases
 from evalkit.store import (MANIFEST, RESULTS, ROUTER, SUMMARY, ResultWriter, create_run_dir, iter_results,
-                           load_manifest, load_run, repair_results, utc_now, write_json)
+                           load_diff, load_manifest, load_run, repair_results, utc_now, write_json)
 from evalkit.suites import Suite
 from evalkit.summary import build_summary
 from evalkit.targets import (DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_client,
@@ -283,7 +284,8 @@ def compare_with_deployed(deployed: RunOutcome, candidate: RunOutcome, *, deploy
     diff = compare_runs(side_a, side_b)
     folder = Path(out) / "compare" / f"{deployed.manifest.run_id}-vs-{candidate.manifest.run_id}"
     return Comparison(config_diff=diff_configs(deployed_config, candidate_config), diff=diff, folder=folder,
-                      paths=write_compare(diff, folder))
+                      paths=write_compare(diff, folder, junit_results=side_b.results,
+                                          junit_cases=candidate.manifest.options.get("junit_cases") or DEFAULT_JUNIT_CASES))
 
 
 def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[str, Any]) -> Manifest:
@@ -305,7 +307,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
               status: Callable[[str], None] = lambda s: None, judge: JudgeSettings | None = None,
               baseline_model: str | None = None, gates: Sequence[str] = (),
               baseline: dict[str, Any] | None = None, baseline_path: str | None = None,
-              shard: tuple[int, int] | None = None, reliability: Reliability | None = None) -> RunOutcome:
+              shard: tuple[int, int] | None = None, reliability: Reliability | None = None,
+              junit_cases: str = DEFAULT_JUNIT_CASES) -> RunOutcome:
     """Run ``suite`` against the target and write the whole run directory (or finish one).
 
     With ``baseline_model`` every case is also sent to that fixed model through the same
@@ -314,7 +317,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     ``gates`` are added to suite.yaml's; relative ones read ``baseline`` (a stored run's summary).
     ``shard=(I, N)`` runs only that share of the cases (gates then wait for ``evalkit merge``).
     ``reliability`` sets retries, rate limit, error budget, cache and ``resume`` (a run directory
-    to finish).
+    to finish). ``junit_cases``: ``regressed`` (misroutes fail only against a baseline) or ``all``.
     """
     rel = reliability or Reliability()
     if concurrency < 1:
@@ -324,6 +327,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
         raise UsageError("the per-request timeout must be a positive number of seconds", where="--timeout",
                          got=str(spec.timeout), fix="e.g. --timeout 120 (the default)")
     rel.check()
+    check_junit_cases(junit_cases)
     if rel.resume is None and Path(out).exists() and not Path(out).is_dir():
         raise UsageError("the output folder is a file", where=f"--out {out}",
                          fix="give a folder (it is created when missing), e.g. --out reports")
@@ -355,7 +359,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
                                            **({"baseline_model": baseline_model} if baseline_model else {}),
                                            "retries": rel.retries, "timeout_s": spec.timeout, "rpm": options.rpm,
                                            "max_error_rate": rel.max_error_rate, "cache": rel.cache}
-            run_options.update(gating_options(gate_exprs, baseline_path, shard))
+            run_options.update(gating_options(gate_exprs, baseline_path, shard, junit_cases))
             manifest = new_manifest(run_dir.name, suite, target.info, run_options)
             write_json(run_dir / ROUTER, suite.router.to_body())
             results: list[CaseResult] = []
@@ -612,7 +616,8 @@ def finalize(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult], *
                             overlap=run_overlap(run_dir, manifest, results, router))
     summary["gates"] = gate_verdicts(run_dir, manifest, summary, baseline)
     write_json(run_dir / SUMMARY, summary)
-    write_reports(run_dir, summary, results, manifest)
+    # A re-render keeps the comparison that `--baseline` stored beside the run (summary.md, junit.xml).
+    write_reports(run_dir, summary, results, manifest, diff=load_diff(run_dir))
     return summary
 
 
@@ -638,9 +643,11 @@ def gate_expressions(suite: Suite, extra: Sequence[str], *, baseline_given: bool
     return exprs
 
 
-def gating_options(gates: Sequence[str], baseline_path: str | None, shard: tuple[int, int] | None) -> dict[str, Any]:
-    """What a run records in manifest.options so that merge and re-rendering evaluate the same gates."""
-    out: dict[str, Any] = {"gates": list(gates)}
+def gating_options(gates: Sequence[str], baseline_path: str | None, shard: tuple[int, int] | None,
+                   junit_cases: str = DEFAULT_JUNIT_CASES) -> dict[str, Any]:
+    """What a run records in manifest.options so that merge and re-rendering evaluate the same gates
+    (and write junit.xml the same way)."""
+    out: dict[str, Any] = {"gates": list(gates), "junit_cases": check_junit_cases(junit_cases)}
     if baseline_path:
         out["baseline"] = baseline_path
     if shard:

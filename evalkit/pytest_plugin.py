@@ -3,6 +3,9 @@
 ``pytest --evalkit-suite suites/saas-support`` runs the suite once (on the first gate test) and
 collects one test per gate (suite.yaml's ``gates:`` plus ``--evalkit-gate``); a failed gate fails
 its test with the gate's message. ``--evalkit-run RUN`` gates a stored run instead of running.
+A suite with no gate at all gets one test per task instead: ``recall[TASK] >= 0.5`` (the floor is
+``--evalkit-min-recall`` or the ini option ``evalkit_min_recall``), so the command always tests
+something and says how to set real gates.
 The ``evalkit_run`` fixture hands the finished run (``evalkit.store.Run``: ``path``,
 ``manifest``, ``results``, ``summary``) to a test; ``evalkit_gate`` evaluates an expression on it::
 
@@ -21,6 +24,9 @@ from typing import Any, Callable
 import pytest
 
 _RUN_KEY = pytest.StashKey[dict]()
+DEFAULT_MIN_RECALL = 0.5  # the per-task recall floor of a suite that declares no gates
+NO_GATES_HINT = ("add gates to suite.yaml (gates: [accuracy >= 0.9, recall[TASK] >= 0.8]) or pass --evalkit-gate EXPR; "
+                 "see docs/ci.md")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,7 +44,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--evalkit-base-url", action="store", default=None, help="Router base URL (openai/do targets).")
     group.addoption("--evalkit-out", action="store", default="reports", metavar="DIR",
                     help="Parent folder of the run directory (default reports/).")
+    group.addoption("--evalkit-min-recall", action="store", default=None, metavar="R",
+                    help=f"For a suite without gates: the recall each task must reach (default {DEFAULT_MIN_RECALL}).")
     parser.addini("evalkit_suite", "Default for --evalkit-suite.", default=None)
+    parser.addini("evalkit_min_recall", "Default for --evalkit-min-recall.", default=None)
 
 
 def _suite_option(config: pytest.Config) -> str | None:
@@ -108,48 +117,71 @@ def _baseline_summary(config: pytest.Config) -> dict[str, Any] | None:
     return base.summary if base.summary is not None else build_summary(base.manifest, base.results)
 
 
-def _gate_exprs(config: pytest.Config) -> tuple[str, list[str]]:
-    """(collector name, gate expressions) without running anything."""
+def _gate_exprs(config: pytest.Config) -> tuple[str, list[str], list[str]]:
+    """(collector name, gate expressions, labels) without running anything."""
     stored = config.getoption("evalkit_run")
     extra = list(config.getoption("evalkit_gate") or [])
     if stored:
         from evalkit.store import load_manifest
 
         manifest = load_manifest(stored)
-        return manifest.suite.name, [*(manifest.options.get("gates") or []), *extra]
+        return manifest.suite.name, [*(manifest.options.get("gates") or []), *extra], [*manifest.router.tasks, "fallback"]
     from evalkit.suites import load_suite
 
     suite = load_suite(_suite_option(config))
-    return suite.name, [*suite.spec.gates, *extra]
+    return suite.name, [*suite.spec.gates, *extra], list(suite.router.labels)
+
+
+def _min_recall(config: pytest.Config) -> float:
+    raw = config.getoption("evalkit_min_recall") or config.getini("evalkit_min_recall")
+    if raw in (None, ""):
+        return DEFAULT_MIN_RECALL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise pytest.UsageError(f"evalkit: --evalkit-min-recall must be a number between 0 and 1, got {raw!r} "
+                                f"(e.g. --evalkit-min-recall {DEFAULT_MIN_RECALL})")
+    return value
 
 
 class EvalkitSuite(pytest.Collector):
     """The gates of one suite (or stored run)."""
 
-    def __init__(self, *, exprs: list[str], **kwargs: Any) -> None:
+    def __init__(self, *, exprs: list[str], default: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.exprs = exprs
+        self.default = default
 
     def collect(self) -> list[pytest.Item]:
-        return [EvalkitGateItem.from_parent(self, name=expr, expr=expr) for expr in self.exprs]
+        return [EvalkitGateItem.from_parent(self, name=expr, expr=expr, default=self.default) for expr in self.exprs]
 
 
 class EvalkitGateItem(pytest.Item):
-    """One gate as one test."""
+    """One gate as one test (``default``: a task's recall floor, for a suite without gates)."""
 
-    def __init__(self, *, expr: str, **kwargs: Any) -> None:
+    def __init__(self, *, expr: str, default: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.expr = expr
+        self.default = default
 
     def runtest(self) -> None:
         from evalkit.gate import evaluate_gate, parse_gate
 
         run = _finished_run(self.config)
-        verdict = evaluate_gate(parse_gate(self.expr), run.summary, baseline=_baseline_summary(self.config))
+        gate = parse_gate(self.expr)
+        if self.default and not (run.summary.get("per_task", {}).get(gate.task) or {}).get("support"):
+            pytest.skip(f"no case of suite {run.manifest.suite.name} expects {gate.task}: its recall is undefined")
+        verdict = evaluate_gate(gate, run.summary, baseline=_baseline_summary(self.config))
         self.user_properties.append(("evalkit_value", verdict.value))
         self.user_properties.append(("evalkit_run", str(run.path)))
         if not verdict.passed:
-            raise EvalkitGateError(verdict.message)
+            message = verdict.message
+            if self.default:
+                message += (f"\n(suite {run.manifest.suite.name} has no gates, so each task's recall is checked "
+                            f"against the default floor; {NO_GATES_HINT})")
+            raise EvalkitGateError(message)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         from evalkit.errors import EvalkitError
@@ -171,18 +203,28 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     from evalkit.gate import parse_gate
 
     try:
-        name, exprs = _gate_exprs(config)
+        name, exprs, labels = _gate_exprs(config)
         relative = [g.expr for g in map(parse_gate, exprs) if g.relative]
     except EvalkitError as exc:
         raise pytest.UsageError(f"evalkit: {exc.message}") from None
     if relative and not config.getoption("evalkit_baseline"):
         raise pytest.UsageError(f"evalkit: gate '{relative[0]}' compares with a baseline: add --evalkit-baseline RUN")
-    if not exprs:
-        config.issue_config_time_warning(pytest.PytestWarning(f"evalkit: suite {name} has no gates to collect"),
-                                         stacklevel=2)
-        return
-    collector = EvalkitSuite.from_parent(session, name=f"evalkit:{name}", nodeid=f"evalkit/{name}", exprs=exprs)
+    default = not exprs
+    if default:
+        floor = _min_recall(config)
+        exprs = [f"recall[{label}] >= {floor:g}" for label in labels]
+        config.stash[_RUN_KEY]["no_gates_note"] = (f"evalkit: suite {name} has no gates: one test per task, its recall "
+                                            f">= {floor:g} (--evalkit-min-recall); {NO_GATES_HINT}")
+    collector = EvalkitSuite.from_parent(session, name=f"evalkit:{name}", nodeid=f"evalkit/{name}", exprs=exprs,
+                                         default=default)
     items.extend(collector.collect())
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say once, at the end, that the tests were default recall floors and how to set real gates."""
+    note = config.stash.get(_RUN_KEY, {}).get("no_gates_note")
+    if note:
+        terminalreporter.write_line(note)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ RESULTS = "results.jsonl"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 ROUTER = "router.json"  # a copy of the router config body the run measured
+DIFF = "diff.json"      # the comparison with the baseline run (`evalkit run --baseline RUN`)
 
 
 def utc_now() -> str:
@@ -200,7 +201,8 @@ def load_manifest(run_dir: str | Path) -> Manifest:
     if version > SCHEMA_VERSION:
         raise RunDirError(f"run directory has schema version {version}, newer than this evalkit "
                           f"understands ({SCHEMA_VERSION})", where=str(mpath),
-                          fix="upgrade evalkit (pip install -U evalkit) to read it")
+                          fix="upgrade evalkit (from its Git repository, not the package index's unrelated "
+                              "'evalkit') to read it")
     try:
         return Manifest.model_validate(data)
     except Exception as exc:
@@ -223,3 +225,16 @@ def load_run(run_dir: str | Path) -> Run:
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             summary = None
     return Run(path=run_dir, manifest=manifest, results=results, summary=summary)
+
+
+def load_diff(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's stored comparison with its baseline run (``diff.json``), or None when it has none
+    (or it cannot be read: it is a report, re-made by running the comparison again)."""
+    path = Path(run_dir) / DIFF
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("a"), dict) else None

@@ -282,7 +282,7 @@ def _hf_rows(ref: str) -> Iterator[tuple[tuple[str, int], Any]]:
         import datasets  # heavy: imported only for hf:// suites
     except ImportError:
         raise SuiteError("hf:// case sources need the 'datasets' package", where=ref,
-                         fix="pip install 'evalkit[hf]'") from None
+                         fix="pip install 'datasets>=2.18' (the hf extra of evalkit)") from None
     try:
         ds = datasets.load_dataset(name, split=split or "test")
     except Exception as exc:

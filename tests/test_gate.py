@@ -176,7 +176,8 @@ def test_run_with_gates_writes_everything_then_exits_1(tmp_path: Path):
                                                                     ("recall[reasoning] >= 1.01", False)]
     assert json.loads((run_dir / "router.json").read_text())["name"] == "cost-governance-demo"
     text = step.read_text()
-    assert text.startswith("earlier step\n\n## evalkit: gated\n") and "recall[reasoning] &gt;= 1.01" in text
+    assert text.startswith("earlier step\n\n## evalkit: gated\n") and "recall[reasoning] >= 1.01" in text
+    assert "&gt;" not in text and "&lt;" not in text  # markdown, not HTML entities
 
 
 def test_run_rejects_bad_gates_before_any_traffic(tmp_path: Path):

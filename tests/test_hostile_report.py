@@ -204,13 +204,56 @@ def test_report_html_escapes_every_payload(hostile_run):
     assert "Judge's rationale" in text and f"{p['img']} {p['script']}" in text and "judged-hostile" in text
 
 
-def test_summary_md_neutralises_every_payload(hostile_run):
+MD_TAGS = {"h2", "h3", "h4", "p", "table", "thead", "tbody", "tr", "th", "td", "code", "strong", "em", "blockquote"}
+
+
+def render_gfm(markdown: str) -> Dom:
+    """Markdown as a renderer that lets raw HTML through would show it (GitHub passes some)."""
+    from markdown_it import MarkdownIt
+
+    return Dom(MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown))
+
+
+def assert_inert_markdown(markdown: str) -> Dom:
+    dom = render_gfm(markdown)
+    for tag, attrs in dom.tags:
+        assert tag in MD_TAGS, f"markdown produced <{tag} {attrs}>"
+        assert set(attrs) <= {"style"} and attrs.get("style") in (None, "text-align:right"), (tag, attrs)
+    return dom
+
+
+def test_summary_md_neutralises_every_payload(hostile_run, tmp_path: Path):
     run_dir, _, p, _ = hostile_run
     md = (run_dir / "summary.md").read_text()
-    assert "<" not in md.replace("&lt;", "")  # no raw markup reaches a markdown renderer
     assert "](" not in md  # no live markdown link or image
+    assert "&lt;" not in md and "&gt;" not in md  # markdown, not HTML entities
     assert not any(ch in md for ch in BIDI)
     assert "[U+202E]" in md
+    assert "### Answer quality per path" in md  # the judged paths (hostile route names) are listed
+    text = "".join(assert_inert_markdown(md).text)
+    assert "<img src=x onerror=alert(1)>" in text  # the hostile task name, shown as text
+    assert "<script>document.body" in text
+    # The positive control: one payload let through raw must be caught.
+    with pytest.raises(AssertionError):
+        assert_inert_markdown(md + "\n" + p["img"] + "\n")
+
+    # With a baseline in which every case routed right, every hostile misroute is a regressed row.
+    from evalkit.compare import RunSide, compare_runs
+    from evalkit.report import write_reports
+    from evalkit.store import load_run
+
+    run = load_run(run_dir)
+    good = [r.model_copy(update={"route": r.expected_route, "status": "ok"}) for r in run.results if r.scored]
+    labels = [*run.manifest.router.tasks, "fallback"]
+    diff = compare_runs(RunSide(run_id="base" + p["img"], results=good, labels=labels),
+                        RunSide(run_id=run.manifest.run_id, results=run.results, labels=labels))
+    assert diff["regressed"]
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    write_reports(copy, run.summary, run.results, run.manifest, diff=diff, only=("markdown",))
+    md = (copy / "summary.md").read_text()
+    assert "#### Regressed" in md and "](" not in md and "&lt;" not in md
+    assert_inert_markdown(md)
 
 
 @pytest.mark.parametrize("variant", ["as-written", "without-csp"])

@@ -24,6 +24,15 @@ if sys.version_info >= (3, 11):
     import tomllib
 
 
+@pytest.fixture(scope="module", autouse=True)
+def encoder_loaded_outside_pytester() -> None:
+    """Stored runs of the local target embed the task descriptions (overlap); load the encoder
+    before any in-process pytester run, which would drop its modules afterwards."""
+    from evalkit.emulator.classifier import encode
+
+    encode(["warm up"])
+
+
 @pytest.fixture
 def isolated(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A pytester whose runs load only the evalkit plugin, explicitly (installed or not)."""
@@ -103,6 +112,58 @@ def test_without_options_the_plugin_collects_nothing(isolated: pytest.Pytester):
     isolated.makepyfile(test_plain="def test_ok():\n    pass\n")
     res = isolated.runpytest("-p", "evalkit.pytest_plugin")
     res.assert_outcomes(passed=1)
+
+
+@pytest.fixture
+def ungated_run(tmp_path: Path) -> Path:
+    rows = [result(f"r{i}", "reasoning", "reasoning" if i < 6 else "fallback") for i in range(10)]
+    rows += [result(f"c{i}", "classify", "classify" if i < 9 else "reasoning") for i in range(10)]
+    return make_run(tmp_path / "stored" / "run-ungated", rows)
+
+
+def test_a_run_without_gates_gets_one_recall_test_per_task(isolated: pytest.Pytester, ungated_run: Path):
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(ungated_run), "-v", "-rs")
+    # classify 9/10 and reasoning 6/10 clear the 0.5 floor; no case expects customer-qa or fallback.
+    res.assert_outcomes(passed=2, skipped=2)
+    res.stdout.fnmatch_lines([
+        "*evalkit/demo::recall[[]classify[]] >= 0.5 PASSED*",
+        "*evalkit/demo::recall[[]customer-qa[]] >= 0.5 SKIPPED*",
+        "*evalkit/demo::recall[[]reasoning[]] >= 0.5 PASSED*",
+        "*suite demo has no gates: one test per task, its recall >= 0.5*add gates to suite.yaml*",
+        "*no case of suite demo expects fallback*",
+    ])
+    assert res.ret == pytest.ExitCode.OK
+
+
+def test_the_recall_floor_can_be_raised_and_says_how_to_add_gates(isolated: pytest.Pytester, ungated_run: Path):
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(ungated_run),
+                             "--evalkit-min-recall", "0.7")
+    res.assert_outcomes(passed=1, failed=1, skipped=2)
+    res.stdout.fnmatch_lines(["*Gate 'recall[[]reasoning[]] >= 0.7' failed: 0.600 (n=10*",
+                              "*has no gates, so each task's recall is checked against the default floor*"])
+    bad = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(ungated_run),
+                             "--evalkit-min-recall", "high")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--evalkit-min-recall must be a number between 0 and 1, got 'high'*"])
+
+
+@pytest.mark.slow
+def test_the_documented_command_on_the_bundled_suite_tests_something(isolated: pytest.Pytester, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    """`pytest --evalkit-suite suites/saas-support` (docs/ci.md): that suite has no gates."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "reports"
+    res = isolated.runpytest_subprocess("-p", "evalkit.pytest_plugin", "--evalkit-suite",
+                                        str(ROOT / "suites" / "saas-support"), "--evalkit-out", str(out))
+    assert res.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), res.stdout.str()
+    (run,) = (out / "saas-support").iterdir()
+    import json
+
+    per_task = json.loads((run / "summary.json").read_text())["per_task"]
+    below = [t for t, v in per_task.items() if v["recall"] < 0.5]
+    res.assert_outcomes(passed=len(per_task) - len(below), failed=len(below))
+    assert res.ret == (pytest.ExitCode.TESTS_FAILED if below else pytest.ExitCode.OK)
 
 
 def test_suite_runs_once_against_the_local_router(isolated: pytest.Pytester, tmp_path: Path,

@@ -46,16 +46,23 @@ def load_side(run_dir: str | Path) -> Any:
                    summary=summary, router=router, judge=judge)
 
 
-def write_compare(diff: dict[str, Any], folder: Path) -> dict[str, Path]:
-    """diff.json, compare.html and compare.md into ``folder`` (each written atomically)."""
+def write_compare(diff: dict[str, Any], folder: Path, *, junit_results: Any = None,
+                  junit_cases: str = "regressed") -> dict[str, Path]:
+    """diff.json, compare.html and compare.md into ``folder`` (each written atomically); with
+    ``junit_results`` (run B's results) also junit.xml: the checks, the regressed and fixed cases."""
     from evalkit.report.compare import render_compare_html, render_compare_markdown
-    from evalkit.store import write_json, write_text
+    from evalkit.store import DIFF, write_json, write_text
 
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": folder / "diff.json", "html": folder / "compare.html", "markdown": folder / "compare.md"}
+    paths = {"json": folder / DIFF, "html": folder / "compare.html", "markdown": folder / "compare.md"}
     write_json(paths["json"], diff)
     write_text(paths["html"], render_compare_html(diff))
     write_text(paths["markdown"], render_compare_markdown(diff))
+    if junit_results is not None:
+        from evalkit.report.junit import render_compare_junit
+
+        paths["junit"] = folder / "junit.xml"
+        write_text(paths["junit"], render_compare_junit(diff, junit_results, cases=junit_cases))
     return paths
 
 
@@ -127,16 +134,20 @@ def compare(
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level of McNemar's test."),
     seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap (same seed, same intervals)."),
     n_boot: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the delta intervals."),
+    junit_cases: str = typer.Option("regressed", "--junit-cases", help="junit.xml test cases: regressed (the cases B broke fail, the ones it fixed pass) or all (every case B misroutes fails)."),
     as_json: bool = typer.Option(False, "--json", help="Print diff.json on stdout instead of the table."),
 ) -> None:
     """Compare two runs case by case: metric deltas with paired bootstrap intervals, McNemar's exact
     test, fixed and regressed cases, judge and cost deltas, the router config diff.
 
-    Exits 1 when a --max-drop check fails or (by default) routing got significantly worse.
+    Writes diff.json, compare.html, compare.md and junit.xml. Exits 1 when a --max-drop check
+    fails or (by default) routing got significantly worse.
     """
     from evalkit.compare import compare_runs, parse_max_drop
     from evalkit.errors import UsageError
+    from evalkit.report.junit import check_junit_cases
 
+    check_junit_cases(junit_cases)
     if not 0 < alpha < 1:
         raise UsageError("alpha must be between 0 and 1", where="--alpha", got=str(alpha), fix="e.g. --alpha 0.05")
     if n_boot < 0:
@@ -146,7 +157,7 @@ def compare(
     diff = compare_runs(side_a, side_b, seed=seed, n_boot=n_boot, alpha=alpha, max_drop=drops,
                         fail_on_significant_regression=fail_on_significant_regression)
     folder = out_dir or default_folder(diff)
-    paths = write_compare(diff, folder)
+    paths = write_compare(diff, folder, junit_results=side_b.results, junit_cases=junit_cases)
     if as_json:
         out.print_json(json.dumps(diff, default=str))
     else:

@@ -47,8 +47,9 @@ def gate(
 
 
 def finish_run(outcome: Any, *, baseline: Any | None, as_json: bool) -> int:
-    """After ``evalkit run``: the gates' verdicts, the comparison with a baseline run (written into
-    the run directory as compare.html / diff.json / compare.md), the step summary; the exit code."""
+    """After ``evalkit run`` / ``evalkit merge``: the gates' verdicts, the comparison with a baseline
+    run (written into the run directory as compare.html / diff.json / compare.md, and into its
+    summary.md and junit.xml), the step summary; the exit code."""
     from evalkit.cli import append_step_summary
 
     failed = False
@@ -62,13 +63,15 @@ def finish_run(outcome: Any, *, baseline: Any | None, as_json: bool) -> int:
     if baseline is not None:
         from evalkit.commands.compare import load_side, print_compare, write_compare
         from evalkit.compare import compare_runs
+        from evalkit.report import write_reports
 
         diff = compare_runs(baseline, load_side(outcome.run_dir))
         paths = write_compare(diff, outcome.run_dir)
+        # summary.md shows the comparison; junit.xml fails the cases the change broke.
+        write_reports(outcome.run_dir, outcome.summary, outcome.results, outcome.manifest, diff=diff,
+                      only=("markdown", "junit"))
         if not as_json:
             print_compare(diff, paths)
         failed = failed or diff["verdict"]["failed"]
     append_step_summary(outcome.run_dir / "summary.md")
-    if baseline is not None:
-        append_step_summary(outcome.run_dir / "compare.md")
     return 1 if failed else 0

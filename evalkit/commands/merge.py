@@ -17,6 +17,7 @@ def merge(
     out_dir: Path = typer.Option(Path("reports"), "--out", help="Parent folder of the merged run directory (<out>/<suite>/<run-id>/)."),
     gate: Optional[list[str]] = typer.Option(None, "--gate", help="Extra gate METRIC OP VALUE for the merged run (repeatable)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A stored run to compare the merged run with (as `evalkit run --baseline`)."),
+    junit_cases: Optional[str] = typer.Option(None, "--junit-cases", help="junit.xml test cases besides the gates: regressed or all (default: as the shards ran, regressed unless they said all)."),
     as_json: bool = typer.Option(False, "--json", help="Print the merged summary.json on stdout instead of the table."),
 ) -> None:
     """Join shard runs into one run (results, judge verdicts, router config), recompute its summary,
@@ -28,7 +29,10 @@ def merge(
     from evalkit.shard import merge_runs
     from evalkit.store import MANIFEST, ROUTER, ResultWriter, create_run_dir, load_run, new_run_id, write_json, write_text
     from evalkit.errors import UsageError
+    from evalkit.report.junit import check_junit_cases
 
+    if junit_cases is not None:
+        check_junit_cases(junit_cases)
     loaded = [load_run(r) for r in runs]
     extra = parse_gates(gate or [], where="--gate")
     base_side = load_side(baseline) if baseline is not None else None
@@ -41,6 +45,8 @@ def merge(
                          fix="pass --baseline RUN (a stored run directory)")
     if baseline is not None:
         manifest.options["baseline"] = str(baseline)
+    if junit_cases is not None:
+        manifest.options["junit_cases"] = junit_cases
     run_dir = create_run_dir(out_dir, manifest.suite.name, run_id)
     write_json(run_dir / MANIFEST, manifest.model_dump(mode="json"))
     router_copy = next((r.path / ROUTER for r in loaded if (r.path / ROUTER).is_file()), None)

@@ -82,8 +82,55 @@ def gate_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manifest: Manifest) -> dict[str, Any]:
-    """A plain dict for the templates."""
+COMPARISON_LISTED = 25  # regressed / fixed cases listed in summary.md (all of them are in compare.html)
+
+
+def comparison_block(diff: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The comparison with the baseline run, as summary.md prints it (None without a baseline)."""
+    if not diff:
+        return None
+    by_metric = {m["metric"]: m for m in diff.get("metrics") or []}
+
+    def signed(value: float, *, as_pct: bool) -> str:
+        return f"{value * 100:+.1f}" if as_pct else f"{value:+.3f}"
+
+    rows = []
+    for name in ("accuracy", "macro_f1", "fallback_rate", "false_fallback_rate", "false_match_rate", "error_rate"):
+        m = by_metric.get(name)
+        if m is None:
+            continue
+        as_pct = name != "macro_f1"
+        delta, ci = m.get("delta"), m.get("ci95")
+        rows.append({"metric": name, "a": (pct if as_pct else num)(m.get("a")), "b": (pct if as_pct else num)(m.get("b")),
+                     "delta": "n/a" if delta is None else signed(delta, as_pct=as_pct) + (" pts" if as_pct else ""),
+                     "ci": f"{signed(ci[0], as_pct=as_pct)} to {signed(ci[1], as_pct=as_pct)}" if ci else ""})
+    mc = diff["mcnemar"]
+    verdict = diff["verdict"]
+
+    def flips(kind: str) -> list[dict[str, Any]]:
+        return [{"id": f["id"], "expected": f["expected_route"], "a": f["route_a"], "b": f["route_b"],
+                 "prompt": f.get("prompt") or ""} for f in (diff.get(kind) or [])[:COMPARISON_LISTED]]
+
+    return {
+        "baseline_run": diff["a"]["run_id"],
+        "n_matched": diff["n_matched"],
+        "failed": verdict["failed"],
+        "trend": ("routing significantly worse" if verdict["significant_regression"] else
+                  "routing significantly better" if verdict["significant_improvement"] else
+                  "no significant change in routing"),
+        "p": f"{mc['p_value']:.4g}",
+        "metrics": rows,
+        "checks": [{"check": c["check"], "passed": c["passed"], "message": c["message"]} for c in diff.get("checks") or []],
+        "regressed": flips("regressed"), "n_regressed": len(diff.get("regressed") or []),
+        "fixed": flips("fixed"), "n_fixed": len(diff.get("fixed") or []),
+        "max_listed": COMPARISON_LISTED,
+        "warnings": list(diff.get("warnings") or []),
+    }
+
+
+def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manifest: Manifest, *,
+                  diff: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A plain dict for the templates; ``diff`` is the comparison with the run's baseline, if any."""
     labels = summary["labels"]
     per_task = [
         {"task": lab, "precision": num(v["precision"]), "recall": num(v["recall"]), "f1": num(v["f1"]),
@@ -165,6 +212,7 @@ def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manife
         "cost_unknown": cost.get("n_unknown_cost", 0),
         "latency": {k: num(lat.get(k), 1) for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")},
         "gates": gate_rows(summary),
+        "comparison": comparison_block(diff),
         "labels": labels,
         **{key: section(summary, results, manifest) for key, section in SECTIONS.items()},
     }

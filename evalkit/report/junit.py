@@ -1,10 +1,22 @@
-"""``junit.xml``: the run as a JUnit report, so a CI page lists failed gates and misroutes.
+"""``junit.xml``: a run (or a comparison) as a JUnit report, red only for what a change broke.
 
-One ``<testsuite>`` named ``gates`` with one test case per gate (a failed gate is a failure
-carrying the gate's message), then one ``<testsuite>`` per expected task holding one failed test
-case per case routed elsewhere, so the CI page groups the misroutes by the task they should
-have taken. Correctly routed cases and errors are not test cases (errors are not misroutes;
-the ``error_rate`` gate covers them).
+A pull request's check must fail for the regression it introduced, not for the hundred cases the
+router already misroutes on main. So, by default (``--junit-cases regressed``):
+
+- ``<testsuite name="gates">``: one test case per gate (suite.yaml's and ``--gate``), failed when
+  the gate fails; with a baseline, one more per comparison check (``--max-drop``, McNemar's "no
+  significant regression"), failed when that check fails.
+- With a baseline (``evalkit run --baseline RUN``, ``evalkit merge --baseline RUN``,
+  ``evalkit compare A B``): ``<testsuite name="regressed">``, one failed test case per case the
+  change broke (routed right in the baseline, wrong now), and ``<testsuite name="fixed">``, one
+  passed test case per case it fixed. Cases wrong in both runs are not test cases.
+- ``<testsuite name="routing">`` holds no test case: its properties carry the headline figures
+  and its ``system-out`` lists the misrouted cases, so they are at hand without being failures.
+
+``--junit-cases all`` keeps the first layout instead of the regressed / fixed suites: one failed
+test case per misrouted case, in one ``<testsuite name="misrouted: expected TASK">`` per
+expected task. Errors are never test cases (they are not misroutes; gate them with
+``error_rate``).
 """
 
 from __future__ import annotations
@@ -13,8 +25,12 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Sequence
 
+from evalkit.errors import UsageError
 from evalkit.records import CaseResult
 
+JUNIT_CASES = ("regressed", "all")
+DEFAULT_JUNIT_CASES = "regressed"
+MAX_LISTED = 1000  # misrouted cases written into system-out; the rest are in results.jsonl
 
 # Characters XML 1.0 cannot carry at all (a prompt may hold any of them); replaced, not escaped.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -24,13 +40,27 @@ def _x(text: Any) -> str:
     return _NOT_XML.sub("\ufffd", str(text))
 
 
-def _suite(parent: ET.Element, name: str, cases: list[dict[str, Any]], timestamp: str | None) -> None:
+def check_junit_cases(value: str, *, where: str = "--junit-cases") -> str:
+    """The ``--junit-cases`` value, or a usage error naming the choices."""
+    if value not in JUNIT_CASES:
+        raise UsageError(f"unknown --junit-cases value '{value}'", where=where,
+                         fix="use regressed (the default: with a baseline, only the cases the change broke fail) "
+                             "or all (every misrouted case fails)")
+    return value
+
+
+def _suite(parent: ET.Element, name: str, cases: list[dict[str, Any]], timestamp: str | None, *,
+           properties: dict[str, Any] | None = None, out: str | None = None) -> None:
     failures = sum(1 for c in cases if c.get("failure"))
     attrs = {"name": _x(name), "tests": str(len(cases)), "failures": str(failures), "errors": "0", "skipped": "0",
              "time": "0"}
     if timestamp:
         attrs["timestamp"] = timestamp.rstrip("Z")
     node = ET.SubElement(parent, "testsuite", attrs)
+    if properties:
+        props = ET.SubElement(node, "properties")
+        for key, value in properties.items():
+            ET.SubElement(props, "property", {"name": _x(key), "value": _x("" if value is None else value)})
     for c in cases:
         tc = ET.SubElement(node, "testcase", {"classname": _x(c["classname"]), "name": _x(c["name"]), "time": "0"})
         if c.get("failure"):
@@ -38,20 +68,38 @@ def _suite(parent: ET.Element, name: str, cases: list[dict[str, Any]], timestamp
             failure.text = _x(c.get("text") or c["failure"])
         if c.get("out"):
             ET.SubElement(tc, "system-out").text = _x(c["out"])
+    if out:
+        ET.SubElement(node, "system-out").text = _x(out)
 
 
-def render_junit(summary: dict[str, Any], results: Sequence[CaseResult], *, started_at: str | None = None) -> str:
-    """The JUnit XML document of a run (pure)."""
-    suite = str(summary.get("suite") or "evalkit")
-    root = ET.Element("testsuites", {"name": _x(f"evalkit {suite}")})
-    gates = [
-        {"classname": f"evalkit.{suite}.gates", "name": g["expr"], "type": "GateFailed",
-         "failure": None if g.get("passed") else g.get("message") or f"Gate '{g['expr']}' failed",
-         "out": g.get("message")}
-        for g in summary.get("gates") or []
-    ]
-    if gates:
-        _suite(root, "gates", gates, started_at)
+def _gate_cases(prefix: str, verdicts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"classname": f"{prefix}.gates", "name": g["expr"], "type": "GateFailed",
+             "failure": None if g.get("passed") else g.get("message") or f"Gate '{g['expr']}' failed",
+             "out": g.get("message")}
+            for g in verdicts]
+
+
+def _check_cases(prefix: str, diff: dict[str, Any]) -> list[dict[str, Any]]:
+    base = diff["a"]["run_id"]
+    return [{"classname": f"{prefix}.compare", "name": f"{c['check']} (vs baseline {base})", "type": "CheckFailed",
+             "failure": None if c["passed"] else c["message"], "out": c["message"]}
+            for c in diff.get("checks") or []]
+
+
+def _flip_cases(prefix: str, diff: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    base = diff["a"]["run_id"]
+    cases = []
+    for f in diff.get(kind) or []:
+        message = (f"expected {f['expected_route']}, routed {f['route_b']} "
+                   f"(routed {f['route_a']} in the baseline run {base})")
+        text = f"{message}\nprompt: {f.get('prompt') or ''}"
+        failed = kind == "regressed"
+        cases.append({"classname": f"{prefix}.{kind}.{f['expected_route']}", "name": f["id"], "type": "Regressed",
+                      "failure": message if failed else None, "text": text, "out": None if failed else text})
+    return cases
+
+
+def _misroute_cases(prefix: str, results: Sequence[CaseResult], labels: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     by_task: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         if not r.scored or r.route == r.expected_route:
@@ -61,15 +109,74 @@ def render_junit(summary: dict[str, Any], results: Sequence[CaseResult], *, star
         if r.served_model:
             text += f"\nserved model: {r.served_model}"
         by_task.setdefault(r.expected_route, []).append(
-            {"classname": f"evalkit.{suite}.misrouted.{r.expected_route}", "name": r.id, "type": "Misrouted",
+            {"classname": f"{prefix}.misrouted.{r.expected_route}", "name": r.id, "type": "Misrouted",
              "failure": message, "text": text})
-    labels = list(summary.get("labels") or [])
-    for task in sorted(by_task, key=lambda t: (labels.index(t) if t in labels else len(labels), t)):
-        _suite(root, f"misrouted: expected {task}", by_task[task], started_at)
-    tests = sum(int(s.get("tests", 0)) for s in root)
-    failures = sum(int(s.get("failures", 0)) for s in root)
-    root.set("tests", str(tests))
-    root.set("failures", str(failures))
+    order = list(labels)
+    return {t: by_task[t] for t in sorted(by_task, key=lambda t: (order.index(t) if t in order else len(order), t))}
+
+
+def _misroute_listing(results: Sequence[CaseResult], diff: dict[str, Any] | None) -> tuple[int, str]:
+    """(number of misrouted cases, one line each) for system-out: listed, not failed."""
+    regressed = {f["id"] for f in (diff or {}).get("regressed") or []}
+    wrong = [r for r in results if r.scored and r.route != r.expected_route]
+    lines = []
+    for r in wrong[:MAX_LISTED]:
+        note = " (regressed)" if r.id in regressed else (" (also misrouted in the baseline)" if diff else "")
+        lines.append(f"{r.id}: expected {r.expected_route}, routed {r.route_label}{note}")
+    if len(wrong) > MAX_LISTED:
+        lines.append(f"...and {len(wrong) - MAX_LISTED} more misrouted cases in results.jsonl and report.html")
+    head = (f"{len(wrong)} misrouted cases (listed here, not failed: "
+            + ("a case fails only when the change broke it, see the 'regressed' test suite)"
+               if diff else "without a baseline run a misroute is not a test failure; gate on the figures, "
+                            "or give --baseline RUN to fail on the cases a change broke)"))
+    return len(wrong), "\n".join([head, *lines]) if wrong else "no misrouted case"
+
+
+def junit_document(*, name: str, gates: Sequence[dict[str, Any]], results: Sequence[CaseResult],
+                   labels: Sequence[str], diff: dict[str, Any] | None = None, cases: str = DEFAULT_JUNIT_CASES,
+                   properties: dict[str, Any] | None = None, started_at: str | None = None) -> str:
+    """The JUnit XML document (pure): the gates (and comparison checks), then the cases as ``cases`` says."""
+    check_junit_cases(cases)
+    prefix = f"evalkit.{name}"
+    root = ET.Element("testsuites", {"name": _x(f"evalkit {name}")})
+    gate_cases = _gate_cases(prefix, gates) + (_check_cases(prefix, diff) if diff else [])
+    if gate_cases:
+        _suite(root, "gates", gate_cases, started_at)
+    if cases == "all":
+        for task, rows in _misroute_cases(prefix, results, labels).items():
+            _suite(root, f"misrouted: expected {task}", rows, started_at)
+    elif diff is not None:
+        for kind in ("regressed", "fixed"):
+            rows = _flip_cases(prefix, diff, kind)
+            if rows:
+                _suite(root, kind, rows, started_at)
+    n_misrouted, listing = _misroute_listing(results, diff)
+    props = {**(properties or {}), "n_misrouted": n_misrouted, "junit_cases": cases}
+    if diff is not None:
+        props.update(baseline_run=diff["a"]["run_id"], regressed=len(diff.get("regressed") or []),
+                     fixed=len(diff.get("fixed") or []))
+    _suite(root, "routing", [], started_at, properties=props, out=listing)
+    root.set("tests", str(sum(int(s.get("tests", 0)) for s in root)))
+    root.set("failures", str(sum(int(s.get("failures", 0)) for s in root)))
     root.set("errors", "0")
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def render_junit(summary: dict[str, Any], results: Sequence[CaseResult], *, started_at: str | None = None,
+                 diff: dict[str, Any] | None = None, cases: str = DEFAULT_JUNIT_CASES) -> str:
+    """The JUnit XML document of a run (pure); ``diff`` is the comparison with its baseline run, if any."""
+    props = {"run_id": summary.get("run_id"), "accuracy": summary.get("accuracy"),
+             "n_scored": summary.get("n_scored"), "n_errors": summary.get("n_errors"),
+             "target": (summary.get("target") or {}).get("kind")}
+    return junit_document(name=str(summary.get("suite") or "evalkit"), gates=summary.get("gates") or [],
+                          results=results, labels=summary.get("labels") or [], diff=diff, cases=cases,
+                          properties=props, started_at=started_at)
+
+
+def render_compare_junit(diff: dict[str, Any], results_b: Sequence[CaseResult], *,
+                         cases: str = DEFAULT_JUNIT_CASES) -> str:
+    """The JUnit XML document of ``evalkit compare A B`` (pure): its checks, then B's cases against A."""
+    props = {"run_id": diff["b"]["run_id"], "n_matched": diff["n_matched"]}
+    return junit_document(name=str(diff["b"].get("suite") or "evalkit"), gates=[], results=results_b,
+                          labels=diff.get("labels") or [], diff=diff, cases=cases, properties=props)

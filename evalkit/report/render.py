@@ -12,7 +12,7 @@ from markupsafe import Markup
 
 from evalkit.records import CaseResult, Manifest
 from evalkit.report.context import build_context
-from evalkit.report.junit import render_junit
+from evalkit.report.junit import DEFAULT_JUNIT_CASES, render_junit
 from evalkit.store import write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -44,20 +44,40 @@ def environment() -> jinja2.Environment:
 
 
 def _md_environment() -> jinja2.Environment:
+    # Not autoescaped: HTML entities are not markdown (`->` would print as `-&gt;`, and inside a
+    # code span an entity shows as typed). Untrusted text goes through `md` or `mdcode` instead.
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=False,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              finalize=visible_controls)
     env.filters["md"] = md_cell
+    env.filters["mdcode"] = md_code
     return env
 
 
-def md_cell(value: Any, limit: int = 120) -> str:
-    """Text made safe for one markdown table cell: no pipes, newlines, HTML, links or bidi controls."""
+def _one_line(value: Any, limit: int) -> str:
     text = " ".join(visible_controls(str(value)).split())
-    text = text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
-    # No markdown link or image from data (a tracking pixel, a javascript: link): both need "](".
-    text = text.replace("](", "]\\(")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def md_cell(value: Any, limit: int = 120) -> str:
+    """Text made inert for one markdown table cell (or a line of prose).
+
+    GitHub renders some raw HTML in markdown (step summaries, comments), so a ``<`` from data
+    is backslash-escaped: ``\\<img ...>`` shows as text and can open no tag, autolink or comment.
+    ``>`` opens nothing inside a line and is left as is, so ``->`` reads as ``->``. Pipes are
+    escaped (they would split the cell), newlines folded, backticks made quotes, and ``](`` broken
+    so that no link or image (a tracking pixel, a ``javascript:`` link) comes from data.
+    """
+    text = _one_line(value, limit)
+    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<").replace("`", "'")
+    return text.replace("](", "]\\(")
+
+
+def md_code(value: Any, limit: int = 120) -> str:
+    """Text for inside a markdown code span (`` `...` ``), which shows it verbatim: only what could
+    end the span (a backtick) or the table cell (a pipe, which GitHub unescapes in code spans too)
+    is changed, and ``](`` is broken here as well so that no text from data ever reads as a link."""
+    return _one_line(value, limit).replace("`", "'").replace("|", "\\|").replace("](", "]\\(")
 
 
 def render_html(context: dict[str, Any]) -> str:
@@ -69,12 +89,19 @@ def render_markdown(context: dict[str, Any]) -> str:
 
 
 def write_reports(run_dir: str | Path, summary: dict[str, Any], results: Sequence[CaseResult],
-                  manifest: Manifest) -> dict[str, Path]:
-    """Write ``report.html``, ``summary.md`` and ``junit.xml`` into the run directory."""
+                  manifest: Manifest, *, diff: dict[str, Any] | None = None,
+                  only: Sequence[str] = ("html", "markdown", "junit")) -> dict[str, Path]:
+    """Write ``report.html``, ``summary.md`` and ``junit.xml`` (those named in ``only``) into the
+    run directory; ``diff`` is the comparison with the run's baseline, when it had one."""
     run_dir = Path(run_dir)
-    context = build_context(summary, results, manifest)
+    context = build_context(summary, results, manifest, diff=diff)
     paths = {"html": run_dir / "report.html", "markdown": run_dir / "summary.md", "junit": run_dir / "junit.xml"}
-    write_text(paths["html"], render_html(context))
-    write_text(paths["markdown"], render_markdown(context))
-    write_text(paths["junit"], render_junit(summary, results, started_at=manifest.started_at))
+    if "html" in only:
+        write_text(paths["html"], render_html(context))
+    if "markdown" in only:
+        write_text(paths["markdown"], render_markdown(context))
+    if "junit" in only:
+        cases = manifest.options.get("junit_cases") or DEFAULT_JUNIT_CASES
+        write_text(paths["junit"], render_junit(summary, results, started_at=manifest.started_at, diff=diff,
+                                                cases=cases))
     return paths
