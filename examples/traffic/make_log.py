@@ -6,7 +6,7 @@ with a system prompt), the response status, the served model and the route heade
 traffic it has:
 
 - repeats: the same question asked again verbatim, and near-repeats (other casing, punctuation,
-  a "please" or "hey" added);
+  a "please", "hey", "so" or "for me" added);
 - personal data and secrets typed into prompts: e-mail addresses, phone numbers, card numbers
   (Luhn-valid), IBANs (valid check digits), IP addresses, API keys and bearer tokens;
 - multi-turn conversations, logged one request per turn, each carrying the history;
@@ -109,7 +109,9 @@ def pii(rng: random.Random, injected: Injected) -> str:
 
 
 def near_variant(prompt: str, rng: random.Random) -> str:
-    how = rng.choice(["case", "punct", "please", "hey", "space"])
+    """The same request typed again a little differently (the first five differ only in case,
+    punctuation, spacing or politeness; the others add a word or two)."""
+    how = rng.choice(["case", "punct", "please", "hey", "space", "so", "for me", "now", "quick", "can you"])
     if how == "case":
         return prompt[:1].upper() + prompt[1:] + "?"
     if how == "punct":
@@ -118,7 +120,17 @@ def near_variant(prompt: str, rng: random.Random) -> str:
         return prompt + " please"
     if how == "hey":
         return "hey, " + prompt
-    return prompt.replace(" ", "  ", 2) + " ?"
+    if how == "space":
+        return prompt.replace(" ", "  ", 2) + " ?"
+    if how == "so":
+        return "so " + prompt
+    if how == "for me":
+        return prompt + " for me"
+    if how == "now":
+        return prompt + " now"
+    if how == "quick":
+        return "quick question: " + prompt
+    return "can you tell me " + prompt
 
 
 def make_log(rows: int = 3000, seed: int = 7) -> tuple[list[dict[str, Any]], Injected]:
