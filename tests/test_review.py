@@ -137,3 +137,42 @@ def test_api_needs_the_page_token_and_the_loopback_host(suite):
         ok = httpx.post(server.url + "api/save", json=edits, headers={"X-Review-Token": token})
         assert ok.status_code == 200 and ok.json()["reviewed"] == 2
     assert rows(suite)["c1"]["expected_route"] == "reasoning"
+
+
+def test_cli_review_serves_on_loopback_and_stops_on_ctrl_c(suite):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT, cli_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "evalkit", "suite", "review", str(suite)], cwd=ROOT, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 300
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            if "reviewing 4 cases of suite: " in line:
+                url = line.rsplit(" ", 1)[1].strip()
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        page = httpx.get(url)
+        assert page.status_code == 200 and 'data-case-id="c2"' in page.text
+        assert "1 of 4 reviewed" in page.text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_review_of_a_missing_suite_exits_2(tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli("suite", "review", tmp_path / "nope")
+    assert proc.returncode == 2
+    assert "suite not found" in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr

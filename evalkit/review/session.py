@@ -50,11 +50,13 @@ def classifier_views(cases: Sequence[Case], suite: Suite, *, threshold: float | 
                      encode: Callable[[list[str]], Any] | None = None) -> dict[str, ClassifierView]:
     """The embedding classifier of the local router over every case's last user message."""
     from evalkit.emulator.classifier import DEFAULT_THRESHOLD, EmbeddingClassifier, decide
+    from evalkit.emulator.classifier import encode as default_encode
 
+    encode = encode or default_encode
     classifier = EmbeddingClassifier(DEFAULT_THRESHOLD if threshold is None else threshold, encoder=encode)
     if not cases:
         return {}
-    vectors = classifier._encode([c.user_text for c in cases])
+    vectors = encode([c.user_text for c in cases])
     views = {}
     for case, scores in zip(cases, classifier.scores_for(vectors, suite.router)):
         decision = decide(scores, classifier.threshold)

@@ -119,12 +119,10 @@ def build_suite(log: str | Path, router_path: str | Path, out: str | Path, optio
                        skip_unknown_routes=options.skip_unknown_routes)
     units, n_exact = exact_dedup(readout.conversations, readout.routes)
     if encode is None:
-        from evalkit.emulator.classifier import encode as default_encode, load_encoder
+        from evalkit.emulator.classifier import encode as default_encode
 
-        status("loading the embedding model")
-        load_encoder()
         encode = default_encode
-    status(f"sampling {options.sample} cases from {len(units)} distinct conversations")
+    status(f"sampling {options.sample} cases from {len(units)} distinct conversations (embedding the candidates)")
     chosen, stats = sample_units(units, n=options.sample, floor=options.floor,
                                  near_duplicate=options.near_duplicate, seed=options.seed, encode=encode)
     stats.n_conversations = len(readout.conversations)
@@ -203,7 +201,7 @@ def _label(cases: list[dict[str, Any]], settings: LabelerSettings, key: str | No
         if route is not None and route != case["router_route"]:
             case["tags"] = [DISAGREE_TAG]
             disagree += 1
-    return {"model": settings.model, "base_url": settings.base_url, "n_proposed": sum(r is not None for r in outcome.routes),
+    return {"model": settings.model, "n_proposed": sum(r is not None for r in outcome.routes),
             "n_disagreements": disagree, "n_errors": outcome.failures["error"],
             "n_unparseable": outcome.failures["unparseable"], "prompt_tokens": outcome.prompt_tokens,
             "completion_tokens": outcome.completion_tokens}
