@@ -22,7 +22,7 @@ import ipaddress
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 __all__ = ["KINDS", "PLACEHOLDERS", "ScrubResult", "Scrubber", "scrub_text"]
 
@@ -210,10 +210,3 @@ def scrub_text(text: str, *, region: str = "US") -> ScrubResult:
     """Scrub one text with a default ``Scrubber`` (convenience for scripts and tests)."""
     return Scrubber(region=region).scrub(text)
 
-
-def total(counts: Iterable[Counter[str]]) -> Counter[str]:
-    """The sum of several count tables."""
-    out: Counter[str] = Counter()
-    for c in counts:
-        out.update(c)
-    return out
