@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.table import Table
 
 from evalkit import __version__
@@ -113,6 +114,14 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
 
         print_judge(summary["judge"])
     out.print(f"report: {run_dir / 'report.html'}")
+    print_review_warning(summary)
+
+
+def print_review_warning(summary: dict[str, Any]) -> None:
+    """On stderr, so it shows with --json too: a suite whose labels nobody reviewed grades the router against itself."""
+    warning = (summary.get("review") or {}).get("warning")
+    if warning:
+        err.print(f"[bold yellow]warning:[/bold yellow] {escape_markup(warning)}", highlight=False)
 
 
 @app.callback(invoke_without_command=True)
@@ -224,6 +233,7 @@ def run(
                                  run_options=run_options)
     if as_json:
         out.print_json(json.dumps(outcome.summary, default=str))
+        print_review_warning(outcome.summary)
     else:
         print_summary(outcome.summary, outcome.run_dir)
     raise typer.Exit(finish_run(outcome, baseline=base_side, as_json=as_json))
@@ -393,7 +403,7 @@ def serve(
 
 def _register_commands() -> None:
     """Import the command modules so they register on ``app``."""
-    from evalkit.commands import compare, cost, gate, judge, lint, merge, overlap, router  # noqa: F401
+    from evalkit.commands import compare, cost, gate, judge, lint, merge, overlap, router, suite  # noqa: F401
 
 
 def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:

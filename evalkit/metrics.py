@@ -134,3 +134,52 @@ def per_tag_metrics(results: Sequence[CaseResult], *, labels: Sequence[str]) -> 
 def misrouted(results: Sequence[CaseResult]) -> list[CaseResult]:
     """Scored cases whose route differs from the expected task, in run order."""
     return [r for r in results if r.scored and r.route != r.expected_route]
+
+
+def label_review(results: Sequence[CaseResult]) -> dict[str, Any]:
+    """How far a run's expected routes can be trusted: pre-labels that nobody reviewed yet.
+
+    A suite built from traffic starts with each case's expected route set to the route the
+    router returned (``label_source: router``, ``reviewed: false``): grading the router against
+    its own answers is circular, so the figures say so until a person reviews the cases.
+    Cases without a ``reviewed`` field (hand-written suites) count as reviewed.
+
+    - n_unreviewed: cases with ``reviewed: false``; n_unreviewed_router: those whose label is
+      the router's own route (``label_source: router``).
+    - accuracy_reviewed: accuracy over the scored cases that are reviewed (None when none are),
+      with its 95% Wilson interval.
+    """
+    unreviewed = [r for r in results if r.reviewed is False]
+    from_router = sum(1 for r in unreviewed if r.label_source == "router")
+    reviewed_scored = [r for r in results if r.reviewed is not False and r.scored]
+    correct = sum(1 for r in reviewed_scored if r.correct)
+    n = len(reviewed_scored)
+    return {
+        "n_cases": len(results),
+        "n_unreviewed": len(unreviewed),
+        "n_unreviewed_router": from_router,
+        "circular": from_router > 0,
+        "n_reviewed_scored": n,
+        "accuracy_reviewed": correct / n if n else None,
+        "accuracy_reviewed_ci95": wilson_interval(correct, n),
+    }
+
+
+def review_warning(review: dict[str, Any], *, suite_path: str | None = None) -> str | None:
+    """The sentence every renderer prints while a suite has unreviewed pre-labels (None otherwise)."""
+    n_un = review.get("n_unreviewed", 0)
+    if not n_un:
+        return None
+    total = review.get("n_cases", 0)
+    router = review.get("n_unreviewed_router", 0)
+    where = suite_path or "SUITE"
+    text = f"{n_un} of {total} cases have unreviewed pre-labels"
+    if router:
+        text += (f" ({router} taken from the router's own routes): accuracy against the router's own labels is "
+                 "circular, the router is graded against itself")
+    else:
+        text += ": their expected routes come from a model, not a person"
+    acc = review.get("accuracy_reviewed")
+    if acc is not None and review.get("n_reviewed_scored"):
+        text += f". Accuracy on the {review['n_reviewed_scored']} reviewed cases: {acc * 100:.1f}%"
+    return text + f". Review them: evalkit suite review {where}"

@@ -18,6 +18,10 @@ MISSING = "(missing)"
 CLASSIFIER_ERROR_CODES = ("classifier_failed", "classifier_bad_answer")
 
 Status = Literal["ok", "missing_route", "error"]
+# Where a case's expected_route came from: the route the router returned in traffic, a labeler
+# model's proposal, or a person (see docs/suites-from-traffic.md).
+LABEL_SOURCES = ("router", "labeler", "human")
+LabelSource = Literal["router", "labeler", "human"]
 
 
 class Case(BaseModel):
@@ -36,6 +40,10 @@ class Case(BaseModel):
     tags: list[str] = Field(default_factory=list)
     max_completion_tokens: int | None = None
     human: dict[str, int] | None = None
+    label_source: LabelSource | None = None
+    reviewed: bool | None = None          # False: a pre-label nobody has confirmed yet
+    router_route: str | None = None       # the route the router returned for this prompt in traffic
+    labeler_route: str | None = None      # a labeler model's proposal (null: it gave none)
     # Where the case came from, for error messages and reports; not a user field.
     source: str | None = Field(default=None, exclude=True)
     line: int | None = Field(default=None, exclude=True)
@@ -98,6 +106,8 @@ class CaseResult(BaseModel):
     prompt: str = ""
     reference: str | None = None
     human: dict[str, int] | None = None
+    label_source: str | None = None
+    reviewed: bool | None = None
 
     @property
     def scored(self) -> bool:

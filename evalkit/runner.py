@@ -97,7 +97,8 @@ def build_result(case: Case, response: TargetResponse | None, error: TargetCallE
     """The result record of one case (pure)."""
     common = dict(id=case.id, expected_route=case.expected_route, session=case.session, turn=case.turn,
                   tags=list(case.tags), expected_model=case.expected_model, prompt=case.user_text,
-                  reference=case.reference, human=case.human, attempts=attempts)
+                  reference=case.reference, human=case.human, attempts=attempts,
+                  label_source=case.label_source, reviewed=case.reviewed)
     if response is None:
         assert error is not None
         return CaseResult(**common, status="error", error=error.message, http_status=error.http_status,

@@ -24,13 +24,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalkit.errors import SuiteError, short
-from evalkit.records import FALLBACK, Case
+from evalkit.records import FALLBACK, LABEL_SOURCES, Case
 from evalkit.router_config import RouterConfig, load_router_config
 
 SUITE_FILE = "suite.yaml"
 SUITE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 CASE_FIELDS = ("id", "prompt", "messages", "expected_route", "reference", "session", "turn",
-               "expected_model", "tags", "max_completion_tokens", "human")
+               "expected_model", "tags", "max_completion_tokens", "human", "label_source", "reviewed",
+               "router_route", "labeler_route")
 SUITE_KEYS = ("name", "description", "router", "cases", "columns", "defaults", "gates")
 DEFAULT_KEYS = ("max_completion_tokens", "temperature")
 MAX_PROMPT_CHARS = 100_000
@@ -186,6 +187,20 @@ def _iter_rows(folder: Path, ref: str) -> Iterator[tuple[tuple[str, int], Any]]:
     if not path.exists():
         raise SuiteError("case file not found", where=where,
                          fix="check the 'cases' entry of suite.yaml (a .jsonl, .csv or .parquet file beside it)")
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise SuiteError(f"unsupported case file type '{path.suffix.lower()}'", where=where,
+                         fix="use .jsonl, .csv, .parquet or hf://<dataset>[:split]")
+    yield from read_table(path)
+
+
+TABLE_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
+
+
+def read_table(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
+    """Rows of a JSON Lines, CSV or Parquet file, each with its (file, line or row number).
+
+    The one reader of row files: suites' cases and the request logs of ``suite from-traffic``.
+    """
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         yield from _jsonl_rows(path)
@@ -194,8 +209,8 @@ def _iter_rows(folder: Path, ref: str) -> Iterator[tuple[tuple[str, int], Any]]:
     elif suffix == ".parquet":
         yield from _parquet_rows(path)
     else:
-        raise SuiteError(f"unsupported case file type '{suffix}'", where=where,
-                         fix="use .jsonl, .csv, .parquet or hf://<dataset>[:split]")
+        raise SuiteError(f"unsupported file type '{suffix}'", where=str(path),
+                         fix="use a .jsonl, .csv or .parquet file")
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
@@ -235,6 +250,9 @@ def _csv_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
                 yield (where, i), {k: _csv_cell(k, v) for k, v in row.items() if v not in (None, "")}
     except UnicodeDecodeError:
         raise SuiteError("CSV file is not UTF-8 text", where=where, fix="save the CSV as UTF-8") from None
+    except csv.Error as exc:
+        raise SuiteError(f"cannot read CSV: {exc}", where=where,
+                         fix="check the quoting of long cells, or write JSON Lines instead") from None
 
 
 def _csv_cell(key: str, value: str) -> Any:
@@ -251,6 +269,9 @@ def _csv_cell(key: str, value: str) -> Any:
             return json.loads(value)
         except json.JSONDecodeError:
             return value
+    if key == "reviewed":
+        lowered = value.strip().lower()
+        return {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}.get(lowered, value)
     if key in ("turn", "max_completion_tokens"):
         try:
             return int(value)
@@ -389,6 +410,7 @@ class _CaseValidator:
             raise SuiteError(f"case '{cid}': max_completion_tokens must be a positive integer", where=where,
                              got=short(mct), fix="e.g. \"max_completion_tokens\": 256")
         self._check_human(data.get("human"), cid, where)
+        self._check_labels(data, cid, where)
         self._check_turn(data, cid, where)
         return Case(**data, source=source, line=line)
 
@@ -418,6 +440,26 @@ class _CaseValidator:
         for key, value in human.items():
             if key not in HUMAN_CRITERIA or not isinstance(value, int) or not 1 <= value <= 5:
                 raise SuiteError(f"case '{cid}': human grade {key}={value!r} is not valid", where=where, fix=fix)
+
+    def _check_labels(self, data: dict[str, Any], cid: str, where: str) -> None:
+        """The pre-label fields of suites built from traffic (``evalkit suite from-traffic``)."""
+        source = data.get("label_source")
+        if source is not None and source not in LABEL_SOURCES:
+            raise SuiteError(f"case '{cid}': unknown label_source", where=where, got=short(source),
+                             fix=f"label_source is one of: {', '.join(LABEL_SOURCES)}")
+        reviewed = data.get("reviewed")
+        if reviewed is not None and not isinstance(reviewed, bool):
+            raise SuiteError(f"case '{cid}': 'reviewed' must be true or false", where=where, got=short(reviewed),
+                             fix="write \"reviewed\": true once a person has checked the label, else false")
+        for key in ("router_route", "labeler_route"):
+            value = data.get(key)
+            if value is not None and not isinstance(value, str):
+                raise SuiteError(f"case '{cid}': '{key}' must be a task name", where=where, got=short(value),
+                                 fix=f"write {key} as text (a task of the router config, or fallback), or null")
+        labeler = data.get("labeler_route")
+        if labeler is not None and labeler not in self.labels:
+            raise SuiteError(f"case '{cid}': labeler_route names unknown task '{labeler}'", where=where,
+                             fix=f"labeler_route must be one of: {', '.join(self.labels)}, or null")
 
     def _check_turn(self, data: dict[str, Any], cid: str, where: str) -> None:
         session, turn = data.get("session"), data.get("turn")

@@ -12,7 +12,7 @@ from evalkit import SCHEMA_VERSION
 from evalkit.cost import cost_summary, run_prices
 from evalkit.judge import Judgement, judge_block
 from evalkit.latency import latency_summary
-from evalkit.metrics import per_tag_metrics, routing_metrics
+from evalkit.metrics import label_review, per_tag_metrics, review_warning, routing_metrics
 from evalkit.records import CLASSIFIER_ERROR_CODES, CaseResult, Manifest
 
 
@@ -45,6 +45,8 @@ def build_summary(manifest: Manifest, results: Sequence[CaseResult], *,
     summary["latency"] = latency_summary(results)
     summary["gates"] = []
     summary["run"] = run_section(manifest, results)
+    summary["review"] = label_review(results)
+    summary["review"]["warning"] = review_warning(summary["review"], suite_path=manifest.suite.path)
     return summary
 
 

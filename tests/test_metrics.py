@@ -112,3 +112,32 @@ def test_unknown_route_gets_its_own_column():
 def test_all_errors_gives_no_accuracy_not_zero():
     m = routing_metrics([r(1, "classify", None, status="error")], labels=LABELS)
     assert m["accuracy"] is None and m["error_rate"] == 1.0
+
+
+def test_label_review_counts_unreviewed_prelabels_and_scores_only_reviewed_cases():
+    from evalkit.metrics import label_review, review_warning
+
+    def res(cid, expected, route, *, reviewed, source):
+        return CaseResult(id=cid, expected_route=expected, route=route, status="ok", reviewed=reviewed,
+                          label_source=source)
+
+    results = [res("a", "classify", "classify", reviewed=False, source="router"),
+               res("b", "classify", "reasoning", reviewed=False, source="labeler"),
+               res("c", "reasoning", "reasoning", reviewed=True, source="human"),
+               res("d", "fallback", "classify", reviewed=True, source="human"),
+               CaseResult(id="e", expected_route="classify", route=None, status="error", reviewed=True)]
+    review = label_review(results)
+    assert review["n_unreviewed"] == 2 and review["n_unreviewed_router"] == 1 and review["circular"] is True
+    assert review["n_reviewed_scored"] == 2 and review["accuracy_reviewed"] == 0.5
+    text = review_warning(review, suite_path="suites/x")
+    assert text.startswith("2 of 5 cases have unreviewed pre-labels (1 taken from the router's own routes)")
+    assert "Accuracy on the 2 reviewed cases: 50.0%" in text and text.endswith("evalkit suite review suites/x")
+
+
+def test_label_review_of_a_hand_written_suite_has_no_warning():
+    from evalkit.metrics import label_review, review_warning
+
+    results = [CaseResult(id="a", expected_route="classify", route="classify", status="ok")]
+    review = label_review(results)
+    assert review["n_unreviewed"] == 0 and review["circular"] is False and review["accuracy_reviewed"] == 1.0
+    assert review_warning(review) is None

@@ -83,6 +83,11 @@ BAD = [
      r"last message must be from the user", 1),
     ("no expected route", [{"id": "a", "prompt": "x"}], r"no 'expected_route'", 1),
     ("missing id", [{"prompt": "x", "expected_route": "classify"}], r"missing or empty 'id'", 1),
+    ("unknown label source", [{**GOOD[0], "label_source": "guess"}], r"unknown label_source.*\n.*'guess'", 1),
+    ("reviewed not a bool", [{**GOOD[0], "reviewed": "yes"}], r"'reviewed' must be true or false", 1),
+    ("labeler route unknown", [{**GOOD[0], "labeler_route": "billing"}], r"labeler_route names unknown task", 1),
+    ("router route not text", [{**GOOD[0], "router_route": 3}], r"'router_route' must be a task name", 1),
+    ("typo of a label field", [{**GOOD[0], "reviewd": True}], r"unknown field 'reviewd'", 1),
 ]
 
 
@@ -150,3 +155,21 @@ def test_hf_source_from_a_local_dataset_folder(tmp_path: Path):
     suite = load_suite(folder)
     assert [(c.id, c.prompt, c.expected_route) for c in suite.cases] == [
         ("row-1", "write me a poem", "fallback"), ("row-2", "Classify: refund", "classify")]
+
+
+def test_prelabel_fields_of_suites_from_traffic(tmp_path: Path):
+    rows = [{**GOOD[0], "label_source": "router", "reviewed": False, "router_route": "classify",
+             "labeler_route": "customer-qa", "tags": ["labeler-disagrees"]},
+            {**GOOD[1], "label_source": "human", "reviewed": True, "router_route": "classify", "labeler_route": None}]
+    cases = load_suite(write_suite(tmp_path / "pre", rows)).cases
+    assert (cases[0].label_source, cases[0].reviewed, cases[0].router_route, cases[0].labeler_route) == (
+        "router", False, "classify", "customer-qa")
+    assert (cases[1].label_source, cases[1].reviewed, cases[1].labeler_route) == ("human", True, None)
+
+
+def test_csv_reviewed_column_reads_as_a_boolean(tmp_path: Path):
+    folder = write_suite(tmp_path / "csv", "", cases_name="cases.csv")
+    (folder / "cases.csv").write_text("id,prompt,expected_route,label_source,reviewed\n"
+                                      "a,Classify: refund,classify,router,false\n"
+                                      "b,How do I export?,customer-qa,human,true\n")
+    assert [c.reviewed for c in load_suite(folder).cases] == [False, True]

@@ -207,6 +207,7 @@ def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manife
         "n_cached": run_info.get("n_cached", 0),
         "tags": tags,
         "route_only": summary.get("route_only", False),
+        "review_warning": (summary.get("review") or {}).get("warning"),
         "cost_rows": cost_rows,
         "cost_total": usd(cost.get("known_usd", cost.get("total_usd"))),
         "cost_unknown": cost.get("n_unknown_cost", 0),
