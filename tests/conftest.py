@@ -1,13 +1,18 @@
-"""Shared fixtures: the CLI as a subprocess, small suites written into tmp_path, the local router."""
+"""Shared fixtures: the CLI (in-process, or as a real subprocess), small suites written into tmp_path."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -40,11 +45,78 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m evalkit ARGS`` in a subprocess (the real entry point, real exit codes)."""
+def run_cli_subprocess(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                       timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m evalkit ARGS`` in a new process: the real entry point, its imports and exit.
+
+    For the few tests where the process boundary is the point; every caller says why.
+    """
     return subprocess.run([sys.executable, "-m", "evalkit", *map(str, args)], cwd=cwd or ROOT,
                           env=env or cli_env(), capture_output=True, text=True, timeout=timeout, input=input)
+
+
+_CLI_LOCK = threading.Lock()
+_HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` is exactly ``env`` inside, and what it was outside (evalkit reads it at call time)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _process_state(cwd: Path, stdin: io.StringIO, stdout: io.StringIO, stderr: io.StringIO) -> Iterator[None]:
+    """The working directory, standard streams and signal handlers of one CLI call, restored after."""
+    saved_cwd = os.getcwd()
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    saved_handlers = {s: signal.getsignal(s) for s in _HANDLED_SIGNALS}
+    os.chdir(cwd)
+    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+    try:
+        yield
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        os.chdir(saved_cwd)
+        for s, handler in saved_handlers.items():
+            if handler is not None:
+                signal.signal(s, handler)
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``evalkit`` command line in this process and return what ``run_cli_subprocess`` would.
+
+    The same entry point as the console script (``evalkit.cli.main``), with this call's own
+    environment (``env``, default ``cli_env()``), working directory, stdin, captured stdout and
+    stderr, and exit code; an exception that escapes ``main`` prints its traceback to the captured
+    stderr and gives exit code 1, as the interpreter would. Runs share the process's imports and its
+    embedding model, which is what makes them fast. ``timeout`` is accepted for the subprocess
+    variant's signature; an in-process call cannot be cut short.
+    """
+    from evalkit.cli import main
+
+    argv = [str(a) for a in args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with _CLI_LOCK, _environment(env or cli_env()), \
+            _process_state(Path(cwd or ROOT), io.StringIO(input or ""), stdout, stderr):
+        try:
+            code = main(argv, prog_name="evalkit")
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if exc.code is not None and not isinstance(exc.code, int):
+                print(exc.code, file=sys.stderr)
+        except BaseException:  # noqa: BLE001 - an uncaught exception: a traceback and exit 1, like Python
+            traceback.print_exc(file=sys.stderr)
+            code = 1
+    return subprocess.CompletedProcess(["evalkit", *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 def write_suite(folder: Path, cases: list[dict[str, Any]] | str, *, router: dict[str, Any] | None = None,
