@@ -118,6 +118,28 @@ class FakeOpenAI:
     def base_url(self) -> str:
         return self._server.base_url
 
+    def wait_idle(self, *, settle_s: float = 0.1, timeout_s: float = 10.0) -> None:
+        """Return once no connection is open and no request is being handled, ``settle_s`` in a row.
+
+        After a client process is killed, this is the moment everything it had put on the wire has
+        been read and handled (its sockets are closed by the kernel; the server notices once it has
+        read what came before the close).
+        """
+        state = self._server.server.server_state
+        deadline = time.monotonic() + timeout_s
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if state.connections or state.tasks:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= settle_s:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"the fake server still had {len(state.connections)} connections and "
+                             f"{len(state.tasks)} requests in hand after {timeout_s} s")
+
     def __enter__(self) -> "FakeOpenAI":
         self._server.start()
         return self
