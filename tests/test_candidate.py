@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conftest import ROOT, cli_env, run_cli
-from evalkit.emulator.server import LocalRouter, free_port
+from evalkit.emulator.server import LocalRouter
 
 ACCESS_KEY = "sk-do-test-access-key"
 TOKEN = "dop_v1_test-token"
@@ -98,35 +98,17 @@ class Proxy:
 
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory) -> Iterator[str]:
-    """`evalkit serve` with an empty router list and 40 ms of latency per chat call."""
-    port = free_port()
+    """The local router as `evalkit serve --state-dir DIR --latency-ms 40` builds it (no routers,
+    40 ms of latency per chat call), on a loopback port of this process so that it shares the
+    session's embedding model; `evalkit serve` as a process is tested in test_emulator_serve.py."""
+    from evalkit.emulator import create_app
+
     state = tmp_path_factory.mktemp("serve-state")
-    log = (tmp_path_factory.mktemp("serve-log") / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "evalkit", "serve", "--port", str(port), "--state-dir", str(state),
-                             "--latency-ms", "40"], cwd=ROOT, env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
-    root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(root + ROUTERS, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"evalkit serve did not start: {Path(log.name).read_text()[-2000:]}")
-        time.sleep(0.2)
-    created = httpx.post(root + ROUTERS, json=json.loads((ROOT / "suites/saas-support/router.json").read_text()))
-    assert created.status_code == 200, created.text
-    try:
+    with LocalRouter(create_app([], state_dir=state, latency_ms=40)) as server:
+        root = server.root_url
+        created = httpx.post(root + ROUTERS, json=json.loads((ROOT / "suites/saas-support/router.json").read_text()))
+        assert created.status_code == 200, created.text
         yield root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture
@@ -218,6 +200,8 @@ def results(run_dir: Path) -> list[dict[str, Any]]:
 
 def start_run(suite: Path, candidate: Path, out: Path, env: dict[str, str], *extra: str,
               ignore_sigint: bool = False) -> subprocess.Popen[str]:
+    """`evalkit run --target do --candidate` as a real process: the tests that use it signal it
+    (SIGINT, SIGTERM, a background job that ignores SIGINT) or watch the server while it runs."""
     def background() -> None:  # what a shell does to a job started with `&`
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
