@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT, cli_env
+from tests.cli_relay import CliRelay
+from tests.conftest import ROOT, cli_env, run_cli
 from tests.run_helpers import slice_suite, worse_router
 
 WORKFLOWS = ROOT / "examples" / "github-actions"
@@ -41,18 +40,18 @@ def test_pr_workflow_runs_on_pull_requests_and_keeps_main_as_baseline():
 
 
 def run_step(script: str, tmp_path: Path, env: dict[str, str]) -> tuple[int, dict[str, str]]:
-    """Execute a workflow step's script as the runner would (bash -e, GITHUB_OUTPUT file)."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir(exist_ok=True)
-    shim = bindir / "evalkit"
-    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m evalkit \"$@\"\n")
-    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    """Execute a workflow step's script as the runner would (bash -e, GITHUB_OUTPUT file).
+
+    The shell runs for real; the ``evalkit`` it calls is relayed into this process (tests/cli_relay.py),
+    so the step's runs share the session's embedding model instead of loading it in a new process.
+    """
     output = tmp_path / "github_output"
     output.write_text("")
-    full = cli_env(**env, GITHUB_OUTPUT=str(output), GITHUB_ENV=str(tmp_path / "github_env"),
-                   PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=full, capture_output=True, text=True,
-                          timeout=600)
+    with CliRelay(tmp_path / "bin") as relay:
+        full = cli_env(**env, GITHUB_OUTPUT=str(output), GITHUB_ENV=str(tmp_path / "github_env"),
+                       PATH=f"{relay.shim.parent}{os.pathsep}{os.environ['PATH']}")
+        proc = relay.run(["bash", "-e", "-c", script], cwd=tmp_path, env=full, timeout=600)
+        assert relay.calls and all(call[0] == "run" for call in relay.calls), relay.calls
     values = dict(line.split("=", 1) for line in output.read_text().splitlines() if "=" in line)
     return proc.returncode, values
 
@@ -88,7 +87,6 @@ def test_run_step_compares_with_main_and_reports_a_regression(tmp_path: Path):
     assert gate["baseline"] == pytest.approx(base["accuracy"])
     assert gate["threshold"] == pytest.approx(base["accuracy"] - 0.02)
     # Re-rendering re-reads the baseline run named in the manifest and keeps the verdict.
-    again = subprocess.run([sys.executable, "-m", "evalkit", "report", str(run_dir)], env=cli_env(),
-                           capture_output=True, text=True, timeout=300)
+    again = run_cli("report", run_dir)
     assert again.returncode == 0, again.stderr
     assert json.loads((run_dir / "summary.json").read_text())["gates"] == summary["gates"]
