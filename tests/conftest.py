@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import io
 import json
@@ -19,6 +20,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One intra-op thread for the embedding model (the CLI's processes inherit it through cli_env): the
+# tests share two cores with the local router's server thread and, often, other jobs, and two
+# spinning threads on a busy machine took 7-8 s for 64 prompts where one took 3 s. Export another
+# value to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TUTORIAL_ROUTER: dict[str, Any] = {
     "name": "cost-governance-demo",
@@ -98,15 +104,25 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     environment (``env``, default ``cli_env()``), working directory, stdin, captured stdout and
     stderr, and exit code; an exception that escapes ``main`` prints its traceback to the captured
     stderr and gives exit code 1, as the interpreter would. Runs share the process's imports and its
-    embedding model, which is what makes them fast. ``timeout`` is accepted for the subprocess
-    variant's signature; an in-process call cannot be cut short.
+    embedding model, which is what makes them fast. After ``timeout`` seconds the call is
+    interrupted as Ctrl-C would (a hang fails its test instead of the whole session hanging).
     """
     from evalkit.cli import main
 
     argv = [str(a) for a in args]
     stdout, stderr = io.StringIO(), io.StringIO()
+    fired = threading.Event()
+
+    def interrupt() -> None:
+        fired.set()
+        _thread.interrupt_main()
+
+    watchdog = threading.Timer(timeout, interrupt)
+    watchdog.daemon = True
     with _CLI_LOCK, _environment(env or cli_env()), \
             _process_state(Path(cwd or ROOT), io.StringIO(input or ""), stdout, stderr):
+        if threading.current_thread() is threading.main_thread():
+            watchdog.start()
         try:
             code = main(argv, prog_name="evalkit")
         except SystemExit as exc:
@@ -116,6 +132,10 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         except BaseException:  # noqa: BLE001 - an uncaught exception: a traceback and exit 1, like Python
             traceback.print_exc(file=sys.stderr)
             code = 1
+        finally:
+            watchdog.cancel()
+        if fired.is_set():
+            print(f"run_cli: interrupted after {timeout:g} s", file=sys.stderr)
     return subprocess.CompletedProcess(["evalkit", *argv], code, stdout.getvalue(), stderr.getvalue())
 
 

@@ -30,6 +30,8 @@ from starlette.routing import Route
 from conftest import ROOT, cli_env, run_cli
 from evalkit.emulator.server import LocalRouter
 
+pytestmark = pytest.mark.slow  # end to end: a DigitalOcean stand-in, real processes for the signal tests
+
 ACCESS_KEY = "sk-do-test-access-key"
 TOKEN = "dop_v1_test-token"
 ROUTERS = "/v2/gen-ai/models/routers"

@@ -56,6 +56,7 @@ def run_step(script: str, tmp_path: Path, env: dict[str, str]) -> tuple[int, dic
     return proc.returncode, values
 
 
+@pytest.mark.slow
 def test_run_step_compares_with_main_and_reports_a_regression(tmp_path: Path):
     (script,) = [s["run"] for s in steps(WORKFLOWS / "evalkit.yml") if s.get("id") == "run"]
     counts = {"classify": 30, "customer-qa": 5, "reasoning": 5, "fallback": 5}

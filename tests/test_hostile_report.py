@@ -23,6 +23,8 @@ from tests.fake_openai import FakeOpenAI, Reply
 from tests.fault_helpers import ROUTE, case_id_of
 from tests.headless_chromium import Chromium
 
+pytestmark = pytest.mark.slow  # end to end: a hostile run and a real browser
+
 CSP_META = "<meta http-equiv=\"Content-Security-Policy\""
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 MARK = "data-pwned"

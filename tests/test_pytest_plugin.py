@@ -105,6 +105,7 @@ def test_without_options_the_plugin_collects_nothing(isolated: pytest.Pytester):
     res.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 def test_suite_runs_once_against_the_local_router(isolated: pytest.Pytester, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
@@ -116,7 +117,8 @@ def test_suite_runs_once_against_the_local_router(isolated: pytest.Pytester, tmp
             assert evalkit_run.summary["n_cases"] == 8
             assert [g["expr"] for g in evalkit_run.summary["gates"]] == ["accuracy >= 0.0", "recall[reasoning] >= 1.01"]
     """)
-    # A subprocess: the local router loads torch, which must not be imported twice in one process.
+    # A real pytest process, as a user's CI job starts it: the plugin runs the suite there (the
+    # local router and its embedding model included), not in this session's already-warm process.
     res = isolated.runpytest_subprocess("-p", "evalkit.pytest_plugin", "--evalkit-suite", str(suite),
                                         "--evalkit-out", str(out))
     res.assert_outcomes(passed=2, failed=1)

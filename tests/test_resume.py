@@ -140,6 +140,7 @@ def stored_ids(run_dir: Path) -> list[str]:
     return [r.id for r in iter_results(run_dir / RESULTS)]
 
 
+@pytest.mark.slow
 def test_kill_minus_nine_and_resume_matches_an_uninterrupted_run(tmp_path):
     """Kill the run 6 times at seeded random points, resume each time, compare with a clean run.
 
