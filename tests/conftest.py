@@ -150,6 +150,43 @@ def write_suite(folder: Path, cases: list[dict[str, Any]] | str, *, router: dict
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_embedding_per_text() -> Iterator[None]:
+    """Each distinct text is embedded once per session.
+
+    The model is loaded once per process (``load_encoder``) and the in-process CLI shares it; on
+    top of that, the suite's runs send the same prompts again and again (slices of the bundled
+    suite: 1,247 texts embedded in a session, 284 of them distinct), and the model gives a text
+    the same vector every time. So ``evalkit.emulator.classifier.encode`` keeps the vectors it
+    returned: the real model still embeds every distinct text, through the same calls.
+    """
+    import numpy as np
+
+    from evalkit.emulator import classifier
+
+    real = classifier.encode
+    vectors: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def encode(texts: list[str]) -> Any:
+        with lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in vectors))
+        if missing:
+            fresh = real(missing)
+            with lock:
+                vectors.update(zip(missing, fresh))
+        if not texts:
+            return real(texts)
+        with lock:
+            return np.stack([vectors[t] for t in texts])
+
+    classifier.encode = encode
+    try:
+        yield
+    finally:
+        classifier.encode = real
+
+
 @pytest.fixture
 def tutorial_router() -> dict[str, Any]:
     return json.loads(json.dumps(TUTORIAL_ROUTER))

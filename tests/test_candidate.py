@@ -63,39 +63,52 @@ class Proxy:
     create_delay_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def app(self) -> Starlette:
-        async def forward(request: Request) -> Response:
-            body = await request.body()
-            model = None
-            if request.url.path.endswith("/chat/completions"):
-                try:
-                    model = json.loads(body).get("model")
-                except ValueError:
-                    pass
-            with self.lock:
-                self.seen.append(Seen(request.method, request.url.path, request.headers.get("authorization"),
-                                      model, time.monotonic()))
-                n_chat = sum(1 for s in self.seen if s.path.endswith("/chat/completions"))
-            if self.fail_delete and request.method == "DELETE":
-                return JSONResponse({"id": "server_error", "message": "scripted delete outage"}, status_code=503)
-            if model is not None and self.fail_chat_after is not None and n_chat > self.fail_chat_after:
-                return JSONResponse({"error": {"message": "scripted outage", "type": "server_error"}}, status_code=500)
-            if self.create_delay_s and request.method == "POST" and request.url.path == ROUTERS:
-                await asyncio.sleep(self.create_delay_s)  # a slow API: the router appears only after this
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-            async with httpx.AsyncClient(base_url=self.upstream, timeout=60) as client:
-                upstream = await client.request(request.method, request.url.path, params=request.query_params,
-                                                content=body, headers=headers)
-            if self.fail_create_after_forwarding and request.method == "POST" and request.url.path == ROUTERS:
-                return JSONResponse({"id": "bad_gateway", "message": "upstream connection reset"}, status_code=502)
-            drop = ("content-length", "transfer-encoding", "content-encoding", "connection")
-            return Response(upstream.content, status_code=upstream.status_code,
-                            headers={k: v for k, v in upstream.headers.items() if k.lower() not in drop})
-
-        return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST", "PUT", "DELETE"])])
+    async def forward(self, request: Request) -> Response:
+        body = await request.body()
+        model = None
+        if request.url.path.endswith("/chat/completions"):
+            try:
+                model = json.loads(body).get("model")
+            except ValueError:
+                pass
+        with self.lock:
+            self.seen.append(Seen(request.method, request.url.path, request.headers.get("authorization"),
+                                  model, time.monotonic()))
+            n_chat = sum(1 for s in self.seen if s.path.endswith("/chat/completions"))
+        if self.fail_delete and request.method == "DELETE":
+            return JSONResponse({"id": "server_error", "message": "scripted delete outage"}, status_code=503)
+        if model is not None and self.fail_chat_after is not None and n_chat > self.fail_chat_after:
+            return JSONResponse({"error": {"message": "scripted outage", "type": "server_error"}}, status_code=500)
+        if self.create_delay_s and request.method == "POST" and request.url.path == ROUTERS:
+            await asyncio.sleep(self.create_delay_s)  # a slow API: the router appears only after this
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with httpx.AsyncClient(base_url=self.upstream, timeout=60) as client:
+            upstream = await client.request(request.method, request.url.path, params=request.query_params,
+                                            content=body, headers=headers)
+        if self.fail_create_after_forwarding and request.method == "POST" and request.url.path == ROUTERS:
+            return JSONResponse({"id": "bad_gateway", "message": "upstream connection reset"}, status_code=502)
+        drop = ("content-length", "transfer-encoding", "content-encoding", "connection")
+        return Response(upstream.content, status_code=upstream.status_code,
+                        headers={k: v for k, v in upstream.headers.items() if k.lower() not in drop})
 
     def chats(self) -> list[Seen]:
         return [s for s in self.seen if s.path.endswith("/chat/completions")]
+
+
+class Plane:
+    """A loopback server for one plane; its requests go to the current test's ``Proxy``."""
+
+    def __init__(self) -> None:
+        self.proxy: Proxy | None = None
+
+        async def dispatch(request: Request) -> Response:
+            proxy = self.proxy
+            if proxy is None:
+                return JSONResponse({"id": "unavailable", "message": "no test is using this plane"}, status_code=503)
+            return await proxy.forward(request)
+
+        self.server = LocalRouter(Starlette(routes=[Route("/{path:path}", dispatch,
+                                                          methods=["GET", "POST", "PUT", "DELETE"])]))
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +126,24 @@ def serve(tmp_path_factory) -> Iterator[str]:
         yield root
 
 
+@pytest.fixture(scope="module")
+def plane_servers() -> Iterator[tuple[Plane, Plane]]:
+    """The two planes' loopback servers, started once for the module (the proxies behind them are not)."""
+    inference, control = Plane(), Plane()
+    with inference.server, control.server:
+        yield inference, control
+
+
 @pytest.fixture
-def planes(serve: str) -> Iterator[tuple[Proxy, Proxy, str, str]]:
+def planes(serve: str, plane_servers: tuple[Plane, Plane]) -> Iterator[tuple[Proxy, Proxy, str, str]]:
     """(inference proxy, control proxy, inference URL, control-plane URL), fresh for each test."""
     inference, control = Proxy(serve), Proxy(serve)
-    with LocalRouter(inference.app()) as inf_server, LocalRouter(control.app()) as cp_server:
-        yield inference, control, inf_server.base_url, cp_server.root_url
+    inf_plane, cp_plane = plane_servers
+    inf_plane.proxy, cp_plane.proxy = inference, control
+    try:
+        yield inference, control, inf_plane.server.base_url, cp_plane.server.root_url
+    finally:
+        inf_plane.proxy = cp_plane.proxy = None
     leftovers = [r["name"] for r in routers(serve) if r["name"] != DEPLOYED]
     for r in routers(serve):  # keep the next test's world clean even when this one failed
         if r["name"] != DEPLOYED:
@@ -280,7 +305,8 @@ def test_inference_failing_half_way_still_deletes_the_router(planes, tiny_suite,
     inference, control, inf_url, api_url = planes
     inference.fail_chat_after = 5  # the probe and 4 of the 8 cases get through, then every call fails
     proc = run_cli("run", tiny_suite, "--target", "do", "--candidate", candidate, "--out", tmp_path / "out", "-q",
-                   "-c", "1", "--timeout", "10", env=do_env(inf_url, api_url))
+                   "-c", "1", "--timeout", "10", "--backoff", "0.05",  # retried, without waiting seconds for it
+                   env=do_env(inf_url, api_url))
     assert "Traceback" not in proc.stderr
     assert proc.returncode in (0, 3), proc.stderr  # errors recorded (0) or the run stopped (3): either way...
     assert temporary(serve) == []                  # ...the temporary router is gone

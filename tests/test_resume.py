@@ -165,7 +165,7 @@ def test_kill_minus_nine_and_resume_matches_an_uninterrupted_run(tmp_path):
 
     rec = Recorder(lambda cid, attempt, body: ok_reply(cid, delay_s=0.08))
     segments = []  # (ids sent in the segment, ids stored before it, ids stored after it)
-    with FakeOpenAI(rec) as fake:
+    with FakeOpenAI(rec, own_server=True) as fake:  # its own server: wait_idle watches its connections
         run_dir = None
         stored_before: list[str] = []
         for k, threshold in enumerate(thresholds):
