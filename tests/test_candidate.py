@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -38,6 +39,9 @@ ROUTERS = "/v2/gen-ai/models/routers"
 DEPLOYED = "cost-governance-demo"
 TEMP_RE = re.compile(rf"^{DEPLOYED}-evalkit-[0-9a-f]{{6}}$")
 PER_ROUTE = 6  # cases of each route taken from the bundled suite
+# The proxies and the polling helpers share one TLS context: httpx would load the CA bundle for each
+# request otherwise (seconds over the module), though every server here is plain HTTP on loopback.
+TLS = ssl.create_default_context()
 
 
 # -- the stand-in DigitalOcean ---------------------------------------------------------------
@@ -82,7 +86,7 @@ class Proxy:
         if self.create_delay_s and request.method == "POST" and request.url.path == ROUTERS:
             await asyncio.sleep(self.create_delay_s)  # a slow API: the router appears only after this
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        async with httpx.AsyncClient(base_url=self.upstream, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=self.upstream, timeout=60, verify=TLS) as client:
             upstream = await client.request(request.method, request.url.path, params=request.query_params,
                                             content=body, headers=headers)
         if self.fail_create_after_forwarding and request.method == "POST" and request.url.path == ROUTERS:
@@ -147,13 +151,13 @@ def planes(serve: str, plane_servers: tuple[Plane, Plane]) -> Iterator[tuple[Pro
     leftovers = [r["name"] for r in routers(serve) if r["name"] != DEPLOYED]
     for r in routers(serve):  # keep the next test's world clean even when this one failed
         if r["name"] != DEPLOYED:
-            httpx.delete(f"{serve}{ROUTERS}/{r['uuid']}")
+            httpx.delete(f"{serve}{ROUTERS}/{r['uuid']}", verify=TLS)
     assert not leftovers, f"routers left behind: {leftovers}"
 
 
 def routers(root: str) -> list[dict[str, Any]]:
     """The routers on the server, read directly (not through evalkit's client)."""
-    response = httpx.get(root + ROUTERS, params={"per_page": 200}, timeout=10)
+    response = httpx.get(root + ROUTERS, params={"per_page": 200}, timeout=10, verify=TLS)
     response.raise_for_status()
     return response.json()["model_routers"]
 
