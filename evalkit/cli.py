@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 a gate failed; 2 bad usage or bad input; 3 the run coul
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,6 +28,19 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+def _bind_consoles() -> None:
+    """Re-read ``out`` and ``err``'s settings for this invocation of ``main``.
+
+    A rich Console writes to whatever ``sys.stdout`` / ``sys.stderr`` is when it prints, but reads
+    NO_COLOR, COLUMNS, TERM and whether its stream is a terminal once, when it is built. The console
+    script calls ``main`` once, right after import, where this changes nothing; a program that calls
+    ``main`` several times in one process with other streams or environment (the test suite) gets
+    consoles that match each call. The objects stay the same: the command modules import them.
+    """
+    out.__init__(soft_wrap=True)  # type: ignore[misc]
+    err.__init__(stderr=True, soft_wrap=True)  # type: ignore[misc]
 
 
 def parse_upstreams(values: list[str] | None) -> dict[str, str]:
@@ -423,22 +435,27 @@ def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[Bas
     return tuple(errors), tuple(aborts)
 
 
-def main() -> None:
-    """Console entry point: expected failures print their message (no traceback) and set the exit code."""
+def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``) and return its exit code.
+
+    Expected failures print their message (no traceback) and give their exit code. The console
+    script and ``python -m evalkit`` exit with the returned code; tests call ``main`` in-process.
+    """
     _register_commands()
+    _bind_consoles()
     click_errors, aborts = _click_exceptions()
     try:
-        rc = app(standalone_mode=False)
+        rc = app(args=argv, prog_name=prog_name, standalone_mode=False)
     except EvalkitError as exc:
         from rich.markup import escape
 
         err.print(f"[bold red]error:[/bold red] {escape(exc.message)}", markup=True, highlight=False)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click_errors as exc:
         exc.show()  # type: ignore[attr-defined]
         code = getattr(exc, "exit_code", 2)
-        sys.exit(2 if code not in (0, 1) else code or 2)
+        return 2 if code not in (0, 1) else code or 2
     except (*aborts, KeyboardInterrupt):
         err.print("interrupted")
-        sys.exit(130)
-    sys.exit(rc if isinstance(rc, int) else 0)
+        return 130
+    return rc if isinstance(rc, int) else 0

@@ -1,14 +1,22 @@
 """A small scripted OpenAI-compatible server on 127.0.0.1 for tests (upstream models, judge, routers).
 
-``FakeOpenAI(handler)`` runs a real HTTP server in a background thread; ``handler(body, headers)``
-returns a ``Reply`` (or a list of replies is played in order, the last one repeating). Every
-request body and its headers are recorded in ``.requests``. Streaming requests
-(``"stream": true``) get server-sent events built from the same reply.
+``FakeOpenAI(handler)`` is served over real HTTP by a server in a background thread;
+``handler(body, headers)`` returns a ``Reply`` (or a list of replies is played in order, the last
+one repeating). Every request body and its headers are recorded in ``.requests``. Streaming
+requests (``"stream": true``) get server-sent events built from the same reply.
+
+Every ``FakeOpenAI`` of the session is served by one shared server, each under its own path
+(``base_url`` is ``http://127.0.0.1:PORT/fake-N/v1``): a fresh handler and request log for each,
+without starting and stopping a server for each. Once one is closed, requests to its path get
+HTTP 410, so a late request of a finished test never reaches the next one. ``own_server=True``
+gives one its own server, for a test that watches the server's connections (``wait_idle``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import itertools
 import json
 import threading
 import time
@@ -42,10 +50,57 @@ class Reply:
 Handler = Callable[[dict[str, Any], dict[str, str]], Reply]
 
 
+class _SharedServer:
+    """The one server behind every ``FakeOpenAI`` without ``own_server``: lease N under /fake-N/v1."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._numbers = itertools.count(1)
+        self._open: dict[int, "FakeOpenAI"] = {}
+        self._server: LocalRouter | None = None
+
+    def lease(self) -> tuple[int, str]:
+        """A new path on the shared server (started on first use): (lease number, base URL)."""
+        with self._lock:
+            if self._server is None:
+                app = Starlette(routes=[
+                    Route("/fake-{lease:int}/v1/chat/completions", self._chat, methods=["POST"]),
+                    Route("/fake-{lease:int}/v1/models", self._models, methods=["GET"])])
+                self._server = LocalRouter(app).start()
+                atexit.register(self._server.stop)
+            number = next(self._numbers)
+            return number, f"{self._server.root_url}/fake-{number}/v1"
+
+    def open(self, number: int, fake: "FakeOpenAI") -> None:
+        self._open[number] = fake
+
+    def close(self, number: int) -> None:
+        self._open.pop(number, None)
+
+    def _fake(self, request: Request) -> "FakeOpenAI | None":
+        return self._open.get(request.path_params["lease"])
+
+    async def _chat(self, request: Request) -> Response:
+        fake = self._fake(request)
+        return await fake._chat(request) if fake is not None else _closed()
+
+    async def _models(self, request: Request) -> Response:
+        fake = self._fake(request)
+        return await fake._models(request) if fake is not None else _closed()
+
+
+def _closed() -> JSONResponse:
+    return JSONResponse({"error": {"message": "this fake server was closed", "type": "gone", "param": None,
+                                   "code": None}}, status_code=410)
+
+
+_SHARED = _SharedServer()
+
+
 class FakeOpenAI:
     """Scripted OpenAI-compatible server. Use as a context manager."""
 
-    def __init__(self, handler: Handler | list[Reply] | Reply | None = None) -> None:
+    def __init__(self, handler: Handler | list[Reply] | Reply | None = None, *, own_server: bool = False) -> None:
         if handler is None:
             handler = Reply()
         if isinstance(handler, Reply):
@@ -62,9 +117,15 @@ class FakeOpenAI:
         self.handler: Handler = handler
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
-        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                                Route("/v1/models", self._models, methods=["GET"])])
-        self._server = LocalRouter(app)
+        self._server: LocalRouter | None = None
+        self._lease: int | None = None
+        if own_server:
+            app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                                    Route("/v1/models", self._models, methods=["GET"])])
+            self._server = LocalRouter(app)
+            self._base_url = self._server.base_url
+        else:
+            self._lease, self._base_url = _SHARED.lease()
 
     async def _models(self, request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model", "created": 0, "owned_by": "test"}]})
@@ -116,11 +177,40 @@ class FakeOpenAI:
 
     @property
     def base_url(self) -> str:
-        return self._server.base_url
+        return self._base_url
+
+    def wait_idle(self, *, settle_s: float = 0.1, timeout_s: float = 10.0) -> None:
+        """Return once no connection is open and no request is being handled, ``settle_s`` in a row.
+
+        After a client process is killed, this is the moment everything it had put on the wire has
+        been read and handled (its sockets are closed by the kernel; the server notices once it has
+        read what came before the close).
+        """
+        assert self._server is not None, "wait_idle watches a server of its own: FakeOpenAI(..., own_server=True)"
+        state = self._server.server.server_state
+        deadline = time.monotonic() + timeout_s
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if state.connections or state.tasks:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= settle_s:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"the fake server still had {len(state.connections)} connections and "
+                             f"{len(state.tasks)} requests in hand after {timeout_s} s")
 
     def __enter__(self) -> "FakeOpenAI":
-        self._server.start()
+        if self._server is not None:
+            self._server.start()
+        else:
+            _SHARED.open(self._lease, self)  # type: ignore[arg-type]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.stop()
+        else:
+            _SHARED.close(self._lease)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -28,7 +29,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conftest import ROOT, cli_env, run_cli
-from evalkit.emulator.server import LocalRouter, free_port
+from evalkit.emulator.server import LocalRouter
+
+pytestmark = pytest.mark.slow  # end to end: a DigitalOcean stand-in, real processes for the signal tests
 
 ACCESS_KEY = "sk-do-test-access-key"
 TOKEN = "dop_v1_test-token"
@@ -36,6 +39,9 @@ ROUTERS = "/v2/gen-ai/models/routers"
 DEPLOYED = "cost-governance-demo"
 TEMP_RE = re.compile(rf"^{DEPLOYED}-evalkit-[0-9a-f]{{6}}$")
 PER_ROUTE = 6  # cases of each route taken from the bundled suite
+# The proxies and the polling helpers share one TLS context: httpx would load the CA bundle for each
+# request otherwise (seconds over the module), though every server here is plain HTTP on loopback.
+TLS = ssl.create_default_context()
 
 
 # -- the stand-in DigitalOcean ---------------------------------------------------------------
@@ -61,90 +67,97 @@ class Proxy:
     create_delay_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def app(self) -> Starlette:
-        async def forward(request: Request) -> Response:
-            body = await request.body()
-            model = None
-            if request.url.path.endswith("/chat/completions"):
-                try:
-                    model = json.loads(body).get("model")
-                except ValueError:
-                    pass
-            with self.lock:
-                self.seen.append(Seen(request.method, request.url.path, request.headers.get("authorization"),
-                                      model, time.monotonic()))
-                n_chat = sum(1 for s in self.seen if s.path.endswith("/chat/completions"))
-            if self.fail_delete and request.method == "DELETE":
-                return JSONResponse({"id": "server_error", "message": "scripted delete outage"}, status_code=503)
-            if model is not None and self.fail_chat_after is not None and n_chat > self.fail_chat_after:
-                return JSONResponse({"error": {"message": "scripted outage", "type": "server_error"}}, status_code=500)
-            if self.create_delay_s and request.method == "POST" and request.url.path == ROUTERS:
-                await asyncio.sleep(self.create_delay_s)  # a slow API: the router appears only after this
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-            async with httpx.AsyncClient(base_url=self.upstream, timeout=60) as client:
-                upstream = await client.request(request.method, request.url.path, params=request.query_params,
-                                                content=body, headers=headers)
-            if self.fail_create_after_forwarding and request.method == "POST" and request.url.path == ROUTERS:
-                return JSONResponse({"id": "bad_gateway", "message": "upstream connection reset"}, status_code=502)
-            drop = ("content-length", "transfer-encoding", "content-encoding", "connection")
-            return Response(upstream.content, status_code=upstream.status_code,
-                            headers={k: v for k, v in upstream.headers.items() if k.lower() not in drop})
-
-        return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST", "PUT", "DELETE"])])
+    async def forward(self, request: Request) -> Response:
+        body = await request.body()
+        model = None
+        if request.url.path.endswith("/chat/completions"):
+            try:
+                model = json.loads(body).get("model")
+            except ValueError:
+                pass
+        with self.lock:
+            self.seen.append(Seen(request.method, request.url.path, request.headers.get("authorization"),
+                                  model, time.monotonic()))
+            n_chat = sum(1 for s in self.seen if s.path.endswith("/chat/completions"))
+        if self.fail_delete and request.method == "DELETE":
+            return JSONResponse({"id": "server_error", "message": "scripted delete outage"}, status_code=503)
+        if model is not None and self.fail_chat_after is not None and n_chat > self.fail_chat_after:
+            return JSONResponse({"error": {"message": "scripted outage", "type": "server_error"}}, status_code=500)
+        if self.create_delay_s and request.method == "POST" and request.url.path == ROUTERS:
+            await asyncio.sleep(self.create_delay_s)  # a slow API: the router appears only after this
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with httpx.AsyncClient(base_url=self.upstream, timeout=60, verify=TLS) as client:
+            upstream = await client.request(request.method, request.url.path, params=request.query_params,
+                                            content=body, headers=headers)
+        if self.fail_create_after_forwarding and request.method == "POST" and request.url.path == ROUTERS:
+            return JSONResponse({"id": "bad_gateway", "message": "upstream connection reset"}, status_code=502)
+        drop = ("content-length", "transfer-encoding", "content-encoding", "connection")
+        return Response(upstream.content, status_code=upstream.status_code,
+                        headers={k: v for k, v in upstream.headers.items() if k.lower() not in drop})
 
     def chats(self) -> list[Seen]:
         return [s for s in self.seen if s.path.endswith("/chat/completions")]
 
 
+class Plane:
+    """A loopback server for one plane; its requests go to the current test's ``Proxy``."""
+
+    def __init__(self) -> None:
+        self.proxy: Proxy | None = None
+
+        async def dispatch(request: Request) -> Response:
+            proxy = self.proxy
+            if proxy is None:
+                return JSONResponse({"id": "unavailable", "message": "no test is using this plane"}, status_code=503)
+            return await proxy.forward(request)
+
+        self.server = LocalRouter(Starlette(routes=[Route("/{path:path}", dispatch,
+                                                          methods=["GET", "POST", "PUT", "DELETE"])]))
+
+
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory) -> Iterator[str]:
-    """`evalkit serve` with an empty router list and 40 ms of latency per chat call."""
-    port = free_port()
+    """The local router as `evalkit serve --state-dir DIR --latency-ms 40` builds it (no routers,
+    40 ms of latency per chat call), on a loopback port of this process so that it shares the
+    session's embedding model; `evalkit serve` as a process is tested in test_emulator_serve.py."""
+    from evalkit.emulator import create_app
+
     state = tmp_path_factory.mktemp("serve-state")
-    log = (tmp_path_factory.mktemp("serve-log") / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "evalkit", "serve", "--port", str(port), "--state-dir", str(state),
-                             "--latency-ms", "40"], cwd=ROOT, env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
-    root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(root + ROUTERS, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"evalkit serve did not start: {Path(log.name).read_text()[-2000:]}")
-        time.sleep(0.2)
-    created = httpx.post(root + ROUTERS, json=json.loads((ROOT / "suites/saas-support/router.json").read_text()))
-    assert created.status_code == 200, created.text
-    try:
+    with LocalRouter(create_app([], state_dir=state, latency_ms=40)) as server:
+        root = server.root_url
+        created = httpx.post(root + ROUTERS, json=json.loads((ROOT / "suites/saas-support/router.json").read_text()))
+        assert created.status_code == 200, created.text
         yield root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+
+
+@pytest.fixture(scope="module")
+def plane_servers() -> Iterator[tuple[Plane, Plane]]:
+    """The two planes' loopback servers, started once for the module (the proxies behind them are not)."""
+    inference, control = Plane(), Plane()
+    with inference.server, control.server:
+        yield inference, control
 
 
 @pytest.fixture
-def planes(serve: str) -> Iterator[tuple[Proxy, Proxy, str, str]]:
+def planes(serve: str, plane_servers: tuple[Plane, Plane]) -> Iterator[tuple[Proxy, Proxy, str, str]]:
     """(inference proxy, control proxy, inference URL, control-plane URL), fresh for each test."""
     inference, control = Proxy(serve), Proxy(serve)
-    with LocalRouter(inference.app()) as inf_server, LocalRouter(control.app()) as cp_server:
-        yield inference, control, inf_server.base_url, cp_server.root_url
+    inf_plane, cp_plane = plane_servers
+    inf_plane.proxy, cp_plane.proxy = inference, control
+    try:
+        yield inference, control, inf_plane.server.base_url, cp_plane.server.root_url
+    finally:
+        inf_plane.proxy = cp_plane.proxy = None
     leftovers = [r["name"] for r in routers(serve) if r["name"] != DEPLOYED]
     for r in routers(serve):  # keep the next test's world clean even when this one failed
         if r["name"] != DEPLOYED:
-            httpx.delete(f"{serve}{ROUTERS}/{r['uuid']}")
+            httpx.delete(f"{serve}{ROUTERS}/{r['uuid']}", verify=TLS)
     assert not leftovers, f"routers left behind: {leftovers}"
 
 
 def routers(root: str) -> list[dict[str, Any]]:
     """The routers on the server, read directly (not through evalkit's client)."""
-    response = httpx.get(root + ROUTERS, params={"per_page": 200}, timeout=10)
+    response = httpx.get(root + ROUTERS, params={"per_page": 200}, timeout=10, verify=TLS)
     response.raise_for_status()
     return response.json()["model_routers"]
 
@@ -218,6 +231,8 @@ def results(run_dir: Path) -> list[dict[str, Any]]:
 
 def start_run(suite: Path, candidate: Path, out: Path, env: dict[str, str], *extra: str,
               ignore_sigint: bool = False) -> subprocess.Popen[str]:
+    """`evalkit run --target do --candidate` as a real process: the tests that use it signal it
+    (SIGINT, SIGTERM, a background job that ignores SIGINT) or watch the server while it runs."""
     def background() -> None:  # what a shell does to a job started with `&`
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -294,7 +309,8 @@ def test_inference_failing_half_way_still_deletes_the_router(planes, tiny_suite,
     inference, control, inf_url, api_url = planes
     inference.fail_chat_after = 5  # the probe and 4 of the 8 cases get through, then every call fails
     proc = run_cli("run", tiny_suite, "--target", "do", "--candidate", candidate, "--out", tmp_path / "out", "-q",
-                   "-c", "1", "--timeout", "10", env=do_env(inf_url, api_url))
+                   "-c", "1", "--timeout", "10", "--backoff", "0.05",  # retried, without waiting seconds for it
+                   env=do_env(inf_url, api_url))
     assert "Traceback" not in proc.stderr
     assert proc.returncode in (0, 3), proc.stderr  # errors recorded (0) or the run stopped (3): either way...
     assert temporary(serve) == []                  # ...the temporary router is gone

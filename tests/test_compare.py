@@ -215,6 +215,7 @@ def test_diff_configs_names_what_changed():
 
 # --- the command line on stored runs ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_compare_html_is_self_contained_and_escaped(tmp_path: Path):
     evil = '<script>alert(1)</script> & "quotes"'
     a = make_run(tmp_path / "ra", [result("1", "classify", "classify", prompt=evil), result("2", "fallback", "fallback")])
@@ -262,6 +263,7 @@ def local_runs(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_unchanged_config_shows_no_significant_change(local_runs, tmp_path: Path):
     proc = run_cli("compare", local_runs["a1"], local_runs["a2"], "--out", tmp_path / "same", "--max-drop", "accuracy=0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -272,6 +274,7 @@ def test_unchanged_config_shows_no_significant_change(local_runs, tmp_path: Path
     assert all(m["delta"] == 0 for m in diff["metrics"])
 
 
+@pytest.mark.slow
 def test_worse_description_is_caught_with_its_regressed_cases(local_runs, tmp_path: Path):
     proc = run_cli("compare", local_runs["a1"], local_runs["worse"], "--out", tmp_path / "worse", "--json")
     assert proc.returncode == 1, proc.stderr

@@ -28,6 +28,8 @@ class Served:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
+        # A real process: the command as users start it, stopped with SIGTERM and started again on
+        # the same state folder (a restart is a new process).
         self.proc = subprocess.Popen([sys.executable, "-m", "evalkit", "serve", "--port", str(self.port), *args],
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 90
@@ -61,6 +63,7 @@ def fake() -> Iterator[FakeOpenAI]:
         yield f
 
 
+@pytest.mark.slow
 def test_serve_persists_routers_across_a_restart(tmp_path: Path, fake: FakeOpenAI) -> None:
     state = tmp_path / "state"
     env = cli_env(EVALKIT_SERVE_API_KEY=SERVE_KEY, EVALKIT_TEST_UP_KEY=UPSTREAM_KEY)
@@ -153,6 +156,7 @@ def test_exposure_warning_only_beyond_loopback_without_a_key() -> None:
     assert warning is not None and "--api-key" in warning
 
 
+@pytest.mark.slow
 def test_run_target_local_takes_the_classifier_option(tmp_path: Path) -> None:
     cases = [{"id": "c1", "prompt": "Classify this customer support message: I was billed twice.",
               "expected_route": "classify"},
@@ -171,6 +175,7 @@ def test_run_target_local_takes_the_classifier_option(tmp_path: Path) -> None:
     assert {r["content"] for r in results} == {"upstream text"}
 
 
+@pytest.mark.slow
 def test_run_target_local_streams_through_the_router_to_an_upstream(tmp_path: Path) -> None:
     cases = [{"id": "c1", "prompt": "Classify this customer support message: I was billed twice.",
               "expected_route": "classify"}]

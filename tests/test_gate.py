@@ -158,6 +158,7 @@ def test_gate_command_relative_gate_needs_baseline(tmp_path: Path, stored_run: P
     assert rel.returncode == 1 and "baseline 0.931 - 0.02" in rel.stdout
 
 
+@pytest.mark.slow
 def test_run_with_gates_writes_everything_then_exits_1(tmp_path: Path):
     suite = slice_suite(tmp_path / "gated", per_task=3, gates=["accuracy >= 0.0"])
     step = tmp_path / "step-summary.md"

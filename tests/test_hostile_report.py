@@ -10,20 +10,21 @@ can fail.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests.conftest import TUTORIAL_ROUTER, cli_env, run_cli, write_suite
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.fault_helpers import ROUTE, case_id_of
+from tests.headless_chromium import Chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.slow  # end to end: a hostile run and a real browser
+
 CSP_META = "<meta http-equiv=\"Content-Security-Policy\""
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 MARK = "data-pwned"
@@ -162,14 +163,18 @@ def assert_inert(html: str) -> Dom:
     return dom
 
 
-def chromium_dom(url: str, profile: Path) -> str:
-    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
-                           f"--user-data-dir={profile}", "--virtual-time-budget=3000", "--dump-dom", url],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "<body" in proc.stdout, proc.stderr[-2000:]
-    return proc.stdout
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory) -> Iterator[Chromium]:
+    """One headless Chromium for every page of this module (the only one that opens a browser)."""
+    with Chromium(tmp_path_factory.mktemp("chromium-profile")) as browser:
+        yield browser
+
+
+def chromium_dom(chromium: Chromium, url: str) -> str:
+    """What ``chromium --dump-dom --virtual-time-budget=3000 URL`` prints, from the shared browser."""
+    dom = chromium.dump_dom(url, virtual_time_budget_ms=3000)
+    assert "<body" in dom, dom[-2000:]
+    return dom
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +262,7 @@ def test_summary_md_neutralises_every_payload(hostile_run, tmp_path: Path):
 
 
 @pytest.mark.parametrize("variant", ["as-written", "without-csp"])
-def test_no_script_runs_and_no_request_is_made_in_chromium(hostile_run, variant):
+def test_no_script_runs_and_no_request_is_made_in_chromium(hostile_run, chromium, variant):
     run_dir, canary, _, tmp = hostile_run
     html = (run_dir / "report.html").read_text()
     if variant == "without-csp":
@@ -267,13 +272,13 @@ def test_no_script_runs_and_no_request_is_made_in_chromium(hostile_run, variant)
     path = f"/report-{variant}.html"
     canary.pages[path] = html.encode()
     canary.hits.clear()
-    dom_text = chromium_dom(canary.base + path, tmp / f"profile-{variant}")
+    dom_text = chromium_dom(chromium, canary.base + path)
     assert canary.page_hits() == []
     dom = assert_inert(dom_text)
     assert "report" in "".join(dom.text).lower() and "Misrouted cases" in "".join(dom.text)
 
 
-def test_the_browser_check_catches_an_unescaped_payload(hostile_run):
+def test_the_browser_check_catches_an_unescaped_payload(hostile_run, chromium):
     """Positive control: the same checks flag a page that lets one payload through."""
     run_dir, canary, p, tmp = hostile_run
     html = (run_dir / "report.html").read_text()
@@ -282,7 +287,7 @@ def test_the_browser_check_catches_an_unescaped_payload(hostile_run):
     broken = html.replace("<main>", "<main>" + p["script"] + p["img"], 1)
     canary.pages["/broken.html"] = broken.encode()
     canary.hits.clear()
-    dom_text = chromium_dom(canary.base + "/broken.html", tmp / "profile-broken")
+    dom_text = chromium_dom(chromium, canary.base + "/broken.html")
     assert "/canary/script" in canary.page_hits() or "/canary/img" in canary.page_hits()
     with pytest.raises(AssertionError):
         assert_inert(dom_text)

@@ -306,6 +306,7 @@ def e2e(tmp_path_factory):
                "n_judge_requests": n_judge_requests, "rejudge": rejudge, "live_dir": live_dir, "env": env, "suite": suite}
 
 
+@pytest.mark.slow
 def test_e2e_judge_jsonl_holds_every_judged_case_and_criterion(e2e):
     rows = read_jsonl(e2e["run_dir"] / "judge.jsonl")
     judged = [cid for cid in CASES if cid != "o1"]  # the route-only answer is not judged
@@ -328,6 +329,7 @@ def test_e2e_judge_jsonl_holds_every_judged_case_and_criterion(e2e):
     assert "token budget exhausted" in no_answer["rationale"] and "max_completion_tokens" in no_answer["rationale"]
 
 
+@pytest.mark.slow
 def test_e2e_summary_figures_equal_an_independent_computation(e2e):
     rows = read_jsonl(e2e["run_dir"] / "judge.jsonl")
     results = {r["id"]: r for r in read_jsonl(e2e["run_dir"] / "results.jsonl")}
@@ -368,6 +370,7 @@ def test_e2e_summary_figures_equal_an_independent_computation(e2e):
     assert judge["not_judged"] == {"route_only": 1, "router_error": 0, "empty": 0}
 
 
+@pytest.mark.slow
 def test_e2e_misroute_harm_and_calibration(e2e):
     judge = json.loads((e2e["run_dir"] / "summary.json").read_text())["judge"]
     harm = judge["misroute_harm"]["classify"]["correctness"]
@@ -382,6 +385,7 @@ def test_e2e_misroute_harm_and_calibration(e2e):
     assert judge["calibration"]["completeness"]["n"] == 3  # c1, c2, q1
 
 
+@pytest.mark.slow
 def test_e2e_judge_cost_is_apart_from_the_router(e2e):
     summary = json.loads((e2e["run_dir"] / "summary.json").read_text())
     rows = read_jsonl(e2e["run_dir"] / "judge.jsonl")
@@ -410,6 +414,7 @@ def test_e2e_judge_cost_is_apart_from_the_router(e2e):
     assert summary["cost"]["total_usd"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_e2e_baseline_comparison_per_path(e2e):
     run_dir = e2e["run_dir"]
     baseline = read_jsonl(run_dir / "baseline.jsonl")
@@ -437,6 +442,7 @@ def test_e2e_baseline_comparison_per_path(e2e):
     assert pairs["c3"]["winner"] == "baseline"
 
 
+@pytest.mark.slow
 def test_e2e_report_has_the_judge_section_with_the_baseline(e2e):
     html = (e2e["run_dir"] / "report.html").read_text()
     section = html.split('<h2 id="judge">', 1)[1]
@@ -449,6 +455,7 @@ def test_e2e_report_has_the_judge_section_with_the_baseline(e2e):
     assert "<script" not in section
 
 
+@pytest.mark.slow
 def test_e2e_keys_never_reach_files_or_the_router(e2e):
     for path in [*e2e["run_dir"].iterdir(), *e2e["live_dir"].iterdir()]:
         assert JUDGE_KEY not in path.read_text(errors="replace"), path.name
@@ -457,6 +464,7 @@ def test_e2e_keys_never_reach_files_or_the_router(e2e):
     assert all(h["authorization"] == f"Bearer {JUDGE_KEY}" for h in e2e["judge"].request_headers)
 
 
+@pytest.mark.slow
 def test_e2e_rejudging_costs_nothing(e2e):
     proc = e2e["rejudge"]
     assert proc.returncode == 0, proc.stderr
@@ -496,6 +504,7 @@ def test_run_without_judge_key_completes_and_says_judging_was_skipped(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_judge_command_on_an_unreachable_judge_exits_3_and_keeps_the_run(tmp_path):
     from evalkit.emulator.server import free_port
 
@@ -527,6 +536,7 @@ def test_personal_access_token_as_judge_key_is_refused_before_the_run(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_judge_pairwise_on_a_run_without_baseline_is_a_usage_error(e2e, tmp_path):
     shutil.copytree(e2e["run_dir"], tmp_path / "run")
     for name in ("baseline.jsonl", "baseline_judge.jsonl", "pairwise.jsonl"):
@@ -555,6 +565,7 @@ def test_route_only_run_is_not_judged_and_the_report_says_why(tmp_path):
     assert "Nothing to judge: no case returned answer text" in (run_dir / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_e2e_local_router_forwarding_to_an_answering_server(tmp_path):
     """The embedded local router forwards every model to a small answering server (``--upstream
     '*=URL'``); the judge grades the router's and the baseline's answers and the report shows both."""

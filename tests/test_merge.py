@@ -64,6 +64,7 @@ def sharded(tmp_path_factory):
     return {"root": root, "whole": whole, "shards": shards, "suite": suite}
 
 
+@pytest.mark.slow
 def test_shard_runs_record_their_share_and_defer_gates(sharded):
     sizes = []
     for run in sharded["shards"]:
@@ -76,6 +77,7 @@ def test_shard_runs_record_their_share_and_defer_gates(sharded):
     assert sum(sizes) == len(sharded["suite"].cases) and all(sizes)
 
 
+@pytest.mark.slow
 def test_four_shards_merged_report_as_the_whole_run(sharded, tmp_path: Path):
     proc = run_cli("merge", *sharded["shards"], "--out", tmp_path / "merged", "--json")
     assert proc.returncode == 1, proc.stderr  # recall[reasoning] >= 0.9 fails, as on the whole run
@@ -96,6 +98,7 @@ def test_four_shards_merged_report_as_the_whole_run(sharded, tmp_path: Path):
     assert len(rows) == len({r["id"] for r in rows}) == len(sharded["suite"].cases)
 
 
+@pytest.mark.slow
 def test_merge_refuses_runs_that_do_not_make_a_whole(sharded, tmp_path: Path):
     shards = sharded["shards"]
     for args, needle in ((shards[:3], "missing"), ([*shards, shards[0]], "given twice"),
@@ -110,6 +113,7 @@ def test_merge_refuses_runs_that_do_not_make_a_whole(sharded, tmp_path: Path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_merge_joins_unsharded_runs_of_disjoint_cases(tmp_path: Path):
     a = make_run(tmp_path / "a", [result("1", "classify", "classify"), result("2", "classify", "fallback")])
     b = make_run(tmp_path / "b", [result("3", "reasoning", "reasoning")],

@@ -166,6 +166,7 @@ def test_the_documented_command_on_the_bundled_suite_tests_something(isolated: p
     assert res.ret == (pytest.ExitCode.TESTS_FAILED if below else pytest.ExitCode.OK)
 
 
+@pytest.mark.slow
 def test_suite_runs_once_against_the_local_router(isolated: pytest.Pytester, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
@@ -177,7 +178,8 @@ def test_suite_runs_once_against_the_local_router(isolated: pytest.Pytester, tmp
             assert evalkit_run.summary["n_cases"] == 8
             assert [g["expr"] for g in evalkit_run.summary["gates"]] == ["accuracy >= 0.0", "recall[reasoning] >= 1.01"]
     """)
-    # A subprocess: the local router loads torch, which must not be imported twice in one process.
+    # A real pytest process, as a user's CI job starts it: the plugin runs the suite there (the
+    # local router and its embedding model included), not in this session's already-warm process.
     res = isolated.runpytest_subprocess("-p", "evalkit.pytest_plugin", "--evalkit-suite", str(suite),
                                         "--evalkit-out", str(out))
     res.assert_outcomes(passed=2, failed=1)

@@ -22,6 +22,7 @@ def bundled_run(tmp_path_factory) -> Path:
     return runs[0]
 
 
+@pytest.mark.slow
 def test_run_writes_the_run_directory(bundled_run: Path):
     for name in ("manifest.json", "results.jsonl", "summary.json", "report.html", "summary.md"):
         assert (bundled_run / name).is_file(), name
@@ -31,6 +32,7 @@ def test_run_writes_the_run_directory(bundled_run: Path):
     assert manifest["counts"]["cases"] == manifest["suite"]["n_cases"]
 
 
+@pytest.mark.slow
 def test_summary_figures_equal_sklearn_on_results(bundled_run: Path):
     from sklearn.metrics import (accuracy_score, cohen_kappa_score, confusion_matrix, f1_score,
                                  precision_recall_fscore_support)
@@ -58,6 +60,7 @@ def test_summary_figures_equal_sklearn_on_results(bundled_run: Path):
     assert summary["match_rate"] == pytest.approx(sum(p in labels[:3] for p in y_pred) / n)
 
 
+@pytest.mark.slow
 def test_report_html_is_self_contained_and_shows_the_matrix(bundled_run: Path):
     html = (bundled_run / "report.html").read_text()
     assert "<svg" in html and "Confusion matrix" in html
@@ -75,6 +78,7 @@ def test_report_html_is_self_contained_and_shows_the_matrix(bundled_run: Path):
     assert "| Task | Precision |" in md
 
 
+@pytest.mark.slow
 def test_report_command_rerenders_the_same_summary(bundled_run: Path):
     before = json.loads((bundled_run / "summary.json").read_text())
     (bundled_run / "report.html").unlink()
@@ -137,6 +141,7 @@ def test_custom_route_header_preset(tmp_path: Path):
     assert json.loads((run / "results.jsonl").read_text())["route"] == "classify"
 
 
+@pytest.mark.slow
 def test_unreachable_router_exits_3(tmp_path: Path):
     from evalkit.emulator.server import free_port
 

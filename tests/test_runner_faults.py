@@ -149,6 +149,7 @@ def test_400_is_not_retried():
     assert result.status == "error" and result.attempts == 1 and result.http_status == 400
 
 
+@pytest.mark.slow
 def test_a_slow_reply_times_out_per_attempt():
     rec = Recorder(lambda cid, attempt, body: Reply(delay_s=3.0, headers={ROUTE: "classify"}))
     with FakeOpenAI(rec) as fake:
@@ -181,6 +182,7 @@ def test_missing_route_header_is_a_result_not_a_retry():
     assert result.status == "missing_route" and result.route is None and result.route_label == MISSING
 
 
+@pytest.mark.slow
 def test_mixed_faults_every_case_gets_exactly_one_final_status():
     """60 single cases and 4 sessions against a router failing ~40% of attempts in five ways."""
     kinds = ["429", "500", "timeout", "drop-header", "malformed-json"]
@@ -298,6 +300,7 @@ def test_cli_error_budget_exits_3_and_still_writes_the_report(tmp_path):
     assert manifest["counts"]["not_run"] == 20 and manifest["stopped"]
 
 
+@pytest.mark.slow
 def test_do_target_is_rate_limited_below_the_router_limit_by_default(tmp_path, monkeypatch):
     from evalkit.pipeline import DO_DEFAULT_RPM, Reliability, TargetSpec, run_suite
     from evalkit.suites import load_suite

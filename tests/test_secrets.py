@@ -56,6 +56,7 @@ class KeyEcho(Recorder):
         return super().__call__({**body, "_key": auth.removeprefix("Bearer ")}, headers)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["openai", "do"])
 def test_sentinel_keys_never_reach_an_output(target, tmp_path):
     suite = write_case_suite(tmp_path / "s", make_cases(12))

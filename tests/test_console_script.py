@@ -1,0 +1,75 @@
+"""The command line as real processes: the installed console script and ``python -m evalkit``.
+
+Everywhere else the CLI runs in-process (``run_cli``), which is only as good as its likeness to the
+real thing; these tests are the process boundary itself: the entry points, their exit statuses,
+and a whole run end to end. They also check that ``run_cli`` gives what the real process gives.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalkit import __version__
+from tests.conftest import TUTORIAL_ROUTER, cli_env, run_cli, run_cli_subprocess, write_suite
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.fault_helpers import ROUTE
+
+pytestmark = pytest.mark.slow
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "evalkit"
+
+CASES = [
+    {"id": "c1", "prompt": "Classify this customer support message: I was billed twice.", "expected_route": "classify"},
+    {"id": "c2", "prompt": "Perform complex multi-step reasoning with intermediate conclusions.",
+     "expected_route": "reasoning"},
+]
+
+
+def console_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The ``evalkit`` command that ``pip install`` wrote next to this interpreter."""
+    assert CONSOLE_SCRIPT.is_file(), f"no console script at {CONSOLE_SCRIPT}: install the project (pip install -e .)"
+    return subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], cwd=cwd, env=cli_env(), capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_module_entry_point_prints_the_version():
+    proc = run_cli_subprocess("--version")
+    assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, f"evalkit {__version__}", "")
+
+
+@pytest.mark.parametrize("args, code", [
+    (["lint", "{router}"], 0),
+    (["lint", "{bad}"], 2),
+    (["run", "{tmp}", "--concurrency", "lots"], 2),
+    (["no-such-command"], 2),
+])
+def test_console_script_and_in_process_cli_agree(tmp_path: Path, args: list[str], code: int):
+    (tmp_path / "router.json").write_text(json.dumps(TUTORIAL_ROUTER))
+    (tmp_path / "bad.json").write_text(json.dumps({**TUTORIAL_ROUTER, "fallback_models": "one"}))
+    argv = [a.format(router=tmp_path / "router.json", bad=tmp_path / "bad.json", tmp=tmp_path) for a in args]
+    real = console_script(*argv, cwd=tmp_path)
+    here = run_cli(*argv, cwd=tmp_path)
+    assert real.returncode == code, real.stderr
+    assert (here.returncode, here.stdout, here.stderr) == (real.returncode, real.stdout, real.stderr)
+    assert "Traceback" not in real.stderr
+
+
+def test_a_whole_run_in_a_real_process_writes_the_run_and_exits_by_its_gates(tmp_path: Path):
+    suite = write_suite(tmp_path / "mini", CASES, suite_yaml="name: mini\nrouter: router.json\ncases: cases.jsonl\n"
+                                                             "gates:\n  - accuracy >= 1.01\n")
+    with FakeOpenAI(lambda body, headers: Reply(headers={ROUTE: "classify"})) as fake:
+        proc = run_cli_subprocess("run", suite, "--target", "openai", "--base-url", fake.base_url,
+                                  "--out", tmp_path / "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr  # the impossible gate fails: a result, not a crash
+    summary = json.loads(proc.stdout)
+    [run_dir] = list((tmp_path / "out" / "mini").iterdir())
+    assert summary["run_id"] == run_dir.name and summary["n_cases"] == 2 and summary["accuracy"] == 0.5
+    assert [g["passed"] for g in summary["gates"]] == [False]
+    for name in ("manifest.json", "results.jsonl", "summary.json", "report.html", "summary.md", "junit.xml"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "summary.json").read_text())["accuracy"] == summary["accuracy"]
