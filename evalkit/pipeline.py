@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 from evalkit import SCHEMA_VERSION, __version__
 from evalkit.cost import Price
 from evalkit.errors import RunDirError, RunError, UsageError
-from evalkit.gate import GateResult, check_tasks, evaluate_gate, parse_gates
+from evalkit.gates import GateResult, check_tasks, evaluate_gate, parse_gates
 from evalkit.judge import (BASELINE_FILE, JudgeSettings, judge_run_dir, load_judgement, make_judge_client,
                            resolve_judge_key, skipped_block)
 from evalkit.records import Case, CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
@@ -274,7 +274,7 @@ def compare_with_deployed(deployed: RunOutcome, candidate: RunOutcome, *, deploy
     import dataclasses
 
     from evalkit.commands.compare import load_side, write_compare
-    from evalkit.compare import compare_runs
+    from evalkit.comparison import compare_runs
     from evalkit.router_config import diff_configs
 
     side_a = dataclasses.replace(load_side(deployed.run_dir), router=deployed_config)

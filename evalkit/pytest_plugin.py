@@ -167,7 +167,7 @@ class EvalkitGateItem(pytest.Item):
         self.default = default
 
     def runtest(self) -> None:
-        from evalkit.gate import evaluate_gate, parse_gate
+        from evalkit.gates import evaluate_gate, parse_gate
 
         run = _finished_run(self.config)
         gate = parse_gate(self.expr)
@@ -200,7 +200,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not (_suite_option(config) or config.getoption("evalkit_run")):
         return
     from evalkit.errors import EvalkitError
-    from evalkit.gate import parse_gate
+    from evalkit.gates import parse_gate
 
     try:
         name, exprs, labels = _gate_exprs(config)
@@ -236,7 +236,7 @@ def evalkit_run(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture(scope="session")
 def evalkit_gate(evalkit_run: Any, pytestconfig: pytest.Config) -> Callable[[str], Any]:
     """``evalkit_gate("accuracy >= 0.9")`` fails the test with the gate's message, else returns the verdict."""
-    from evalkit.gate import evaluate_gate, parse_gate
+    from evalkit.gates import evaluate_gate, parse_gate
 
     def check(expr: str) -> Any:
         verdict = evaluate_gate(parse_gate(expr), evalkit_run.summary, baseline=_baseline_summary(pytestconfig))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
-from evalkit.compare import RunSide, compare_runs, mcnemar_exact, parse_max_drop
+from evalkit.comparison import RunSide, compare_runs, mcnemar_exact, parse_max_drop
 from evalkit.errors import UsageError
 from evalkit.router_config import diff_configs, parse_router_config
 from tests.conftest import TUTORIAL_ROUTER, cli_env, run_cli

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from junitparser import Failure, JUnitXml
 
-from evalkit.compare import RunSide, compare_runs
+from evalkit.comparison import RunSide, compare_runs
 from evalkit.report.junit import render_junit
 from tests.conftest import ROOT, run_cli
 from tests.run_helpers import make_run, result, slice_suite, worse_router

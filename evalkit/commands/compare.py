@@ -14,7 +14,7 @@ from evalkit.cli import app, err, out
 
 def load_side(run_dir: str | Path) -> Any:
     """A stored run as ``compare.RunSide``: results, summary, router.json copy and judge.jsonl if present."""
-    from evalkit.compare import RunSide
+    from evalkit.comparison import RunSide
     from evalkit.errors import ConfigError
     from evalkit.router_config import parse_router_config
     from evalkit.store import ROUTER, load_run
@@ -143,7 +143,7 @@ def compare(
     Writes diff.json, compare.html, compare.md and junit.xml. Exits 1 when a --max-drop check
     fails or (by default) routing got significantly worse.
     """
-    from evalkit.compare import compare_runs, parse_max_drop
+    from evalkit.comparison import compare_runs, parse_max_drop
     from evalkit.errors import UsageError
     from evalkit.report.junit import check_junit_cases
 

@@ -26,7 +26,7 @@ def gate(
     as_json: bool = typer.Option(False, "--json", help="Print {\"passed\": ..., \"gates\": [...]} on stdout."),
 ) -> None:
     """Evaluate gate expressions on a stored run without changing it. Exits 1 when a gate fails."""
-    from evalkit.gate import evaluate_gates, parse_gates
+    from evalkit.gates import evaluate_gates, parse_gates
     from evalkit.store import load_run
     from evalkit.summary import build_summary
 
@@ -62,7 +62,7 @@ def finish_run(outcome: Any, *, baseline: Any | None, as_json: bool) -> int:
                   "(evalkit merge)", highlight=False)
     if baseline is not None:
         from evalkit.commands.compare import load_side, print_compare, write_compare
-        from evalkit.compare import compare_runs
+        from evalkit.comparison import compare_runs
         from evalkit.report import write_reports
 
         diff = compare_runs(baseline, load_side(outcome.run_dir))

@@ -24,7 +24,7 @@ def merge(
     reports and gates as if the suite had run whole. Exits 1 when a gate fails."""
     from evalkit.commands.compare import load_side
     from evalkit.commands.gate import finish_run
-    from evalkit.gate import check_tasks, parse_gates
+    from evalkit.gates import check_tasks, parse_gates
     from evalkit.pipeline import RunOutcome, finalize
     from evalkit.shard import merge_runs
     from evalkit.store import MANIFEST, ROUTER, ResultWriter, create_run_dir, load_run, new_run_id, write_json, write_text
