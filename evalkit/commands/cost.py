@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from evalkit.cli import app, err, out  # noqa: F401
+from evalkit.commands.console import err, out  # noqa: F401
 from evalkit.errors import UsageError
 
 
@@ -122,7 +122,6 @@ def build_profiles(*, traffic: dict[str, Any] | None, run_info: dict[str, dict[s
     return profiles, notes
 
 
-@app.command()
 def cost(
     traffic: Optional[Path] = typer.Option(None, "--traffic", metavar="FILE", help="Traffic file (YAML): per task requests a month, prompt_tokens, completion_tokens, model; optional compare list."),
     run_dir: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="A run directory: token profiles and served models per task, its suite mix, and its misroute cost matrix."),
@@ -259,3 +258,7 @@ def _tok(value: float | None) -> str:
 
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(cost)

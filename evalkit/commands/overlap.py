@@ -9,7 +9,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import typer
 
-from evalkit.cli import app, err, out
+from evalkit.commands.console import err, out
 from evalkit.errors import UsageError
 
 SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
@@ -105,7 +105,6 @@ def analyse(router: Any, *, cases: Sequence[Any] = (), results: Sequence[Any] | 
                          margin=AMBIGUOUS_MARGIN if margin is None else margin, threshold=threshold)
 
 
-@app.command()
 def overlap(
     router_json: Path = typer.Argument(..., help="Router config (the DigitalOcean create body, router.json)."),
     suite: Optional[Path] = typer.Option(None, "--suite", help="Also count the suite's prompts that the local classifier places between two tasks."),
@@ -197,3 +196,7 @@ def print_report(report: Any, *, examples: int) -> None:
         for w in report.weak:
             for kind in w.problems:
                 out.print(f"  {w.task}: {kind}: {w.details.get(kind, '')}", highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(overlap)
