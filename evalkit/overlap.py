@@ -463,7 +463,7 @@ class _RunEvidence:
 
     @classmethod
     def of(cls, names: Sequence[str], results: Sequence[CaseResult]) -> "_RunEvidence":
-        return cls(*_confusion_pairs(names, results))
+        return cls(*_confusion_pairs(list(names), results))
 
     def pair(self, a: str, b: str) -> tuple[dict[str, Any], Severity]:
         ab, ba = self.misrouted.get((a, b), []), self.misrouted.get((b, a), [])

@@ -229,7 +229,7 @@ def progress_bar(quiet: bool) -> Callable[[str, int], Any]:
                     counters["errors"] += 1
                 elif result.route != result.expected_route:
                     counters["misrouted"] += 1
-                bar.update(task_id, advance=1, **counters)
+                bar.update(task_id, advance=1, misrouted=counters["misrouted"], errors=counters["errors"])
 
             yield on_result
     return progress

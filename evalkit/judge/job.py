@@ -273,7 +273,7 @@ def judge_run_dir(run_dir: RunDir, results: Sequence[CaseResult], settings: Judg
     records, base_records, pairs = asyncio.run(go())
     run_dir.write_judgement(Judgement(records=records, baseline_results=baseline, baseline_records=base_records,
                                       pairs=pairs))
-    everything = [*records, *base_records, *pairs]
+    everything: list[JudgeRecord | PairRecord] = [*records, *base_records, *pairs]
     cost: float | None = 0.0
     for r in everything:
         cost = _sum_cost(cost, r.cost_usd)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from evalkit.records import CaseResult, Manifest
 
 if TYPE_CHECKING:
-    from evalkit.judge.records import BaselineComparison, BaselinePath, JudgeSummary, ScoreStats
+    from evalkit.judge.records import BaselineComparison, BaselinePath, JudgeSummary, QualityDelta, ScoreStats
     from evalkit.summary import Summary
 
 Section = Callable[["Summary", Sequence[CaseResult], Manifest], dict[str, Any]]
@@ -159,12 +159,17 @@ def _baseline_rows(baseline: BaselineComparison | None, criteria: list[str]) -> 
     def row(path: str, entry: BaselinePath) -> dict[str, Any]:
         q = entry.quality
         pw = entry.pairwise
+
+        def worse(delta: QualityDelta) -> bool:
+            """The router's answers are worse than the baseline's beyond doubt (the interval is below 0)."""
+            return delta.difference_ci95 is not None and delta.difference_ci95[1] < 0
+
         return {
             "path": path, "n": entry.n,
             "quality": [{"router": "n/a" if q[c].router_mean is None else f"{q[c].router_mean:.2f}",
                          "baseline": "n/a" if q[c].baseline_mean is None else f"{q[c].baseline_mean:.2f}",
                          "difference": _signed(q[c].difference, q[c].difference_ci95),
-                         "worse": bool(q[c].difference_ci95 and q[c].difference_ci95[1] < 0),
+                         "worse": worse(q[c]),
                          "n": q[c].n_pairs} for c in criteria],
             "router_cost": _usd(entry.cost.router_usd), "baseline_cost": _usd(entry.cost.baseline_usd),
             "cost_difference": _signed_usd(entry.cost.difference_usd),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from evalkit.comparison import Comparison
 from evalkit.cost import Price
 from evalkit.judge import JudgeSettings, make_judge_client, skipped_block
 from evalkit.records import CaseResult, JudgeInfo, Manifest
@@ -68,6 +69,7 @@ def finalize(run_dir: RunDir | str | Path, manifest: Manifest, results: Sequence
                             overlap=run_overlap(run_dir, manifest, results, router))
     summary.gates = gate_verdicts(run_dir, manifest, summary, baseline.summary if baseline is not None else None)
     run_dir.write_summary(summary)
+    comparison: Comparison | None
     if baseline is not None:
         from evalkit.report.compare import write_compare
 
