@@ -116,7 +116,7 @@ def test_suite_runs_once_against_the_local_router(isolated: pytest.Pytester, tmp
             assert evalkit_run.summary["n_cases"] == 8
             assert [g["expr"] for g in evalkit_run.summary["gates"]] == ["accuracy >= 0.0", "recall[reasoning] >= 1.01"]
     """)
-    # A subprocess: the local router loads torch, which must not be imported twice in one process.
+    # A subprocess: pytester re-imports modules in-process, and the local router loads onnxruntime.
     res = isolated.runpytest_subprocess("-p", "evalkit.pytest_plugin", "--evalkit-suite", str(suite),
                                         "--evalkit-out", str(out))
     res.assert_outcomes(passed=2, failed=1)
