@@ -11,6 +11,7 @@ also measures the time to the first generated token; the non-streaming path is u
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -84,6 +85,19 @@ class OpenAITarget:
         self.stream = stream
         key = getattr(client, "api_key", None)
         self.secrets = [key] if isinstance(key, str) else []
+        # Non-streaming calls go straight to the SDK client's own httpx client (the one
+        # ``make_client`` built, with the run's connection pool and timeout): building the SDK's
+        # typed request and response objects costs more CPU per call than the HTTP exchange with
+        # a fast router (``bench/run_overhead.py``). Streams, and a client without one, use the SDK.
+        import httpx
+
+        http = getattr(client, "_client", None)
+        self._http = http if isinstance(http, httpx.AsyncClient) else None
+        self._url = f"{str(getattr(client, 'base_url', '')).rstrip('/')}/chat/completions"
+        self._headers = {"Accept": "application/json", "Content-Type": "application/json",
+                         "User-Agent": "evalkit"}
+        if isinstance(key, str) and key:
+            self._headers["Authorization"] = f"Bearer {key}"
 
     def _clean(self, text: str | None) -> str | None:
         """A server may echo the key back (in an error or an answer): never let it reach a file."""
@@ -95,24 +109,36 @@ class OpenAITarget:
         import httpx
         import openai
 
-        kwargs: dict[str, Any] = {"model": model or self.model, "messages": messages}
+        body: dict[str, Any] = {"model": model or self.model, "messages": messages}
         if max_completion_tokens is not None:
-            kwargs["max_completion_tokens"] = max_completion_tokens
+            body["max_completion_tokens"] = max_completion_tokens
         if temperature is not None:
-            kwargs["temperature"] = temperature
-        if affinity:
-            kwargs["extra_headers"] = {"X-Model-Affinity": affinity}
-        if self.stream:
-            kwargs["stream"] = True
-            kwargs["stream_options"] = {"include_usage": True}
+            body["temperature"] = temperature
+        headers = {"X-Model-Affinity": affinity} if affinity else None
         start = time.perf_counter()
         ttft_ms: float | None = None
         try:
-            raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
             if self.stream:
-                completion, ttft_ms = await _read_stream(raw, start)
+                raw = await self.client.chat.completions.with_raw_response.create(
+                    **body, stream=True, stream_options={"include_usage": True}, extra_headers=headers)
+                data, ttft_ms = await _read_stream(raw, start)
+            elif self._http is not None:
+                raw = await self._http.post(self._url, json=body,
+                                            headers={**self._headers, **headers} if headers else self._headers)
+                if not 200 <= raw.status_code < 300:
+                    raise _status_error(raw)
+                data = json.loads(raw.content)
             else:
-                completion = raw.parse()
+                raw = await self.client.post("/chat/completions", cast_to=httpx.Response, body=body,
+                                             options={"headers": headers} if headers else {})
+                data = json.loads(raw.content)
+        except TargetCallError as exc:
+            exc.message = self._clean(exc.message) or ""
+            raise
+        except httpx.TimeoutException:
+            raise TargetCallError("request timed out", http_status=None) from None
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.NetworkError) as exc:
+            raise TargetCallError(self._clean(f"connection failed: {exc}") or "", http_status=None) from None
         except openai.APIStatusError as exc:
             retry_after = _retry_after(exc.response.headers.get("retry-after"))
             status = exc.status_code
@@ -127,34 +153,33 @@ class OpenAITarget:
             raise TargetCallError(self._clean(f"malformed response body: {exc}") or "", http_status=200) from None
         except openai.APIError as exc:  # an error event in the middle of a stream
             raise TargetCallError(self._clean(f"stream failed: {exc.message}") or "", http_status=200) from None
-        except httpx.HTTPError as exc:  # the connection broke while a stream was being read
+        except httpx.HTTPError as exc:  # the connection broke while a body or stream was being read
             raise TargetCallError(self._clean(f"stream interrupted: {exc.__class__.__name__}: {exc}") or "",
                                   http_status=None) from None
         latency_ms = (time.perf_counter() - start) * 1000
-        headers = {k.lower(): v for k, v in raw.headers.items()}
-        route = self._clean(headers.get(self.route_header))
+        headers_in = {k.lower(): v for k, v in raw.headers.items()}
+        route = self._clean(headers_in.get(self.route_header))
         try:
-            # The SDK builds the completion without validating it: check each field's type here,
-            # so a router's odd body becomes an error result, never a crash.
-            choices = completion.choices
+            # A router's odd body becomes an error result, never a crash: check each field's type.
+            if not isinstance(data, dict):
+                raise TypeError("the body is not a JSON object")
+            choices = data.get("choices")
             if not isinstance(choices, list):
                 raise TypeError("'choices' is not a list")
-            choice = choices[0] if choices else None
-            message = getattr(choice, "message", None) if choice is not None else None
-            usage = getattr(completion, "usage", None)
-            details = getattr(usage, "completion_tokens_details", None) if usage else None
+            choice = _dict(choices[0]) if choices else {}
+            usage = _dict(data.get("usage"))
             response = TargetResponse(
                 route=route.strip() if route else None,
-                served_model=self._clean(_str(getattr(completion, "model", None))) or None,
-                content=self._clean(_str(getattr(message, "content", None))),
-                finish_reason=_str(getattr(choice, "finish_reason", None)),
-                prompt_tokens=_int(getattr(usage, "prompt_tokens", None)),
-                completion_tokens=_int(getattr(usage, "completion_tokens", None)),
-                reasoning_tokens=_int(getattr(details, "reasoning_tokens", None)),
+                served_model=self._clean(_str(data.get("model"))) or None,
+                content=self._clean(_str(_dict(choice.get("message")).get("content"))),
+                finish_reason=_str(choice.get("finish_reason")),
+                prompt_tokens=_int(usage.get("prompt_tokens")),
+                completion_tokens=_int(usage.get("completion_tokens")),
+                reasoning_tokens=_int(_dict(usage.get("completion_tokens_details")).get("reasoning_tokens")),
                 http_status=raw.status_code if hasattr(raw, "status_code") else 200,
                 latency_ms=latency_ms,
-                route_only=headers.get("x-evalkit-route-only", "").lower() == "true",
-                headers=headers,
+                route_only=headers_in.get("x-evalkit-route-only", "").lower() == "true",
+                headers=headers_in,
                 ttft_ms=ttft_ms,
             )
         except (AttributeError, TypeError, IndexError) as exc:
@@ -173,6 +198,10 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def redact(text: str | None, secrets: list[str]) -> str | None:
     """``text`` with every secret (8 characters or longer) replaced by ``[redacted]``."""
     if not text:
@@ -184,29 +213,22 @@ def redact(text: str | None, secrets: list[str]) -> str | None:
 
 
 async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
-    """Read a streamed completion: (the assembled ``ChatCompletion``, time to first token in ms).
+    """Read a streamed completion: (the assembled chat completion as a dict, time to first token in ms).
 
     Time to first token is the time from sending the request to the first chunk that carries
     generated text (content, refusal or reasoning). A server that ignores ``stream`` and answers
     with one JSON body (the local router in route-only mode does) is read as a normal
     completion with no time to first token.
     """
-    from openai.types.chat import ChatCompletion
-
     content_type = raw.headers.get("content-type", "")
     if "text/event-stream" not in content_type:
-        body = await raw.http_response.aread()
-        return ChatCompletion.model_validate_json(body), None
+        return json.loads(await raw.http_response.aread()), None
     ttft_ms: float | None = None
     parts: list[str] = []
     model = None
     finish_reason = None
     usage = None
-    cid = ""
-    created = 0
     async for chunk in raw.parse():
-        cid = chunk.id or cid
-        created = chunk.created or created
         model = chunk.model or model
         if chunk.usage is not None:
             usage = chunk.usage
@@ -219,12 +241,12 @@ async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
             parts.append(text)
             if choice.finish_reason:
                 finish_reason = choice.finish_reason
-    completion = ChatCompletion.model_validate({
-        "id": cid or "stream", "object": "chat.completion", "created": created, "model": model or "",
+    completion = {
+        "model": model or "",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
                      "finish_reason": finish_reason or "stop"}],
         "usage": usage.model_dump() if usage is not None else None,
-    })
+    }
     return completion, ttft_ms
 
 
@@ -246,6 +268,26 @@ def _retry_after(value: str | None) -> float | None:
             when = when.replace(tzinfo=timezone.utc)
         seconds = (when - datetime.now(timezone.utc)).total_seconds()
     return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+
+
+def _status_error(response: Any) -> TargetCallError:
+    """The failure of a non-2xx answer: ``HTTP <status>: <the body's error message>``."""
+    status = response.status_code
+    message = ""
+    try:
+        body = json.loads(response.content)
+        inner = body.get("error", body) if isinstance(body, dict) else None
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            message = inner["message"]
+        elif isinstance(body, dict) and isinstance(body.get("message"), str):
+            message = body["message"]
+    except ValueError:
+        pass
+    if not message:
+        message = response.text[:200].strip() or response.reason_phrase or "no body"
+    return TargetCallError(f"HTTP {status}: {message}", http_status=status,
+                           retry_after=_retry_after(response.headers.get("retry-after")),
+                           retryable=status in (408, 409, 429) or status >= 500)
 
 
 def _status_message(exc: Any) -> str:
