@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -88,12 +89,19 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     sys.exit("evalkit serve did not answer in time")
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+CPU: dict[str, list[float]] = {}
+
+
+def timed(cmd: list[str], env: dict[str, str], label: str = "") -> float:
+    """Wall time of ``cmd`` as a fresh process; its CPU time (user + system) goes to ``CPU[label]``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    CPU.setdefault(label, []).append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     return wall
 
 
@@ -138,9 +146,9 @@ def main() -> None:
             timed(bare, env)  # warm the server (and the page cache) once
             bares, runs, smalls = [], [], []
             for _ in range(args.repeats):
-                bares.append(timed(bare, env))
-                runs.append(timed([*run, str(args.suite)], env))
-                smalls.append(timed([*run, str(small)], env))
+                bares.append(timed(bare, env, "bare"))
+                runs.append(timed([*run, str(args.suite)], env, "evalkit"))
+                smalls.append(timed([*run, str(small)], env, "run30"))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -151,6 +159,9 @@ def main() -> None:
     print(f"bare asyncio + httpx loop: {b:6.2f} s  ({n_cases / b:6.0f} req/s)  runs: {', '.join(f'{x:.2f}' for x in bares)}")
     print(f"evalkit run --target openai: {r:6.2f} s  ({n_cases / r:6.0f} req/s)  runs: {', '.join(f'{x:.2f}' for x in runs)}")
     print(f"throughput ratio evalkit/bare: {b / r:.2f}  (goal >= {RATIO_GOAL})")
+    cpu = {k: statistics.median(v) for k, v in CPU.items()}
+    print(f"client CPU (user + system), median: bare {cpu['bare']:.2f} s, evalkit {cpu['evalkit']:.2f} s "
+          f"(ratio {cpu['bare'] / cpu['evalkit']:.2f}), 30-case run {cpu['run30']:.2f} s")
     print(f"30-case run, whole process: {s:.2f} s  (goal < {RUN30_GOAL_S} s, ratio {s / RUN30_GOAL_S:.2f})  "
           f"runs: {', '.join(f'{x:.2f}' for x in smalls)}")
 

@@ -1,9 +1,11 @@
-"""Router targets: one OpenAI-compatible target built on the official ``openai`` SDK.
+"""Router targets: one OpenAI-compatible target.
 
 The target sends a case's messages, reads the route from a configurable response header
 (``x-model-router-selected-route`` by default; presets for other routers), the served model
-from the body, usage and latency. Clients are injected, so tests hand in one pointed at a
-local server. Keys come from environment variables and are never stored or printed.
+from the body, usage and latency. Its endpoint (``ChatEndpoint``: base URL, key, pooled
+``httpx.AsyncClient``) is injected, so tests hand in one pointed at a local server. Plain calls
+go straight through httpx; streamed ones through the official ``openai`` SDK on the same pool.
+Keys come from environment variables and are never stored or printed.
 
 With ``stream=True`` the target asks for server-sent events (with usage in the last chunk) and
 also measures the time to the first generated token; the non-streaming path is unchanged.
@@ -76,28 +78,19 @@ class TargetCallError(Exception):
 class OpenAITarget:
     """Any OpenAI-compatible chat-completions endpoint that reports its route in a header."""
 
-    def __init__(self, client: Any, *, model: str, route_header: str, info: TargetInfo,
+    def __init__(self, client: "ChatEndpoint", *, model: str, route_header: str, info: TargetInfo,
                  stream: bool = False) -> None:
         self.client = client
         self.model = model
         self.route_header = route_header.lower()
         self.info = info
         self.stream = stream
-        key = getattr(client, "api_key", None)
-        self.secrets = [key] if isinstance(key, str) else []
-        # Non-streaming calls go straight to the SDK client's own httpx client (the one
-        # ``make_client`` built, with the run's connection pool and timeout): building the SDK's
-        # typed request and response objects costs more CPU per call than the HTTP exchange with
-        # a fast router (``bench/run_overhead.py``). Streams, and a client without one, use the SDK.
-        import httpx
-
-        http = getattr(client, "_client", None)
-        self._http = http if isinstance(http, httpx.AsyncClient) else None
-        self._url = f"{str(getattr(client, 'base_url', '')).rstrip('/')}/chat/completions"
+        self.secrets = [client.api_key] if client.api_key else []
+        self._url = f"{client.base_url}/chat/completions"
         self._headers = {"Accept": "application/json", "Content-Type": "application/json",
                          "User-Agent": "evalkit"}
-        if isinstance(key, str) and key:
-            self._headers["Authorization"] = f"Bearer {key}"
+        if client.api_key:
+            self._headers["Authorization"] = f"Bearer {client.api_key}"
 
     def _clean(self, text: str | None) -> str | None:
         """A server may echo the key back (in an error or an answer): never let it reach a file."""
@@ -107,7 +100,6 @@ class OpenAITarget:
                    affinity: str | None = None, temperature: float | None = None,
                    model: str | None = None) -> TargetResponse:
         import httpx
-        import openai
 
         body: dict[str, Any] = {"model": model or self.model, "messages": messages}
         if max_completion_tokens is not None:
@@ -119,43 +111,32 @@ class OpenAITarget:
         ttft_ms: float | None = None
         try:
             if self.stream:
-                raw = await self.client.chat.completions.with_raw_response.create(
+                raw = await self.client.sdk().chat.completions.with_raw_response.create(
                     **body, stream=True, stream_options={"include_usage": True}, extra_headers=headers)
                 data, ttft_ms = await _read_stream(raw, start)
-            elif self._http is not None:
-                raw = await self._http.post(self._url, json=body,
-                                            headers={**self._headers, **headers} if headers else self._headers)
+            else:
+                # Straight through httpx: building the SDK's typed request and response objects
+                # costs more CPU per call than the HTTP exchange with a fast router
+                # (bench/run_overhead.py). The body is read below, field by field.
+                raw = await self.client.http.post(self._url, json=body,
+                                                  headers={**self._headers, **headers} if headers else self._headers)
                 if not 200 <= raw.status_code < 300:
                     raise _status_error(raw)
-                data = json.loads(raw.content)
-            else:
-                raw = await self.client.post("/chat/completions", cast_to=httpx.Response, body=body,
-                                             options={"headers": headers} if headers else {})
                 data = json.loads(raw.content)
         except TargetCallError as exc:
             exc.message = self._clean(exc.message) or ""
             raise
         except httpx.TimeoutException:
             raise TargetCallError("request timed out", http_status=None) from None
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.NetworkError) as exc:
-            raise TargetCallError(self._clean(f"connection failed: {exc}") or "", http_status=None) from None
-        except openai.APIStatusError as exc:
-            retry_after = _retry_after(exc.response.headers.get("retry-after"))
-            status = exc.status_code
-            raise TargetCallError(self._clean(_status_message(exc)) or "", http_status=status, retry_after=retry_after,
-                                  retryable=status in (408, 409, 429) or status >= 500) from None
-        except openai.APITimeoutError:
-            raise TargetCallError("request timed out", http_status=None) from None
-        except openai.APIConnectionError as exc:
-            raise TargetCallError(self._clean(f"connection failed: {exc.__cause__ or exc}") or "",
-                                  http_status=None) from None
+        except httpx.HTTPError as exc:
+            # A plain call failed to connect or lost its connection; a stream broke midway (the SDK
+            # wraps failures before the first byte in its own errors, below).
+            what = f"stream interrupted: {exc.__class__.__name__}" if self.stream else "connection failed"
+            raise TargetCallError(self._clean(f"{what}: {exc}") or "", http_status=None) from None
         except (ValueError, TypeError, AttributeError) as exc:  # a body that is not a chat completion
             raise TargetCallError(self._clean(f"malformed response body: {exc}") or "", http_status=200) from None
-        except openai.APIError as exc:  # an error event in the middle of a stream
-            raise TargetCallError(self._clean(f"stream failed: {exc.message}") or "", http_status=200) from None
-        except httpx.HTTPError as exc:  # the connection broke while a body or stream was being read
-            raise TargetCallError(self._clean(f"stream interrupted: {exc.__class__.__name__}: {exc}") or "",
-                                  http_status=None) from None
+        except Exception as exc:  # the SDK's errors, from a stream only (the SDK is not imported otherwise)
+            raise _sdk_error(exc, self._clean) from None
         latency_ms = (time.perf_counter() - start) * 1000
         headers_in = {k.lower(): v for k, v in raw.headers.items()}
         route = self._clean(headers_in.get(self.route_header))
@@ -188,6 +169,24 @@ class OpenAITarget:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _sdk_error(exc: Exception, clean: Callable[[str | None], str | None]) -> Exception:
+    """The ``TargetCallError`` for an ``openai`` SDK error raised while streaming; other errors unchanged."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        return TargetCallError(clean(_status_message(exc)) or "", http_status=status,
+                               retry_after=_retry_after(exc.response.headers.get("retry-after")),
+                               retryable=status in (408, 409, 429) or status >= 500)
+    if isinstance(exc, openai.APITimeoutError):
+        return TargetCallError("request timed out", http_status=None)
+    if isinstance(exc, openai.APIConnectionError):
+        return TargetCallError(clean(f"connection failed: {exc.__cause__ or exc}") or "", http_status=None)
+    if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
+        return TargetCallError(clean(f"stream failed: {exc.message}") or "", http_status=200)
+    return exc
 
 
 def _int(value: Any) -> int | None:
@@ -302,15 +301,46 @@ def _status_message(exc: Any) -> str:
 
 
 def make_client(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S, concurrency: int = 16) -> Any:
-    """An ``AsyncOpenAI`` client with a connection pool sized for the run's concurrency."""
-    import httpx
-    import openai
+    """An ``AsyncOpenAI`` client with a connection pool sized for the run's concurrency (the judge's)."""
+    return make_endpoint(base_url, api_key, timeout=timeout, concurrency=concurrency).sdk()
 
-    http_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
-                                                        max_keepalive_connections=concurrency + 4),
-                                    timeout=timeout)
-    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout,
-                              http_client=http_client)
+
+class ChatEndpoint:
+    """An OpenAI-compatible endpoint: base URL, key and a pooled ``httpx.AsyncClient``.
+
+    The router target posts chat completions through ``http`` itself; ``sdk()`` builds the
+    ``openai`` client on the same pool on first use (streamed answers, the judge), so a run that
+    does not stream never imports the SDK (about half a second).
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, http: Any, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.http = http
+        self.timeout = timeout
+        self._sdk: Any = None
+
+    def sdk(self) -> Any:
+        if self._sdk is None:
+            import openai
+
+            self._sdk = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
+                                           timeout=self.timeout, http_client=self.http)
+        return self._sdk
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def make_endpoint(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S,
+                  concurrency: int = 16) -> ChatEndpoint:
+    """A ``ChatEndpoint`` with a connection pool sized for the run's concurrency."""
+    import httpx
+
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
+                                                 max_keepalive_connections=concurrency + 4),
+                             timeout=timeout)
+    return ChatEndpoint(base_url, api_key, http=http, timeout=timeout)
 
 
 def api_key_from_env(var: str, *, target: str) -> str:
