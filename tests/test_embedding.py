@@ -4,8 +4,9 @@
 implementation (torch) of all-MiniLM-L6-v2; the command that made it is in the file
 (``HF_HUB_OFFLINE=1 python dev/embedding_model.py fixture``, development extra). The shipped
 model stores its weights in fp16 and computes in fp32: every prompt must keep a cosine of at least
-0.999 with the reference (measured: 0.999999 or more). No int8 model is offered: naive dynamic
-int8 quantisation changed 10-16% of routes (bench/RESULTS.md), so it holds no useful bound.
+0.999 with the reference (measured: 0.999999 or more). No int8 model is offered, so there is no
+int8 bound to hold: onnxruntime's dynamic int8 quantisation of this graph kept a cosine of only
+0.80 (clinc150-domains) and changed 13-18% of routes (bench/RESULTS.md).
 """
 
 from __future__ import annotations
