@@ -49,6 +49,15 @@ def test_vectors_come_back_in_input_order_whatever_the_batch_plan() -> None:
         assert float(row @ REFERENCE[i]) >= FP32_MIN_COSINE
 
 
+def test_bulk_input_on_parallel_batches_keeps_rows_in_input_order() -> None:
+    # more than MAX_BATCH_ROWS texts take the bulk path: whole batches side by side on a second session
+    order = [(i * 5) % len(PROMPTS) for i in range(6 * len(PROMPTS))]
+    assert len(order) > embedding.MAX_BATCH_ROWS
+    vectors = embedding.encode([PROMPTS[i] for i in order])
+    cosines = [float(row @ REFERENCE[i]) for row, i in zip(vectors, order)]
+    assert min(cosines) >= FP32_MIN_COSINE
+
+
 def test_each_text_is_encoded_alone_as_in_a_batch() -> None:
     # padding must not leak into the pooled vector: one text alone equals the same text in a mixed batch
     alone = embedding.encode([PROMPTS[0]])[0]
