@@ -109,7 +109,8 @@ def main() -> None:
     print(f"prompts: {args.n} from suites/saas-support, concurrency {args.concurrency}, median of {args.repeats}")
     print(f"raw bulk encode:                {raw:8.1f} prompts/s   runs: {', '.join(f'{x:.1f}' for x in raws)}")
     print(f"local router (route-only HTTP): {server:8.1f} requests/s  runs: {', '.join(f'{x:.1f}' for x in servers)}")
-    print(f"ratio server/raw: {server / raw:.2f}  (goal >= 0.80)")
+    paired = statistics.median(s / r for s, r in zip(servers, raws))  # each pair ran back to back
+    print(f"ratio server/raw: {paired:.2f} (median of paired runs; {server / raw:.2f} from the medians)  (goal >= 0.80)")
 
 
 if __name__ == "__main__":
