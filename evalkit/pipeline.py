@@ -43,7 +43,7 @@ from evalkit.store import (MANIFEST, RESULTS, ROUTER, SUMMARY, ResultWriter, cre
                            load_diff, load_manifest, load_run, repair_results, utc_now, write_json)
 from evalkit.suites import Suite
 from evalkit.summary import build_summary
-from evalkit.targets import (DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_client,
+from evalkit.targets import (DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_endpoint,
                              resolve_route_header, wait_until_answers)
 
 TARGET_KINDS = ("local", "do", "openai")
@@ -137,7 +137,7 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
         info = TargetInfo(kind="local", base_url=local.base_url, model=f"router:{router_name}",
                           route_header=header, router_name=router_name, classifier=spec.classifier,
                           threshold=threshold, note=local_router_note(classifier))
-        client = make_client(local.base_url, "evalkit-local", timeout=spec.timeout, concurrency=concurrency)
+        client = make_endpoint(local.base_url, "evalkit-local", timeout=spec.timeout, concurrency=concurrency)
         try:
             yield OpenAITarget(client, model=info.model, route_header=header, info=info, stream=spec.stream)
         finally:
@@ -159,7 +159,7 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
         model = spec.model or f"router:{router_name}"
         key = api_key_from_env(spec.api_key_env, target="openai") if spec.api_key_env else "none"
     info = TargetInfo(kind=spec.kind, base_url=base_url, model=model, route_header=header, router_name=router_name)
-    client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
+    client = make_endpoint(base_url, key, timeout=spec.timeout, concurrency=concurrency)
     yield OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream)
 
 
@@ -193,7 +193,7 @@ def candidate_target(spec: TargetSpec, base_url: str, key: str, header: str, *, 
             info = TargetInfo(kind="do", base_url=base_url, model=model, route_header=header, router_name=temp.name,
                               note=f"temporary router {temp.name} ({temp.uuid}) made from the candidate config "
                                    f"{candidate.source or candidate.name} on {plane.base_url}; deleted after the run")
-            client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
+            client = make_endpoint(base_url, key, timeout=spec.timeout, concurrency=concurrency)
             made.append(OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream))
             yield made[0]
     except LeftoverRouterError as exc:
@@ -587,7 +587,7 @@ def run_overlap(run_dir: Path, manifest: Manifest, results: Sequence[CaseResult]
         return None
     vectors = None
     if manifest.target.kind == "local":
-        from evalkit.emulator.classifier import encode
+        from evalkit.embedding import encode
 
         vectors = encode([t.description for t in router.tasks])
     return find_overlaps(router, description_vectors=vectors, results=results).to_dict()
