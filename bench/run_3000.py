@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_S = 60.0
+SAAS_GOAL_S = 45.0  # the long-prompt variant (it took 69.6 s with the torch encoder)
 
 
 def build_suite(folder: Path, n: int) -> None:
@@ -69,7 +70,9 @@ def main() -> None:
         summary = json.loads(proc.stdout)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"cases: {summary['n_cases']}  errors: {summary['n_errors']}  accuracy: {summary['accuracy']:.3f}")
-        print(f"wall time: {wall:.1f} s  (goal {GOAL_S:.0f} s, ratio {wall / GOAL_S:.2f})")
+        goal = SAAS_GOAL_S if args[:1] == ["saas"] else GOAL_S
+        print(f"wall time: {wall:.1f} s  (goal {goal:.0f} s, ratio {wall / goal:.2f}; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
         print(f"peak memory (max RSS): {peak_mb:.0f} MB")
         print(f"throughput: {summary['n_cases'] / wall:.0f} cases/s")
 

@@ -13,7 +13,8 @@ nothing else prints tracebacks for expected failures::
     │   ├── RunDirError             a stored run directory
     │   └── ControlPlaneError       the DigitalOcean control plane refused a request (its id and message)
     └── RunError                    the run could not complete (exit 3)
-        └── TargetError             the router / model endpoint failed or is unreachable
+        ├── TargetError             the router / model endpoint failed or is unreachable
+        └── ModelError              the packaged embedding model is missing, damaged or misconfigured
 
 A failed gate is not an error: it is a result with exit code 1.
 """
@@ -95,6 +96,10 @@ class RunError(EvalkitError):
 
 class TargetError(RunError):
     """The router or model endpoint failed or could not be reached."""
+
+
+class ModelError(RunError):
+    """The packaged embedding model (evalkit/data/all-MiniLM-L6-v2) cannot be loaded."""
 
 
 def short(value: object, limit: int = 80) -> str:

@@ -1,15 +1,22 @@
-"""Routing metrics: confusion matrix and friends (pure; scikit-learn underneath).
+"""Routing metrics: confusion matrix and friends (pure).
 
 Rows of the confusion matrix are expected tasks (the router's labels, in config order, then
 ``fallback``); columns are routes: the same labels, then any route the router reported that is
 not a label, then ``(missing)`` for a missing route header. Errors are not misroutes: they are
 counted in ``n_errors`` / ``error_rate`` and left out of every other figure.
 
+Every figure is computed from the confusion counts in plain Python: they equal scikit-learn's
+(``tests/test_run_e2e.py`` checks them against it), and a run never pays scikit-learn's import
+(about 1.6 s with scipy and pandas, more than the rest of a 30-case run).
+
 Definitions (shares of scored cases unless said otherwise):
 
 - accuracy: route == expected route; 95% Wilson score interval.
+- precision, recall, F1 per task (scikit-learn's ``precision_recall_fscore_support`` with
+  ``zero_division=0``): a figure whose denominator is zero is 0.
 - macro_f1: unweighted mean F1 over the labels that occur (expected or routed).
-- cohen_kappa: scikit-learn's ``cohen_kappa_score`` over expected vs route labels.
+- cohen_kappa: (p_o - p_e) / (1 - p_e) over expected vs route labels, as scikit-learn's
+  ``cohen_kappa_score``.
 - match_rate: routed to a named task; fallback_rate: routed to ``fallback``;
   missing_rate: no route header.
 - false_fallback_rate: among cases that expect a task, the share routed to ``fallback``.
@@ -48,21 +55,43 @@ def confusion_columns(labels: Sequence[str], routes: Iterable[str]) -> list[str]
 
 def confusion(y_true: Sequence[str], y_pred: Sequence[str], *, labels: Sequence[str]) -> dict[str, Any]:
     """Confusion matrix with rows ``labels`` and columns ``confusion_columns``."""
-    from sklearn.metrics import confusion_matrix
-
     columns = confusion_columns(labels, y_pred)
-    if not y_true:
-        return {"labels": list(labels), "columns": columns, "matrix": [[0] * len(columns) for _ in labels]}
-    full = confusion_matrix(list(y_true), list(y_pred), labels=columns)
-    # Expected routes are always labels, so the extra rows are all zero.
-    matrix = [[int(v) for v in full[i]] for i in range(len(labels))]
+    col = {c: j for j, c in enumerate(columns)}
+    row = {lab: i for i, lab in enumerate(labels)}
+    matrix = [[0] * len(columns) for _ in labels]
+    for t, p in zip(y_true, y_pred):
+        if t in row:  # expected routes are always labels; anything else has no row to count in
+            matrix[row[t]][col[p]] += 1
     return {"labels": list(labels), "columns": columns, "matrix": matrix}
+
+
+def precision_recall_f1(y_true: Sequence[str], y_pred: Sequence[str], *,
+                        labels: Sequence[str]) -> dict[str, dict[str, float | int]]:
+    """Per label: precision, recall, F1 and support (0 where a denominator is 0)."""
+    pairs = Counter(zip(y_true, y_pred))
+    true_counts, pred_counts = Counter(y_true), Counter(y_pred)
+    out: dict[str, dict[str, float | int]] = {}
+    for lab in labels:
+        tp, support, predicted = pairs[(lab, lab)], true_counts[lab], pred_counts[lab]
+        denom = support + predicted  # 2tp + fp + fn
+        out[lab] = {"precision": tp / predicted if predicted else 0.0, "recall": tp / support if support else 0.0,
+                    "f1": 2 * tp / denom if denom else 0.0, "support": support}
+    return out
+
+
+def cohen_kappa(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
+    """Cohen's kappa of two labellings; NaN when chance agreement is total (one label only)."""
+    n = len(y_true)
+    if n == 0:
+        return math.nan
+    observed = sum(1 for t, p in zip(y_true, y_pred) if t == p) / n
+    true_counts, pred_counts = Counter(y_true), Counter(y_pred)
+    expected = sum(true_counts[k] * pred_counts[k] for k in true_counts) / (n * n)
+    return (observed - expected) / (1 - expected) if expected != 1 else math.nan
 
 
 def routing_metrics(results: Sequence[CaseResult], *, labels: Sequence[str]) -> dict[str, Any]:
     """Every routing figure of ``summary.json`` for ``results`` over the router's ``labels``."""
-    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, precision_recall_fscore_support
-
     labels = list(labels)
     tasks = [label for label in labels if label != FALLBACK]
     n_cases = len(results)
@@ -86,20 +115,19 @@ def routing_metrics(results: Sequence[CaseResult], *, labels: Sequence[str]) -> 
                    false_match_rate=None, error_rate=n_errors / n_cases if n_cases else None)
         return out
     correct = sum(1 for t, p in zip(y_true, y_pred) if t == p)
-    present = [lab for lab in labels if lab in set(y_true) | set(y_pred)]
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
-    kappa = float(cohen_kappa_score(y_true, y_pred)) if len(set(y_true) | set(y_pred)) > 1 else 1.0
+    seen = set(y_true) | set(y_pred)
+    present = [lab for lab in labels if lab in seen]
+    per_task = precision_recall_f1(y_true, y_pred, labels=labels)
+    kappa = cohen_kappa(y_true, y_pred) if len(seen) > 1 else 1.0
     expect_task = [p for t, p in zip(y_true, y_pred) if t != FALLBACK]
     expect_fb = [p for t, p in zip(y_true, y_pred) if t == FALLBACK]
     pred_counts = Counter(y_pred)
     out.update(
-        accuracy=float(accuracy_score(y_true, y_pred)),
+        accuracy=correct / n,
         accuracy_ci95=wilson_interval(correct, n),
-        macro_f1=float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        macro_f1=(sum(float(per_task[lab]["f1"]) for lab in present) / len(present)) if present else 0.0,
         cohen_kappa=kappa if not math.isnan(kappa) else None,
-        per_task={lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                        "support": int(support[i])} for i, lab in enumerate(labels)},
+        per_task=per_task,
         match_rate=sum(pred_counts[t] for t in tasks) / n,
         fallback_rate=pred_counts[FALLBACK] / n,
         missing_rate=pred_counts[MISSING] / n,

@@ -73,6 +73,32 @@ MAX_EXAMPLES = 5
 MAX_PROMPT_CHARS = 300
 MAX_SHARED_TERMS = 8
 
+# English stop words: the Glasgow Information Retrieval Group list, as scikit-learn ships it
+# (``sklearn.feature_extraction.text.ENGLISH_STOP_WORDS``; tests check that the two are equal).
+# Kept here because importing scikit-learn costs a run more than the rest of its analysis.
+STOP_WORDS = frozenset("""
+a about above across after afterwards again against all almost alone along already also although
+always am among amongst amoungst amount an and another any anyhow anyone anything anyway anywhere
+are around as at back be became because become becomes becoming been before beforehand behind being
+below beside besides between beyond bill both bottom but by call can cannot cant co con could
+couldnt cry de describe detail do done down due during each eg eight either eleven else elsewhere
+empty enough etc even ever every everyone everything everywhere except few fifteen fifty fill find
+fire first five for former formerly forty found four from front full further get give go had has
+hasnt have he hence her here hereafter hereby herein hereupon hers herself him himself his how
+however hundred i ie if in inc indeed interest into is it its itself keep last latter latterly
+least less ltd made many may me meanwhile might mill mine more moreover most mostly move much must
+my myself name namely neither never nevertheless next nine no nobody none noone nor not nothing now
+nowhere of off often on once one only onto or other others otherwise our ours ourselves out over
+own part per perhaps please put rather re same see seem seemed seeming seems serious several she
+should show side since sincere six sixty so some somehow someone something sometime sometimes
+somewhere still such system take ten than that the their them themselves then thence there
+thereafter thereby therefore therein thereupon these they thick thin third this those though three
+through throughout thru thus to together too top toward towards twelve twenty two un under until up
+upon us very via was we well were what whatever when whence whenever where whereafter whereas
+whereby wherein whereupon wherever whether which while whither who whoever whole whom whose why
+will with within without would yet you your yours yourself yourselves
+""".split())
+
 # Words that every router description uses for its input; sharing them says nothing about topic.
 BOILERPLATE = frozenset("""
 task tasks prompt prompts request requests user users message messages text texts query queries
@@ -163,11 +189,9 @@ def stem(word: str) -> str:
 
 def terms(text: str) -> list[str]:
     """Salient term stems of a text: no stop words, boilerplate or short tokens."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
     out = []
     for tok in _TOKEN.findall(text.lower()):
-        if len(tok) < 3 or tok.isdigit() or tok in ENGLISH_STOP_WORDS or tok in BOILERPLATE:
+        if len(tok) < 3 or tok.isdigit() or tok in STOP_WORDS or tok in BOILERPLATE:
             continue
         s = stem(tok)
         if s in BOILERPLATE:
@@ -204,17 +228,27 @@ def _clip(text: str) -> str:
 
 
 def tfidf_matrix(descriptions: Sequence[str]) -> tuple["np.ndarray", list[str]]:
-    """L2-normalised TF-IDF rows of the descriptions over their salient term stems."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    """L2-normalised TF-IDF rows of the descriptions over their salient term stems, and the terms.
 
-    vectorizer = TfidfVectorizer(analyzer=terms, sublinear_tf=True, norm="l2")
-    try:
-        matrix = vectorizer.fit_transform(list(descriptions)).toarray()
-    except ValueError:  # no salient term at all (every description is boilerplate)
-        import numpy as np
+    The weighting of scikit-learn's ``TfidfVectorizer(sublinear_tf=True, norm="l2")`` (tests
+    check the two agree): tf = 1 + ln(count), idf = ln((1 + n) / (1 + df)) + 1, terms sorted. A
+    router has a few dozen short descriptions, so a dense matrix is the simple choice.
+    """
+    import numpy as np
 
+    counts = [Counter(terms(d)) for d in descriptions]
+    vocab = sorted(set().union(*counts))
+    if not vocab:  # no salient term at all (every description is boilerplate)
         return np.zeros((len(descriptions), 0)), []
-    return matrix, list(vectorizer.get_feature_names_out())
+    column = {t: j for j, t in enumerate(vocab)}
+    tf = np.zeros((len(counts), len(vocab)))
+    for i, c in enumerate(counts):
+        for term, k in c.items():
+            tf[i, column[term]] = 1.0 + np.log(k)
+    df = np.count_nonzero(tf, axis=0)
+    weights = tf * (np.log((1 + len(counts)) / (1 + df)) + 1.0)
+    norms = np.linalg.norm(weights, axis=1, keepdims=True)
+    return weights / np.where(norms == 0, 1.0, norms), vocab
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Router targets: one OpenAI-compatible target built on the official ``openai`` SDK.
+"""Router targets: one OpenAI-compatible target.
 
 The target sends a case's messages, reads the route from a configurable response header
 (``x-model-router-selected-route`` by default; presets for other routers), the served model
-from the body, usage and latency. Clients are injected, so tests hand in one pointed at a
-local server. Keys come from environment variables and are never stored or printed.
+from the body, usage and latency. Its endpoint (``ChatEndpoint``: base URL, key, pooled
+``httpx.AsyncClient``) is injected, so tests hand in one pointed at a local server. Plain calls
+go straight through httpx; streamed ones through the official ``openai`` SDK on the same pool.
+Keys come from environment variables and are never stored or printed.
 
 With ``stream=True`` the target asks for server-sent events (with usage in the last chunk) and
 also measures the time to the first generated token; the non-streaming path is unchanged.
@@ -11,6 +13,7 @@ also measures the time to the first generated token; the non-streaming path is u
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -77,15 +80,19 @@ class TargetCallError(Exception):
 class OpenAITarget:
     """Any OpenAI-compatible chat-completions endpoint that reports its route in a header."""
 
-    def __init__(self, client: Any, *, model: str, route_header: str, info: TargetInfo,
+    def __init__(self, client: "ChatEndpoint", *, model: str, route_header: str, info: TargetInfo,
                  stream: bool = False) -> None:
         self.client = client
         self.model = model
         self.route_header = route_header.lower()
         self.info = info
         self.stream = stream
-        key = getattr(client, "api_key", None)
-        self.secrets = [key] if isinstance(key, str) else []
+        self.secrets = [client.api_key] if client.api_key else []
+        self._url = f"{client.base_url}/chat/completions"
+        self._headers = {"Accept": "application/json", "Content-Type": "application/json",
+                         "User-Agent": "evalkit"}
+        if client.api_key:
+            self._headers["Authorization"] = f"Bearer {client.api_key}"
 
     def _clean(self, text: str | None) -> str | None:
         """A server may echo the key back (in an error or an answer): never let it reach a file."""
@@ -95,69 +102,67 @@ class OpenAITarget:
                    affinity: str | None = None, temperature: float | None = None,
                    model: str | None = None) -> TargetResponse:
         import httpx
-        import openai
 
-        kwargs: dict[str, Any] = {"model": model or self.model, "messages": messages}
+        body: dict[str, Any] = {"model": model or self.model, "messages": messages}
         if max_completion_tokens is not None:
-            kwargs["max_completion_tokens"] = max_completion_tokens
+            body["max_completion_tokens"] = max_completion_tokens
         if temperature is not None:
-            kwargs["temperature"] = temperature
-        if affinity:
-            kwargs["extra_headers"] = {"X-Model-Affinity": affinity}
-        if self.stream:
-            kwargs["stream"] = True
-            kwargs["stream_options"] = {"include_usage": True}
+            body["temperature"] = temperature
+        headers = {"X-Model-Affinity": affinity} if affinity else None
         start = time.perf_counter()
         ttft_ms: float | None = None
         try:
-            raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
             if self.stream:
-                completion, ttft_ms = await _read_stream(raw, start)
+                raw = await self.client.sdk().chat.completions.with_raw_response.create(
+                    **body, stream=True, stream_options={"include_usage": True}, extra_headers=headers)
+                data, ttft_ms = await _read_stream(raw, start)
             else:
-                completion = raw.parse()
-        except openai.APIStatusError as exc:
-            retry_after = _retry_after(exc.response.headers.get("retry-after"))
-            status = exc.status_code
-            raise TargetCallError(self._clean(_status_message(exc)) or "", http_status=status, retry_after=retry_after,
-                                  retryable=status in (408, 409, 429) or status >= 500,
-                                  code=_error_code(exc)) from None
-        except openai.APITimeoutError:
+                # Straight through httpx: building the SDK's typed request and response objects
+                # costs more CPU per call than the HTTP exchange with a fast router
+                # (bench/run_overhead.py). The body is read below, field by field.
+                raw = await self.client.http.post(self._url, json=body,
+                                                  headers={**self._headers, **headers} if headers else self._headers)
+                if not 200 <= raw.status_code < 300:
+                    raise _status_error(raw)
+                data = json.loads(raw.content)
+        except TargetCallError as exc:
+            exc.message = self._clean(exc.message) or ""
+            raise
+        except httpx.TimeoutException:
             raise TargetCallError("request timed out", http_status=None) from None
-        except openai.APIConnectionError as exc:
-            raise TargetCallError(self._clean(f"connection failed: {exc.__cause__ or exc}") or "",
-                                  http_status=None) from None
+        except httpx.HTTPError as exc:
+            # A plain call failed to connect or lost its connection; a stream broke midway (the SDK
+            # wraps failures before the first byte in its own errors, below).
+            what = f"stream interrupted: {exc.__class__.__name__}" if self.stream else "connection failed"
+            raise TargetCallError(self._clean(f"{what}: {exc}") or "", http_status=None) from None
         except (ValueError, TypeError, AttributeError) as exc:  # a body that is not a chat completion
             raise TargetCallError(self._clean(f"malformed response body: {exc}") or "", http_status=200) from None
-        except openai.APIError as exc:  # an error event in the middle of a stream
-            raise TargetCallError(self._clean(f"stream failed: {exc.message}") or "", http_status=200) from None
-        except httpx.HTTPError as exc:  # the connection broke while a stream was being read
-            raise TargetCallError(self._clean(f"stream interrupted: {exc.__class__.__name__}: {exc}") or "",
-                                  http_status=None) from None
+        except Exception as exc:  # the SDK's errors, from a stream only (the SDK is not imported otherwise)
+            raise _sdk_error(exc, self._clean) from None
         latency_ms = (time.perf_counter() - start) * 1000
-        headers = {k.lower(): v for k, v in raw.headers.items()}
-        route = self._clean(headers.get(self.route_header))
+        headers_in = {k.lower(): v for k, v in raw.headers.items()}
+        route = self._clean(headers_in.get(self.route_header))
         try:
-            # The SDK builds the completion without validating it: check each field's type here,
-            # so a router's odd body becomes an error result, never a crash.
-            choices = completion.choices
+            # A router's odd body becomes an error result, never a crash: check each field's type.
+            if not isinstance(data, dict):
+                raise TypeError("the body is not a JSON object")
+            choices = data.get("choices")
             if not isinstance(choices, list):
                 raise TypeError("'choices' is not a list")
-            choice = choices[0] if choices else None
-            message = getattr(choice, "message", None) if choice is not None else None
-            usage = getattr(completion, "usage", None)
-            details = getattr(usage, "completion_tokens_details", None) if usage else None
+            choice = _dict(choices[0]) if choices else {}
+            usage = _dict(data.get("usage"))
             response = TargetResponse(
                 route=route.strip() if route else None,
-                served_model=self._clean(_str(getattr(completion, "model", None))) or None,
-                content=self._clean(_str(getattr(message, "content", None))),
-                finish_reason=_str(getattr(choice, "finish_reason", None)),
-                prompt_tokens=_int(getattr(usage, "prompt_tokens", None)),
-                completion_tokens=_int(getattr(usage, "completion_tokens", None)),
-                reasoning_tokens=_int(getattr(details, "reasoning_tokens", None)),
+                served_model=self._clean(_str(data.get("model"))) or None,
+                content=self._clean(_str(_dict(choice.get("message")).get("content"))),
+                finish_reason=_str(choice.get("finish_reason")),
+                prompt_tokens=_int(usage.get("prompt_tokens")),
+                completion_tokens=_int(usage.get("completion_tokens")),
+                reasoning_tokens=_int(_dict(usage.get("completion_tokens_details")).get("reasoning_tokens")),
                 http_status=raw.status_code if hasattr(raw, "status_code") else 200,
                 latency_ms=latency_ms,
-                route_only=headers.get("x-evalkit-route-only", "").lower() == "true",
-                headers=headers,
+                route_only=headers_in.get("x-evalkit-route-only", "").lower() == "true",
+                headers=headers_in,
                 ttft_ms=ttft_ms,
             )
         except (AttributeError, TypeError, IndexError) as exc:
@@ -168,12 +173,35 @@ class OpenAITarget:
         await self.client.close()
 
 
+def _sdk_error(exc: Exception, clean: Callable[[str | None], str | None]) -> Exception:
+    """The ``TargetCallError`` for an ``openai`` SDK error raised while streaming; other errors unchanged."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        return TargetCallError(clean(_status_message(exc)) or "", http_status=status,
+                               retry_after=_retry_after(exc.response.headers.get("retry-after")),
+                               retryable=status in (408, 409, 429) or status >= 500,
+                               code=_error_code(getattr(exc, "body", None)))
+    if isinstance(exc, openai.APITimeoutError):
+        return TargetCallError("request timed out", http_status=None)
+    if isinstance(exc, openai.APIConnectionError):
+        return TargetCallError(clean(f"connection failed: {exc.__cause__ or exc}") or "", http_status=None)
+    if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
+        return TargetCallError(clean(f"stream failed: {exc.message}") or "", http_status=200)
+    return exc
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def redact(text: str | None, secrets: list[str]) -> str | None:
@@ -187,29 +215,22 @@ def redact(text: str | None, secrets: list[str]) -> str | None:
 
 
 async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
-    """Read a streamed completion: (the assembled ``ChatCompletion``, time to first token in ms).
+    """Read a streamed completion: (the assembled chat completion as a dict, time to first token in ms).
 
     Time to first token is the time from sending the request to the first chunk that carries
     generated text (content, refusal or reasoning). A server that ignores ``stream`` and answers
     with one JSON body (the local router in route-only mode does) is read as a normal
     completion with no time to first token.
     """
-    from openai.types.chat import ChatCompletion
-
     content_type = raw.headers.get("content-type", "")
     if "text/event-stream" not in content_type:
-        body = await raw.http_response.aread()
-        return ChatCompletion.model_validate_json(body), None
+        return json.loads(await raw.http_response.aread()), None
     ttft_ms: float | None = None
     parts: list[str] = []
     model = None
     finish_reason = None
     usage = None
-    cid = ""
-    created = 0
     async for chunk in raw.parse():
-        cid = chunk.id or cid
-        created = chunk.created or created
         model = chunk.model or model
         if chunk.usage is not None:
             usage = chunk.usage
@@ -222,12 +243,12 @@ async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
             parts.append(text)
             if choice.finish_reason:
                 finish_reason = choice.finish_reason
-    completion = ChatCompletion.model_validate({
-        "id": cid or "stream", "object": "chat.completion", "created": created, "model": model or "",
+    completion = {
+        "model": model or "",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
                      "finish_reason": finish_reason or "stop"}],
         "usage": usage.model_dump() if usage is not None else None,
-    })
+    }
     return completion, ttft_ms
 
 
@@ -251,12 +272,32 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
 
 
-def _error_code(exc: Any) -> str | None:
+def _error_code(body: Any) -> str | None:
     """The OpenAI error body's ``code`` when it is a short identifier (else None)."""
-    body = getattr(exc, "body", None)
     inner = body.get("error", body) if isinstance(body, dict) else None
     code = inner.get("code") if isinstance(inner, dict) else None
     return code if isinstance(code, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", code) else None
+
+
+def _status_error(response: Any) -> TargetCallError:
+    """The failure of a non-2xx answer: ``HTTP <status>: <the body's error message>``."""
+    status = response.status_code
+    message = ""
+    body: Any = None
+    try:
+        body = json.loads(response.content)
+        inner = body.get("error", body) if isinstance(body, dict) else None
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            message = inner["message"]
+        elif isinstance(body, dict) and isinstance(body.get("message"), str):
+            message = body["message"]
+    except ValueError:
+        pass
+    if not message:
+        message = response.text[:200].strip() or response.reason_phrase or "no body"
+    return TargetCallError(f"HTTP {status}: {message}", http_status=status,
+                           retry_after=_retry_after(response.headers.get("retry-after")),
+                           retryable=status in (408, 409, 429) or status >= 500, code=_error_code(body))
 
 
 def _status_message(exc: Any) -> str:
@@ -271,15 +312,46 @@ def _status_message(exc: Any) -> str:
 
 
 def make_client(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S, concurrency: int = 16) -> Any:
-    """An ``AsyncOpenAI`` client with a connection pool sized for the run's concurrency."""
-    import httpx
-    import openai
+    """An ``AsyncOpenAI`` client with a connection pool sized for the run's concurrency (the judge's)."""
+    return make_endpoint(base_url, api_key, timeout=timeout, concurrency=concurrency).sdk()
 
-    http_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
-                                                        max_keepalive_connections=concurrency + 4),
-                                    timeout=timeout)
-    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout,
-                              http_client=http_client)
+
+class ChatEndpoint:
+    """An OpenAI-compatible endpoint: base URL, key and a pooled ``httpx.AsyncClient``.
+
+    The router target posts chat completions through ``http`` itself; ``sdk()`` builds the
+    ``openai`` client on the same pool on first use (streamed answers, the judge), so a run that
+    does not stream never imports the SDK (about half a second).
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, http: Any, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.http = http
+        self.timeout = timeout
+        self._sdk: Any = None
+
+    def sdk(self) -> Any:
+        if self._sdk is None:
+            import openai
+
+            self._sdk = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
+                                           timeout=self.timeout, http_client=self.http)
+        return self._sdk
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def make_endpoint(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S,
+                  concurrency: int = 16) -> ChatEndpoint:
+    """A ``ChatEndpoint`` with a connection pool sized for the run's concurrency."""
+    import httpx
+
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
+                                                 max_keepalive_connections=concurrency + 4),
+                             timeout=timeout)
+    return ChatEndpoint(base_url, api_key, http=http, timeout=timeout)
 
 
 def api_key_from_env(var: str, *, target: str) -> str:

@@ -24,7 +24,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # tests share two cores with the local router's server thread and, often, other jobs, and two
 # spinning threads on a busy machine took 7-8 s for 64 prompts where one took 3 s. Export another
 # value to override.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("EVALKIT_ENCODER_THREADS", "1")
 
 TUTORIAL_ROUTER: dict[str, Any] = {
     "name": "cost-governance-demo",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from evalkit.records import Case, TargetInfo, message_text
-from evalkit.targets import DEFAULT_ROUTE_HEADER, OpenAITarget, make_client
+from evalkit.targets import DEFAULT_ROUTE_HEADER, OpenAITarget, make_endpoint
 from tests.conftest import TUTORIAL_ROUTER, write_suite
 from tests.fake_openai import Reply
 
@@ -85,6 +85,6 @@ def write_case_suite(folder: Path, cases: list[Case]) -> Path:
 
 
 def target_for(base_url: str, *, key: str = "test-key", timeout: float = 10.0) -> OpenAITarget:
-    client = make_client(base_url, key, timeout=timeout, concurrency=8)
+    client = make_endpoint(base_url, key, timeout=timeout, concurrency=8)
     info = TargetInfo(kind="openai", base_url=base_url, model="router:cost-governance-demo", route_header=ROUTE)
     return OpenAITarget(client, model=info.model, route_header=ROUTE, info=info)

@@ -141,3 +141,30 @@ def test_label_review_of_a_hand_written_suite_has_no_warning():
     review = label_review(results)
     assert review["n_unreviewed"] == 0 and review["circular"] is False and review["accuracy_reviewed"] == 1.0
     assert review_warning(review) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_figures_equal_scikit_learn_on_random_results(seed: int) -> None:
+    # metrics.py computes everything from counts (no scikit-learn import in a run); cross-check it
+    import random
+
+    from sklearn.metrics import (accuracy_score, cohen_kappa_score, confusion_matrix, f1_score,
+                                 precision_recall_fscore_support)
+
+    rng = random.Random(seed)
+    routes = [*LABELS, "summarize", None]  # an unknown route and a missing header too
+    results = [r(i, rng.choice(LABELS[: 1 + seed % 4]), route := rng.choice(routes),
+                 status="missing_route" if route is None else "ok") for i in range(rng.randint(1, 60))]
+    m = routing_metrics(results, labels=LABELS)
+    y_true = [x.expected_route for x in results]
+    y_pred = [x.route_label for x in results]
+    assert m["confusion"]["matrix"] == confusion_matrix(y_true, y_pred, labels=m["confusion"]["columns"])[:4].tolist()
+    assert m["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    present = [lab for lab in LABELS if lab in set(y_true) | set(y_pred)]
+    assert m["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+    if len(set(y_true) | set(y_pred)) > 1:
+        kappa = cohen_kappa_score(y_true, y_pred)
+        assert (m["cohen_kappa"] is None and math.isnan(kappa)) or m["cohen_kappa"] == pytest.approx(kappa)
+    p, rc, f, s = precision_recall_fscore_support(y_true, y_pred, labels=LABELS, zero_division=0)
+    for i, lab in enumerate(LABELS):
+        assert m["per_task"][lab] == pytest.approx({"precision": p[i], "recall": rc[i], "f1": f[i], "support": s[i]})

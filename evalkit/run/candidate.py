@@ -21,7 +21,7 @@ from evalkit.router_config import RouterConfig
 from evalkit.run.spec import TargetSpec
 from evalkit.store import Run
 from evalkit.suites import Suite
-from evalkit.targets import OpenAITarget, make_client, wait_until_answers
+from evalkit.targets import OpenAITarget, make_endpoint, wait_until_answers
 
 AGAINST_VALUES = ("deployed",)
 
@@ -57,7 +57,7 @@ def candidate_target(spec: TargetSpec, base_url: str, key: str, header: str, *, 
             info = TargetInfo(kind="do", base_url=base_url, model=model, route_header=header, router_name=temp.name,
                               note=f"temporary router {temp.name} ({temp.uuid}) made from the candidate config "
                                    f"{candidate.source or candidate.name} on {plane.base_url}; deleted after the run")
-            client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
+            client = make_endpoint(base_url, key, timeout=spec.timeout, concurrency=concurrency)
             made.append(OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream))
             yield made[0]
     except LeftoverRouterError as exc:

@@ -33,7 +33,7 @@ def run_overlap(run_dir: RunDir, manifest: Manifest, results: Sequence[CaseResul
         return None
     vectors = None
     if manifest.target.kind == "local":
-        from evalkit.emulator.classifier import encode
+        from evalkit.embedding import encode
 
         vectors = encode([t.description for t in router.tasks])
     return find_overlaps(router, description_vectors=vectors, results=results).to_dict()

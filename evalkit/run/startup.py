@@ -13,7 +13,7 @@ from evalkit.errors import UsageError
 from evalkit.records import TargetInfo
 from evalkit.run.spec import TargetSpec
 from evalkit.suites import Suite
-from evalkit.targets import DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_client, resolve_route_header
+from evalkit.targets import DO_INFERENCE_URL, DO_KEY_ENV, OpenAITarget, api_key_from_env, make_endpoint, resolve_route_header
 
 
 @contextlib.contextmanager
@@ -46,7 +46,7 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
         model = spec.model or f"router:{router_name}"
         key = api_key_from_env(spec.api_key_env, target="openai") if spec.api_key_env else "none"
     info = TargetInfo(kind=spec.kind, base_url=base_url, model=model, route_header=header, router_name=router_name)
-    client = make_client(base_url, key, timeout=spec.timeout, concurrency=concurrency)
+    client = make_endpoint(base_url, key, timeout=spec.timeout, concurrency=concurrency)
     yield OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream)
 
 
@@ -71,7 +71,7 @@ def _local_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, h
     info = TargetInfo(kind="local", base_url=local.base_url, model=f"router:{router_name}",
                       route_header=header, router_name=router_name, classifier=spec.classifier,
                       threshold=threshold, note=local_router_note(classifier))
-    client = make_client(local.base_url, "evalkit-local", timeout=spec.timeout, concurrency=concurrency)
+    client = make_endpoint(local.base_url, "evalkit-local", timeout=spec.timeout, concurrency=concurrency)
     try:
         yield OpenAITarget(client, model=info.model, route_header=header, info=info, stream=spec.stream)
     finally:
