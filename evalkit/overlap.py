@@ -433,6 +433,26 @@ def find_overlaps(
     return OverlapReport(pairs=pairs, weak=weak, evidence_kinds=kinds)
 
 
+def analyse_router(router: "RouterConfig", *, cases: Sequence[Case] = (), results: Sequence[CaseResult] | None = None,
+                   margin: float | None = None, embeddings: bool = True, use_cache: bool = True) -> OverlapReport:
+    """``evalkit overlap``: embed the descriptions and the suite's prompts (each once; the prompts'
+    vectors cached on disk), then ``find_overlaps``. ``embeddings=False``: TF-IDF and shared terms
+    only, with no model load."""
+    vectors = scores = None
+    threshold = 0.0
+    if embeddings:
+        from evalkit.embedding import encode, encode_cached
+        from evalkit.emulator.classifier import DEFAULT_THRESHOLD
+
+        threshold = DEFAULT_THRESHOLD
+        vectors = encode([t.description for t in router.tasks])
+        if cases:
+            scores = encode_cached([c.user_text for c in cases], use_cache=use_cache) @ vectors.T
+    return find_overlaps(router, description_vectors=vectors, cases=list(cases) if scores is not None else (),
+                         prompt_scores=scores, results=results,
+                         margin=AMBIGUOUS_MARGIN if margin is None else margin, threshold=threshold)
+
+
 def _pair_order(p: OverlapPair) -> tuple[Any, ...]:
     """Most severe first; then most confused in the run, most prompts between, most similar."""
     ev = p.evidence
