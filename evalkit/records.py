@@ -33,8 +33,10 @@ class Document(BaseModel):
 
     Keys it does not declare are kept (a document written by a newer evalkit of the same schema
     version may carry more figures) and written back unchanged. It also reads like the mapping it
-    is stored as (``summary["per_task"]["reasoning"]["recall"]``, ``.get(key)``), so code written
-    against the JSON files keeps working; evalkit's own code reads the attributes.
+    is stored as (``summary["per_task"]["reasoning"]["recall"]``, ``.get(key)``, ``key in``), so
+    code written against the JSON files keeps working; evalkit's own code reads the attributes.
+    ``to_json`` writes the keys the document was read or built with: build one in code with every
+    field given (as the analysis does), so that the file has every key.
     """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)

@@ -184,3 +184,20 @@ def test_to_pandas_has_one_row_per_case_and_a_column_per_judged_criterion():
             assert row["judge_correctness"] != row["judge_correctness"]  # NaN: not scored
         else:
             assert row["judge_correctness"] == grade["score"]
+
+
+def test_a_new_summary_json_has_every_key_of_its_model(tmp_path: Path):
+    """to_json writes the keys a document was built with: a summary built by evalkit has them all,
+    its gate verdicts too (also the verdict of a relative gate whose baseline run is gone)."""
+    from evalkit.gates import GateResult
+    from tests.run_helpers import make_run, result
+
+    run_dir = make_run(tmp_path / "run", [result("1", "classify", "classify"), result("2", "reasoning", "fallback")],
+                       gates=["accuracy >= 0.5", "accuracy >= baseline - 0.1"],
+                       options={"baseline": str(tmp_path / "gone")})
+    stored = read_json(run_dir / "summary.json")
+    assert list(stored) == list(Summary.model_fields)
+    assert [g["expr"] for g in stored["gates"]] == ["accuracy >= 0.5", "accuracy >= baseline - 0.1"]
+    for gate in stored["gates"]:
+        assert list(gate) == list(GateResult.model_fields)
+    assert stored["gates"][1]["passed"] is False and "baseline run is not available" in stored["gates"][1]["message"]

@@ -75,7 +75,8 @@ def gate_verdicts(run_dir: RunDir, manifest: Manifest, summary: Summary,
         if g.relative and baseline is None and g.expr in previous:
             verdicts.append(previous[g.expr])
         elif g.relative and baseline is None:
-            verdicts.append(GateResult(expr=g.expr, metric=g.name, value=None, threshold=None, passed=False,
+            verdicts.append(GateResult(expr=g.expr, metric=g.name, value=None, threshold=None, baseline=None,
+                                       passed=False, n=None, ci95=None,
                                        message=f"Gate '{g.expr}' failed: the baseline run is not available"))
         else:
             verdicts.append(evaluate_gate(g, figures, baseline=base_figures))
