@@ -216,7 +216,7 @@ async def judge_pairs(results: Sequence[CaseResult], baseline: Sequence[CaseResu
                                        for r, b in todo)))
 
 
-# -- the run directory ------------------------------------------------------------------------
+# -- what the judge stored in a run directory (read and written by store.RunDir) --------------
 
 @dataclass
 class Judgement:
