@@ -13,7 +13,7 @@ import tracemalloc
 
 import numpy as np
 
-from evalkit.compare import RunSide, compare_runs
+from evalkit.comparison import RunSide, compare_runs
 from evalkit.records import CaseResult
 
 LABELS = ["classify", "customer-qa", "reasoning", "fallback"]

@@ -212,3 +212,40 @@ def model_info() -> dict[str, Any]:
     """What a manifest or cache key records about the model."""
     return {"name": MODEL_NAME, "sha256": MODEL_SHA256, "tokenizer_sha256": TOKENIZER_SHA256,
             "max_seq_length": MAX_SEQ_LENGTH, "runtime": "onnxruntime"}
+
+
+def cache_dir() -> Path:
+    """Where prompt embeddings are kept between runs (``EVALKIT_CACHE_DIR``, else ~/.cache/evalkit)."""
+    root = os.environ.get("EVALKIT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "evalkit")
+    return Path(root) / "embeddings"
+
+
+def encode_cached(texts: list[str], *, use_cache: bool = True) -> "np.ndarray":
+    """``encode(texts)``, kept on disk by the model and the exact list of texts.
+
+    The description-improvement loop re-runs ``evalkit overlap`` on the same suite with new
+    descriptions; only the descriptions need encoding again. A damaged cache file is ignored.
+    """
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256("\x00".join([MODEL_ID, *texts]).encode("utf-8")).hexdigest()[:32]
+    path = cache_dir() / f"{digest}.npy"
+    if use_cache and path.is_file():
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape[0] == len(texts):
+                return cached
+        except (OSError, ValueError):
+            pass
+    vectors = encode(texts)
+    if use_cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")  # one per process: concurrent runs never share it
+            np.save(tmp, vectors, allow_pickle=False)
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only home is not a reason to fail the analysis
+    return vectors

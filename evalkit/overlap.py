@@ -390,35 +390,12 @@ def find_overlaps(
             raise ValueError(f"expected {n} description vectors, got {vecs.shape[0]}")
         embed_sims = vecs @ vecs.T
         kinds.insert(0, "embedding")
-
-    # Suite evidence.
-    score_matrix = None
-    between: dict[tuple[int, int], list[tuple[float, int]]] = {}
-    expected_counts: Counter[str] = Counter()
-    prompt_terms: dict[str, Counter[str]] | None = None
-    if cases and prompt_scores is not None:
-        if isinstance(prompt_scores, np.ndarray):
-            score_matrix = np.asarray(prompt_scores, dtype=float)
-        else:
-            score_matrix = np.array([[row[t] for t in names] for row in prompt_scores], dtype=float)
-        if score_matrix.shape != (len(cases), n):
-            raise ValueError(f"expected a {len(cases)} x {n} score matrix, got {score_matrix.shape}")
-        between = _between(score_matrix, margin, threshold)
-        expected_counts = Counter(c.expected_route for c in cases)
-        prompt_terms = {}
-        for c in cases:
-            bag = prompt_terms.setdefault(c.expected_route, Counter())
-            bag["__n__"] += 1
-            bag.update(set(terms(c.user_text)))
+    suite = _SuiteEvidence.of(names, cases, prompt_scores, margin=margin, threshold=threshold,
+                              max_examples=max_examples) if cases and prompt_scores is not None else None
+    if suite is not None:
         kinds.append("suite")
-
-    # Run evidence.
-    misrouted: dict[tuple[str, str], list[CaseResult]] = {}
-    support: Counter[str] = Counter()
-    total_mass = 0
-    if results is not None:
-        misrouted, support = _confusion_pairs(names, results)
-        total_mass = sum(len(v) for v in misrouted.values())
+    run = _RunEvidence.of(names, results) if results is not None else None
+    if run is not None:
         kinds.append("run")
 
     # A term most descriptions use is the router's domain (or its boilerplate), not a pair's overlap.
@@ -428,67 +405,133 @@ def find_overlaps(
     pairs: list[OverlapPair] = []
     for i, j in combinations(range(n), 2):
         a, b = names[i], names[j]
-        evidence: dict[str, Any] = {}
         embed = float(embed_sims[i, j]) if embed_sims is not None else None
         tf = float(tfidf_sims[i, j])
         shared = sorted((set(weights[a]) & set(weights[b])) - router_wide,
                         key=lambda term: (-min(weights[a][term], weights[b][term]), term))[:MAX_SHARED_TERMS]
-        evidence["embedding_cosine"] = None if embed is None else round(embed, 4)
-        evidence["tfidf_cosine"] = round(tf, 4)
-        evidence["shared_terms"] = shared
+        evidence: dict[str, Any] = {"embedding_cosine": None if embed is None else round(embed, 4),
+                                    "tfidf_cosine": round(tf, 4), "shared_terms": shared}
         s_level = static_level(embed, tf, len(shared))
         levels: dict[str, Severity] = {"static": s_level}
-
-        if score_matrix is not None:
-            found = sorted(between.get((i, j), []))
-            involved = {k for _, k in found} | {k for k, c in enumerate(cases) if c.expected_route in (a, b)}
-            rate = len(found) / len(involved) if involved else 0.0
-            evidence["suite"] = {
-                "n_between": len(found),
-                "n_pair_prompts": expected_counts[a] + expected_counts[b],
-                "rate": round(rate, 4),
-                "margin": margin,
-                "examples": [{"id": cases[k].id, "expected_route": cases[k].expected_route,
-                              "prompt": _clip(cases[k].user_text),
-                              "scores": {a: round(float(score_matrix[k, i]), 4), b: round(float(score_matrix[k, j]), 4)}}
-                             for _, k in found[:max_examples]],
-            }
-            levels["suite"] = suite_level(len(found), rate)
-
-        if results is not None:
-            ab, ba = misrouted.get((a, b), []), misrouted.get((b, a), [])
-            mass = len(ab) + len(ba)
-            denom = support[a] + support[b]
-            rate = mass / denom if denom else 0.0
-            share = mass / total_mass if total_mass else 0.0
-            evidence["run"] = {
-                "a_to_b": len(ab), "b_to_a": len(ba), "support": {a: support[a], b: support[b]},
-                "confusion_rate": round(rate, 4), "share_of_misroutes": round(share, 4),
-                "misrouted": [{"id": r.id, "expected_route": r.expected_route, "route": r.route,
-                               "prompt": _clip(r.prompt)} for r in sorted([*ab, *ba], key=lambda r: r.id)],
-            }
-            levels["run"] = run_level(mass, rate, share)
+        if suite is not None:
+            evidence["suite"], levels["suite"] = suite.pair(i, j, a, b)
+        if run is not None:
+            evidence["run"], levels["run"] = run.pair(a, b)
             levels["static"] = STATIC_WITH_RUN[s_level]
-
         severity = _max(*levels.values())
         pairs.append(OverlapPair(
             tasks=[a, b], severity=severity,
             reason=_reason(a, b, severity, levels, evidence),
             evidence=evidence,
-            suggestions=_suggestions(a, b, severity, shared, weights, prompt_terms, descriptions, output_types),
+            suggestions=_suggestions(a, b, severity, shared, weights, suite.prompt_terms if suite else None,
+                                     descriptions, output_types),
         ))
-
-    def sort_key(p: OverlapPair) -> tuple[Any, ...]:
-        ev = p.evidence
-        run = ev.get("run") or {}
-        suite = ev.get("suite") or {}
-        return (-_rank(p.severity), -(run.get("a_to_b", 0) + run.get("b_to_a", 0)), -suite.get("n_between", 0),
-                -(ev["embedding_cosine"] if ev["embedding_cosine"] is not None else ev["tfidf_cosine"]), p.tasks)
-
-    pairs.sort(key=sort_key)
-    weak = weak_descriptions(router, embed_sims=embed_sims, cases=cases, score_matrix=score_matrix,
+    pairs.sort(key=_pair_order)
+    weak = weak_descriptions(router, embed_sims=embed_sims, cases=cases,
+                             score_matrix=suite.scores if suite is not None else None,
                              margin=margin, output_types=output_types)
     return OverlapReport(pairs=pairs, weak=weak, evidence_kinds=kinds)
+
+
+def analyse_router(router: "RouterConfig", *, cases: Sequence[Case] = (), results: Sequence[CaseResult] | None = None,
+                   margin: float | None = None, embeddings: bool = True, use_cache: bool = True) -> OverlapReport:
+    """``evalkit overlap``: embed the descriptions and the suite's prompts (each once; the prompts'
+    vectors cached on disk), then ``find_overlaps``. ``embeddings=False``: TF-IDF and shared terms
+    only, with no model load."""
+    vectors = scores = None
+    threshold = 0.0
+    if embeddings:
+        from evalkit.embedding import encode, encode_cached
+        from evalkit.emulator.classifier import DEFAULT_THRESHOLD
+
+        threshold = DEFAULT_THRESHOLD
+        vectors = encode([t.description for t in router.tasks])
+        if cases:
+            scores = encode_cached([c.user_text for c in cases], use_cache=use_cache) @ vectors.T
+    return find_overlaps(router, description_vectors=vectors, cases=list(cases) if scores is not None else (),
+                         prompt_scores=scores, results=results,
+                         margin=AMBIGUOUS_MARGIN if margin is None else margin, threshold=threshold)
+
+
+def _pair_order(p: OverlapPair) -> tuple[Any, ...]:
+    """Most severe first; then most confused in the run, most prompts between, most similar."""
+    ev = p.evidence
+    run = ev.get("run") or {}
+    suite = ev.get("suite") or {}
+    return (-_rank(p.severity), -(run.get("a_to_b", 0) + run.get("b_to_a", 0)), -suite.get("n_between", 0),
+            -(ev["embedding_cosine"] if ev["embedding_cosine"] is not None else ev["tfidf_cosine"]), p.tasks)
+
+
+class _SuiteEvidence:
+    """A suite's prompts scored against every task: which fall between two tasks (the margin)."""
+
+    def __init__(self, cases: Sequence[Case], scores: "np.ndarray", between: dict[tuple[int, int], list[tuple[float, int]]],
+                 prompt_terms: dict[str, Counter[str]], *, margin: float, max_examples: int) -> None:
+        self.cases, self.scores, self.between, self.prompt_terms = cases, scores, between, prompt_terms
+        self.expected_counts = Counter(c.expected_route for c in cases)
+        self.margin, self.max_examples = margin, max_examples
+
+    @classmethod
+    def of(cls, names: Sequence[str], cases: Sequence[Case], prompt_scores: Any, *, margin: float,
+           threshold: float, max_examples: int) -> "_SuiteEvidence":
+        import numpy as np
+
+        if isinstance(prompt_scores, np.ndarray):
+            scores = np.asarray(prompt_scores, dtype=float)
+        else:
+            scores = np.array([[row[t] for t in names] for row in prompt_scores], dtype=float)
+        if scores.shape != (len(cases), len(names)):
+            raise ValueError(f"expected a {len(cases)} x {len(names)} score matrix, got {scores.shape}")
+        prompt_terms: dict[str, Counter[str]] = {}
+        for c in cases:
+            bag = prompt_terms.setdefault(c.expected_route, Counter())
+            bag["__n__"] += 1
+            bag.update(set(terms(c.user_text)))
+        return cls(cases, scores, _between(scores, margin, threshold), prompt_terms, margin=margin,
+                   max_examples=max_examples)
+
+    def pair(self, i: int, j: int, a: str, b: str) -> tuple[dict[str, Any], Severity]:
+        found = sorted(self.between.get((i, j), []))
+        involved = {k for _, k in found} | {k for k, c in enumerate(self.cases) if c.expected_route in (a, b)}
+        rate = len(found) / len(involved) if involved else 0.0
+        cases, scores = self.cases, self.scores
+        evidence = {
+            "n_between": len(found),
+            "n_pair_prompts": self.expected_counts[a] + self.expected_counts[b],
+            "rate": round(rate, 4),
+            "margin": self.margin,
+            "examples": [{"id": cases[k].id, "expected_route": cases[k].expected_route,
+                          "prompt": _clip(cases[k].user_text),
+                          "scores": {a: round(float(scores[k, i]), 4), b: round(float(scores[k, j]), 4)}}
+                         for _, k in found[:self.max_examples]],
+        }
+        return evidence, suite_level(len(found), rate)
+
+
+class _RunEvidence:
+    """A run's misroutes between each pair of tasks."""
+
+    def __init__(self, misrouted: dict[tuple[str, str], list[CaseResult]], support: Counter[str]) -> None:
+        self.misrouted, self.support = misrouted, support
+        self.total_mass = sum(len(v) for v in misrouted.values())
+
+    @classmethod
+    def of(cls, names: Sequence[str], results: Sequence[CaseResult]) -> "_RunEvidence":
+        return cls(*_confusion_pairs(list(names), results))
+
+    def pair(self, a: str, b: str) -> tuple[dict[str, Any], Severity]:
+        ab, ba = self.misrouted.get((a, b), []), self.misrouted.get((b, a), [])
+        mass = len(ab) + len(ba)
+        denom = self.support[a] + self.support[b]
+        rate = mass / denom if denom else 0.0
+        share = mass / self.total_mass if self.total_mass else 0.0
+        evidence = {
+            "a_to_b": len(ab), "b_to_a": len(ba), "support": {a: self.support[a], b: self.support[b]},
+            "confusion_rate": round(rate, 4), "share_of_misroutes": round(share, 4),
+            "misrouted": [{"id": r.id, "expected_route": r.expected_route, "route": r.route,
+                           "prompt": _clip(r.prompt)} for r in sorted([*ab, *ba], key=lambda r: r.id)],
+        }
+        return evidence, run_level(mass, rate, share)
 
 
 def _reason(a: str, b: str, severity: Severity, levels: dict[str, Severity], ev: dict[str, Any]) -> str:

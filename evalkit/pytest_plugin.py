@@ -6,11 +6,12 @@ its test with the gate's message. ``--evalkit-run RUN`` gates a stored run inste
 A suite with no gate at all gets one test per task instead: ``recall[TASK] >= 0.5`` (the floor is
 ``--evalkit-min-recall`` or the ini option ``evalkit_min_recall``), so the command always tests
 something and says how to set real gates.
-The ``evalkit_run`` fixture hands the finished run (``evalkit.store.Run``: ``path``,
-``manifest``, ``results``, ``summary``) to a test; ``evalkit_gate`` evaluates an expression on it::
+The ``evalkit_run`` fixture hands the finished run (``evalkit.Run``: ``path``, ``manifest``,
+``results``, ``summary``, ``to_pandas()``; see docs/python-api.md) to a test; ``evalkit_gate``
+evaluates an expression on it::
 
     def test_reasoning_is_found(evalkit_run, evalkit_gate):
-        assert evalkit_run.summary["per_task"]["reasoning"]["support"] > 0
+        assert evalkit_run.summary.per_task["reasoning"].support > 0
         evalkit_gate("recall[reasoning] >= 0.5")
 
 Registered through the ``pytest11`` entry point; heavy imports wait until a run is needed.
@@ -85,36 +86,25 @@ def _produce_run(config: pytest.Config) -> Any:
     if stored:
         run = load_run(stored)
     elif suite_path:
-        from evalkit.cost import load_prices
-        from evalkit.pipeline import TargetSpec, run_suite
-        from evalkit.suites import load_suite
+        from evalkit.api import run_suite
+        from evalkit.run import TargetSpec
 
-        suite = load_suite(suite_path)
-        baseline = _baseline_summary(config)
         spec = TargetSpec(kind=config.getoption("evalkit_target"), base_url=config.getoption("evalkit_base_url"))
-        outcome = run_suite(suite, spec, out=config.getoption("evalkit_out"), prices=load_prices(),
-                            gates=config.getoption("evalkit_gate"), baseline=baseline,
-                            baseline_path=config.getoption("evalkit_baseline"))
-        run = load_run(outcome.run_dir)
+        run = run_suite(suite_path, target=spec, out=config.getoption("evalkit_out"),
+                        gates=config.getoption("evalkit_gate"), baseline=config.getoption("evalkit_baseline"))
     else:
         raise pytest.UsageError("the evalkit_run fixture needs --evalkit-suite SUITE or --evalkit-run RUN "
                                 "(or the evalkit_suite ini option)")
-    if run.summary is None:
-        from evalkit.summary import build_summary
-
-        run.summary = build_summary(run.manifest, run.results)
     return run
 
 
-def _baseline_summary(config: pytest.Config) -> dict[str, Any] | None:
+def _baseline_summary(config: pytest.Config) -> Any:
     path = config.getoption("evalkit_baseline")
     if not path:
         return None
     from evalkit.store import load_run
-    from evalkit.summary import build_summary
 
-    base = load_run(path)
-    return base.summary if base.summary is not None else build_summary(base.manifest, base.results)
+    return load_run(path).summary
 
 
 def _gate_exprs(config: pytest.Config) -> tuple[str, list[str], list[str]]:
@@ -167,11 +157,12 @@ class EvalkitGateItem(pytest.Item):
         self.default = default
 
     def runtest(self) -> None:
-        from evalkit.gate import evaluate_gate, parse_gate
+        from evalkit.gates import evaluate_gate, parse_gate
 
         run = _finished_run(self.config)
         gate = parse_gate(self.expr)
-        if self.default and not (run.summary.get("per_task", {}).get(gate.task) or {}).get("support"):
+        task = run.summary.per_task.get(gate.task) if gate.task else None
+        if self.default and not (task and task.support):
             pytest.skip(f"no case of suite {run.manifest.suite.name} expects {gate.task}: its recall is undefined")
         verdict = evaluate_gate(gate, run.summary, baseline=_baseline_summary(self.config))
         self.user_properties.append(("evalkit_value", verdict.value))
@@ -200,7 +191,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not (_suite_option(config) or config.getoption("evalkit_run")):
         return
     from evalkit.errors import EvalkitError
-    from evalkit.gate import parse_gate
+    from evalkit.gates import parse_gate
 
     try:
         name, exprs, labels = _gate_exprs(config)
@@ -236,7 +227,7 @@ def evalkit_run(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture(scope="session")
 def evalkit_gate(evalkit_run: Any, pytestconfig: pytest.Config) -> Callable[[str], Any]:
     """``evalkit_gate("accuracy >= 0.9")`` fails the test with the gate's message, else returns the verdict."""
-    from evalkit.gate import evaluate_gate, parse_gate
+    from evalkit.gates import evaluate_gate, parse_gate
 
     def check(expr: str) -> Any:
         verdict = evaluate_gate(parse_gate(expr), evalkit_run.summary, baseline=_baseline_summary(pytestconfig))

@@ -3,6 +3,10 @@
 ``Case`` is read from a user's suite (unknown fields are rejected before it is built);
 ``CaseResult`` is one line of ``results.jsonl``; ``Manifest`` is ``manifest.json``.
 Persisted records carry the schema version of the run directory (``evalkit.SCHEMA_VERSION``).
+
+``Document`` is the base of every JSON document of a run directory that is read back
+(``manifest.json``, ``summary.json`` and its sections, ``diff.json``): the same model writes the
+file and reads it, so a figure cannot drift between its writer and its readers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,48 @@ Status = Literal["ok", "missing_route", "error"]
 # model's proposal, or a person (see docs/suites-from-traffic.md).
 LABEL_SOURCES = ("router", "labeler", "human")
 LabelSource = Literal["router", "labeler", "human"]
+
+
+class Document(BaseModel):
+    """A persisted JSON document, or a section of one, read and written by this one model.
+
+    Keys it does not declare are kept (a document written by a newer evalkit of the same schema
+    version may carry more figures) and written back unchanged. It also reads like the mapping it
+    is stored as (``summary["per_task"]["reasoning"]["recall"]``, ``.get(key)``, ``key in``), so
+    code written against the JSON files keeps working; evalkit's own code reads the attributes.
+    ``to_json`` writes the keys the document was read or built with: build one in code with every
+    field given (as the analysis does), so that the file has every key.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @classmethod
+    def coerce(cls, value: Any) -> Any:
+        """``value`` as this model: itself when it already is one, else validated from its JSON mapping."""
+        return value if isinstance(value, cls) else cls.model_validate(value)
+
+    def _field_for(self, key: str) -> str | None:
+        for name, info in type(self).model_fields.items():
+            if key == (info.alias or name):
+                return name
+        return key if key in (self.__pydantic_extra__ or {}) else None
+
+    def __getitem__(self, key: str) -> Any:
+        name = self._field_for(key)
+        if name is None:
+            raise KeyError(key)
+        return getattr(self, name)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._field_for(key) is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key`` (the JSON name), or ``default``."""
+        return self[key] if key in self else default
+
+    def to_json(self) -> dict[str, Any]:
+        """The document as it is written to disk: JSON names, only the keys it was given or built with."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class Case(BaseModel):
@@ -124,8 +170,10 @@ class CaseResult(BaseModel):
         return self.scored and self.route == self.expected_route
 
 
-class TargetInfo(BaseModel):
+class TargetInfo(Document):
     """What was measured (never a key)."""
+
+    model_config = ConfigDict(extra="ignore")
 
     kind: str
     base_url: str
@@ -137,24 +185,47 @@ class TargetInfo(BaseModel):
     note: str | None = None
 
 
-class SuiteInfo(BaseModel):
+class SuiteInfo(Document):
     name: str
     path: str
     hash: str
     n_cases: int
 
 
-class RouterInfo(BaseModel):
+class RouterInfo(Document):
     name: str
     hash: str
     tasks: list[str]
     descriptions: dict[str, str] = Field(default_factory=dict)
 
 
-class Manifest(BaseModel):
-    """``manifest.json`` of a run directory."""
+class JudgeInfo(Document):
+    """The manifest's ``judge`` block: how the run was judged (never a key), or why it was not.
 
-    model_config = ConfigDict(extra="allow")
+    ``status``: ``done`` (``judge.jsonl`` holds the verdicts), ``skipped`` (asked for without a
+    key: ``reason`` and ``fix`` say so).
+    """
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    samples: int = 1
+    pairwise: bool = False
+    prompt_version: str | None = None
+    temperature: float | None = None
+    status: str | None = None
+    reason: str | None = None
+    fix: str | None = None
+    judged_at: str | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+    calls: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+
+
+class Manifest(Document):
+    """``manifest.json`` of a run directory."""
 
     schema_version: int
     evalkit_version: str
@@ -162,7 +233,7 @@ class Manifest(BaseModel):
     suite: SuiteInfo
     router: RouterInfo
     target: TargetInfo
-    judge: dict[str, Any] | None = None
+    judge: JudgeInfo | None = None
     started_at: str
     finished_at: str | None = None
     counts: dict[str, int] = Field(default_factory=dict)

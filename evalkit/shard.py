@@ -16,8 +16,11 @@ import re
 from typing import Any, Sequence
 
 from evalkit.errors import RunDirError, UsageError
-from evalkit.records import Case, CaseResult, Manifest
+from evalkit.records import Case, CaseResult, JudgeInfo, Manifest
 from evalkit.store import Run
+
+# What must agree between shards' judge blocks for their verdicts to be one judgement.
+JUDGE_IDENTITY = ("model", "base_url", "samples", "pairwise", "prompt_version", "status")
 
 SHARD_FORM = "I/N with 1 <= I <= N, e.g. --shard 2/4"
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -47,8 +50,9 @@ def shard_cases(cases: Sequence[Case], index: int, count: int) -> list[Case]:
     return [c for c in cases if shard_of(shard_key(c), count) == index]
 
 
-def merge_runs(runs: Sequence[Run], *, run_id: str) -> tuple[Manifest, list[CaseResult]]:
-    """One manifest and one result list from shard runs of the same suite and router config."""
+def shard_order(runs: Sequence[Run]) -> list[int]:
+    """The order to join ``runs`` in (shard 1 first), after checking that they belong together:
+    same suite and router config, every shard of the matrix once."""
     if not runs:
         raise UsageError("no runs to merge", where="evalkit merge", fix="give the shard run directories: evalkit merge RUN... --out DIR")
     first = runs[0].manifest
@@ -85,9 +89,14 @@ def merge_runs(runs: Sequence[Run], *, run_id: str) -> tuple[Manifest, list[Case
             raise RunDirError(f"shard(s) {', '.join(f'{i}/{n}' for i in missing_idx)} missing: the merged run would "
                               "not cover the whole suite", where="evalkit merge",
                               fix="give every shard run of the matrix (download all shard artifacts)")
-        order = sorted(range(len(runs)), key=lambda k: parsed[k][0])
-    else:
-        order = list(range(len(runs)))
+        return sorted(range(len(runs)), key=lambda k: parsed[k][0])
+    return list(range(len(runs)))
+
+
+def merge_runs(runs: Sequence[Run], *, run_id: str) -> tuple[Manifest, list[CaseResult]]:
+    """One manifest and one result list from shard runs of the same suite and router config."""
+    order = shard_order(runs)
+    first = runs[0].manifest
     results: list[CaseResult] = []
     origin: dict[str, str] = {}
     for k in order:
@@ -107,6 +116,46 @@ def merge_runs(runs: Sequence[Run], *, run_id: str) -> tuple[Manifest, list[Case
     manifest = first.model_copy(deep=True, update={
         "run_id": run_id, "started_at": min(starts),
         "finished_at": max(ends) if len(ends) == len(runs) else None,
-        "counts": counts_, "options": options,
+        "counts": counts_, "options": options, "judge": merge_judge_blocks([runs[k] for k in order]),
     })
     return manifest, results
+
+
+def _identity(block: JudgeInfo | None) -> str:
+    if block is None:
+        return "not judged"
+    return ", ".join(f"{k}={getattr(block, k)}" for k in JUDGE_IDENTITY)
+
+
+def merge_judge_blocks(runs: Sequence[Run]) -> JudgeInfo | None:
+    """One manifest judge block for the merged run: the shards' counts, calls, tokens and cost added
+    up. Shards judged by different judges (or some judged and some not) cannot be merged: their
+    verdicts would not be one judgement."""
+    blocks = [r.manifest.judge for r in runs]
+    if all(b is None for b in blocks):
+        return None
+    first = next(b for b in blocks if b is not None)
+    for run, block in zip(runs, blocks):
+        mine = _identity(block)
+        if mine != _identity(first):
+            raise RunDirError("the shards were judged with different judges (or some were not judged)",
+                              where=str(run.path), got=f"{mine} here, {_identity(first)} in another shard",
+                              fix="judge every shard with the same --judge settings (evalkit judge SHARD --judge MODEL) "
+                                  "before merging")
+    done = [b for b in blocks if b is not None]
+    counts: dict[str, int] = {}
+    for b in done:
+        for status, n in b.counts.items():
+            counts[status] = counts.get(status, 0) + n
+
+    def total(field: str) -> Any:
+        values = [getattr(b, field) for b in done]
+        return None if any(v is None for v in values) else sum(values)
+
+    update: dict[str, Any] = {"counts": counts}
+    if first.status == "done":
+        judged = [b.judged_at for b in done if b.judged_at]
+        update.update(calls=total("calls"), prompt_tokens=total("prompt_tokens"),
+                      completion_tokens=total("completion_tokens"), cost_usd=total("cost_usd"),
+                      judged_at=max(judged) if judged else None)
+    return first.model_copy(update=update)

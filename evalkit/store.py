@@ -1,13 +1,21 @@
-"""The run directory: create it, write results as they complete, read a run back, resume it.
+"""The run directory: ``RunDir`` names and reads and writes every file of a run; ``Run`` is a run
+read back, typed (``evalkit.load_run``).
+
+No other module knows a run directory's file names or formats: the runner, the judge, merge,
+compare and the reports all go through ``RunDir``.
 
 ``results.jsonl`` is appended one whole line at a time: each result is encoded first and handed
 to the kernel in a single ``write`` on a file opened with ``O_APPEND``, so once ``write`` returns
 the line survives the process being killed (``kill -9``); only a power loss can still lose lines
 not yet synced, and the file is synced when the writer closes. A crash can therefore leave at most
 a torn last line; readers skip it and ``repair_results`` cuts it off before a resumed run appends
-(otherwise the next line would be glued to the fragment). JSON documents
-(manifest, summary) are written to a temporary file and renamed into place, so a reader never
+(otherwise the next line would be glued to the fragment). JSON documents (manifest, summary, diff)
+and the judge's files are written to a temporary file and renamed into place, so a reader never
 sees half a file and an earlier version is never lost to a failed write.
+
+Compatibility: every document carries ``schema_version``; a run directory written by an older
+evalkit of the same or a lower version loads (missing sections take their defaults, a summary that
+no longer validates is recomputed from the records), one written by a newer version is refused.
 """
 
 from __future__ import annotations
@@ -15,20 +23,44 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+from pydantic import BaseModel, ValidationError
 
 from evalkit import SCHEMA_VERSION
 from evalkit.errors import RunDirError
 from evalkit.records import CaseResult, Manifest
 
-RESULTS = "results.jsonl"
+if TYPE_CHECKING:
+    import pandas
+
+    from evalkit.comparison import Comparison, RunSide
+    from evalkit.judge.job import Judgement
+    from evalkit.judge.records import JudgeRecord
+    from evalkit.router_config import RouterConfig
+    from evalkit.summary import Summary
+
+# The files of a run directory.
 MANIFEST = "manifest.json"
-SUMMARY = "summary.json"
-ROUTER = "router.json"  # a copy of the router config body the run measured
-DIFF = "diff.json"      # the comparison with the baseline run (`evalkit run --baseline RUN`)
+RESULTS = "results.jsonl"            # one CaseResult per case, appended as each completes
+ROUTER = "router.json"               # a copy of the router config body the run measured
+SUMMARY = "summary.json"             # summary.Summary
+DIFF = "diff.json"                   # comparison.Comparison with the baseline run (`--baseline RUN`)
+JUDGE = "judge.jsonl"                # judge.records.JudgeRecord per case and criterion
+BASELINE = "baseline.jsonl"          # the baseline model's CaseResult per case (`--baseline-model`)
+BASELINE_JUDGE = "baseline_judge.jsonl"  # the baseline's JudgeRecords
+PAIRWISE = "pairwise.jsonl"          # judge.records.PairRecord per case (`--judge-pairwise`)
+REPORT_HTML = "report.html"
+SUMMARY_MD = "summary.md"
+JUNIT = "junit.xml"
+COMPARE_HTML = "compare.html"
+COMPARE_MD = "compare.md"
+
+# Files with one record per case: a merge of shard runs carries each of them.
+PER_CASE_FILES = (RESULTS, JUDGE, BASELINE, BASELINE_JUDGE, PAIRWISE)
 
 
 def utc_now() -> str:
@@ -37,14 +69,6 @@ def utc_now() -> str:
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def create_run_dir(parent: str | Path, suite_name: str, run_id: str | None = None) -> Path:
-    """``<parent>/<suite>/<run-id>/``, created fresh."""
-    run_id = run_id or new_run_id()
-    path = Path(parent) / suite_name / run_id
-    path.mkdir(parents=True, exist_ok=False)
-    return path
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -63,6 +87,18 @@ def write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: str | Path, records: Iterable[BaseModel]) -> None:
+    """Write records as JSON Lines atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(r.model_dump_json() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -136,16 +172,6 @@ def repair_results(path: str | Path) -> str | None:
         return "completed the last line"
 
 
-@dataclass
-class Run:
-    """A stored run read back from its directory."""
-
-    path: Path
-    manifest: Manifest
-    results: list[CaseResult]
-    summary: dict[str, Any] | None = None
-
-
 def iter_results(path: str | Path) -> Iterator[CaseResult]:
     """Results of a ``results.jsonl``, streamed; a torn (unterminated, unparsable) last line is skipped."""
     path = Path(path)
@@ -159,82 +185,351 @@ def iter_results(path: str | Path) -> Iterator[CaseResult]:
                 if not raw.endswith(b"\n"):
                     return  # torn last line from an interrupted run
                 raise RunDirError(f"line {lineno} is not valid JSON", where=f"{path}:{lineno}",
-                                  fix="results.jsonl is written by evalkit; restore it or re-run the suite") from None
+                                  fix=f"{path.name} is written by evalkit; restore it or re-run the suite") from None
             try:
                 yield CaseResult.model_validate(data)
-            except Exception as exc:
+            except ValidationError as exc:
                 raise RunDirError(f"line {lineno} is not a case result: {_first_problem(exc)}",
                                   where=f"{path}:{lineno}",
-                                  fix="results.jsonl is written by evalkit; restore it or re-run the suite") from None
+                                  fix=f"{path.name} is written by evalkit; restore it or re-run the suite") from None
 
 
-def _first_problem(exc: Exception) -> str:
+def _read_jsonl(path: Path, model: type[BaseModel]) -> list[Any]:
+    """Records of a JSON Lines file written whole by evalkit (a torn last line is skipped)."""
+    if not path.is_file():
+        return []
+    out = []
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(model.model_validate(json.loads(line)))
+            except (ValueError, RecursionError) as exc:  # bad JSON or a ValidationError
+                if not line.endswith("\n"):
+                    break  # torn last line of an interrupted write
+                raise RunDirError(f"line {lineno} is not a valid record ({exc.__class__.__name__})", where=str(path),
+                                  fix=f"delete {path.name} and judge the run again (cached verdicts cost nothing)") from None
+    return out
+
+
+def _first_problem(exc: ValidationError) -> str:
     """The first field problem of a pydantic ValidationError, in words."""
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            first = errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ())) or "(record)"
-            return f"field '{loc}': {first.get('msg', 'invalid')}"
-        except Exception:  # pragma: no cover - defensive
-            pass
-    return exc.__class__.__name__
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ())) or "(record)"
+    return f"field '{loc}': {first.get('msg', 'invalid')}"
 
 
-def load_manifest(run_dir: str | Path) -> Manifest:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError("run directory not found", where=str(run_dir),
-                          fix="give a folder written by `evalkit run`, e.g. reports/saas-support/<run-id>")
-    mpath = run_dir / MANIFEST
-    if not mpath.is_file():
-        raise RunDirError(f"no {MANIFEST} here: not a run directory", where=str(run_dir),
-                          fix="give a folder written by `evalkit run` (it holds manifest.json and results.jsonl)")
-    try:
-        data = json.loads(mpath.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise RunDirError(f"manifest is not valid JSON ({exc})", where=str(mpath),
-                          fix="the run directory is damaged; re-run the suite") from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise RunDirError("manifest has no schema_version", where=str(mpath), fix="re-run the suite")
-    if version > SCHEMA_VERSION:
-        raise RunDirError(f"run directory has schema version {version}, newer than this evalkit "
-                          f"understands ({SCHEMA_VERSION})", where=str(mpath),
-                          fix="upgrade evalkit (from its Git repository, not the package index's unrelated "
-                              "'evalkit') to read it")
-    try:
-        return Manifest.model_validate(data)
-    except Exception as exc:
-        raise RunDirError(f"manifest is incomplete: {_first_problem(exc)}", where=str(mpath),
-                          fix="manifest.json is written by evalkit; restore it or re-run the suite") from None
-
-
-def load_run(run_dir: str | Path) -> Run:
-    run_dir = Path(run_dir)
-    manifest = load_manifest(run_dir)
-    rpath = run_dir / RESULTS
-    if not rpath.is_file():
-        raise RunDirError(f"no {RESULTS} in the run directory", where=str(run_dir), fix="re-run the suite")
-    results = list(iter_results(rpath))
-    summary = None
-    spath = run_dir / SUMMARY
-    if spath.is_file():
-        try:
-            summary = json.loads(spath.read_bytes().decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            summary = None
-    return Run(path=run_dir, manifest=manifest, results=results, summary=summary)
-
-
-def load_diff(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's stored comparison with its baseline run (``diff.json``), or None when it has none
-    (or it cannot be read: it is a report, re-made by running the comparison again)."""
-    path = Path(run_dir) / DIFF
+def _read_json(path: Path) -> Any:
+    """A JSON document, or None when it is absent or cannot be read (a report, re-made on demand)."""
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        return json.loads(path.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError):
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("a"), dict) else None
+
+
+class RunDir:
+    """One run directory: the name and format of each of its files, read and written here only.
+
+    ``create`` makes a new one; ``RunDir(path)`` opens an existing one (``check`` says whether it
+    is a run directory at all). Results are appended through ``result_writer``; JSON documents
+    and the judge's files are replaced whole.
+
+    Concurrency: nothing guards a run directory against two processes writing it at once. An OS
+    file lock held for the life of a run belongs here, taken by ``create`` and by ``lock_for_run``
+    (used when a run resumes), so that every writer goes through it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def create(cls, parent: str | Path, suite_name: str, run_id: str | None = None) -> "RunDir":
+        """``<parent>/<suite>/<run-id>/``, created fresh."""
+        run_dir = cls(Path(parent) / suite_name / (run_id or new_run_id()))
+        run_dir.path.mkdir(parents=True, exist_ok=False)
+        return run_dir
+
+    def lock_for_run(self) -> "RunDir":
+        """The place for an OS lock held while a run writes here (not taken yet; see the class docstring)."""
+        return self
+
+    def file(self, name: str) -> Path:
+        """The path of one of the run's files (one of this module's file-name constants)."""
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    def check(self) -> None:
+        """Fail with a clear message unless this is a folder written by ``evalkit run``."""
+        if not self.path.is_dir():
+            raise RunDirError("run directory not found", where=str(self.path),
+                              fix="give a folder written by `evalkit run`, e.g. reports/saas-support/<run-id>")
+        if not self.has(MANIFEST):
+            raise RunDirError(f"no {MANIFEST} here: not a run directory", where=str(self.path),
+                              fix="give a folder written by `evalkit run` (it holds manifest.json and results.jsonl)")
+
+    # -- manifest.json ---------------------------------------------------------------------------
+
+    def read_manifest(self) -> Manifest:
+        self.check()
+        mpath = self.file(MANIFEST)
+        try:
+            data = json.loads(mpath.read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise RunDirError(f"manifest is not valid JSON ({exc})", where=str(mpath),
+                              fix="the run directory is damaged; re-run the suite") from None
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise RunDirError("manifest has no schema_version", where=str(mpath), fix="re-run the suite")
+        if version > SCHEMA_VERSION:
+            raise RunDirError(f"run directory has schema version {version}, newer than this evalkit "
+                              f"understands ({SCHEMA_VERSION})", where=str(mpath),
+                              fix="upgrade evalkit (from its Git repository, not the package index's unrelated "
+                                  "'evalkit') to read it")
+        try:
+            return Manifest.model_validate(data)
+        except ValidationError as exc:
+            raise RunDirError(f"manifest is incomplete: {_first_problem(exc)}", where=str(mpath),
+                              fix="manifest.json is written by evalkit; restore it or re-run the suite") from None
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_json(self.file(MANIFEST), manifest.model_dump(mode="json"))
+
+    # -- results and the other per-case files ---------------------------------------------------
+
+    def iter_results(self, name: str = RESULTS) -> Iterator[CaseResult]:
+        return iter_results(self.file(name))
+
+    def read_results(self, name: str = RESULTS) -> list[CaseResult]:
+        """Every stored result (``RESULTS``, or the baseline model's ``BASELINE``); none when the file is absent."""
+        return list(self.iter_results(name)) if self.has(name) else []
+
+    def result_writer(self, name: str = RESULTS) -> ResultWriter:
+        return ResultWriter(self.path, name)
+
+    def repair_results(self, name: str = RESULTS) -> str | None:
+        return repair_results(self.file(name))
+
+    def read_records(self, name: str) -> list[Any]:
+        """The typed records of one per-case file (``PER_CASE_FILES``); none when it is absent."""
+        if name in (RESULTS, BASELINE):
+            return self.read_results(name)
+        return _read_jsonl(self.file(name), _record_model(name))
+
+    def write_records(self, name: str, records: Sequence[BaseModel]) -> None:
+        """Replace one per-case file whole (atomically)."""
+        write_jsonl(self.file(name), records)
+
+    # -- router.json ----------------------------------------------------------------------------
+
+    def write_router(self, config: RouterConfig) -> None:
+        write_json(self.file(ROUTER), config.to_body())
+
+    def read_router(self) -> RouterConfig | None:
+        """The router config the run measured, or None when the copy is absent or unreadable."""
+        from evalkit.errors import ConfigError
+        from evalkit.router_config import parse_router_config
+
+        if not self.has(ROUTER):
+            return None
+        path = self.file(ROUTER)
+        try:
+            return parse_router_config(path.read_text(encoding="utf-8"), source=str(path))
+        except (ConfigError, UnicodeDecodeError, OSError):
+            return None
+
+    # -- the judge's files -----------------------------------------------------------------------
+
+    def read_judgement(self) -> Judgement:
+        from evalkit.judge.job import Judgement
+
+        return Judgement(records=self.read_records(JUDGE), baseline_results=self.read_results(BASELINE),
+                         baseline_records=self.read_records(BASELINE_JUDGE), pairs=self.read_records(PAIRWISE))
+
+    def write_judgement(self, judgement: Judgement) -> None:
+        """``judge.jsonl``, and the baseline's grades and the pairwise verdicts when there are any
+        (an earlier pairwise file is replaced, so a judge run without pairwise leaves none stale)."""
+        self.write_records(JUDGE, judgement.records)
+        if judgement.baseline_results:
+            self.write_records(BASELINE_JUDGE, judgement.baseline_records)
+        if judgement.pairs or self.has(PAIRWISE):
+            self.write_records(PAIRWISE, judgement.pairs)
+
+    # -- summary.json, diff.json and the reports -------------------------------------------------
+
+    def read_summary(self) -> Summary | None:
+        """The stored summary, or None when it is absent or no longer reads as one (it is derived
+        data: ``Run.summary`` recomputes it from the records)."""
+        from evalkit.summary import Summary
+
+        data = _read_json(self.file(SUMMARY))
+        if not isinstance(data, dict) or not isinstance(data.get("schema_version", 1), int):
+            return None
+        if data.get("schema_version", 1) > SCHEMA_VERSION:
+            raise RunDirError(f"summary.json has schema version {data['schema_version']}, newer than this "
+                              f"evalkit understands ({SCHEMA_VERSION})", where=str(self.file(SUMMARY)),
+                              fix="upgrade evalkit to read it")
+        try:
+            return Summary.model_validate(data)
+        except ValidationError:
+            return None
+
+    def write_summary(self, summary: Summary) -> None:
+        write_json(self.file(SUMMARY), summary.to_json())
+
+    def read_diff(self) -> Comparison | None:
+        """The stored comparison with the baseline run, or None when there is none (or it cannot be
+        read: it is a report, made again by running the comparison again)."""
+        return read_comparison(self.path)
+
+    def write_text(self, name: str, text: str) -> Path:
+        """A report file (``REPORT_HTML``, ``SUMMARY_MD``, ``JUNIT``...), replaced whole."""
+        write_text(self.file(name), text)
+        return self.file(name)
+
+
+def read_comparison(folder: str | Path) -> Comparison | None:
+    """``diff.json`` in ``folder`` (a run directory, or a folder `evalkit compare` wrote), or None."""
+    from evalkit.comparison import Comparison
+
+    data = _read_json(Path(folder) / DIFF)
+    if not isinstance(data, dict) or not isinstance(data.get("a"), dict):
+        return None
+    try:
+        return Comparison.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def write_comparison(folder: str | Path, comparison: Comparison) -> Path:
+    """``diff.json`` into ``folder``, atomically."""
+    path = Path(folder) / DIFF
+    write_json(path, comparison.to_json())
+    return path
+
+
+def _record_model(name: str) -> type[BaseModel]:
+    from evalkit.judge.records import JudgeRecord, PairRecord
+
+    models: dict[str, type[BaseModel]] = {RESULTS: CaseResult, BASELINE: CaseResult, JUDGE: JudgeRecord,
+                                          BASELINE_JUDGE: JudgeRecord, PAIRWISE: PairRecord}
+    if name not in models:
+        raise ValueError(f"{name} is not a per-case file of a run directory")
+    return models[name]
+
+
+class Run:
+    """A stored run read back, typed: what ``evalkit.load_run`` and ``evalkit.run_suite`` return.
+
+    ``manifest`` and ``results`` are read when the run is loaded; ``summary`` (``summary.json``,
+    recomputed from the records when the file is absent), ``judgement`` / ``grades`` (the judge's
+    files), ``comparison`` (``diff.json``) and ``router`` (the router.json copy) on first use.
+    """
+
+    def __init__(self, path: str | Path, manifest: Manifest, results: list[CaseResult], *,
+                 summary: Summary | None = None) -> None:
+        self.dir = RunDir(path)
+        self.manifest = manifest
+        self.results = results
+        if summary is not None:
+            self.__dict__["summary"] = summary
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, {len(self.results)} results)"
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory (the same as ``path``)."""
+        return self.dir.path
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest.run_id
+
+    @cached_property
+    def summary(self) -> Summary:
+        """``summary.json``, or the same figures computed from the records when it is absent."""
+        stored = self.dir.read_summary()
+        if stored is not None:
+            return stored
+        from evalkit.summary import build_summary
+
+        return build_summary(self.manifest, self.results, judgement=self.judgement)
+
+    @cached_property
+    def judgement(self) -> Judgement:
+        """Everything the judge stored: grades, the baseline model's answers and grades, pairwise verdicts."""
+        return self.dir.read_judgement()
+
+    @property
+    def grades(self) -> list[JudgeRecord]:
+        """The judge's grades of the router's answers (``judge.jsonl``), one per case and criterion."""
+        return self.judgement.records
+
+    @cached_property
+    def comparison(self) -> Comparison | None:
+        """The comparison with the baseline run this run was made against (``diff.json``), if any."""
+        return self.dir.read_diff()
+
+    @cached_property
+    def router(self) -> RouterConfig | None:
+        """The router config the run measured (its router.json copy), if kept."""
+        return self.dir.read_router()
+
+    def side(self) -> RunSide:
+        """This run as one side of a paired comparison (``evalkit.comparison.compare_runs``)."""
+        from evalkit.comparison import RunSide
+
+        m = self.manifest
+        judge = [g.model_dump(mode="json") for g in self.grades] if self.dir.has(JUDGE) else None
+        return RunSide(run_id=m.run_id, results=self.results, labels=[*m.router.tasks, "fallback"], suite=m.suite.name,
+                       suite_hash=m.suite.hash, router_hash=m.router.hash, target=m.target.kind, path=str(self.path),
+                       summary=self.summary.to_json(), router=self.router, judge=judge)
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """One row per case: id, expected_route, route, status, served_model, latency_ms,
+        prompt_tokens, completion_tokens, cost_usd, tags, and one ``judge_<criterion>`` column per
+        judged criterion (the score; None when a case was not scored)."""
+        import pandas as pd
+
+        columns = ["id", "expected_route", "route", "correct", "status", "served_model", "latency_ms", "ttft_ms",
+                   "prompt_tokens", "completion_tokens", "cost_usd", "tags", "session", "turn", "error"]
+        rows = [{**{c: getattr(r, c) for c in columns if c != "correct"}, "correct": r.correct} for r in self.results]
+        frame = pd.DataFrame(rows, columns=columns)
+        grades: dict[str, dict[str, float | None]] = {}
+        for g in self.grades:
+            grades.setdefault(g.criterion, {})[g.id] = g.score if g.status == "scored" else None
+        for criterion, scores in grades.items():
+            frame[f"judge_{criterion}"] = frame["id"].map(scores).astype("float64")
+        return frame
+
+
+def load_manifest(run_dir: str | Path) -> Manifest:
+    return RunDir(run_dir).read_manifest()
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """The run stored in ``run_dir``: manifest and results now, the rest on first use."""
+    run = RunDir(run_dir)
+    manifest = run.read_manifest()
+    if not run.has(RESULTS):
+        raise RunDirError(f"no {RESULTS} in the run directory", where=str(run.path), fix="re-run the suite")
+    return Run(run.path, manifest, run.read_results())

@@ -31,7 +31,7 @@ def make_run(run_dir: Path, results: Sequence[CaseResult], *, router: dict[str, 
              judge: Iterable[dict[str, Any]] | None = None, options: dict[str, Any] | None = None,
              finalize: bool = True) -> Path:
     """A run directory as `evalkit run` leaves it, from hand-written results."""
-    from evalkit.pipeline import finalize as finish
+    from evalkit.run import finalize as finish
 
     body = router or TUTORIAL_ROUTER
     config = parse_router_config(json.dumps(body))

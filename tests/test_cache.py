@@ -7,7 +7,7 @@ import json
 import pytest
 
 from evalkit.cache import ResponseCache, cache_key
-from evalkit.pipeline import Reliability, TargetSpec, run_suite
+from evalkit.run import Reliability, TargetSpec, run_suite
 from evalkit.suites import load_suite
 from evalkit.targets import TargetResponse
 from tests.conftest import TUTORIAL_ROUTER, cli_env, run_cli, write_suite

@@ -323,7 +323,7 @@ def test_inference_failing_half_way_still_deletes_the_router(planes, tiny_suite,
 
 def test_an_exception_in_the_run_still_deletes_the_router(planes, suite, candidate, tmp_path, serve, monkeypatch):
     from evalkit.cost import load_prices
-    from evalkit.pipeline import TargetSpec, run_suite
+    from evalkit.run import TargetSpec, run_suite
     from evalkit.suites import load_suite
 
     inference, control, inf_url, api_url = planes

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
-from evalkit.compare import RunSide, compare_runs, mcnemar_exact, parse_max_drop
+from evalkit.comparison import RunSide, compare_runs, mcnemar_exact, parse_max_drop
 from evalkit.errors import UsageError
 from evalkit.router_config import diff_configs, parse_router_config
 from tests.conftest import TUTORIAL_ROUTER, cli_env, run_cli
@@ -249,7 +249,7 @@ def test_compare_rejects_bad_input(tmp_path: Path):
 def local_runs(tmp_path_factory):
     """Two runs of the unchanged config and one with a worse classify description (in-process)."""
     from evalkit.cost import load_prices
-    from evalkit.pipeline import TargetSpec, run_suite
+    from evalkit.run import TargetSpec, run_suite
     from evalkit.suites import load_suite
 
     root = tmp_path_factory.mktemp("local")

@@ -195,7 +195,7 @@ def test_router_diff_command_prints_changes_and_exit_code(tmp_path: Path):
     ({"target": "do", "candidate": "c.json", "against": None, "ready_timeout": 0}, "--ready-timeout"),
 ])
 def test_candidate_option_combinations_that_mean_nothing_are_refused(kwargs, where):
-    from evalkit.pipeline import check_candidate_options
+    from evalkit.run import check_candidate_options
 
     with pytest.raises(UsageError) as info:
         check_candidate_options(**kwargs)

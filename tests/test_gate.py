@@ -9,7 +9,7 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from evalkit.errors import UsageError
-from evalkit.gate import evaluate_gate, parse_gate
+from evalkit.gates import evaluate_gate, parse_gate
 from evalkit.metrics import routing_metrics
 from tests.conftest import run_cli
 from tests.run_helpers import make_run, result, slice_suite

@@ -243,7 +243,7 @@ def test_summary_md_neutralises_every_payload(hostile_run, tmp_path: Path):
         assert_inert_markdown(md + "\n" + p["img"] + "\n")
 
     # With a baseline in which every case routed right, every hostile misroute is a regressed row.
-    from evalkit.compare import RunSide, compare_runs
+    from evalkit.comparison import RunSide, compare_runs
     from evalkit.report import write_reports
     from evalkit.store import load_run
 

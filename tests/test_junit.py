@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from junitparser import Failure, JUnitXml
 
-from evalkit.compare import RunSide, compare_runs
+from evalkit.comparison import RunSide, compare_runs
 from evalkit.report.junit import render_junit
 from tests.conftest import ROOT, run_cli
 from tests.run_helpers import make_run, result, slice_suite, worse_router
@@ -119,8 +119,14 @@ def test_with_a_baseline_the_broken_cases_fail_and_the_fixed_pass():
              result("f", "classify", None, status="error"),  # an error is not a regression
              result("g", "classify", "fallback")]  # errored in the baseline: not comparable
     diff = compare_runs(side("base", before), side("new", after))
-    summary = {"suite": "demo", "labels": ["classify", "customer-qa", "reasoning", "fallback"],
-               "gates": [{"expr": "accuracy >= 0.1", "passed": True, "message": "ok"}]}
+    # summary.json as evalkit writes it needs these; junit.xml reads the suite, labels and gates.
+    summary = {"suite": "demo", "run_id": "new", "n_cases": 7, "n_scored": 6, "n_errors": 1,
+               "target": {"kind": "local", "base_url": "http://127.0.0.1:1/v1", "model": "router:demo",
+                          "route_header": "x-model-router-selected-route"},
+               "labels": ["classify", "customer-qa", "reasoning", "fallback"],
+               "confusion": {"labels": [], "columns": [], "matrix": []},
+               "gates": [{"expr": "accuracy >= 0.1", "metric": "accuracy", "value": 0.5, "threshold": 0.1,
+                          "passed": True, "message": "ok"}]}
     doc = render_junit(summary, after, diff=diff)
     xml = JUnitXml.fromstring(doc)
     suites = {s.name: s for s in xml}

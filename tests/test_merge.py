@@ -51,7 +51,7 @@ def test_shards_partition_the_suite_by_id_hash_and_keep_sessions_whole():
 def sharded(tmp_path_factory):
     """A whole run and four shard runs of the same suite (sessions included), in-process."""
     from evalkit.cost import load_prices
-    from evalkit.pipeline import TargetSpec, run_suite
+    from evalkit.run import TargetSpec, run_suite
     from evalkit.suites import load_suite
 
     root = tmp_path_factory.mktemp("shards")
@@ -129,3 +129,62 @@ def test_merge_joins_unsharded_runs_of_disjoint_cases(tmp_path: Path):
     assert (merged_grade["id"], merged_grade["criterion"], merged_grade["score"]) == ("3", "correctness", 4)
     dup = run_cli("merge", a, a, "--out", tmp_path / "m2")
     assert dup.returncode == 2 and "more than one run" in dup.stderr
+
+
+def _judged_shard(run_dir: Path, shard: str, ids: list[str], *, pairwise: bool = True) -> Path:
+    """A shard run made with --baseline-model and judged (pairwise too): every per-case file there."""
+    grade = {"status": "scored", "judge_model": "judge-m", "prompt_version": "v1", "prompt_tokens": 10,
+             "completion_tokens": 2, "cost_usd": 0.001}
+    results = [result(i, "classify", "classify", content=f"answer {i}") for i in ids]
+    make_run(run_dir, results, finalize=False,
+             options={"shard": shard, "baseline_model": "base-m"},
+             judge=[{**grade, "id": i, "criterion": c, "score": 4} for i in ids for c in ("correctness", "completeness")])
+    baseline = [result(i, "classify", None, content=f"baseline answer {i}", served_model="base-m") for i in ids]
+    (run_dir / "baseline.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in baseline))
+    (run_dir / "baseline_judge.jsonl").write_text("".join(
+        json.dumps({**grade, "id": i, "criterion": c, "score": 2}) + "\n" for i in ids for c in ("correctness", "completeness")))
+    if pairwise:
+        (run_dir / "pairwise.jsonl").write_text("".join(
+            json.dumps({"id": i, "winner": "router", "status": "scored", "orders": ["router", "router"],
+                        "judge_model": "judge-m", "prompt_version": "v1", "cost_usd": 0.002}) + "\n" for i in ids))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["judge"] = {"model": "judge-m", "status": "done", "pairwise": pairwise, "samples": 1,
+                         "counts": {"scored": 4 * len(ids)}, "calls": 6 * len(ids),
+                         "prompt_tokens": 40 * len(ids), "completion_tokens": 8 * len(ids), "cost_usd": 0.006 * len(ids)}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    return run_dir
+
+
+def test_merge_carries_the_baseline_answers_their_grades_and_the_pairwise_verdicts(tmp_path: Path):
+    """Shards made with --baseline-model and judged pairwise keep every per-case file when merged."""
+    one = _judged_shard(tmp_path / "s1", "1/2", ["1", "2"])
+    two = _judged_shard(tmp_path / "s2", "2/2", ["3"])
+    proc = run_cli("merge", one, two, "--out", tmp_path / "m", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (merged,) = (tmp_path / "m" / "demo").iterdir()
+    for name, n_lines in (("results.jsonl", 3), ("judge.jsonl", 6), ("baseline.jsonl", 3),
+                          ("baseline_judge.jsonl", 6), ("pairwise.jsonl", 3)):
+        rows = [json.loads(line) for line in (merged / name).read_text().splitlines()]
+        assert len(rows) == n_lines, name
+        assert sorted({r["id"] for r in rows}) == ["1", "2", "3"], name
+    summary = json.loads((merged / "summary.json").read_text())
+    baseline = summary["judge"]["baseline"]
+    assert baseline["n_cases"] == 3
+    quality = baseline["overall"]["quality"]["correctness"]
+    assert (quality["n_pairs"], quality["router_mean"], quality["baseline_mean"]) == (3, 4.0, 2.0)
+    assert baseline["overall"]["pairwise"] == {"router_wins": 3, "baseline_wins": 0, "ties": 0, "unscored": 0, "n": 3}
+    # The merged manifest's judge block counts the judging of every shard, not of the first one only.
+    judge = json.loads((merged / "manifest.json").read_text())["judge"]
+    assert judge["counts"] == {"scored": 12} and judge["calls"] == 18
+    assert judge["cost_usd"] == pytest.approx(0.018)
+
+
+def test_merge_refuses_shards_judged_with_different_judges(tmp_path: Path):
+    one = _judged_shard(tmp_path / "s1", "1/2", ["1"])
+    two = _judged_shard(tmp_path / "s2", "2/2", ["3"])
+    manifest = json.loads((two / "manifest.json").read_text())
+    manifest["judge"]["model"] = "another-judge"
+    (two / "manifest.json").write_text(json.dumps(manifest))
+    proc = run_cli("merge", one, two, "--out", tmp_path / "m")
+    assert proc.returncode == 2 and "judged with different judges" in proc.stderr, proc.stderr
+    assert not (tmp_path / "m").exists()

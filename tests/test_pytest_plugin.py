@@ -9,8 +9,8 @@ import pytest
 
 # In-process pytester runs drop modules first imported inside them; numpy and scikit-learn cannot
 # be imported twice in one process, so everything the stored-run tests touch is imported here.
-import evalkit.gate  # noqa: F401
-import evalkit.pipeline  # noqa: F401
+import evalkit.gates  # noqa: F401
+import evalkit.run  # noqa: F401
 import evalkit.pytest_plugin  # noqa: F401
 import numpy  # noqa: F401
 import scipy.stats  # noqa: F401

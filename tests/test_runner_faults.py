@@ -302,7 +302,7 @@ def test_cli_error_budget_exits_3_and_still_writes_the_report(tmp_path):
 
 @pytest.mark.slow
 def test_do_target_is_rate_limited_below_the_router_limit_by_default(tmp_path, monkeypatch):
-    from evalkit.pipeline import DO_DEFAULT_RPM, Reliability, TargetSpec, run_suite
+    from evalkit.run import DO_DEFAULT_RPM, Reliability, TargetSpec, run_suite
     from evalkit.suites import load_suite
 
     assert DO_DEFAULT_RPM < 1000  # DigitalOcean routers allow 1,000 requests a minute

@@ -1,20 +1,14 @@
-"""`evalkit cost` (registered on evalkit.cli.app): monthly projections, misroute cost, router overhead.
-
-Where each figure of a task comes from, explicit beats derived: ``--requests/--tokens/--model``
-flags, then the ``--traffic`` file, then the ``--run`` (its token profiles, its served models and
-its suite mix scaled to ``--monthly-requests``).
-"""
+"""`evalkit cost`: monthly projections, misroute cost, router overhead (computed by ``evalkit.projection``)."""
 
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from evalkit.cli import app, err, out  # noqa: F401
+from evalkit.commands.console import out
 from evalkit.errors import UsageError
 
 
@@ -28,101 +22,6 @@ def _pairs(values: list[str] | None, option: str, example: str) -> dict[str, str
     return result
 
 
-def _count(text: str, option: str, task: str) -> int:
-    try:
-        value = int(text.replace(",", "").replace("_", ""))
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise UsageError("requests must be a whole number of requests a month", where=f"{option} {task}=",
-                         got=text, fix=f"e.g. {option} {task}=700000")
-    return value
-
-
-def _tokens(text: str, task: str) -> tuple[float, float]:
-    left, sep, right = text.partition("/")
-    try:
-        prompt, completion = float(left.replace(",", "")), float(right.replace(",", ""))
-    except ValueError:
-        prompt = completion = -1.0
-    if not sep or prompt < 0 or completion < 0:
-        raise UsageError("tokens must be PROMPT/COMPLETION (mean tokens per request)", where=f"--tokens {task}=",
-                         got=text, fix=f"e.g. --tokens {task}=94/80")
-    return prompt, completion
-
-
-def suite_mix(cases: dict[str, int], monthly_requests: int) -> dict[str, int]:
-    """``monthly_requests`` split in proportion to the suite's cases per task (largest remainder,
-    so the parts add up to the whole)."""
-    total = sum(cases.values())
-    if not total:
-        return {}
-    exact = {t: Decimal(monthly_requests) * n / total for t, n in cases.items()}
-    parts = {t: int(v) for t, v in exact.items()}
-    rest = monthly_requests - sum(parts.values())
-    for t in sorted(exact, key=lambda t: exact[t] - parts[t], reverse=True)[:rest]:
-        parts[t] += 1
-    return parts
-
-
-def build_profiles(*, traffic: dict[str, Any] | None, run_info: dict[str, dict[str, Any]] | None,
-                   requests: dict[str, str], tokens: dict[str, str], models: dict[str, str],
-                   monthly_requests: int) -> tuple[list[Any], list[str]]:
-    """Task profiles from flags, a traffic file and a run (explicit beats derived), and notes."""
-    from evalkit.cost import TaskProfile
-
-    notes: list[str] = []
-    file_tasks = (traffic or {}).get("tasks", {})
-    # The traffic (file or --requests) decides which tasks are projected; without one, the run's tasks.
-    traffic_tasks = list(dict.fromkeys([*file_tasks, *requests]))
-    tasks = traffic_tasks or list((run_info or {}).keys()) or list(dict.fromkeys([*tokens, *models]))
-    if not tasks:
-        raise UsageError("nothing to project: no tasks given", where="evalkit cost",
-                         fix="give --traffic FILE, --run RUN, or --requests/--tokens/--model per task "
-                             "(see `evalkit cost --help` and docs/cost.md)")
-    mix = suite_mix({k: v["cases"] for k, v in (run_info or {}).items()}, monthly_requests)
-    profiles = []
-    for task in tasks:
-        f = file_tasks.get(task, {})
-        r = (run_info or {}).get(task, {})
-        sources = []
-        if task in requests:
-            n_req = _count(requests[task], "--requests", task)
-            sources.append("requests: --requests")
-        elif f.get("requests") is not None:
-            n_req = int(f["requests"])
-            sources.append("requests: traffic file")
-        elif task in mix:
-            n_req = mix[task]
-            sources.append(f"requests: run's suite mix at {monthly_requests:,} a month")
-        else:
-            raise UsageError(f"no requests a month for task '{task}'", where="evalkit cost",
-                             fix=f"give --requests {task}=N or requests in the traffic file")
-        if task in tokens:
-            prompt, completion = _tokens(tokens[task], task)
-            reasoning = None
-            sources.append("tokens: --tokens")
-        elif f.get("prompt_tokens") is not None and f.get("completion_tokens") is not None:
-            prompt, completion, reasoning = f["prompt_tokens"], f["completion_tokens"], f.get("reasoning_tokens")
-            sources.append("tokens: traffic file")
-        elif r and r.get("prompt_tokens") is not None:
-            prompt, completion, reasoning = r["prompt_tokens"], r["completion_tokens"], r.get("reasoning_tokens")
-            sources.append(f"tokens: run ({r['basis']})")
-        else:
-            raise UsageError(f"no token profile for task '{task}'", where="evalkit cost",
-                             fix=f"give --tokens {task}=PROMPT/COMPLETION, prompt_tokens and completion_tokens "
-                                 "in the traffic file, or --run RUN")
-        model = models.get(task) or f.get("model") or (r.get("model") if r else None)
-        if not model:
-            raise UsageError(f"no model for task '{task}'", where="evalkit cost",
-                             fix=f"give --model {task}=SLUG, model in the traffic file, or --run RUN")
-        sources.append("model: " + ("--model" if task in models else "traffic file" if f.get("model") else "run"))
-        profiles.append(TaskProfile(task=task, requests=n_req, prompt_tokens=prompt, completion_tokens=completion,
-                                    model=model, reasoning_tokens=reasoning, source="; ".join(sources)))
-    return profiles, notes
-
-
-@app.command()
 def cost(
     traffic: Optional[Path] = typer.Option(None, "--traffic", metavar="FILE", help="Traffic file (YAML): per task requests a month, prompt_tokens, completion_tokens, model; optional compare list."),
     run_dir: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="A run directory: token profiles and served models per task, its suite mix, and its misroute cost matrix."),
@@ -147,54 +46,12 @@ def cost(
       evalkit cost --requests qa=250000 --tokens qa=24/292 --model qa=anthropic-claude-4.6-sonnet
       evalkit cost --overhead RUN_ROUTER RUN_DIRECT
     """
-    from evalkit.cost import ROUTE_ONLY_NOTE, load_prices, load_traffic, misroute_matrix, price_record, project, run_profiles
-    from evalkit.latency import router_overhead
-    from evalkit.store import load_run
+    from evalkit.projection import cost_report
 
-    if monthly_requests < 0:
-        raise UsageError("--monthly-requests must be positive", where="--monthly-requests", got=str(monthly_requests),
-                         fix="e.g. --monthly-requests 1000000")
-    catalog = load_prices(prices)
-    traffic_data = load_traffic(traffic) if traffic else None
-    flags = (_pairs(requests, "--requests", "classify=700000"), _pairs(tokens, "--tokens", "classify=94/80"),
-             _pairs(model, "--model", "classify=openai-gpt-oss-20b"))
-    result: dict[str, Any] = {"prices": {}, "notes": []}
-    run = None
-    run_info = None
-    if run_dir is not None:
-        run = load_run(run_dir)
-        labels = [*run.manifest.router.tasks, "fallback"]
-        run_info = run_profiles(run.results, labels=labels)
-    wants_projection = traffic_data is not None or run is not None or any(flags)
-    if not wants_projection and overhead is None:
-        raise UsageError("nothing to do", where="evalkit cost",
-                         fix="give --traffic FILE, --run RUN, --requests/--tokens/--model per task, or --overhead "
-                             "RUN_ROUTER RUN_DIRECT (e.g. evalkit cost --traffic examples/tutorial-traffic.yaml)")
-    if wants_projection:
-        profiles, notes = build_profiles(traffic=traffic_data, run_info=run_info, requests=flags[0], tokens=flags[1],
-                                         models=flags[2], monthly_requests=monthly_requests)
-        slugs = list(compare or (traffic_data or {}).get("compare") or catalog.keys())
-        projection = project(profiles, catalog, compare=slugs)
-        result.update(projection)
-        result["notes"].extend(notes)
-        used = dict.fromkeys([*(p.model for p in profiles), *slugs])
-        result["prices"] = {slug: price_record(catalog.get(slug)) for slug in used}
-        if run is not None and bool(run.results) and all(r.route_only for r in run.results if r.status != "error"):
-            result["notes"].append(ROUTE_ONLY_NOTE)
-        if projection["unpriced_models"]:
-            result["notes"].append("unknown cost (no price in the catalog): " + ", ".join(projection["unpriced_models"])
-                                   + "; add them with --prices FILE")
-        if run is not None:
-            labels = [*run.manifest.router.tasks, "fallback"]
-            explicit = bool(traffic_data) or bool(flags[0])
-            mix = {p.task: p.requests for p in profiles} if explicit else None
-            result["misroute"] = misroute_matrix(run.results, labels=labels, prices=catalog, traffic=mix,
-                                                 monthly_requests=monthly_requests)
-            result["run"] = str(run.path)
-    if overhead is not None:
-        router_run, direct_run = load_run(overhead[0]), load_run(overhead[1])
-        result["overhead"] = router_overhead(router_run.results, direct_run.results)
-        result["overhead"].update(router_run=str(router_run.path), direct_run=str(direct_run.path))
+    result = cost_report(traffic=traffic, run_dir=run_dir, requests=_pairs(requests, "--requests", "classify=700000"),
+                         tokens=_pairs(tokens, "--tokens", "classify=94/80"),
+                         models=_pairs(model, "--model", "classify=openai-gpt-oss-20b"), compare=compare,
+                         monthly_requests=monthly_requests, prices=prices, overhead=overhead)
     if as_json:
         out.print_json(json.dumps(result, default=str))
         return
@@ -259,3 +116,7 @@ def _tok(value: float | None) -> str:
 
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(cost)

@@ -8,12 +8,11 @@ from typing import Optional
 
 import typer
 
-from evalkit.cli import app, err, out
+from evalkit.commands.console import err, out
 
 LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 
-@app.command()
 def lint(
     router_json: Path = typer.Argument(..., help="Router config (the DigitalOcean create body, router.json)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when there is any warning."),
@@ -61,3 +60,7 @@ def lint(
                   highlight=False, markup=False)
     if strict and warnings:
         raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(lint)

@@ -4,79 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import typer
 
-from evalkit.cli import app, err, out
+from evalkit.commands.console import err, out
 from evalkit.errors import UsageError
 
 SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
 
 
-def cache_dir() -> Path:
-    """Where prompt embeddings are kept between runs (``EVALKIT_CACHE_DIR``, else ~/.cache/evalkit)."""
-    import os
-
-    root = os.environ.get("EVALKIT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "evalkit")
-    return Path(root) / "embeddings"
-
-
-def encode_prompts(prompts: list[str], *, use_cache: bool) -> Any:
-    """Embeddings of a suite's prompts, cached by the model and the exact prompt list.
-
-    The description-improvement loop re-runs ``evalkit overlap`` on the same suite with new
-    descriptions; only the descriptions need encoding again. A damaged cache file is ignored.
-    """
-    import hashlib
-    import os
-
-    import numpy as np
-
-    from evalkit.embedding import MODEL_ID, encode
-
-    digest = hashlib.sha256("\x00".join([MODEL_ID, *prompts]).encode("utf-8")).hexdigest()[:32]
-    path = cache_dir() / f"{digest}.npy"
-    if use_cache and path.is_file():
-        try:
-            cached = np.load(path, allow_pickle=False)
-            if cached.shape[0] == len(prompts):
-                return cached
-        except (OSError, ValueError):
-            pass
-    vectors = encode(prompts)
-    if use_cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")  # one per process: concurrent runs never share it
-            np.save(tmp, vectors, allow_pickle=False)
-            tmp.replace(path)
-        except OSError:
-            pass  # a read-only home is not a reason to fail the analysis
-    return vectors
-
-
-def analyse(router: Any, *, cases: Sequence[Any] = (), results: Sequence[Any] | None = None,
-            margin: float | None = None, embeddings: bool = True, use_cache: bool = True) -> Any:
-    """Encode the descriptions and the suite's prompts (each once), then run the pure analysis."""
-    from evalkit.overlap import AMBIGUOUS_MARGIN, find_overlaps
-
-    vectors = scores = None
-    threshold = 0.0
-    if embeddings:
-        from evalkit.embedding import encode
-        from evalkit.emulator.classifier import DEFAULT_THRESHOLD
-
-        threshold = DEFAULT_THRESHOLD
-        vectors = encode([t.description for t in router.tasks])
-        if cases:
-            scores = encode_prompts([c.user_text for c in cases], use_cache=use_cache) @ vectors.T
-    return find_overlaps(router, description_vectors=vectors, cases=list(cases) if scores is not None else (),
-                         prompt_scores=scores, results=results,
-                         margin=AMBIGUOUS_MARGIN if margin is None else margin, threshold=threshold)
-
-
-@app.command()
 def overlap(
     router_json: Path = typer.Argument(..., help="Router config (the DigitalOcean create body, router.json)."),
     suite: Optional[Path] = typer.Option(None, "--suite", help="Also count the suite's prompts that the local classifier places between two tasks."),
@@ -95,7 +32,7 @@ def overlap(
     between the two tasks and from measured confusion. Exit 0, or 1 with --fail-on when a pair
     reaches that severity; 2 on bad input.
     """
-    from evalkit.overlap import SEVERITIES, severity_at_least
+    from evalkit.overlap import SEVERITIES, analyse_router, severity_at_least
     from evalkit.router_config import load_router_config
 
     if fail_on is not None and fail_on not in SEVERITIES[1:]:
@@ -123,7 +60,7 @@ def overlap(
                       f"{router_json} has {', '.join(router.task_names)}", highlight=False)
     if not as_json and not tfidf_only:
         err.print("[dim]loading the embedding model[/dim]")
-    report = analyse(router, cases=cases, results=results, margin=margin, embeddings=not tfidf_only,
+    report = analyse_router(router, cases=cases, results=results, margin=margin, embeddings=not tfidf_only,
                      use_cache=not no_cache)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
@@ -168,3 +105,7 @@ def print_report(report: Any, *, examples: int) -> None:
         for w in report.weak:
             for kind in w.problems:
                 out.print(f"  {w.task}: {kind}: {w.details.get(kind, '')}", highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(overlap)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import typer
 
-from evalkit.cli import app, err, out
+from evalkit.commands.console import err, out
 
 router_app = typer.Typer(
     name="router",
@@ -25,7 +25,6 @@ router_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-app.add_typer(router_app, name="router")
 
 API_URL_HELP = "Control-plane root URL (default $EVALKIT_DO_API_URL or https://api.digitalocean.com)."
 ROUTER_HELP = "The router's uuid or name."
@@ -318,3 +317,7 @@ def export(
                          fix="give --out a writable file path") from None
     err.print(f"wrote {out_file} (Plano configuration of router {config.name}, {len(config.tasks)} tasks)",
               markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(router_app, name="router")

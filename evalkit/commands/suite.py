@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from evalkit.cli import app, err, out
+from evalkit.commands.console import err, out
 
 suite_app = typer.Typer(
     name="suite",
@@ -17,7 +17,6 @@ suite_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-app.add_typer(suite_app, name="suite")
 
 
 @suite_app.command("from-traffic")
@@ -127,3 +126,7 @@ def review(
         pass
     finally:
         server.stop()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(suite_app, name="suite")

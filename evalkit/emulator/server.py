@@ -177,93 +177,11 @@ def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = N
         upstream_client=UpstreamClient(upstream_timeout_s),
     )
 
-    async def chat_completions(request: Request) -> Response:
-        if state.faults.config.latency_ms:
-            await asyncio.sleep(state.faults.config.latency_ms / 1000)
-        fault = state.faults.draw()
-        if fault == "429":
-            return openai_error(429, "rate limit reached (injected fault)", type_="rate_limit_error",
-                                code="rate_limit_exceeded", headers={"retry-after": str(RETRY_AFTER_S)})
-        if fault == "500":
-            return openai_error(500, "internal server error (injected fault)", type_="server_error")
-        if fault == "timeout":
-            await asyncio.sleep(state.faults.config.timeout_s)
-            return openai_error(504, "upstream timed out (injected fault)", type_="server_error")
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return openai_error(400, "request body is not valid JSON")
-        if not isinstance(body, dict):
-            return openai_error(400, "request body must be a JSON object")
-        model = body.get("model")
-        messages = body.get("messages")
-        if not isinstance(model, str) or not model:
-            return openai_error(400, "'model' is required", param="model")
-        if not isinstance(messages, list) or not messages:
-            return openai_error(400, "'messages' must be a non-empty list", param="messages")
-        stream = bool(body.get("stream"))
-        headers: dict[str, str] = {}
-        session = request.headers.get(AFFINITY_HEADER)
-        if session:
-            headers[AFFINITY_HEADER] = session
-        route: str | None = None
-        router_name: str | None = None
-        if model.startswith(ROUTER_PREFIX):
-            router_name = model[len(ROUTER_PREFIX):]
-            stored = state.store.by_name(router_name)
-            if stored is None:
-                return openai_error(404, f"model router '{router_name}' not found", code="model_not_found",
-                                    param="model")
-            router = stored.config
-            pin = state.affinity.get(router_name, session) if session else None
-            candidates = valid_pin_candidates(pin, router, state) if pin else None
-            if pin is not None and candidates is not None:
-                route = pin.route
-                headers["x-evalkit-pinned"] = "true"
-            else:
-                try:
-                    if getattr(state.classifier, "reads_conversation", False):  # arch-router: the prior turns too
-                        decision = await state.classifier.classify_conversation(messages, router)
-                    else:
-                        decision = await state.classifier.classify(last_user_text(messages), router)
-                except LlmClassifierError as exc:
-                    # never silently a route: the client sees the failure (and evalkit run counts it)
-                    return openai_error(502, str(exc), type_="server_error",
-                                        code=getattr(exc, "code", "classifier_failed"))
-                route = decision.route
-                candidates = candidate_models(router, route, state)
-                headers["x-evalkit-route-score"] = f"{decision.score:.4f}"
-                if session:
-                    headers["x-evalkit-pinned"] = "false"
-            if fault != "drop-header":
-                headers[ROUTE_HEADER] = route
-        else:
-            candidates = [model]
-        if fault == "malformed-json":
-            headers[ATTEMPTS_HEADER] = "1"
-            if stream:
-                broken = 'data: {"id": "chatcmpl-broken", "object": "chat.completion.chunk", "choices": [{\n\ndata: [DONE]\n\n'
-                return Response(broken, headers=headers, media_type="text/event-stream")
-            return Response('{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess',
-                            headers=headers, media_type="application/json")
-        response, served = await serve_candidates(state, candidates, body, messages, stream, headers)
-        if served is not None and router_name and session and route is not None:
-            state.affinity.pin(router_name, session, route, served)
-        return response
+    async def chat(request: Request) -> Response:
+        return await chat_completions(state, request)
 
-    async def list_models(request: Request) -> JSONResponse:
-        ids: list[str] = []
-        for r in state.store.configs():
-            ids.append(f"{ROUTER_PREFIX}{r.name}")
-        for r in state.store.configs():
-            for m in [*(m for t in r.tasks for m in t.models), *r.fallback_models]:
-                if m not in ids:
-                    ids.append(m)
-        for slug in state.upstreams:
-            if slug != WILDCARD and slug not in ids:
-                ids.append(slug)
-        return JSONResponse({"object": "list", "data": [
-            {"id": i, "object": "model", "created": 0, "owned_by": "evalkit-local"} for i in ids]})
+    async def models(request: Request) -> JSONResponse:
+        return list_models(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -272,8 +190,8 @@ def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = N
 
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/v1/models", list_models, methods=["GET"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
             *control_plane_routes(state),
         ],
         middleware=[Middleware(BearerAuth, key=api_key)],
@@ -281,6 +199,127 @@ def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = N
     )
     app.state.router_state = state
     return app
+
+
+async def chat_completions(state: RouterState, request: Request) -> Response:
+    """``POST /v1/chat/completions``: injected faults, then the route (``router:<name>``) or the
+    model named, then the first candidate model that answers."""
+    if state.faults.config.latency_ms:
+        await asyncio.sleep(state.faults.config.latency_ms / 1000)
+    fault = state.faults.draw()
+    injected = await _injected_error(state, fault)
+    if injected is not None:
+        return injected
+    body = await _chat_body(request)
+    if isinstance(body, Response):
+        return body
+    model, messages = body["model"], body["messages"]
+    stream = bool(body.get("stream"))
+    headers: dict[str, str] = {}
+    session = request.headers.get(AFFINITY_HEADER)
+    if session:
+        headers[AFFINITY_HEADER] = session
+    route: str | None = None
+    router_name: str | None = None
+    if model.startswith(ROUTER_PREFIX):
+        router_name = model[len(ROUTER_PREFIX):]
+        routed = await _route(state, router_name, messages, session, headers)
+        if isinstance(routed, Response):
+            return routed
+        route, candidates = routed
+        if fault != "drop-header":
+            headers[ROUTE_HEADER] = route
+    else:
+        candidates = [model]
+    if fault == "malformed-json":
+        return _malformed(headers, stream=stream)
+    response, served = await serve_candidates(state, candidates, body, messages, stream, headers)
+    if served is not None and router_name and session and route is not None:
+        state.affinity.pin(router_name, session, route, served)
+    return response
+
+
+async def _injected_error(state: RouterState, fault: str | None) -> Response | None:
+    """The error answer of an injected 429, 500 or timeout fault (None for the other faults)."""
+    if fault == "429":
+        return openai_error(429, "rate limit reached (injected fault)", type_="rate_limit_error",
+                            code="rate_limit_exceeded", headers={"retry-after": str(RETRY_AFTER_S)})
+    if fault == "500":
+        return openai_error(500, "internal server error (injected fault)", type_="server_error")
+    if fault == "timeout":
+        await asyncio.sleep(state.faults.config.timeout_s)
+        return openai_error(504, "upstream timed out (injected fault)", type_="server_error")
+    return None
+
+
+async def _chat_body(request: Request) -> dict[str, Any] | Response:
+    """The request body, or the 400 answer saying what is wrong with it."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return openai_error(400, "request body is not valid JSON")
+    if not isinstance(body, dict):
+        return openai_error(400, "request body must be a JSON object")
+    model = body.get("model")
+    messages = body.get("messages")
+    if not isinstance(model, str) or not model:
+        return openai_error(400, "'model' is required", param="model")
+    if not isinstance(messages, list) or not messages:
+        return openai_error(400, "'messages' must be a non-empty list", param="messages")
+    return body
+
+
+async def _route(state: RouterState, router_name: str, messages: list[Any], session: str | None,
+                 headers: dict[str, str]) -> tuple[str, list[str]] | Response:
+    """The route of a ``router:<name>`` request (a session's pin, or the classifier's decision) and
+    its candidate models in order; or the error answer (unknown router, failed classifier)."""
+    stored = state.store.by_name(router_name)
+    if stored is None:
+        return openai_error(404, f"model router '{router_name}' not found", code="model_not_found", param="model")
+    router = stored.config
+    pin = state.affinity.get(router_name, session) if session else None
+    candidates = valid_pin_candidates(pin, router, state) if pin else None
+    if pin is not None and candidates is not None:
+        headers["x-evalkit-pinned"] = "true"
+        return pin.route, candidates
+    try:
+        if getattr(state.classifier, "reads_conversation", False):  # arch-router: the prior turns too
+            decision = await state.classifier.classify_conversation(messages, router)
+        else:
+            decision = await state.classifier.classify(last_user_text(messages), router)
+    except LlmClassifierError as exc:
+        # never silently a route: the client sees the failure (and evalkit run counts it)
+        return openai_error(502, str(exc), type_="server_error", code=getattr(exc, "code", "classifier_failed"))
+    headers["x-evalkit-route-score"] = f"{decision.score:.4f}"
+    if session:
+        headers["x-evalkit-pinned"] = "false"
+    return decision.route, candidate_models(router, decision.route, state)
+
+
+def _malformed(headers: dict[str, str], *, stream: bool) -> Response:
+    """An injected malformed-json fault: a body cut off mid-object."""
+    headers[ATTEMPTS_HEADER] = "1"
+    if stream:
+        broken = 'data: {"id": "chatcmpl-broken", "object": "chat.completion.chunk", "choices": [{\n\ndata: [DONE]\n\n'
+        return Response(broken, headers=headers, media_type="text/event-stream")
+    return Response('{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess',
+                    headers=headers, media_type="application/json")
+
+
+def list_models(state: RouterState) -> JSONResponse:
+    """``GET /v1/models``: every router as ``router:<name>``, then the models of their pools and the upstreams."""
+    ids: list[str] = []
+    for r in state.store.configs():
+        ids.append(f"{ROUTER_PREFIX}{r.name}")
+    for r in state.store.configs():
+        for m in [*(m for t in r.tasks for m in t.models), *r.fallback_models]:
+            if m not in ids:
+                ids.append(m)
+    for slug in state.upstreams:
+        if slug != WILDCARD and slug not in ids:
+            ids.append(slug)
+    return JSONResponse({"object": "list", "data": [
+        {"id": i, "object": "model", "created": 0, "owned_by": "evalkit-local"} for i in ids]})
 
 
 def valid_pin_candidates(pin: Pin, router: RouterConfig, state: RouterState) -> list[str] | None:

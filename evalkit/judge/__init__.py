@@ -3,7 +3,7 @@
 - ``prompts``: templates, rubrics and the verdict grammar (constants) and the pure prompt builders.
 - ``verdict``: the pure verdict parser (the last verdict only; unparseable means *unscored*).
 - ``client``: the judge calls through an injected ``openai.AsyncOpenAI`` client, and the cache.
-- ``job``: which answers are judged, judging a run, the run directory's judge files.
+- ``job``: which answers are judged, judging a run (its files are ``store.RunDir``'s).
 - ``aggregate``: the pure figures of ``summary.json``'s ``judge`` section.
 """
 
@@ -13,41 +13,41 @@ from typing import Any, Sequence
 
 from evalkit.judge.aggregate import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci, judge_summary
 from evalkit.judge.client import JudgeClient, VerdictCache, default_cache_dir
-from evalkit.judge.job import (BASELINE_FILE, JUDGE_FILE, Judgement, JudgeSettings, eligibility, judge_run_dir,
-                               load_judgement, make_judge_client, resolve_judge_key, skipped_block)
+from evalkit.judge.job import (Judgement, JudgeSettings, eligibility, judge_run_dir, make_judge_client,
+                               resolve_judge_key, skipped_block)
 from evalkit.judge.prompts import CRITERIA, PROMPT_VERSION, RUBRICS, build_pairwise_prompt, build_prompt, neutralise
 from evalkit.judge.records import JudgeRecord, PairRecord
 from evalkit.judge.verdict import Verdict, combine_samples, parse_pairwise, parse_verdict
-from evalkit.records import CaseResult
+from evalkit.records import CaseResult, JudgeInfo
 
 __all__ = [
-    "BASELINE_FILE", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "CRITERIA", "JUDGE_FILE", "PROMPT_VERSION", "RUBRICS",
+    "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "CRITERIA", "PROMPT_VERSION", "RUBRICS",
     "JudgeClient", "JudgeRecord", "JudgeSettings", "Judgement", "PairRecord", "Verdict", "VerdictCache",
     "bootstrap_ci", "build_pairwise_prompt", "build_prompt", "combine_samples", "default_cache_dir", "eligibility",
-    "judge_block", "judge_run_dir", "judge_summary", "load_judgement", "make_judge_client", "neutralise",
+    "judge_block", "judge_run_dir", "judge_summary", "make_judge_client", "neutralise",
     "parse_pairwise", "parse_verdict", "resolve_judge_key", "skipped_block",
 ]
 
 
-def judge_block(settings: dict[str, Any] | None, results: Sequence[CaseResult], judgement: Judgement | None, *,
+def judge_block(settings: JudgeInfo | None, results: Sequence[CaseResult], judgement: Judgement | None, *,
                 baseline_model: str | None = None) -> dict[str, Any] | None:
-    """``summary.json``'s ``judge`` value for a run (pure).
+    """``summary.json``'s ``judge`` value for a run (pure; ``summary.build_summary`` types it).
 
     None when judging was never requested and there is no baseline; a ``skipped`` block (with
     the reason and how to turn judging on) when it was requested without a key; otherwise the
-    full figures.
+    full figures. ``settings`` is the manifest's judge block.
     """
     judgement = judgement or Judgement()
-    state = (settings or {}).get("status")
+    state = settings.status if settings is not None else None
     if state == "done" or judgement.records:
         return judge_summary(results, judgement.records, settings=settings, baseline=judgement.baseline_results,
                              baseline_records=judgement.baseline_records, pairs=judgement.pairs,
                              baseline_model=baseline_model)
     if state is None and not judgement.baseline_results:
         return None
-    block: dict[str, Any] = {"status": state or "not_requested", "model": (settings or {}).get("model"),
-                             "reason": (settings or {}).get("reason"), "fix": (settings or {}).get("fix"),
-                             "baseline": None}
+    block: dict[str, Any] = {"status": state or "not_requested", "model": settings.model if settings else None,
+                             "reason": settings.reason if settings else None,
+                             "fix": settings.fix if settings else None, "baseline": None}
     if judgement.baseline_results:
         from evalkit.judge.aggregate import baseline_comparison
 

@@ -273,7 +273,7 @@ def not_judged(results: Sequence[CaseResult]) -> dict[str, int]:
 
 
 def judge_summary(results: Sequence[CaseResult], records: Sequence[JudgeRecord], *,
-                  settings: dict[str, Any] | None = None, baseline: Sequence[CaseResult] = (),
+                  settings: Any = None, baseline: Sequence[CaseResult] = (),
                   baseline_records: Sequence[JudgeRecord] = (), pairs: Sequence[PairRecord] = (),
                   baseline_model: str | None = None, criteria: Sequence[str] = CRITERIA) -> dict[str, Any]:
     """The ``judge`` section of ``summary.json``."""

@@ -1,5 +1,6 @@
 """Judge a run: pick the answers to grade, call the judge, write ``judge.jsonl`` (and the
-baseline's files) into the run directory, and record the judge settings in the manifest.
+baseline's files) into the run directory (through ``store.RunDir``), and return the manifest's
+judge block.
 
 Which answers are graded: a router error or a route-only answer (no generated text) is not
 judged; a reasoning model that spent its whole budget (``content`` null, ``finish_reason``
@@ -9,24 +10,20 @@ judged; a reasoning model that spent its whole budget (``content`` null, ``finis
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from evalkit.cost import Price
-from evalkit.errors import RunDirError, UsageError
+from evalkit.errors import UsageError
 from evalkit.judge.client import JudgeCallError, JudgeClient, VerdictCache, default_cache_dir
 from evalkit.judge.prompts import CRITERIA, PROMPT_VERSION, build_pairwise_prompt, build_prompt
 from evalkit.judge.records import NO_ANSWER, JudgeRecord, PairRecord
 from evalkit.judge.verdict import Verdict, combine_samples, parse_pairwise, parse_verdict
-from evalkit.records import FALLBACK, CaseResult
+from evalkit.records import FALLBACK, CaseResult, JudgeInfo
 
-JUDGE_FILE = "judge.jsonl"
-BASELINE_FILE = "baseline.jsonl"
-BASELINE_JUDGE_FILE = "baseline_judge.jsonl"
-PAIRWISE_FILE = "pairwise.jsonl"
+if TYPE_CHECKING:
+    from evalkit.store import RunDir
 
 DEFAULT_JUDGE_URL = "https://inference.do-ai.run/v1"
 DEFAULT_JUDGE_KEY_ENV = "MODEL_ACCESS_KEY"
@@ -49,7 +46,7 @@ class JudgeSettings:
     max_completion_tokens: int | None = None
 
     def public(self) -> dict[str, Any]:
-        """What the manifest records about the judge."""
+        """What the manifest records about the judge (never a key: the variable's name only)."""
         return {"model": self.model, "base_url": self.base_url, "api_key_env": self.api_key_env,
                 "samples": self.samples, "pairwise": self.pairwise, "prompt_version": PROMPT_VERSION,
                 "temperature": 0}
@@ -80,13 +77,13 @@ def resolve_judge_key(settings: JudgeSettings) -> str | None:
     return key
 
 
-def skipped_block(settings: JudgeSettings, run_ref: str = "RUN") -> dict[str, Any]:
+def skipped_block(settings: JudgeSettings, run_ref: str = "RUN") -> JudgeInfo:
     """The manifest's judge block when judging was requested but no key was set."""
-    return {**settings.public(), "status": "skipped",
-            "reason": f"no key in {settings.api_key_env}",
-            "fix": f"export {settings.api_key_env}=<model access key> (or name another variable with "
-                   f"--judge-api-key-env), then judge this run without calling the router again: "
-                   f"evalkit judge {run_ref} --judge {settings.model}"}
+    return JudgeInfo.model_validate({
+        **settings.public(), "status": "skipped", "reason": f"no key in {settings.api_key_env}",
+        "fix": f"export {settings.api_key_env}=<model access key> (or name another variable with "
+               f"--judge-api-key-env), then judge this run without calling the router again: "
+               f"evalkit judge {run_ref} --judge {settings.model}"})
 
 
 def eligibility(result: CaseResult) -> str:
@@ -219,7 +216,7 @@ async def judge_pairs(results: Sequence[CaseResult], baseline: Sequence[CaseResu
                                        for r, b in todo)))
 
 
-# -- the run directory ------------------------------------------------------------------------
+# -- what the judge stored in a run directory (read and written by store.RunDir) --------------
 
 @dataclass
 class Judgement:
@@ -235,44 +232,6 @@ class Judgement:
         return not (self.records or self.baseline_results or self.baseline_records or self.pairs)
 
 
-def _read_jsonl(path: Path, model: Any) -> list[Any]:
-    if not path.is_file():
-        return []
-    out = []
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(model.model_validate(json.loads(line)))
-            except Exception as exc:
-                if not line.endswith("\n"):
-                    break  # torn last line of an interrupted write
-                raise RunDirError(f"line {lineno} is not a valid record ({exc.__class__.__name__})", where=str(path),
-                                  fix=f"delete {path.name} and judge the run again (cached verdicts cost nothing)") from None
-    return out
-
-
-def _write_jsonl(path: Path, records: Sequence[Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(r.model_dump_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def load_judgement(run_dir: str | Path) -> Judgement:
-    run_dir = Path(run_dir)
-    return Judgement(
-        records=_read_jsonl(run_dir / JUDGE_FILE, JudgeRecord),
-        baseline_results=_read_jsonl(run_dir / BASELINE_FILE, CaseResult),
-        baseline_records=_read_jsonl(run_dir / BASELINE_JUDGE_FILE, JudgeRecord),
-        pairs=_read_jsonl(run_dir / PAIRWISE_FILE, PairRecord),
-    )
-
-
 def make_judge_client(settings: JudgeSettings, key: str, prices: dict[str, Price], *,
                       client: Any = None) -> JudgeClient:
     """The judge client for ``settings``; ``client`` injects an ``AsyncOpenAI`` (else one is built)."""
@@ -285,19 +244,18 @@ def make_judge_client(settings: JudgeSettings, key: str, prices: dict[str, Price
                        concurrency=settings.concurrency, max_completion_tokens=settings.max_completion_tokens)
 
 
-def judge_run_dir(run_dir: str | Path, results: Sequence[CaseResult], settings: JudgeSettings, *,
+def judge_run_dir(run_dir: RunDir, results: Sequence[CaseResult], settings: JudgeSettings, *,
                   judge: JudgeClient, descriptions: dict[str, str],
-                  status: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                  status: Callable[[str], None] = lambda s: None) -> JudgeInfo:
     """Judge a stored run's answers (and its baseline's) and write the judge files.
 
     Returns the manifest's judge block (settings, counts, tokens, cost); the caller stores it.
     Files are written whole at the end (temporary file, then rename), so an interrupted judge
     leaves the previous files intact; the verdict cache keeps what was already paid for.
     """
-    from evalkit.store import utc_now
+    from evalkit.store import BASELINE, utc_now
 
-    run_dir = Path(run_dir)
-    baseline = _read_jsonl(run_dir / BASELINE_FILE, CaseResult)
+    baseline = run_dir.read_results(BASELINE)
     n_todo = sum(1 for r in results if eligibility(r) == "judge") + sum(1 for r in baseline if eligibility(r) == "judge")
     status(f"judging {n_todo} answers with {settings.model} ({settings.samples} sample(s) per criterion)")
 
@@ -313,18 +271,16 @@ def judge_run_dir(run_dir: str | Path, results: Sequence[CaseResult], settings: 
             await judge.close()
 
     records, base_records, pairs = asyncio.run(go())
-    _write_jsonl(run_dir / JUDGE_FILE, records)
-    if baseline:
-        _write_jsonl(run_dir / BASELINE_JUDGE_FILE, base_records)
-    if pairs or (run_dir / PAIRWISE_FILE).exists():
-        _write_jsonl(run_dir / PAIRWISE_FILE, pairs)
-    everything = [*records, *base_records, *pairs]
+    run_dir.write_judgement(Judgement(records=records, baseline_results=baseline, baseline_records=base_records,
+                                      pairs=pairs))
+    everything: list[JudgeRecord | PairRecord] = [*records, *base_records, *pairs]
     cost: float | None = 0.0
     for r in everything:
         cost = _sum_cost(cost, r.cost_usd)
     counts: dict[str, int] = {}
     for r in [*records, *base_records]:
         counts[r.status] = counts.get(r.status, 0) + 1
-    return {**settings.public(), "status": "done", "judged_at": utc_now(), "counts": counts,
-            "calls": judge.calls, "prompt_tokens": sum(r.prompt_tokens for r in everything),
-            "completion_tokens": sum(r.completion_tokens for r in everything), "cost_usd": cost}
+    return JudgeInfo.model_validate({
+        **settings.public(), "status": "done", "judged_at": utc_now(), "counts": counts, "calls": judge.calls,
+        "prompt_tokens": sum(r.prompt_tokens for r in everything),
+        "completion_tokens": sum(r.completion_tokens for r in everything), "cost_usd": cost})

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from evalkit.records import FALLBACK, CaseResult, Manifest
 from evalkit.report.sections import SECTIONS
+
+if TYPE_CHECKING:
+    from evalkit.comparison import Comparison
+    from evalkit.summary import Confusion, Summary
 
 MAX_LISTED = 300  # rows per page of a case list in the HTML report (misrouted cases, errors)
 MAX_PAGES = 10    # pages listed; past MAX_LISTED * MAX_PAGES rows the report says so and results.jsonl has them all
@@ -38,9 +42,9 @@ def pages(rows: list[dict[str, Any]], *, size: int = MAX_LISTED, limit: int = MA
     return out
 
 
-def heatmap(confusion: dict[str, Any]) -> dict[str, Any]:
+def heatmap(confusion: Confusion) -> dict[str, Any]:
     """Inline-SVG geometry of the confusion heatmap: counts and row percentages per cell."""
-    rows, cols, matrix = confusion["labels"], confusion["columns"], confusion["matrix"]
+    rows, cols, matrix = confusion.labels, confusion.columns, confusion.matrix
     cells = []
     for i, row_label in enumerate(rows):
         total = sum(matrix[i])
@@ -71,72 +75,75 @@ def heatmap(confusion: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def gate_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def gate_rows(summary: Summary) -> list[dict[str, Any]]:
     """Gate verdicts for the templates: the expression, the figure, the verdict and its message."""
-    rows = []
-    for g in summary.get("gates") or []:
-        value = g.get("value")
-        rows.append({"expr": g.get("expr", ""), "value": "n/a" if value is None else f"{value:.4g}",
-                     "threshold": "n/a" if g.get("threshold") is None else f"{g['threshold']:.4g}",
-                     "passed": bool(g.get("passed")), "message": g.get("message", "")})
-    return rows
+    return [{"expr": g.expr, "value": "n/a" if g.value is None else f"{g.value:.4g}",
+             "threshold": "n/a" if g.threshold is None else f"{g.threshold:.4g}",
+             "passed": g.passed, "message": g.message}
+            for g in summary.gates]
 
 
 COMPARISON_LISTED = 25  # regressed / fixed cases listed in summary.md (all of them are in compare.html)
 
 
-def comparison_block(diff: dict[str, Any] | None) -> dict[str, Any] | None:
+def comparison_block(diff: Comparison | None) -> dict[str, Any] | None:
     """The comparison with the baseline run, as summary.md prints it (None without a baseline)."""
     if not diff:
         return None
-    by_metric = {m["metric"]: m for m in diff.get("metrics") or []}
 
     def signed(value: float, *, as_pct: bool) -> str:
         return f"{value * 100:+.1f}" if as_pct else f"{value:+.3f}"
 
     rows = []
     for name in ("accuracy", "macro_f1", "fallback_rate", "false_fallback_rate", "false_match_rate", "error_rate"):
-        m = by_metric.get(name)
+        m = diff.metric(name)
         if m is None:
             continue
         as_pct = name != "macro_f1"
-        delta, ci = m.get("delta"), m.get("ci95")
-        rows.append({"metric": name, "a": (pct if as_pct else num)(m.get("a")), "b": (pct if as_pct else num)(m.get("b")),
-                     "delta": "n/a" if delta is None else signed(delta, as_pct=as_pct) + (" pts" if as_pct else ""),
-                     "ci": f"{signed(ci[0], as_pct=as_pct)} to {signed(ci[1], as_pct=as_pct)}" if ci else ""})
-    mc = diff["mcnemar"]
-    verdict = diff["verdict"]
+        rows.append({"metric": name, "a": (pct if as_pct else num)(m.a), "b": (pct if as_pct else num)(m.b),
+                     "delta": "n/a" if m.delta is None else signed(m.delta, as_pct=as_pct) + (" pts" if as_pct else ""),
+                     "ci": f"{signed(m.ci95[0], as_pct=as_pct)} to {signed(m.ci95[1], as_pct=as_pct)}" if m.ci95 else ""})
+    verdict = diff.verdict
 
-    def flips(kind: str) -> list[dict[str, Any]]:
-        return [{"id": f["id"], "expected": f["expected_route"], "a": f["route_a"], "b": f["route_b"],
-                 "prompt": f.get("prompt") or ""} for f in (diff.get(kind) or [])[:COMPARISON_LISTED]]
+    def flips(cases: list[Any]) -> list[dict[str, Any]]:
+        return [{"id": f.id, "expected": f.expected_route, "a": f.route_a, "b": f.route_b, "prompt": f.prompt or ""}
+                for f in cases[:COMPARISON_LISTED]]
 
     return {
-        "baseline_run": diff["a"]["run_id"],
-        "n_matched": diff["n_matched"],
-        "failed": verdict["failed"],
-        "trend": ("routing significantly worse" if verdict["significant_regression"] else
-                  "routing significantly better" if verdict["significant_improvement"] else
+        "baseline_run": diff.a.run_id,
+        "n_matched": diff.n_matched,
+        "failed": verdict.failed,
+        "trend": ("routing significantly worse" if verdict.significant_regression else
+                  "routing significantly better" if verdict.significant_improvement else
                   "no significant change in routing"),
-        "p": f"{mc['p_value']:.4g}",
+        "p": f"{diff.mcnemar_p:.4g}",
         "metrics": rows,
-        "checks": [{"check": c["check"], "passed": c["passed"], "message": c["message"]} for c in diff.get("checks") or []],
-        "regressed": flips("regressed"), "n_regressed": len(diff.get("regressed") or []),
-        "fixed": flips("fixed"), "n_fixed": len(diff.get("fixed") or []),
+        "checks": [{"check": c.check, "passed": c.passed, "message": c.message} for c in diff.checks],
+        "regressed": flips(diff.regressed_cases), "n_regressed": len(diff.regressed_cases),
+        "fixed": flips(diff.fixed_cases), "n_fixed": len(diff.fixed_cases),
         "max_listed": COMPARISON_LISTED,
-        "warnings": list(diff.get("warnings") or []),
+        "warnings": list(diff.warnings),
     }
 
 
-def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manifest: Manifest, *,
-                  diff: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A plain dict for the templates; ``diff`` is the comparison with the run's baseline, if any."""
-    labels = summary["labels"]
-    per_task = [
-        {"task": lab, "precision": num(v["precision"]), "recall": num(v["recall"]), "f1": num(v["f1"]),
-         "support": v["support"], "is_fallback": lab == FALLBACK}
-        for lab, v in summary["per_task"].items()
+def _headline(summary: Summary) -> list[dict[str, str]]:
+    """The figures at the top of the report, each with a note saying what it means."""
+    ci = summary.accuracy_ci95
+    n_classifier = summary.run.n_classifier_errors
+    headline = [
+        ("Accuracy", pct(summary.accuracy), f"95% CI {pct(ci[0])} to {pct(ci[1])}"),
+        ("Macro-F1", num(summary.macro_f1), "mean F1 over tasks"),
+        ("Cohen's kappa", num(summary.cohen_kappa), "agreement beyond chance"),
+        ("Fallback rate", pct(summary.fallback_rate), f"false fallback {pct(summary.false_fallback_rate)}"),
+        ("False match", pct(summary.false_match_rate), "fallback cases sent to a task"),
+        ("Errors", f"{summary.n_errors}", f"error rate {pct(summary.error_rate)}, not counted as misroutes"
+         + (f"; {n_classifier} from the local router's classifier" if n_classifier else "")),
     ]
+    return [{"name": a, "value": b, "note": c} for a, b, c in headline]
+
+
+def _case_lists(results: Sequence[CaseResult]) -> dict[str, Any]:
+    """The misrouted and the failed cases, in pages."""
     wrong = [r for r in results if r.scored and r.route != r.expected_route]
     misrouted_all = [
         {"id": r.id, "prompt": r.prompt, "expected": r.expected_route, "route": r.route_label,
@@ -144,76 +151,82 @@ def build_context(summary: dict[str, Any], results: Sequence[CaseResult], manife
          "turn": r.turn or ""}
         for r in wrong[:MAX_LISTED * MAX_PAGES]
     ]
-    misrouted = misrouted_all[:MAX_LISTED]
     failed = [r for r in results if r.status == "error"]
     errors_all = [{"id": r.id, "error": r.error or "", "http_status": r.http_status or "", "attempts": r.attempts}
                   for r in failed[:MAX_LISTED * MAX_PAGES]]
-    errors = errors_all[:MAX_LISTED]
-    run_info = summary.get("run") or {}
-    headline = [
-        ("Accuracy", pct(summary["accuracy"]),
-         f"95% CI {pct(summary['accuracy_ci95'][0])} to {pct(summary['accuracy_ci95'][1])}"),
-        ("Macro-F1", num(summary["macro_f1"]), "mean F1 over tasks"),
-        ("Cohen's kappa", num(summary["cohen_kappa"]), "agreement beyond chance"),
-        ("Fallback rate", pct(summary["fallback_rate"]), f"false fallback {pct(summary['false_fallback_rate'])}"),
-        ("False match", pct(summary["false_match_rate"]), "fallback cases sent to a task"),
-        ("Errors", f"{summary['n_errors']}", f"error rate {pct(summary['error_rate'])}, not counted as misroutes"
-         + (f"; {run_info['n_classifier_errors']} from the local router's classifier"
-            if run_info.get("n_classifier_errors") else "")),
-    ]
-    tags = [
-        {"tag": tag, "n": v["n_scored"], "accuracy": pct(v["accuracy"]),
-         "ci": f"{pct(v['accuracy_ci95'][0])}-{pct(v['accuracy_ci95'][1])}",
-         "fallback_rate": pct(v["fallback_rate"])}
-        for tag, v in summary.get("per_tag", {}).items()
-    ]
-    target = manifest.target
-    cost = summary.get("cost") or {}
-    cost_rows = [
-        {"path": path, "n": v["n"], "total": usd(v["total_usd"]), "mean": usd(v["mean_usd"]),
-         "share": pct(v["share"]), "unknown": v["n_unknown_cost"]}
-        for path, v in sorted(cost.get("per_path", {}).items())
-    ]
-    lat = summary.get("latency") or {}
     return {
-        "title": f"evalkit: {manifest.suite.name}",
-        "suite": manifest.suite.model_dump(),
-        "router": manifest.router.model_dump(),
-        "target": target.model_dump(),
-        "run_id": manifest.run_id,
-        "started_at": manifest.started_at,
-        "finished_at": manifest.finished_at or "",
-        "evalkit_version": manifest.evalkit_version,
-        "n_cases": summary["n_cases"],
-        "n_scored": summary["n_scored"],
-        "n_errors": summary["n_errors"],
-        "n_missing": summary.get("n_missing_route", 0),
-        "headline": [{"name": a, "value": b, "note": c} for a, b, c in headline],
-        "heatmap": heatmap(summary["confusion"]),
-        "per_task": per_task,
-        "misrouted": misrouted,
+        "misrouted": misrouted_all[:MAX_LISTED],
         "n_misrouted": len(wrong),
         "misrouted_capped": len(wrong) > MAX_LISTED * MAX_PAGES,
         "misrouted_pages": pages(misrouted_all),
         "max_listed": MAX_LISTED * MAX_PAGES,
-        "errors": errors,
+        "errors": errors_all[:MAX_LISTED],
         "error_pages": pages(errors_all),
         "errors_capped": len(failed) > MAX_LISTED * MAX_PAGES,
-        "n_planned": run_info.get("n_planned", summary["n_cases"]),
-        "n_not_run": run_info.get("n_not_run", 0),
-        "stopped": run_info.get("stopped"),
-        "n_retried": run_info.get("n_retried", 0),
-        "n_classifier_errors": run_info.get("n_classifier_errors", 0),
-        "n_cached": run_info.get("n_cached", 0),
+    }
+
+
+def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Manifest, *,
+                  diff: Comparison | None = None) -> dict[str, Any]:
+    """A plain dict for the templates; ``diff`` is the comparison with the run's baseline, if any
+    (each also accepted as the mapping its JSON file holds)."""
+    from evalkit.comparison import Comparison
+    from evalkit.summary import Summary
+
+    summary = Summary.coerce(summary)
+    diff = Comparison.coerce(diff) if diff is not None else None
+    per_task = [
+        {"task": lab, "precision": num(v.precision), "recall": num(v.recall), "f1": num(v.f1),
+         "support": v.support, "is_fallback": lab == FALLBACK}
+        for lab, v in summary.per_task.items()
+    ]
+    run_info = summary.run
+    tags = [
+        {"tag": tag, "n": v.n_scored, "accuracy": pct(v.accuracy),
+         "ci": f"{pct(v.accuracy_ci95[0])}-{pct(v.accuracy_ci95[1])}",
+         "fallback_rate": pct(v.fallback_rate)}
+        for tag, v in summary.per_tag.items()
+    ]
+    cost = summary.cost
+    cost_rows = [
+        {"path": path, "n": v.n, "total": usd(v.total_usd), "mean": usd(v.mean_usd),
+         "share": pct(v.share), "unknown": v.n_unknown_cost}
+        for path, v in sorted(cost.per_path.items())
+    ]
+    lat = summary.latency
+    return {
+        "title": f"evalkit: {manifest.suite.name}",
+        "suite": manifest.suite.model_dump(),
+        "router": manifest.router.model_dump(),
+        "target": manifest.target.model_dump(),
+        "run_id": manifest.run_id,
+        "started_at": manifest.started_at,
+        "finished_at": manifest.finished_at or "",
+        "evalkit_version": manifest.evalkit_version,
+        "n_cases": summary.n_cases,
+        "n_scored": summary.n_scored,
+        "n_errors": summary.n_errors,
+        "n_missing": summary.n_missing_route,
+        "headline": _headline(summary),
+        "heatmap": heatmap(summary.confusion),
+        "per_task": per_task,
+        **_case_lists(results),
+        "n_planned": run_info.n_planned if "run" in summary.model_fields_set else summary.n_cases,
+        "n_not_run": run_info.n_not_run,
+        "stopped": run_info.stopped,
+        "n_retried": run_info.n_retried,
+        "n_classifier_errors": run_info.n_classifier_errors,
+        "n_cached": run_info.n_cached,
         "tags": tags,
-        "route_only": summary.get("route_only", False),
-        "review_warning": (summary.get("review") or {}).get("warning"),
+        "route_only": summary.route_only,
+        "review_warning": summary.review.warning,
         "cost_rows": cost_rows,
-        "cost_total": usd(cost.get("known_usd", cost.get("total_usd"))),
-        "cost_unknown": cost.get("n_unknown_cost", 0),
-        "latency": {k: num(lat.get(k), 1) for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")},
+        "cost_total": usd(cost.known_usd if "known_usd" in cost.model_fields_set else cost.total_usd),
+        "cost_unknown": cost.n_unknown_cost,
+        "latency": {"p50_ms": num(lat.p50_ms, 1), "p95_ms": num(lat.p95_ms, 1), "p99_ms": num(lat.p99_ms, 1),
+                    "mean_ms": num(lat.mean_ms, 1)},
         "gates": gate_rows(summary),
         "comparison": comparison_block(diff),
-        "labels": labels,
+        "labels": summary.labels,
         **{key: section(summary, results, manifest) for key, section in SECTIONS.items()},
     }

@@ -23,10 +23,15 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from evalkit.errors import UsageError
 from evalkit.records import CaseResult
+
+if TYPE_CHECKING:
+    from evalkit.comparison import Comparison
+    from evalkit.gates import GateResult
+    from evalkit.summary import Summary
 
 JUNIT_CASES = ("regressed", "all")
 DEFAULT_JUNIT_CASES = "regressed"
@@ -72,29 +77,29 @@ def _suite(parent: ET.Element, name: str, cases: list[dict[str, Any]], timestamp
         ET.SubElement(node, "system-out").text = _x(out)
 
 
-def _gate_cases(prefix: str, verdicts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"classname": f"{prefix}.gates", "name": g["expr"], "type": "GateFailed",
-             "failure": None if g.get("passed") else g.get("message") or f"Gate '{g['expr']}' failed",
-             "out": g.get("message")}
+def _gate_cases(prefix: str, verdicts: Sequence[GateResult]) -> list[dict[str, Any]]:
+    return [{"classname": f"{prefix}.gates", "name": g.expr, "type": "GateFailed",
+             "failure": None if g.passed else g.message or f"Gate '{g.expr}' failed",
+             "out": g.message}
             for g in verdicts]
 
 
-def _check_cases(prefix: str, diff: dict[str, Any]) -> list[dict[str, Any]]:
-    base = diff["a"]["run_id"]
-    return [{"classname": f"{prefix}.compare", "name": f"{c['check']} (vs baseline {base})", "type": "CheckFailed",
-             "failure": None if c["passed"] else c["message"], "out": c["message"]}
-            for c in diff.get("checks") or []]
+def _check_cases(prefix: str, diff: Comparison) -> list[dict[str, Any]]:
+    base = diff.a.run_id
+    return [{"classname": f"{prefix}.compare", "name": f"{c.check} (vs baseline {base})", "type": "CheckFailed",
+             "failure": None if c.passed else c.message, "out": c.message}
+            for c in diff.checks]
 
 
-def _flip_cases(prefix: str, diff: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    base = diff["a"]["run_id"]
+def _flip_cases(prefix: str, diff: Comparison, kind: str) -> list[dict[str, Any]]:
+    base = diff.a.run_id
     cases = []
-    for f in diff.get(kind) or []:
-        message = (f"expected {f['expected_route']}, routed {f['route_b']} "
-                   f"(routed {f['route_a']} in the baseline run {base})")
-        text = f"{message}\nprompt: {f.get('prompt') or ''}"
+    for f in (diff.regressed_cases if kind == "regressed" else diff.fixed_cases):
+        message = (f"expected {f.expected_route}, routed {f.route_b} "
+                   f"(routed {f.route_a} in the baseline run {base})")
+        text = f"{message}\nprompt: {f.prompt or ''}"
         failed = kind == "regressed"
-        cases.append({"classname": f"{prefix}.{kind}.{f['expected_route']}", "name": f["id"], "type": "Regressed",
+        cases.append({"classname": f"{prefix}.{kind}.{f.expected_route}", "name": f.id, "type": "Regressed",
                       "failure": message if failed else None, "text": text, "out": None if failed else text})
     return cases
 
@@ -115,9 +120,9 @@ def _misroute_cases(prefix: str, results: Sequence[CaseResult], labels: Sequence
     return {t: by_task[t] for t in sorted(by_task, key=lambda t: (order.index(t) if t in order else len(order), t))}
 
 
-def _misroute_listing(results: Sequence[CaseResult], diff: dict[str, Any] | None) -> tuple[int, str]:
+def _misroute_listing(results: Sequence[CaseResult], diff: Comparison | None) -> tuple[int, str]:
     """(number of misrouted cases, one line each) for system-out: listed, not failed."""
-    regressed = {f["id"] for f in (diff or {}).get("regressed") or []}
+    regressed = set(diff.regressed) if diff else set()
     wrong = [r for r in results if r.scored and r.route != r.expected_route]
     lines = []
     for r in wrong[:MAX_LISTED]:
@@ -132,8 +137,8 @@ def _misroute_listing(results: Sequence[CaseResult], diff: dict[str, Any] | None
     return len(wrong), "\n".join([head, *lines]) if wrong else "no misrouted case"
 
 
-def junit_document(*, name: str, gates: Sequence[dict[str, Any]], results: Sequence[CaseResult],
-                   labels: Sequence[str], diff: dict[str, Any] | None = None, cases: str = DEFAULT_JUNIT_CASES,
+def junit_document(*, name: str, gates: Sequence[GateResult], results: Sequence[CaseResult],
+                   labels: Sequence[str], diff: Comparison | None = None, cases: str = DEFAULT_JUNIT_CASES,
                    properties: dict[str, Any] | None = None, started_at: str | None = None) -> str:
     """The JUnit XML document (pure): the gates (and comparison checks), then the cases as ``cases`` says."""
     check_junit_cases(cases)
@@ -153,8 +158,7 @@ def junit_document(*, name: str, gates: Sequence[dict[str, Any]], results: Seque
     n_misrouted, listing = _misroute_listing(results, diff)
     props = {**(properties or {}), "n_misrouted": n_misrouted, "junit_cases": cases}
     if diff is not None:
-        props.update(baseline_run=diff["a"]["run_id"], regressed=len(diff.get("regressed") or []),
-                     fixed=len(diff.get("fixed") or []))
+        props.update(baseline_run=diff.a.run_id, regressed=len(diff.regressed_cases), fixed=len(diff.fixed_cases))
     _suite(root, "routing", [], started_at, properties=props, out=listing)
     root.set("tests", str(sum(int(s.get("tests", 0)) for s in root)))
     root.set("failures", str(sum(int(s.get("failures", 0)) for s in root)))
@@ -163,20 +167,26 @@ def junit_document(*, name: str, gates: Sequence[dict[str, Any]], results: Seque
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def render_junit(summary: dict[str, Any], results: Sequence[CaseResult], *, started_at: str | None = None,
-                 diff: dict[str, Any] | None = None, cases: str = DEFAULT_JUNIT_CASES) -> str:
+def render_junit(summary: Summary, results: Sequence[CaseResult], *, started_at: str | None = None,
+                 diff: Comparison | None = None, cases: str = DEFAULT_JUNIT_CASES) -> str:
     """The JUnit XML document of a run (pure); ``diff`` is the comparison with its baseline run, if any."""
-    props = {"run_id": summary.get("run_id"), "accuracy": summary.get("accuracy"),
-             "n_scored": summary.get("n_scored"), "n_errors": summary.get("n_errors"),
-             "target": (summary.get("target") or {}).get("kind")}
-    return junit_document(name=str(summary.get("suite") or "evalkit"), gates=summary.get("gates") or [],
-                          results=results, labels=summary.get("labels") or [], diff=diff, cases=cases,
-                          properties=props, started_at=started_at)
+    from evalkit.comparison import Comparison
+    from evalkit.summary import Summary
+
+    summary = Summary.coerce(summary)
+    diff = Comparison.coerce(diff) if diff is not None else None
+    props = {"run_id": summary.run_id, "accuracy": summary.accuracy, "n_scored": summary.n_scored,
+             "n_errors": summary.n_errors, "target": summary.target.kind}
+    return junit_document(name=summary.suite or "evalkit", gates=summary.gates, results=results,
+                          labels=summary.labels, diff=diff, cases=cases, properties=props, started_at=started_at)
 
 
-def render_compare_junit(diff: dict[str, Any], results_b: Sequence[CaseResult], *,
+def render_compare_junit(diff: Comparison, results_b: Sequence[CaseResult], *,
                          cases: str = DEFAULT_JUNIT_CASES) -> str:
     """The JUnit XML document of ``evalkit compare A B`` (pure): its checks, then B's cases against A."""
-    props = {"run_id": diff["b"]["run_id"], "n_matched": diff["n_matched"]}
-    return junit_document(name=str(diff["b"].get("suite") or "evalkit"), gates=[], results=results_b,
-                          labels=diff.get("labels") or [], diff=diff, cases=cases, properties=props)
+    from evalkit.comparison import Comparison
+
+    diff = Comparison.coerce(diff)
+    props = {"run_id": diff.b.run_id, "n_matched": diff.n_matched}
+    return junit_document(name=diff.b.suite or "evalkit", gates=[], results=results_b,
+                          labels=diff.labels, diff=diff, cases=cases, properties=props)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import jinja2
 from markupsafe import Markup
@@ -13,7 +13,10 @@ from markupsafe import Markup
 from evalkit.records import CaseResult, Manifest
 from evalkit.report.context import build_context
 from evalkit.report.junit import DEFAULT_JUNIT_CASES, render_junit
-from evalkit.store import write_text
+
+if TYPE_CHECKING:
+    from evalkit.comparison import Comparison
+    from evalkit.summary import Summary
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -88,20 +91,26 @@ def render_markdown(context: dict[str, Any]) -> str:
     return _md_environment().get_template("summary.md.jinja2").render(**context)
 
 
-def write_reports(run_dir: str | Path, summary: dict[str, Any], results: Sequence[CaseResult],
-                  manifest: Manifest, *, diff: dict[str, Any] | None = None,
+def write_reports(run_dir: str | Path, summary: Summary, results: Sequence[CaseResult],
+                  manifest: Manifest, *, diff: Comparison | None = None,
                   only: Sequence[str] = ("html", "markdown", "junit")) -> dict[str, Path]:
     """Write ``report.html``, ``summary.md`` and ``junit.xml`` (those named in ``only``) into the
     run directory; ``diff`` is the comparison with the run's baseline, when it had one."""
-    run_dir = Path(run_dir)
+    from evalkit.comparison import Comparison
+    from evalkit.summary import Summary
+
+    from evalkit.store import JUNIT, REPORT_HTML, SUMMARY_MD, RunDir
+
+    run = RunDir(run_dir)
+    summary = Summary.coerce(summary)
+    diff = Comparison.coerce(diff) if diff is not None else None
     context = build_context(summary, results, manifest, diff=diff)
-    paths = {"html": run_dir / "report.html", "markdown": run_dir / "summary.md", "junit": run_dir / "junit.xml"}
+    paths = {"html": run.file(REPORT_HTML), "markdown": run.file(SUMMARY_MD), "junit": run.file(JUNIT)}
     if "html" in only:
-        write_text(paths["html"], render_html(context))
+        run.write_text(REPORT_HTML, render_html(context))
     if "markdown" in only:
-        write_text(paths["markdown"], render_markdown(context))
+        run.write_text(SUMMARY_MD, render_markdown(context))
     if "junit" in only:
         cases = manifest.options.get("junit_cases") or DEFAULT_JUNIT_CASES
-        write_text(paths["junit"], render_junit(summary, results, started_at=manifest.started_at, diff=diff,
-                                                cases=cases))
+        run.write_text(JUNIT, render_junit(summary, results, started_at=manifest.started_at, diff=diff, cases=cases))
     return paths

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from pydantic import Field
 
 from evalkit import SCHEMA_VERSION
 from evalkit.errors import UsageError
-from evalkit.records import FALLBACK, CaseResult
+from evalkit.records import FALLBACK, CaseResult, Document
 from evalkit.router_config import RouterConfig, diff_configs
 
 DEFAULT_SEED = 0
@@ -409,5 +410,158 @@ def _side_info(side: RunSide) -> dict[str, Any]:
             "has_router_config": side.router is not None}
 
 
-__all__ = ["RunSide", "compare_runs", "metric_deltas", "mcnemar_exact", "parse_max_drop", "judge_deltas",
-           "cost_deltas", "metric_direction"]
+# -- diff.json, typed ------------------------------------------------------------------------------
+
+class SideInfo(Document):
+    """One of the two runs compared."""
+
+    run_id: str
+    path: str = ""
+    suite: str = ""
+    suite_hash: str = ""
+    router_hash: str = ""
+    target: str = ""
+    n_cases: int = 0
+    has_router_config: bool = False
+
+
+class MetricDelta(Document):
+    """A metric on A and B over the matched cases, the delta B - A and its paired bootstrap 95% interval."""
+
+    metric: str
+    a: float | None = None
+    b: float | None = None
+    delta: float | None = None
+    ci95: list[float] | None = None
+    direction: int = 0  # +1 higher is better, -1 lower is better, 0 neither
+
+
+class McNemar(Document):
+    """McNemar's exact test on per-case route correctness (cases that errored in either run left out)."""
+
+    table: list[list[int]]
+    regressed: int
+    fixed: int
+    both_correct: int
+    both_wrong: int
+    n: int
+    excluded_errors: int = 0
+    p_value: float
+    alpha: float
+    significant: bool
+
+
+class Flip(Document):
+    """A case whose routing changed between A and B."""
+
+    id: str
+    prompt: str = ""
+    expected_route: str
+    route_a: str
+    route_b: str
+    tags: list[str] = Field(default_factory=list)
+    session: str | None = None
+    turn: int | None = None
+
+
+class MeanDelta(Document):
+    """A paired mean difference B - A (``n`` None: unpaired, from the summaries, with ``a_n``/``b_n``)."""
+
+    n: int | None = None
+    a_n: int | None = None
+    b_n: int | None = None
+    a_mean: float | None = None
+    b_mean: float | None = None
+    delta: float | None = None
+    ci95: list[float] | None = None
+
+
+class JudgeDeltas(Document):
+    paired: bool
+    overall: dict[str, MeanDelta] = Field(default_factory=dict)
+    per_path: dict[str, dict[str, MeanDelta]] = Field(default_factory=dict)
+
+
+class CostDelta(MeanDelta):
+    a_total_usd: float = 0.0
+    b_total_usd: float = 0.0
+
+
+class CostDeltas(Document):
+    overall: CostDelta
+    per_path: dict[str, CostDelta] = Field(default_factory=dict)
+
+
+class Check(Document):
+    """A regression check (``--max-drop``, McNemar's "no significant regression") and its verdict."""
+
+    check: str
+    metric: str
+    max_drop: float | None = None
+    delta: float | None = None
+    passed: bool
+    message: str
+
+
+class CompareVerdict(Document):
+    significant_regression: bool
+    significant_improvement: bool
+    failed: bool
+
+
+class Comparison(Document):
+    """``diff.json``: the paired comparison of run A (before) and run B (after).
+
+    In Python, ``fixed`` and ``regressed`` are the case ids that B fixed and broke, and
+    ``mcnemar_p`` the exact McNemar p-value; ``fixed_cases`` / ``regressed_cases`` hold the
+    details (stored under ``fixed`` / ``regressed`` in diff.json), ``metrics`` every delta with its
+    interval. ``config`` is the router config diff (``router_config.diff_configs``), when both runs
+    kept their router.json.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    a: SideInfo
+    b: SideInfo
+    warnings: list[str] = Field(default_factory=list)
+    n_matched: int
+    only_in_a: list[str] = Field(default_factory=list)
+    only_in_b: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    metrics: list[MetricDelta] = Field(default_factory=list)
+    mcnemar: McNemar
+    fixed_cases: list[Flip] = Field(default_factory=list, alias="fixed")
+    regressed_cases: list[Flip] = Field(default_factory=list, alias="regressed")
+    changed: list[Flip] = Field(default_factory=list)
+    judge: JudgeDeltas | None = None
+    cost: CostDeltas | None = None
+    config: dict[str, Any] | None = None
+    checks: list[Check] = Field(default_factory=list)
+    verdict: CompareVerdict
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def fixed(self) -> list[str]:
+        """Ids of the cases routed wrong in A and right in B."""
+        return [f.id for f in self.fixed_cases]
+
+    @property
+    def regressed(self) -> list[str]:
+        """Ids of the cases routed right in A and wrong in B."""
+        return [f.id for f in self.regressed_cases]
+
+    @property
+    def mcnemar_p(self) -> float:
+        return self.mcnemar.p_value
+
+    @property
+    def failed(self) -> bool:
+        """A check failed (``--max-drop``, or a significant regression): ``evalkit compare`` exits 1."""
+        return self.verdict.failed
+
+    def metric(self, name: str) -> MetricDelta | None:
+        """The delta of one metric by its summary.json name (``accuracy``, ``recall[reasoning]``)."""
+        return next((m for m in self.metrics if m.metric == name), None)
+
+
+__all__ = ["Comparison", "MetricDelta", "RunSide", "compare_runs", "metric_deltas", "mcnemar_exact", "parse_max_drop",
+           "judge_deltas", "cost_deltas", "metric_direction"]

@@ -18,13 +18,13 @@ from __future__ import annotations
 import math
 import operator
 import re
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from evalkit.errors import UsageError
 from evalkit.metrics import wilson_interval
-from evalkit.records import FALLBACK
+from evalkit.records import FALLBACK, Document
 
 Op = Literal[">=", "<=", ">", "<"]
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -71,7 +71,7 @@ class Gate(BaseModel):
         return f"{self.metric}[{self.task}]" if self.task else self.metric
 
 
-class GateResult(BaseModel):
+class GateResult(Document):
     """One gate's verdict, as stored under ``gates`` in summary.json."""
 
     expr: str
@@ -83,6 +83,27 @@ class GateResult(BaseModel):
     n: int | None = None
     ci95: list[float] | None = None
     message: str
+
+
+class GateReport(Document):
+    """The verdicts of a list of gates on one run (``evalkit.gate``, ``evalkit gate --json``)."""
+
+    run: str | None = None
+    passed: bool
+    gates: list[GateResult] = Field(default_factory=list)
+
+    @property
+    def failed(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
+
+
+# A run's summary: the typed ``summary.Summary``, or the mapping summary.json holds.
+SummaryLike = Union[Document, Mapping[str, Any]]
+
+
+def as_mapping(summary: SummaryLike) -> Mapping[str, Any]:
+    """The summary as summary.json holds it: metrics are named by their JSON paths (``latency.p95_ms``)."""
+    return summary.to_json() if isinstance(summary, Document) else summary
 
 
 def _number(text: str) -> float:
@@ -134,8 +155,9 @@ def check_tasks(gates: Sequence[Gate], labels: Sequence[str], *, where: str = "g
                              fix=f"the router's tasks are: {', '.join(labels)}")
 
 
-def lookup(summary: dict[str, Any], gate: Gate) -> tuple[float | None, int | None, list[float] | None]:
+def lookup(summary: SummaryLike, gate: Gate) -> tuple[float | None, int | None, list[float] | None]:
     """The gate's metric in ``summary``: (value, n, 95% interval or None)."""
+    summary = as_mapping(summary)
     if gate.task is not None:
         per_task = summary.get("per_task") or {}
         if gate.task not in per_task:
@@ -171,7 +193,7 @@ def _float(value: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def proportion_base(summary: dict[str, Any], metric: str, task: str | None = None) -> int | None:
+def proportion_base(summary: Mapping[str, Any], metric: str, task: str | None = None) -> int | None:
     """How many cases a proportion is taken over, from the confusion matrix; None if not a proportion."""
     conf = summary.get("confusion") or {}
     labels, columns, matrix = conf.get("labels", []), conf.get("columns", []), conf.get("matrix", [])
@@ -195,7 +217,7 @@ def proportion_base(summary: dict[str, Any], metric: str, task: str | None = Non
     return None
 
 
-def _with_interval(summary: dict[str, Any], gate: Gate, value: Any) -> tuple[float | None, int | None, list[float] | None]:
+def _with_interval(summary: Mapping[str, Any], gate: Gate, value: Any) -> tuple[float | None, int | None, list[float] | None]:
     value = _float(value)
     n = proportion_base(summary, gate.metric, gate.task)
     if n is None:
@@ -216,7 +238,7 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:.1f}"
 
 
-def evaluate_gate(gate: Gate, summary: dict[str, Any], *, baseline: dict[str, Any] | None = None) -> GateResult:
+def evaluate_gate(gate: Gate, summary: SummaryLike, *, baseline: SummaryLike | None = None) -> GateResult:
     """The verdict of one gate on a run's summary (and a baseline run's, for relative gates)."""
     value, n, ci = lookup(summary, gate)
     base_value = None
@@ -246,15 +268,17 @@ def evaluate_gate(gate: Gate, summary: dict[str, Any], *, baseline: dict[str, An
                       passed=passed, n=n, ci95=ci, message=message)
 
 
-def evaluate_gates(gates: Sequence[Gate | str], summary: dict[str, Any], *,
-                   baseline: dict[str, Any] | None = None) -> list[GateResult]:
+def evaluate_gates(gates: Sequence[Gate | str], summary: SummaryLike, *,
+                   baseline: SummaryLike | None = None) -> list[GateResult]:
     parsed = [g if isinstance(g, Gate) else parse_gate(g) for g in gates]
-    return [evaluate_gate(g, summary, baseline=baseline) for g in parsed]
+    summary = as_mapping(summary)
+    base = as_mapping(baseline) if baseline is not None else None
+    return [evaluate_gate(g, summary, baseline=base) for g in parsed]
 
 
 def all_passed(results: Sequence[GateResult | dict[str, Any]]) -> bool:
     return all((r.passed if isinstance(r, GateResult) else r.get("passed")) for r in results)
 
 
-__all__ = ["Gate", "GateResult", "parse_gate", "parse_gates", "check_tasks", "evaluate_gate", "evaluate_gates",
+__all__ = ["Gate", "GateReport", "GateResult", "parse_gate", "parse_gates", "check_tasks", "evaluate_gate", "evaluate_gates",
            "all_passed", "EXPECTED_FORM"]

@@ -1,0 +1,258 @@
+"""``run_suite``: one run end to end. Check the inputs, start the target, send the cases (and the
+baseline model's), store each result as it completes, judge, analyse, write the reports.
+
+Memory: results are appended to ``results.jsonl`` as they complete; the in-memory list holds the
+result records (answers included: the judge reads them), never the raw responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from evalkit import SCHEMA_VERSION, __version__
+from evalkit.cost import Price
+from evalkit.errors import RunError, UsageError
+from evalkit.judge import JudgeSettings, resolve_judge_key
+from evalkit.records import Case, CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
+from evalkit.report.junit import DEFAULT_JUNIT_CASES, check_junit_cases
+from evalkit.run.finalize import finalize, judge_stored
+from evalkit.run.gating import gate_expressions, gating_options
+from evalkit.run.resume import Prior, read_prior
+from evalkit.run.spec import Reliability, TargetSpec
+from evalkit.run.startup import cache_scope, open_target
+from evalkit.runner import ErrorBudgetExceeded, RunOptions, run_cases
+from evalkit.shard import shard_cases
+from evalkit.store import BASELINE, Run, RunDir, utc_now
+from evalkit.suites import Suite
+from evalkit.targets import OpenAITarget
+
+
+@dataclass
+class _Plan:
+    """Where this run writes and what it still has to send (all of it, or a resumed run's rest)."""
+
+    run_dir: RunDir
+    manifest: Manifest
+    results: list[CaseResult]
+    todo: list[Case]
+    base_todo: list[Case]
+
+
+def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[str, Price],
+              concurrency: int = 16, on_result: Callable[[CaseResult], None] = lambda r: None,
+              status: Callable[[str], None] = lambda s: None, judge: JudgeSettings | None = None,
+              baseline_model: str | None = None, gates: Sequence[str] = (), baseline: Run | None = None,
+              shard: tuple[int, int] | None = None, reliability: Reliability | None = None,
+              junit_cases: str = DEFAULT_JUNIT_CASES) -> Run:
+    """Run ``suite`` against the target and write the whole run directory (or finish one).
+
+    With ``baseline_model`` every case is also sent to that fixed model through the same
+    endpoint (``baseline.jsonl``); with ``judge`` the answers are judged once the run is stored
+    (skipped, and said so in the report, when the judge's key is not set).
+    ``gates`` are added to suite.yaml's; relative ones read ``baseline`` (a stored run), which the
+    run is also compared with (``diff.json``, ``compare.html`` in the run directory).
+    ``shard=(I, N)`` runs only that share of the cases (gates then wait for ``evalkit merge``).
+    ``reliability`` sets retries, rate limit, error budget, cache and ``resume`` (a run directory
+    to finish). ``junit_cases``: ``regressed`` (misroutes fail only against a baseline) or ``all``.
+    """
+    rel = reliability or Reliability()
+    judge_key = _check_inputs(spec, rel, out, concurrency=concurrency, judge=judge, junit_cases=junit_cases)
+    gate_exprs = gate_expressions(suite, gates, baseline_given=baseline is not None or shard is not None)
+    cases = suite.cases if shard is None else shard_cases(suite.cases, *shard)
+    prior = read_prior(RunDir(rel.resume), suite, spec, cases, shard, baseline_model) if rel.resume is not None else None
+    options = _runner_options(suite, spec, rel, concurrency=concurrency, prices=prices, n_planned=len(cases))
+    with open_target(spec, suite, prices, concurrency=concurrency, status=status) as target:
+        options.cache_scope = cache_scope(target.info, suite, spec)
+        if prior is None:
+            manifest_options = {
+                "concurrency": concurrency, "defaults": suite.spec.defaults, "stream": spec.stream,
+                "prices": prices_used(prices, suite), **({"baseline_model": baseline_model} if baseline_model else {}),
+                "retries": rel.retries, "timeout_s": spec.timeout, "rpm": options.rpm,
+                "max_error_rate": rel.max_error_rate, "cache": rel.cache,
+                **gating_options(gate_exprs, str(baseline.path) if baseline is not None else None, shard, junit_cases)}
+            plan = _new_run(suite, target.info, cases, out=out, options=manifest_options)
+        else:
+            plan = _resumed_run(prior, cases, options, baseline_model=baseline_model, status=status)
+        options.affinity_prefix = f"evalkit-{plan.run_dir.name}"
+        plan.run_dir.write_manifest(plan.manifest)
+        status(f"running {len(plan.todo)} cases against {target.info.kind} ({target.info.base_url})")
+        fresh, stopped = _send(plan, target, options, baseline_model=baseline_model, prior=prior,
+                               on_result=on_result, status=status)
+    return _finish(plan, suite, cases, target, fresh, stopped, prices=prices, cache=options.cache, judge=judge,
+                   judge_key=judge_key, baseline=baseline, status=status)
+
+
+def _check_inputs(spec: TargetSpec, rel: Reliability, out: str | Path, *, concurrency: int,
+                  judge: JudgeSettings | None, junit_cases: str) -> str | None:
+    """Every option checked before any traffic; returns the judge's key (None: judging is skipped)."""
+    if concurrency < 1:
+        raise UsageError("concurrency must be at least 1", where="--concurrency", got=str(concurrency),
+                         fix="e.g. --concurrency 16")
+    spec.check()
+    rel.check()
+    check_junit_cases(junit_cases)
+    if rel.resume is None and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError("the output folder is a file", where=f"--out {out}",
+                         fix="give a folder (it is created when missing), e.g. --out reports")
+    if judge is None:
+        return None
+    judge.validate()
+    return resolve_judge_key(judge)
+
+
+def _runner_options(suite: Suite, spec: TargetSpec, rel: Reliability, *, concurrency: int,
+                    prices: dict[str, Price], n_planned: int) -> RunOptions:
+    cache = None
+    if rel.cache:
+        from evalkit.cache import ResponseCache
+
+        cache = ResponseCache(rel.cache_dir)
+    defaults = suite.spec.defaults
+    return RunOptions(concurrency=concurrency, max_completion_tokens=defaults.get("max_completion_tokens"),
+                      temperature=defaults.get("temperature"), prices=prices, retries=rel.retries,
+                      backoff_base=rel.backoff_base, timeout=spec.timeout, rpm=rel.rpm_for(spec.kind),
+                      max_error_rate=rel.max_error_rate, n_planned=n_planned, seed=rel.seed, cache=cache)
+
+
+def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[str, Any]) -> Manifest:
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        evalkit_version=__version__,
+        run_id=run_id,
+        suite=SuiteInfo(name=suite.name, path=str(suite.folder), hash=suite.hash, n_cases=len(suite.cases)),
+        router=RouterInfo(name=suite.router.name, hash=suite.router.hash, tasks=suite.router.task_names,
+                          descriptions={t.name: t.description for t in suite.router.tasks}),
+        target=target,
+        started_at=utc_now(),
+        options=options,
+    )
+
+
+def _new_run(suite: Suite, target: TargetInfo, cases: Sequence[Case], *, out: str | Path,
+             options: dict[str, Any]) -> _Plan:
+    run_dir = RunDir.create(out, suite.name)
+    manifest = new_manifest(run_dir.name, suite, target, options)
+    run_dir.write_router(suite.router)
+    return _Plan(run_dir=run_dir, manifest=manifest, results=[], todo=list(cases), base_todo=list(cases))
+
+
+def _resumed_run(prior: Prior, cases: Sequence[Case], options: RunOptions, *, baseline_model: str | None,
+                 status: Callable[[str], None]) -> _Plan:
+    run_dir, manifest, results = prior.run_dir.lock_for_run(), prior.manifest, prior.results
+    repaired = run_dir.repair_results()
+    if baseline_model:
+        run_dir.repair_results(BASELINE)
+    done = {r.id for r in results}
+    todo = [c for c in cases if c.id not in done]
+    options.histories = prior.histories
+    options.prior_errors = sum(1 for r in results if r.status == "error")
+    manifest.stopped = None
+    manifest.options.setdefault("resumes", []).append(
+        {"at": utc_now(), "had_results": len(results), "sent": len(todo), "repair": repaired})
+    status(f"resuming {run_dir.path}: {len(results)} of {len(cases)} cases have a result"
+           + (f" ({repaired})" if repaired else ""))
+    return _Plan(run_dir=run_dir, manifest=manifest, results=results, todo=todo,
+                 base_todo=[c for c in cases if c.id not in prior.baseline_done])
+
+
+def _send(plan: _Plan, target: OpenAITarget, options: RunOptions, *, baseline_model: str | None,
+          prior: Prior | None, on_result: Callable[[CaseResult], None],
+          status: Callable[[str], None]) -> tuple[list[CaseResult], ErrorBudgetExceeded | None]:
+    """Send the cases still to do (then the baseline model's), storing each result as it completes.
+
+    Returns the results of this invocation and, when the error budget stopped the run, why.
+    """
+    seen = {r.id for r in plan.results}
+    fresh: list[CaseResult] = []
+    with plan.run_dir.result_writer() as writer:
+        def record(result: CaseResult) -> None:
+            if result.id in seen:  # the runner's contract; a break here would double-count a case
+                raise RuntimeError(f"case {result.id} got a second result")
+            seen.add(result.id)
+            try:
+                writer.write(result)
+            except OSError as exc:  # a full disk, a removed folder: the run cannot go on
+                raise RunError(f"cannot append to results.jsonl: {exc.strerror or exc}", where=str(plan.run_dir.path),
+                               fix="free disk space or fix the folder, then finish the run with --resume") from None
+            plan.results.append(result)
+            fresh.append(result)
+            on_result(result)
+
+        async def go() -> None:
+            try:
+                await run_cases(plan.todo, target, options, record)
+                if baseline_model and plan.base_todo:
+                    status(f"sending {len(plan.base_todo)} cases to the baseline model {baseline_model}")
+                    # The baseline is a reference, not the run under test: no error budget, and
+                    # resumed sessions carry the baseline's own answers.
+                    base_options = dataclasses.replace(options, max_error_rate=None, cache=None,
+                                                       histories=prior.baseline_histories if prior else {})
+                    with plan.run_dir.result_writer(BASELINE) as base_writer:
+                        baseline_target = OpenAITarget(target.client, model=baseline_model,
+                                                       route_header=target.route_header, info=target.info,
+                                                       stream=target.stream)
+                        await run_cases(plan.base_todo, baseline_target, base_options, base_writer.write)
+            finally:
+                await target.close()
+
+        try:
+            asyncio.run(go())
+        except ErrorBudgetExceeded as exc:
+            return fresh, exc
+    return fresh, None
+
+
+def _finish(plan: _Plan, suite: Suite, cases: Sequence[Case], target: OpenAITarget, fresh: list[CaseResult],
+            stopped: ErrorBudgetExceeded | None, *, prices: dict[str, Price], cache: Any,
+            judge: JudgeSettings | None, judge_key: str | None, baseline: Run | None,
+            status: Callable[[str], None]) -> Run:
+    """Record how the run ended, judge it, write the summary and reports; raise what stopped it."""
+    run_dir, manifest, results = plan.run_dir, plan.manifest, plan.results
+    manifest.finished_at = utc_now()
+    manifest.counts = count_statuses(results)
+    manifest.counts["planned"] = len(cases)
+    manifest.counts["not_run"] = len(cases) - len(results)
+    if cache is not None:
+        manifest.options["cache_hits"] = cache.hits
+    if stopped is not None:
+        manifest.stopped = stopped.what
+    # A router may serve models outside its config's pools: record their prices too.
+    manifest.options["prices"] = prices_used(prices, suite, served=[r.served_model for r in results if r.served_model])
+    run_dir.write_manifest(manifest)
+    if judge is not None and stopped is None:
+        judge_stored(run_dir, manifest, results, judge, key=judge_key, prices=prices, status=status)
+    summary = finalize(run_dir, manifest, results, baseline=baseline if stopped is None else None,
+                       router=suite.router)
+    leftover = getattr(target, "leftover", None)  # a temporary router that could not be deleted
+    if leftover is not None:
+        raise leftover
+    if stopped is not None:
+        stopped.where = str(run_dir.path)
+        raise stopped
+    if fresh and all(r.status == "error" and r.http_status is None for r in fresh):
+        raise RunError("the router could not be reached: every case failed to connect",
+                       where=target.info.base_url, got=fresh[0].error,
+                       fix=f"check that the router is running and the base URL is right; the run is in {run_dir.path}")
+    return Run(run_dir.path, manifest, results, summary=summary)
+
+
+def prices_used(prices: dict[str, Price], suite: Suite, served: Sequence[str] = ()) -> dict[str, Any]:
+    """The catalog entries of the router's models (and of any other model that served a case),
+    recorded in the manifest so that a re-render (``evalkit report``) prices the run exactly as
+    it was priced; unpriced models are listed as null."""
+    from evalkit.cost import price_record
+
+    router = suite.router
+    slugs = [*(m for t in router.tasks for m in t.models), *router.fallback_models, *served]
+    return {slug: price_record(prices.get(slug)) for slug in dict.fromkeys(slugs)}
+
+
+def count_statuses(results: Sequence[CaseResult]) -> dict[str, int]:
+    counts = {"cases": len(results), "ok": 0, "missing_route": 0, "error": 0}
+    for r in results:
+        counts[r.status] += 1
+    return counts
