@@ -4,9 +4,18 @@ numbers in usage. Every test talks to real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
+from typing import Iterator
 
-from tests.conftest import run_cli
+import httpx
+import pytest
+
+from evalkit.emulator.classifier import Decision
+from evalkit.emulator.server import DEFAULT_MAX_BODY_BYTES, MAX_CLASSIFIER_CHARS, LocalRouter, create_app
+from evalkit.router_config import parse_router_config
+from tests.conftest import TUTORIAL_ROUTER, run_cli
 
 
 # -- messages are printed as written -------------------------------------------------------------
@@ -19,3 +28,114 @@ def test_error_messages_print_emoji_codes_and_markup_literally(tmp_path: Path) -
     assert proc.returncode == 2, proc.stderr
     assert f"{folder}: run directory not found" in proc.stderr
     assert "\u26a0" not in proc.stderr and "\U0001f604" not in proc.stderr
+
+
+# -- evalkit serve: request body size, classifier text, deep nesting -----------------------------
+
+class RecordingClassifier:
+    """A classifier that remembers what it was given and routes everything to the first task."""
+
+    threshold = 0.0
+
+    def __init__(self, *, conversation: bool = False) -> None:
+        self.reads_conversation = conversation
+        self.texts: list[str] = []
+
+    async def classify(self, text: str, router) -> Decision:
+        self.texts.append(text)
+        return Decision(router.task_names[0], 1.0)
+
+    async def classify_conversation(self, messages: list[dict], router) -> Decision:
+        self.texts.extend(m["content"] for m in messages)
+        return Decision(router.task_names[0], 1.0)
+
+
+@contextlib.contextmanager
+def local_router(classifier: RecordingClassifier | None = None, **options) -> Iterator[LocalRouter]:
+    app = create_app([parse_router_config(json.dumps(TUTORIAL_ROUTER))],
+                     classifier=classifier or RecordingClassifier(), **options)
+    with LocalRouter(app) as lr:
+        yield lr
+
+
+def chat_body(text: str) -> dict:
+    return {"model": f"router:{TUTORIAL_ROUTER['name']}", "messages": [{"role": "user", "content": text}]}
+
+
+def assert_openai_error(resp: httpx.Response, status: int) -> dict:
+    assert resp.status_code == status, resp.text[:300]
+    error = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and isinstance(error["message"], str)
+    return error
+
+
+def test_serve_refuses_a_body_over_the_default_limit_with_413() -> None:
+    clf = RecordingClassifier()
+    body = json.dumps(chat_body("x" * DEFAULT_MAX_BODY_BYTES)).encode()
+    assert len(body) > DEFAULT_MAX_BODY_BYTES
+    with local_router(clf) as lr:
+        resp = httpx.post(f"{lr.base_url}/chat/completions", content=body,
+                          headers={"content-type": "application/json"}, timeout=60)
+        error = assert_openai_error(resp, 413)
+        assert f"{DEFAULT_MAX_BODY_BYTES:,} bytes" in error["message"]
+        assert clf.texts == []  # refused before anything read it
+        # a body at the limit is still served
+        ok = httpx.post(f"{lr.base_url}/chat/completions", json=chat_body("fits"), timeout=60)
+        assert ok.status_code == 200 and clf.texts == ["fits"]
+
+
+def test_serve_stops_reading_a_chunked_body_past_the_limit_on_both_planes() -> None:
+    limit = 64 * 1024
+    chunk = b" " * 8192
+
+    def body() -> Iterator[bytes]:  # no Content-Length: the server must count what it reads
+        yield b'{"model": "router:x", "messages": [{"role": "user", "content": "'
+        for _ in range(12):
+            yield chunk
+        yield b'"}]}'
+
+    with local_router(max_body_bytes=limit) as lr:
+        resp = httpx.post(f"{lr.base_url}/chat/completions", content=body(), timeout=60)
+        assert "content-length" not in resp.request.headers
+        assert_openai_error(resp, 413)
+        resp = httpx.post(f"{lr.root_url}/v2/gen-ai/models/routers", content=body(), timeout=60)
+        assert resp.status_code == 413
+        assert resp.json()["id"] == "request_too_large" and str(limit) in resp.json()["message"].replace(",", "")
+        assert httpx.get(f"{lr.root_url}/v2/gen-ai/models/routers", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("conversation", [False, True], ids=["last-message", "conversation"])
+def test_the_classifier_reads_a_bounded_prefix_of_a_long_prompt(conversation: bool) -> None:
+    clf = RecordingClassifier(conversation=conversation)
+    prompt = "".join(f"word{i} " for i in range(40_000))  # about 300,000 characters
+    with local_router(clf) as lr:
+        resp = httpx.post(f"{lr.base_url}/chat/completions", json=chat_body(prompt), timeout=60)
+    assert resp.status_code == 200, resp.text
+    assert clf.texts == [prompt[:MAX_CLASSIFIER_CHARS]]
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_deeply_nested_json_is_a_400_in_each_planes_format() -> None:
+    with local_router() as lr:
+        for body in (nested(100_000), '{"model": "router:x", "messages": [{"role": "user", "content": '
+                     + nested(100_000) + '}]}'):
+            resp = httpx.post(f"{lr.base_url}/chat/completions", content=body, timeout=60)
+            error = assert_openai_error(resp, 400)
+            assert "nested too deeply" in error["message"]
+        created = httpx.post(f"{lr.root_url}/v2/gen-ai/models/routers",
+                             content='{"name": ' + nested(100_000) + "}", timeout=60)
+        assert created.status_code == 400 and created.headers["content-type"] == "application/json"
+        assert created.json()["id"] == "invalid_argument" and "nested too deeply" in created.json()["message"]
+        uuid = httpx.get(f"{lr.root_url}/v2/gen-ai/models/routers", timeout=10).json()["model_routers"][0]["uuid"]
+        updated = httpx.put(f"{lr.root_url}/v2/gen-ai/models/routers/{uuid}", content=nested(100_000), timeout=60)
+        assert updated.status_code == 400 and "nested too deeply" in updated.json()["message"]
+        # the server is still fine
+        assert httpx.post(f"{lr.base_url}/chat/completions", json=chat_body("hello"), timeout=60).status_code == 200
+
+
+def test_serve_refuses_a_body_limit_that_is_not_positive() -> None:
+    proc = run_cli("serve", "--max-body-mb", "0", "--port", "1")
+    assert proc.returncode == 2 and "--max-body-mb" in proc.stderr, proc.stderr
