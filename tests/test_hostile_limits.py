@@ -4,18 +4,25 @@ numbers in usage. Every test talks to real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gzip
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
 
 from evalkit.emulator.classifier import Decision
 from evalkit.emulator.server import DEFAULT_MAX_BODY_BYTES, MAX_CLASSIFIER_CHARS, LocalRouter, create_app
+from evalkit.records import TargetInfo
 from evalkit.router_config import parse_router_config
-from tests.conftest import TUTORIAL_ROUTER, run_cli
+from evalkit.targets import (DEFAULT_MAX_RESPONSE_BYTES, RESPONSE_TOO_LARGE, OpenAITarget, TargetCallError,
+                             make_endpoint)
+from tests.conftest import TUTORIAL_ROUTER, run_cli, write_suite
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.fault_helpers import ROUTE
 
 
 # -- messages are printed as written -------------------------------------------------------------
@@ -139,3 +146,63 @@ def test_deeply_nested_json_is_a_400_in_each_planes_format() -> None:
 def test_serve_refuses_a_body_limit_that_is_not_positive() -> None:
     proc = run_cli("serve", "--max-body-mb", "0", "--port", "1")
     assert proc.returncode == 2 and "--max-body-mb" in proc.stderr, proc.stderr
+
+
+# -- the target client: decompressed response size -----------------------------------------------
+
+def gzip_reply(size: int, *, content: str = "inflated") -> Reply:
+    """A chat completion whose body, gzip-compressed on the wire, inflates to ``size`` bytes or more."""
+    body = json.dumps({"id": "c", "object": "chat.completion", "model": "m",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+    padded = body[:-1] + b', "padding": "' + b" " * max(0, size - len(body)) + b'"}'
+    return Reply(raw_body=gzip.compress(padded, 9),  # type: ignore[arg-type]  (bytes go out as they are)
+                 headers={"content-encoding": "gzip", ROUTE: "classify"})
+
+
+def bomb_suite(folder: Path) -> Path:
+    return write_suite(folder, [{"id": f"c{i}", "prompt": f"prompt {i}", "expected_route": "classify"}
+                                for i in range(2)])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_gzip_bomb_from_the_router_is_a_case_error_not_a_crash(tmp_path: Path, stream: bool) -> None:
+    bomb = gzip_reply(DEFAULT_MAX_RESPONSE_BYTES + 1024)
+    assert len(bomb.raw_body) < 64 * 1024  # a few KB on the wire
+    with FakeOpenAI(bomb) as fake:
+        proc = run_cli("run", bomb_suite(tmp_path / "suite"), "--target", "openai", "--base-url", fake.base_url,
+                       "--out", tmp_path / "runs", "--retries", "0", "-q", *(["--stream"] if stream else []))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    results = [json.loads(line) for line in next((tmp_path / "runs").glob("*/*/results.jsonl")).read_text().splitlines()]
+    assert len(results) == 2
+    for r in results:
+        assert r["status"] == "error" and r["error_code"] == RESPONSE_TOO_LARGE, r
+        assert f"{DEFAULT_MAX_RESPONSE_BYTES:,} bytes" in r["error"] and r["attempts"] == 1
+
+
+def test_a_compressed_answer_under_the_cap_is_read_as_before(tmp_path: Path) -> None:
+    with FakeOpenAI(gzip_reply(200_000, content="fine")) as fake:
+        proc = run_cli("run", bomb_suite(tmp_path / "suite"), "--target", "openai", "--base-url", fake.base_url,
+                       "--out", tmp_path / "runs", "--retries", "0", "-q")
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads(line) for line in next((tmp_path / "runs").glob("*/*/results.jsonl")).read_text().splitlines()]
+    assert [(r["status"], r["route"], r["content"]) for r in results] == [("ok", "classify", "fine")] * 2
+
+
+def test_the_cap_is_a_parameter_of_the_endpoint() -> None:
+    async def call(cap: int) -> Any:
+        endpoint = make_endpoint(fake.base_url, "k", max_response_bytes=cap)
+        target = OpenAITarget(endpoint, model="m", route_header=ROUTE,
+                              info=TargetInfo(kind="openai", base_url=fake.base_url, model="m", route_header=ROUTE))
+        try:
+            return await target.send([{"role": "user", "content": "hi"}])
+        except TargetCallError as exc:
+            return exc
+        finally:
+            await target.close()
+
+    with FakeOpenAI(gzip_reply(50_000)) as fake:
+        small, large = asyncio.run(call(10_000)), asyncio.run(call(100_000))
+    assert isinstance(small, TargetCallError) and small.code == RESPONSE_TOO_LARGE and not small.retryable
+    assert large.route == "classify" and large.content == "inflated"
