@@ -18,6 +18,7 @@ also measures the time to the first generated token; the non-streaming path is u
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from evalkit.errors import TargetError, UsageError
-from evalkit.records import TargetInfo
+from evalkit.records import BAD_USAGE, MAX_USAGE_TOKENS, TargetInfo
 
 DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
 DO_KEY_ENV = "MODEL_ACCESS_KEY"
@@ -166,6 +167,11 @@ class OpenAITarget:
                 raise TypeError("'choices' is not a list")
             choice = _dict(choices[0]) if choices else {}
             usage = _dict(data.get("usage"))
+            bad = bad_usage(usage)
+            if bad:
+                raise TargetCallError(f"the router reported impossible usage: {bad}", retryable=False,
+                                      http_status=raw.status_code if hasattr(raw, "status_code") else 200,
+                                      code=BAD_USAGE)
             response = TargetResponse(
                 route=route.strip() if route else None,
                 served_model=self._clean(_str(data.get("model"))) or None,
@@ -205,6 +211,29 @@ def _sdk_error(exc: Exception, clean: Callable[[str | None], str | None]) -> Exc
     if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
         return TargetCallError(clean(f"stream failed: {exc.message}") or "", http_status=200)
     return exc
+
+
+def bad_usage(usage: dict[str, Any]) -> str | None:
+    """What is impossible in a response's ``usage`` (a token count that is negative, not finite, or
+    over ``MAX_USAGE_TOKENS``), or None. Counts that are absent or not numbers read as unknown."""
+    fields = {name: usage.get(name) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    fields["completion_tokens_details.reasoning_tokens"] = _dict(usage.get("completion_tokens_details")).get(
+        "reasoning_tokens")
+    for name, value in fields.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"usage.{name} is {value}"
+        if value < 0:
+            return f"usage.{name} is negative ({_short_number(value)})"
+        if value > MAX_USAGE_TOKENS:
+            return f"usage.{name} is {_short_number(value)}, over the limit of {MAX_USAGE_TOKENS:,} tokens"
+    return None
+
+
+def _short_number(value: int | float) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"a {len(text.lstrip('-'))}-digit number"
 
 
 def _int(value: Any) -> int | None:

@@ -16,13 +16,15 @@ import pytest
 
 from evalkit.emulator.classifier import Decision
 from evalkit.emulator.server import DEFAULT_MAX_BODY_BYTES, MAX_CLASSIFIER_CHARS, LocalRouter, create_app
-from evalkit.records import TargetInfo
+from evalkit.records import BAD_USAGE, TargetInfo
+from evalkit.store import write_json
 from evalkit.router_config import parse_router_config
 from evalkit.targets import (DEFAULT_MAX_RESPONSE_BYTES, RESPONSE_TOO_LARGE, OpenAITarget, TargetCallError,
                              make_endpoint)
 from tests.conftest import TUTORIAL_ROUTER, run_cli, write_suite
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.fault_helpers import ROUTE
+from tests.fault_helpers import ROUTE, case_id_of
+from tests.run_helpers import make_run, result
 
 
 # -- messages are printed as written -------------------------------------------------------------
@@ -206,3 +208,84 @@ def test_the_cap_is_a_parameter_of_the_endpoint() -> None:
         small, large = asyncio.run(call(10_000)), asyncio.run(call(100_000))
     assert isinstance(small, TargetCallError) and small.code == RESPONSE_TOO_LARGE and not small.retryable
     assert large.route == "classify" and large.content == "inflated"
+
+
+# -- hostile numbers -------------------------------------------------------------------------------
+
+def strict_json(text: str) -> Any:
+    """JSON as a strict reader takes it: NaN and Infinity are refused."""
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"{constant} in a JSON document")
+    return json.loads(text, parse_constant=refuse)
+
+
+PRICED = "openai-gpt-oss-20b"  # in the bundled price catalog: a cost is computed from the usage
+HOSTILE_USAGE = {
+    "c0": '{"prompt_tokens": ' + "1" + "0" * 400 + ', "completion_tokens": 5}',
+    "c1": '{"prompt_tokens": 10, "completion_tokens": -7}',
+    "c2": '{"prompt_tokens": Infinity, "completion_tokens": 5}',
+    "c3": '{"prompt_tokens": NaN, "completion_tokens": 5}',
+    "c4": '{"prompt_tokens": 1e400, "completion_tokens": 5}',
+    "c5": '{"prompt_tokens": 10, "completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": -1}}',
+    "c6": '{"prompt_tokens": 10, "completion_tokens": 5}',  # a sane one
+}
+
+
+def hostile_usage(body: dict, headers: dict) -> Reply:
+    cid = case_id_of(body)
+    raw = ('{"id": "x", "object": "chat.completion", "model": "' + PRICED + '", "choices": [{"index": 0, '
+           '"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}], "usage": '
+           + HOSTILE_USAGE[cid] + "}")
+    return Reply(raw_body=raw, headers={ROUTE: "classify"})
+
+
+def test_hostile_usage_is_a_case_error_and_every_document_stays_valid_json(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path / "suite", [{"id": cid, "prompt": f"[{cid}] hello", "expected_route": "classify"}
+                                             for cid in HOSTILE_USAGE])
+    with FakeOpenAI(hostile_usage) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "runs",
+                       "--retries", "0", "-q")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next((tmp_path / "runs").glob("*/*"))
+    results = {r["id"]: r for r in map(strict_json, (run_dir / "results.jsonl").read_text().splitlines())}
+    for cid in ("c0", "c1", "c2", "c3", "c4", "c5"):
+        assert results[cid]["status"] == "error" and results[cid]["error_code"] == BAD_USAGE, results[cid]
+        assert "impossible usage" in results[cid]["error"] and results[cid]["attempts"] == 1
+    assert "a 401-digit number" in results["c0"]["error"]
+    sane = results["c6"]
+    assert sane["status"] == "ok" and sane["prompt_tokens"] == 10 and sane["cost_usd"] > 0
+    summary = strict_json((run_dir / "summary.json").read_text())
+    assert summary["cost"]["total_usd"] == sane["cost_usd"]
+    assert summary["n_errors"] == 6
+    assert run_cli("report", run_dir).returncode == 0
+
+
+def test_report_reads_old_results_with_non_finite_and_negative_numbers(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "run", [result("a", "classify", "classify", served_model=PRICED, prompt_tokens=10,
+                                                 completion_tokens=5, cost_usd=0.001, latency_ms=20.0)],
+                       finalize=False)
+    # lines as an evalkit without these checks could leave them (Python's json writes NaN/Infinity)
+    base = {"expected_route": "classify", "route": "classify", "status": "ok", "served_model": PRICED}
+    hostile = [
+        {"id": "b", "latency_ms": float("nan"), "cost_usd": float("inf"), "prompt_tokens": 10 ** 400,
+         "completion_tokens": 5},
+        {"id": "c", "latency_ms": float("inf"), "ttft_ms": -1.0, "cost_usd": -0.5, "prompt_tokens": -3,
+         "completion_tokens": float("nan")},
+        {"id": "d", "latency_ms": 10 ** 400, "cost_usd": float("-inf"), "prompt_tokens": 1e300},
+    ]
+    with (run_dir / "results.jsonl").open("a") as fh:
+        for line in hostile:
+            fh.write(json.dumps({**base, **line}) + "\n")
+    proc = run_cli("report", run_dir)
+    assert proc.returncode == 0, proc.stderr
+    summary = strict_json((run_dir / "summary.json").read_text())
+    assert summary["n_scored"] == 4
+    assert summary["cost"]["known_usd"] == 0.001  # the three hostile costs are unknown, not infinite or negative
+    assert summary["latency"]["n"] == 1 and summary["latency"]["mean_ms"] == 20.0  # only case a has a usable latency
+
+
+def test_a_document_with_a_non_finite_number_is_written_as_strict_json(tmp_path: Path) -> None:
+    path = tmp_path / "doc.json"
+    write_json(path, {"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf")}})
+    assert strict_json(path.read_text()) == {"a": None, "b": [1.5, None], "c": {"d": None}}

@@ -72,8 +72,10 @@ def print_review_warning(summary: Summary) -> None:
 
 def print_json(document: Any) -> None:
     """A typed document (or a plain one) as JSON on stdout."""
+    from evalkit.store import finite_json
+
     data = document.to_json() if hasattr(document, "to_json") else document
-    out.print_json(json.dumps(data, default=str))
+    out.print_json(json.dumps(finite_json(data), default=str, allow_nan=False))
 
 
 def _score(stats: ScoreStats | None) -> str:
