@@ -289,3 +289,14 @@ def test_a_document_with_a_non_finite_number_is_written_as_strict_json(tmp_path:
     path = tmp_path / "doc.json"
     write_json(path, {"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf")}})
     assert strict_json(path.read_text()) == {"a": None, "b": [1.5, None], "c": {"d": None}}
+
+
+def test_a_gzip_bomb_from_an_upstream_of_the_local_router_fails_over() -> None:
+    bomb = gzip_reply(DEFAULT_MAX_RESPONSE_BYTES + 1024)
+    with FakeOpenAI(bomb) as evil, FakeOpenAI(Reply(content="from the second model")) as good:
+        # classify's pool is openai-gpt-oss-20b (the bomb), then llama3.3-70b-instruct
+        with local_router(upstreams={"openai-gpt-oss-20b": evil.base_url, "*": good.base_url}) as lr:
+            resp = httpx.post(f"{lr.base_url}/chat/completions", json=chat_body("hello"), timeout=60)
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.json()["choices"][0]["message"]["content"] == "from the second model"
+    assert resp.headers["x-evalkit-attempt-log"].startswith("openai-gpt-oss-20b=too-large, ")
