@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from evalkit.commands.console import err
 from evalkit.commands.options import parse_upstreams
@@ -74,13 +75,13 @@ def serve(
                       max_body_bytes=int(max_body_mb * 1024 * 1024))
     warning = exposure_warning(host, api_key)
     if warning:
-        err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
+        err.print("[bold yellow]warning:[/bold yellow] " + escape(warning), highlight=False)
     root = f"http://{host}:{port}"
     state = app_.state.router_state
     for c in state.store.configs():
-        err.print(f"router:{c.name} ({', '.join(c.task_names)})")
+        err.print(f"router:{c.name} ({', '.join(c.task_names)})", markup=False, highlight=False)
     for slug, up in state.upstreams.items():
-        err.print(f"upstream {slug} -> {up.describe()}")
+        err.print(f"upstream {slug} -> {up.describe()}", markup=False, highlight=False)
     describe = getattr(route_classifier, "describe", None)
     detail = describe() if describe else f"threshold {route_classifier.threshold:g}"
     err.print(f"inference plane: {root}/v1 (classifier {classifier}, {detail})", markup=False, highlight=False)
