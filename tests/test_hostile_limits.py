@@ -300,3 +300,18 @@ def test_a_gzip_bomb_from_an_upstream_of_the_local_router_fails_over() -> None:
     assert resp.status_code == 200, resp.text[:300]
     assert resp.json()["choices"][0]["message"]["content"] == "from the second model"
     assert resp.headers["x-evalkit-attempt-log"].startswith("openai-gpt-oss-20b=too-large, ")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_an_answer_in_an_encoding_not_asked_for_is_a_case_error(tmp_path: Path, stream: bool) -> None:
+    # brotli would be decoded by httpx, uncapped, when the brotli package is installed
+    reply = Reply(raw_body="opaque bytes", headers={"content-encoding": "br", ROUTE: "classify"})
+    with FakeOpenAI(reply) as fake:
+        proc = run_cli("run", bomb_suite(tmp_path / "suite"), "--target", "openai", "--base-url", fake.base_url,
+                       "--out", tmp_path / "runs", "--retries", "0", "-q", *(["--stream"] if stream else []))
+        sent = fake.request_headers
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert sent and all(h["accept-encoding"] == "gzip, deflate" for h in sent)
+    results = [json.loads(line) for line in next((tmp_path / "runs").glob("*/*/results.jsonl")).read_text().splitlines()]
+    assert [(r["status"], r["error_code"]) for r in results] == [("error", "bad_content_encoding")] * 2
+    assert "'br'" in results[0]["error"]
