@@ -11,15 +11,21 @@ file and reads it, so a figure cannot drift between its writer and its readers.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FALLBACK = "fallback"
 MISSING = "(missing)"
 # Error codes of the embedded local router when its route classifier failed (model unreachable,
 # or an answer naming no task): such a case is an error, never a route.
 CLASSIFIER_ERROR_CODES = ("classifier_failed", "classifier_bad_answer")
+
+# The most tokens one request can report (prompt, completion or reasoning): a router reporting more,
+# or a negative or non-finite count, has its case made an error (``BAD_USAGE``) by the target.
+MAX_USAGE_TOKENS = 1_000_000_000
+BAD_USAGE = "bad_usage"
 
 Status = Literal["ok", "missing_route", "error"]
 # Where a case's expected_route came from: the route the router returned in traffic, a labeler
@@ -154,6 +160,29 @@ class CaseResult(BaseModel):
     human: dict[str, int] | None = None
     label_source: str | None = None
     reviewed: bool | None = None
+
+    # Hostile or damaged numbers (a results.jsonl written before usage was checked, or edited):
+    # a measure that is not a finite, non-negative number, or a token count out of range, reads as
+    # unknown, so no figure built from it is NaN, infinite or negative.
+    @field_validator("latency_ms", "ttft_ms", "cost_usd", mode="before")
+    @classmethod
+    def _finite_measure(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) and number >= 0 else None
+
+    @field_validator("prompt_tokens", "completion_tokens", "reasoning_tokens", mode="before")
+    @classmethod
+    def _token_count(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            return None
+        return int(value) if 0 <= value <= MAX_USAGE_TOKENS else None
 
     @property
     def scored(self) -> bool:

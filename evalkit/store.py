@@ -21,6 +21,7 @@ no longer validates is recomputed from the records), one written by a newer vers
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from datetime import datetime, timezone
@@ -71,12 +72,24 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def finite_json(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    return data
+
+
 def write_json(path: str | Path, data: Any) -> None:
-    """Write a JSON document atomically (temporary file, then rename)."""
+    """Write a JSON document atomically (temporary file, then rename); a non-finite number is
+    written as null, never as the NaN / Infinity that strict JSON readers refuse."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
+        json.dump(finite_json(data), fh, indent=2, ensure_ascii=False, default=str, allow_nan=False)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())

@@ -7,6 +7,10 @@ from the body, usage and latency. Its endpoint (``ChatEndpoint``: base URL, key,
 go straight through httpx; streamed ones through the official ``openai`` SDK on the same pool.
 Keys come from environment variables and are never stored or printed.
 
+Every response body is read with a cap on its decompressed size (``DEFAULT_MAX_RESPONSE_BYTES``,
+16 MiB; docs/reliability.md): a gzip bomb from a router stops being read past the cap and the case
+is an error with ``error_code`` ``response_too_large``, never a process holding gigabytes.
+
 With ``stream=True`` the target asks for server-sent events (with usage in the last chunk) and
 also measures the time to the first generated token; the non-streaming path is unchanged.
 """
@@ -14,14 +18,16 @@ also measures the time to the first generated token; the non-streaming path is u
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from evalkit.errors import TargetError, UsageError
-from evalkit.records import TargetInfo
+from evalkit.records import BAD_USAGE, MAX_USAGE_TOKENS, TargetInfo
 
 DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
 DO_KEY_ENV = "MODEL_ACCESS_KEY"
@@ -37,6 +43,10 @@ ROUTE_HEADER_PRESETS = {
     "litellm": "x-litellm-model-group",
 }
 DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a response body decompressing to more is a case error
+RESPONSE_TOO_LARGE = "response_too_large"       # the error_code of such a case
+BAD_ENCODING = "bad_content_encoding"           # a Content-Encoding the client did not ask for
+ACCEPT_ENCODING = "gzip, deflate"               # the encodings decoded under the cap
 
 
 def resolve_route_header(value: str | None) -> str:
@@ -128,6 +138,8 @@ class OpenAITarget:
         except TargetCallError as exc:
             exc.message = self._clean(exc.message) or ""
             raise
+        except ResponseRefused as exc:  # past the size cap, or an encoding not asked for: no retry
+            raise TargetCallError(exc.message, http_status=exc.status, retryable=False, code=exc.code) from None
         except httpx.TimeoutException:
             raise TargetCallError("request timed out", http_status=None) from None
         except httpx.HTTPError as exc:
@@ -138,6 +150,10 @@ class OpenAITarget:
         except (ValueError, TypeError, AttributeError) as exc:  # a body that is not a chat completion
             raise TargetCallError(self._clean(f"malformed response body: {exc}") or "", http_status=200) from None
         except Exception as exc:  # the SDK's errors, from a stream only (the SDK is not imported otherwise)
+            refused = exc if isinstance(exc, ResponseRefused) else exc.__cause__
+            if isinstance(refused, ResponseRefused):  # raised inside the SDK's request, wrapped by it
+                raise TargetCallError(refused.message, http_status=refused.status, retryable=False,
+                                      code=refused.code) from None
             raise _sdk_error(exc, self._clean) from None
         latency_ms = (time.perf_counter() - start) * 1000
         headers_in = {k.lower(): v for k, v in raw.headers.items()}
@@ -151,6 +167,11 @@ class OpenAITarget:
                 raise TypeError("'choices' is not a list")
             choice = _dict(choices[0]) if choices else {}
             usage = _dict(data.get("usage"))
+            bad = bad_usage(usage)
+            if bad:
+                raise TargetCallError(f"the router reported impossible usage: {bad}", retryable=False,
+                                      http_status=raw.status_code if hasattr(raw, "status_code") else 200,
+                                      code=BAD_USAGE)
             response = TargetResponse(
                 route=route.strip() if route else None,
                 served_model=self._clean(_str(data.get("model"))) or None,
@@ -190,6 +211,29 @@ def _sdk_error(exc: Exception, clean: Callable[[str | None], str | None]) -> Exc
     if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
         return TargetCallError(clean(f"stream failed: {exc.message}") or "", http_status=200)
     return exc
+
+
+def bad_usage(usage: dict[str, Any]) -> str | None:
+    """What is impossible in a response's ``usage`` (a token count that is negative, not finite, or
+    over ``MAX_USAGE_TOKENS``), or None. Counts that are absent or not numbers read as unknown."""
+    fields = {name: usage.get(name) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    fields["completion_tokens_details.reasoning_tokens"] = _dict(usage.get("completion_tokens_details")).get(
+        "reasoning_tokens")
+    for name, value in fields.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"usage.{name} is {value}"
+        if value < 0:
+            return f"usage.{name} is negative ({_short_number(value)})"
+        if value > MAX_USAGE_TOKENS:
+            return f"usage.{name} is {_short_number(value)}, over the limit of {MAX_USAGE_TOKENS:,} tokens"
+    return None
+
+
+def _short_number(value: int | float) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"a {len(text.lstrip('-'))}-digit number"
 
 
 def _int(value: Any) -> int | None:
@@ -311,6 +355,103 @@ def _status_message(exc: Any) -> str:
     return f"HTTP {exc.status_code}: {exc.message}"
 
 
+class ResponseRefused(Exception):
+    """A response body that was not read to its end: larger than the cap once decompressed
+    (``response_too_large``), or in a Content-Encoding the client did not ask for."""
+
+    def __init__(self, message: str, *, code: str, status: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+class _Inflater:
+    """Decompresses one Content-Encoding (``gzip``, ``deflate`` or none) with a bound on each output."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._z: Any = None
+        if encoding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(zlib.MAX_WBITS | 32)
+        elif encoding == "deflate":
+            self._z = zlib.decompressobj()
+        self._first = True
+
+    def feed(self, data: bytes, max_out: int) -> bytes:
+        """Up to ``max_out`` bytes decompressed from ``data`` (exactly ``max_out``: there is more)."""
+        import httpx
+
+        if self._z is None:
+            return data
+        try:
+            out = self._z.decompress(data, max_out)
+        except zlib.error as exc:
+            if not (self.encoding == "deflate" and self._first):
+                raise httpx.DecodingError(f"{self.encoding} body cannot be decompressed: {exc}") from None
+            self._z = zlib.decompressobj(-zlib.MAX_WBITS)  # deflate without the zlib header, as httpx reads it
+            try:
+                out = self._z.decompress(data, max_out)
+            except zlib.error as exc2:
+                raise httpx.DecodingError(f"deflate body cannot be decompressed: {exc2}") from None
+        self._first = False
+        return out
+
+    def flush(self) -> bytes:
+        return self._z.flush() if self._z is not None else b""
+
+
+def cap_responses(max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> Callable[[Any], Any]:
+    """An httpx response hook: the body is decompressed here, ``max_bytes`` at most, and reading
+    past that raises ``ResponseRefused`` (httpx then sees an uncompressed body)."""
+    import httpx
+
+    class CappedStream(httpx.AsyncByteStream):
+        def __init__(self, inner: Any, encoding: str, status: int) -> None:
+            self.inner = inner
+            self.encoding = encoding
+            self.status = status
+
+        def _refuse(self) -> ResponseRefused:
+            return ResponseRefused(f"response body is larger than {max_bytes:,} bytes"
+                                   + (f" once decompressed ({self.encoding})" if self.encoding else "")
+                                   + "; it was not read further", code=RESPONSE_TOO_LARGE, status=self.status)
+
+        async def __aiter__(self) -> Any:
+            inflater = _Inflater(self.encoding)
+            total = 0
+            async for chunk in self.inner:
+                out = inflater.feed(chunk, max_bytes - total + 1)
+                total += len(out)
+                if total > max_bytes:
+                    raise self._refuse()
+                if out:
+                    yield out
+            tail = inflater.flush()
+            total += len(tail)
+            if total > max_bytes:
+                raise self._refuse()
+            if tail:
+                yield tail
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    async def hook(response: Any) -> None:
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+            await response.aclose()
+            raise ResponseRefused(f"response body has Content-Encoding {encoding[:40]!r}, which evalkit did not "
+                                  f"ask for (it accepts {ACCEPT_ENCODING})", code=BAD_ENCODING,
+                                  status=response.status_code)
+        response.stream = CappedStream(response.stream, "" if encoding == "identity" else encoding,
+                                       response.status_code)
+        if "content-encoding" in response.headers:
+            del response.headers["content-encoding"]
+
+    return hook
+
+
 def make_client(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S, concurrency: int = 16) -> Any:
     """An ``AsyncOpenAI`` client with a connection pool sized for the run's concurrency (the judge's)."""
     return make_endpoint(base_url, api_key, timeout=timeout, concurrency=concurrency).sdk()
@@ -344,13 +485,15 @@ class ChatEndpoint:
 
 
 def make_endpoint(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S,
-                  concurrency: int = 16) -> ChatEndpoint:
-    """A ``ChatEndpoint`` with a connection pool sized for the run's concurrency."""
+                  concurrency: int = 16, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> ChatEndpoint:
+    """A ``ChatEndpoint`` with a connection pool sized for the run's concurrency, whose response
+    bodies are capped at ``max_response_bytes`` once decompressed (``cap_responses``)."""
     import httpx
 
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
                                                  max_keepalive_connections=concurrency + 4),
-                             timeout=timeout)
+                             timeout=timeout, headers={"Accept-Encoding": ACCEPT_ENCODING},
+                             event_hooks={"response": [cap_responses(max_response_bytes)]})
     return ChatEndpoint(base_url, api_key, http=http, timeout=timeout)
 
 

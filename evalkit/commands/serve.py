@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from evalkit.commands.console import err
 from evalkit.commands.options import parse_upstreams
@@ -27,6 +28,7 @@ def serve(
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML for the cheapest policy."),
     affinity_ttl: float = typer.Option(600.0, "--affinity-ttl", help="Seconds a session pin (X-Model-Affinity) lives after its last use."),
     upstream_timeout: float = typer.Option(120.0, "--upstream-timeout", help="Seconds before an upstream attempt counts as timed out and the next model is tried."),
+    max_body_mb: float = typer.Option(4.0, "--max-body-mb", help="Largest request body accepted, in MiB; larger ones get 413 without being read whole (docs/reliability.md)."),
     fault_rate: float = typer.Option(0.0, "--fault-rate", help="Drills: share of chat requests (0-1) that get an injected fault."),
     fault_kinds: Optional[str] = typer.Option(None, "--fault-kinds", help="Drills: comma-separated fault kinds, of 429,500,timeout,drop-header,malformed-json (default: all)."),
     latency_ms: float = typer.Option(0.0, "--latency-ms", help="Drills: milliseconds added to every chat request."),
@@ -52,6 +54,9 @@ def serve(
     if upstream_timeout <= 0:
         raise UsageError("the upstream timeout must be positive", where="--upstream-timeout",
                          got=str(upstream_timeout), fix="e.g. --upstream-timeout 120")
+    if not max_body_mb > 0:
+        raise UsageError("the request body limit must be positive", where="--max-body-mb", got=str(max_body_mb),
+                         fix="e.g. --max-body-mb 4")
     kinds = parse_fault_kinds(fault_kinds)
     FaultConfig(rate=fault_rate, kinds=kinds, latency_ms=latency_ms, seed=seed, timeout_s=fault_timeout).validate()
     configs = [load_router_config(p) for p in routers or []]
@@ -66,16 +71,17 @@ def serve(
         load_encoder()
     app_ = create_app(configs, classifier=route_classifier, prices=catalog, upstreams=specs, state_dir=state_dir,
                       api_key=api_key, fault_rate=fault_rate, fault_kinds=list(kinds), latency_ms=latency_ms, seed=seed,
-                      fault_timeout_s=fault_timeout, affinity_ttl_s=affinity_ttl, upstream_timeout_s=upstream_timeout)
+                      fault_timeout_s=fault_timeout, affinity_ttl_s=affinity_ttl, upstream_timeout_s=upstream_timeout,
+                      max_body_bytes=int(max_body_mb * 1024 * 1024))
     warning = exposure_warning(host, api_key)
     if warning:
-        err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
+        err.print("[bold yellow]warning:[/bold yellow] " + escape(warning), highlight=False)
     root = f"http://{host}:{port}"
     state = app_.state.router_state
     for c in state.store.configs():
-        err.print(f"router:{c.name} ({', '.join(c.task_names)})")
+        err.print(f"router:{c.name} ({', '.join(c.task_names)})", markup=False, highlight=False)
     for slug, up in state.upstreams.items():
-        err.print(f"upstream {slug} -> {up.describe()}")
+        err.print(f"upstream {slug} -> {up.describe()}", markup=False, highlight=False)
     describe = getattr(route_classifier, "describe", None)
     detail = describe() if describe else f"threshold {route_classifier.threshold:g}"
     err.print(f"inference plane: {root}/v1 (classifier {classifier}, {detail})", markup=False, highlight=False)

@@ -9,13 +9,13 @@
 
 Errors use DigitalOcean's error body ``{"id": ..., "message": ...}``: a duplicate name is 400
 with DO's exact message, an invalid body 400 naming the field (``evalkit.router_config``
-validation), an unknown uuid 404. A router is invocable as ``router:<name>`` as soon as it is
+validation), an unknown uuid 404, a body nested too deeply to parse 400, a body over the server's
+size limit 413 (``request_too_large``). A router is invocable as ``router:<name>`` as soon as it is
 created, and an update takes effect on the very next routing decision.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ DUPLICATE_NAME_MESSAGE = "rpc error: code = InvalidArgument desc = model router 
 NOT_FOUND_MESSAGE = "The resource you were accessing could not be found."
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 200
+NESTED_MESSAGE = "request body is nested too deeply (JSON arrays and objects inside each other)"
 
 
 def do_error(status: int, id_: str, message: str) -> JSONResponse:
@@ -50,11 +51,13 @@ def not_found() -> JSONResponse:
 
 
 async def _json_object(request: Request) -> dict[str, Any] | JSONResponse:
-    raw = await request.body()
+    from evalkit.emulator.server import BodyError, parse_json_body, read_body
+
     try:
-        data = json.loads(raw) if raw.strip() else None
-    except ValueError as exc:
-        return invalid(f"request body is not valid JSON: {exc}")
+        raw = await read_body(request, request.app.state.router_state.max_body_bytes)
+        data = parse_json_body(raw) if raw.strip() else None
+    except BodyError as exc:
+        return do_error(exc.status, "request_too_large" if exc.status == 413 else "invalid_argument", exc.message)
     if not isinstance(data, dict):
         return invalid("request body must be a JSON object with name, description, policies and fallback_models")
     return data
@@ -109,6 +112,8 @@ def control_plane_routes(state: "RouterState") -> list[Route]:
             return data
         try:
             stored = store.create(data)
+        except RecursionError:
+            return invalid(NESTED_MESSAGE)
         except ConfigError as exc:
             return invalid(exc.message)
         except DuplicateName:
@@ -133,6 +138,8 @@ def control_plane_routes(state: "RouterState") -> list[Route]:
             return invalid(f"request body at uuid: the uuid in the body ({body_uuid!r}) differs from the one in the path")
         try:
             stored = store.update(uuid, data)
+        except RecursionError:
+            return invalid(NESTED_MESSAGE)
         except ConfigError as exc:
             return invalid(exc.message)
         except DuplicateName:

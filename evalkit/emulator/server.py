@@ -18,6 +18,11 @@ Inference plane (OpenAI-compatible, ``/v1``):
 Control plane (DigitalOcean's paths and bodies): ``POST/GET /v2/gen-ai/models/routers`` and
 ``GET/PUT/DELETE /v2/gen-ai/models/routers/{uuid}`` (see ``control_plane``).
 
+Limits (docs/reliability.md): a request body over ``max_body_bytes`` (``DEFAULT_MAX_BODY_BYTES``,
+4 MiB; ``evalkit serve --max-body-mb``) is refused with 413 after reading at most that much of it;
+a body nested too deeply to parse is a 400, both in the plane's own error format; a classifier
+reads at most ``MAX_CLASSIFIER_CHARS`` characters of each message.
+
 ``create_app`` builds the ASGI app; ``LocalRouter`` runs it on a free loopback port in a
 background thread, for ``evalkit run --target local`` and for tests.
 """
@@ -61,6 +66,10 @@ AFFINITY_HEADER = "x-model-affinity"
 ATTEMPTS_HEADER = "x-evalkit-attempts"
 ATTEMPT_LOG_HEADER = "x-evalkit-attempt-log"
 ROUTER_PREFIX = "router:"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a request body larger than this is refused with 413
+# The classifier reads at most this many characters of a message: the embedding model reads its
+# first 256 tokens anyway (about 1,000 words), and tokenising megabytes would hold the event loop.
+MAX_CLASSIFIER_CHARS = 16_384
 
 log = logging.getLogger("evalkit.emulator")
 
@@ -77,6 +86,7 @@ class RouterState:
     affinity: AffinityStore = field(default_factory=AffinityStore)
     faults: FaultInjector = field(default_factory=lambda: FaultInjector(FaultConfig()))
     upstream_client: UpstreamClient = field(default_factory=UpstreamClient)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def routers(self) -> dict[str, RouterConfig]:
@@ -93,6 +103,57 @@ def openai_error(status: int, message: str, *, type_: str = "invalid_request_err
     """An error body in the OpenAI error format."""
     return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
                         status_code=status, headers=headers)
+
+
+class BodyError(Exception):
+    """A request body refused before it is used: too large (413), not JSON or nested too deeply (400)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _too_large(limit: int) -> BodyError:
+    return BodyError(413, f"request body is larger than the local router's limit of {limit:,} bytes "
+                          "(evalkit serve --max-body-mb)")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, read chunk by chunk: past ``limit`` bytes (or a larger Content-Length) the
+    rest is never read and ``BodyError(413)`` is raised, so a huge body is never held whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """The JSON of a request body; ``BodyError(400)`` when it is not JSON or nests too deeply to parse."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise BodyError(400, "request body is nested too deeply (JSON arrays and objects inside each other)") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise BodyError(400, f"request body is not valid JSON: {exc}") from None
+
+
+def bounded_text(text: str) -> str:
+    """What a classifier reads of one message: its first ``MAX_CLASSIFIER_CHARS`` characters."""
+    return text[:MAX_CLASSIFIER_CHARS]
+
+
+def bounded_messages(messages: list[Any]) -> list[Any]:
+    """The conversation as a classifier reads it: every message's text cut to ``MAX_CLASSIFIER_CHARS``."""
+    return [{"role": m.get("role"), "content": bounded_text(message_text(m))} if isinstance(m, dict) else m
+            for m in messages]
 
 
 def estimate_tokens(text: str) -> int:
@@ -153,13 +214,15 @@ def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = N
                api_key: str | None = None, fault_rate: float = 0.0, fault_kinds: "str | list[str] | None" = None,
                latency_ms: float = 0.0, seed: int | None = None, fault_timeout_s: float = DEFAULT_FAULT_TIMEOUT_S,
                affinity_ttl_s: float = DEFAULT_AFFINITY_TTL_S, affinity: AffinityStore | None = None,
-               upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S) -> Starlette:
+               upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
     """The ASGI app of the local router (inference plane and control plane on the same port).
 
     ``routers`` are loaded into the store (replacing stored routers of the same name);
     ``state_dir`` persists routers created through the control plane; ``upstreams`` maps model
     slugs (or ``*``) to ``URL`` / ``URL@ENVVAR`` / ``Upstream``; ``api_key`` makes every request
-    without that bearer key a 401; ``fault_*``, ``latency_ms`` and ``seed`` inject faults.
+    without that bearer key a 401; ``fault_*``, ``latency_ms`` and ``seed`` inject faults;
+    ``max_body_bytes`` is the largest request body accepted (413 above it).
     """
     from evalkit.emulator.control_plane import control_plane_routes
 
@@ -175,10 +238,14 @@ def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = N
         faults=FaultInjector(FaultConfig(rate=fault_rate, kinds=parse_fault_kinds(fault_kinds),
                                          latency_ms=latency_ms, seed=seed, timeout_s=fault_timeout_s)),
         upstream_client=UpstreamClient(upstream_timeout_s),
+        max_body_bytes=max_body_bytes,
     )
 
     async def chat(request: Request) -> Response:
-        return await chat_completions(state, request)
+        try:
+            return await chat_completions(state, request)
+        except RecursionError:  # a body that parsed but nests too deeply to handle (re-encoding it)
+            return openai_error(400, "request body is nested too deeply (JSON arrays and objects inside each other)")
 
     async def models(request: Request) -> JSONResponse:
         return list_models(state)
@@ -253,11 +320,12 @@ async def _injected_error(state: RouterState, fault: str | None) -> Response | N
 
 
 async def _chat_body(request: Request) -> dict[str, Any] | Response:
-    """The request body, or the 400 answer saying what is wrong with it."""
+    """The request body, or the 400 (413: too large) answer saying what is wrong with it."""
+    state: RouterState = request.app.state.router_state
     try:
-        body = json.loads(await request.body())
-    except ValueError:
-        return openai_error(400, "request body is not valid JSON")
+        body = parse_json_body(await read_body(request, state.max_body_bytes))
+    except BodyError as exc:
+        return openai_error(exc.status, exc.message)
     if not isinstance(body, dict):
         return openai_error(400, "request body must be a JSON object")
     model = body.get("model")
@@ -284,9 +352,9 @@ async def _route(state: RouterState, router_name: str, messages: list[Any], sess
         return pin.route, candidates
     try:
         if getattr(state.classifier, "reads_conversation", False):  # arch-router: the prior turns too
-            decision = await state.classifier.classify_conversation(messages, router)
+            decision = await state.classifier.classify_conversation(bounded_messages(messages), router)
         else:
-            decision = await state.classifier.classify(last_user_text(messages), router)
+            decision = await state.classifier.classify(bounded_text(last_user_text(messages)), router)
     except LlmClassifierError as exc:
         # never silently a route: the client sees the failure (and evalkit run counts it)
         return openai_error(502, str(exc), type_="server_error", code=getattr(exc, "code", "classifier_failed"))

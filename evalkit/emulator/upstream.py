@@ -105,9 +105,13 @@ class UpstreamStream:
     latency_ms: float  # time to the response headers
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        from evalkit.targets import ResponseRefused
+
         try:
             async for chunk in self.response.aiter_raw():
                 yield chunk
+        except ResponseRefused:  # past the size cap: the client sees the stream end there
+            return
         finally:
             await self.response.aclose()
 
@@ -122,17 +126,26 @@ class UpstreamClient:
     def _http(self) -> Any:
         import httpx
 
+        from evalkit.targets import ACCEPT_ENCODING, cap_responses
+
         if self._client is None:
+            # an upstream's answer is decompressed under the same cap as a router's (docs/reliability.md)
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
-                                             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+                                             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+                                             headers={"Accept-Encoding": ACCEPT_ENCODING},
+                                             event_hooks={"response": [cap_responses()]})
         return self._client
 
     async def complete(self, up: Upstream, body: dict[str, Any]) -> UpstreamReply:
         import httpx
 
+        from evalkit.targets import ResponseRefused
+
         start = time.perf_counter()
         try:
             resp = await self._http().post(up.chat_url, content=json.dumps(body), headers=up.headers())
+        except ResponseRefused as exc:
+            raise UpstreamFailure("too-large" if exc.code == "response_too_large" else "bad-body", exc.message) from None
         except httpx.TimeoutException:
             raise UpstreamFailure("timeout", f"timed out after {self.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
@@ -154,16 +167,24 @@ class UpstreamClient:
         start = time.perf_counter()
         client = self._http()
         request = client.build_request("POST", up.chat_url, content=json.dumps(body), headers=up.headers())
+        from evalkit.targets import ResponseRefused
+
         try:
             resp = await client.send(request, stream=True)
+        except ResponseRefused as exc:
+            raise UpstreamFailure("bad-body", exc.message) from None
         except httpx.TimeoutException:
             raise UpstreamFailure("timeout", f"timed out after {self.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise UpstreamFailure("refused", f"connection failed: {type(exc).__name__}") from None
         latency_ms = (time.perf_counter() - start) * 1000
         if resp.status_code >= 400:
-            raw = await resp.aread()
-            await resp.aclose()
+            try:
+                raw = await resp.aread()
+            except ResponseRefused as exc:
+                raise UpstreamFailure("too-large", exc.message) from None
+            finally:
+                await resp.aclose()
             if resp.status_code >= 500 or resp.status_code == 429:
                 raise UpstreamFailure(str(resp.status_code), f"HTTP {resp.status_code}")
             try:

@@ -1,0 +1,317 @@
+"""Hostile inputs against evalkit's limits (issue 18): messages printed literally, request and
+response size limits of the local router and the target client, deeply nested JSON, hostile
+numbers in usage. Every test talks to real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from evalkit.emulator.classifier import Decision
+from evalkit.emulator.server import DEFAULT_MAX_BODY_BYTES, MAX_CLASSIFIER_CHARS, LocalRouter, create_app
+from evalkit.records import BAD_USAGE, TargetInfo
+from evalkit.store import write_json
+from evalkit.router_config import parse_router_config
+from evalkit.targets import (DEFAULT_MAX_RESPONSE_BYTES, RESPONSE_TOO_LARGE, OpenAITarget, TargetCallError,
+                             make_endpoint)
+from tests.conftest import TUTORIAL_ROUTER, run_cli, write_suite
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.fault_helpers import ROUTE, case_id_of
+from tests.run_helpers import make_run, result
+
+
+# -- messages are printed as written -------------------------------------------------------------
+
+def test_error_messages_print_emoji_codes_and_markup_literally(tmp_path: Path) -> None:
+    # The message names the folder it was given; rich would turn :warning: into an emoji and
+    # [bold] into style.
+    folder = tmp_path / ":warning: [bold]loud[/bold] :smile:"
+    proc = run_cli("report", str(folder))
+    assert proc.returncode == 2, proc.stderr
+    assert f"{folder}: run directory not found" in proc.stderr
+    assert "\u26a0" not in proc.stderr and "\U0001f604" not in proc.stderr
+
+
+# -- evalkit serve: request body size, classifier text, deep nesting -----------------------------
+
+class RecordingClassifier:
+    """A classifier that remembers what it was given and routes everything to the first task."""
+
+    threshold = 0.0
+
+    def __init__(self, *, conversation: bool = False) -> None:
+        self.reads_conversation = conversation
+        self.texts: list[str] = []
+
+    async def classify(self, text: str, router) -> Decision:
+        self.texts.append(text)
+        return Decision(router.task_names[0], 1.0)
+
+    async def classify_conversation(self, messages: list[dict], router) -> Decision:
+        self.texts.extend(m["content"] for m in messages)
+        return Decision(router.task_names[0], 1.0)
+
+
+@contextlib.contextmanager
+def local_router(classifier: RecordingClassifier | None = None, **options) -> Iterator[LocalRouter]:
+    app = create_app([parse_router_config(json.dumps(TUTORIAL_ROUTER))],
+                     classifier=classifier or RecordingClassifier(), **options)
+    with LocalRouter(app) as lr:
+        yield lr
+
+
+def chat_body(text: str) -> dict:
+    return {"model": f"router:{TUTORIAL_ROUTER['name']}", "messages": [{"role": "user", "content": text}]}
+
+
+def assert_openai_error(resp: httpx.Response, status: int) -> dict:
+    assert resp.status_code == status, resp.text[:300]
+    error = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and isinstance(error["message"], str)
+    return error
+
+
+def test_serve_refuses_a_body_over_the_default_limit_with_413() -> None:
+    clf = RecordingClassifier()
+    body = json.dumps(chat_body("x" * DEFAULT_MAX_BODY_BYTES)).encode()
+    assert len(body) > DEFAULT_MAX_BODY_BYTES
+    with local_router(clf) as lr:
+        resp = httpx.post(f"{lr.base_url}/chat/completions", content=body,
+                          headers={"content-type": "application/json"}, timeout=60)
+        error = assert_openai_error(resp, 413)
+        assert f"{DEFAULT_MAX_BODY_BYTES:,} bytes" in error["message"]
+        assert clf.texts == []  # refused before anything read it
+        # a body at the limit is still served
+        ok = httpx.post(f"{lr.base_url}/chat/completions", json=chat_body("fits"), timeout=60)
+        assert ok.status_code == 200 and clf.texts == ["fits"]
+
+
+def test_serve_stops_reading_a_chunked_body_past_the_limit_on_both_planes() -> None:
+    limit = 64 * 1024
+    chunk = b" " * 8192
+
+    def body() -> Iterator[bytes]:  # no Content-Length: the server must count what it reads
+        yield b'{"model": "router:x", "messages": [{"role": "user", "content": "'
+        for _ in range(12):
+            yield chunk
+        yield b'"}]}'
+
+    with local_router(max_body_bytes=limit) as lr:
+        resp = httpx.post(f"{lr.base_url}/chat/completions", content=body(), timeout=60)
+        assert "content-length" not in resp.request.headers
+        assert_openai_error(resp, 413)
+        resp = httpx.post(f"{lr.root_url}/v2/gen-ai/models/routers", content=body(), timeout=60)
+        assert resp.status_code == 413
+        assert resp.json()["id"] == "request_too_large" and str(limit) in resp.json()["message"].replace(",", "")
+        assert httpx.get(f"{lr.root_url}/v2/gen-ai/models/routers", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("conversation", [False, True], ids=["last-message", "conversation"])
+def test_the_classifier_reads_a_bounded_prefix_of_a_long_prompt(conversation: bool) -> None:
+    clf = RecordingClassifier(conversation=conversation)
+    prompt = "".join(f"word{i} " for i in range(40_000))  # about 300,000 characters
+    with local_router(clf) as lr:
+        resp = httpx.post(f"{lr.base_url}/chat/completions", json=chat_body(prompt), timeout=60)
+    assert resp.status_code == 200, resp.text
+    assert clf.texts == [prompt[:MAX_CLASSIFIER_CHARS]]
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_deeply_nested_json_is_a_400_in_each_planes_format() -> None:
+    with local_router() as lr:
+        for body in (nested(100_000), '{"model": "router:x", "messages": [{"role": "user", "content": '
+                     + nested(100_000) + '}]}'):
+            resp = httpx.post(f"{lr.base_url}/chat/completions", content=body, timeout=60)
+            error = assert_openai_error(resp, 400)
+            assert "nested too deeply" in error["message"]
+        created = httpx.post(f"{lr.root_url}/v2/gen-ai/models/routers",
+                             content='{"name": ' + nested(100_000) + "}", timeout=60)
+        assert created.status_code == 400 and created.headers["content-type"] == "application/json"
+        assert created.json()["id"] == "invalid_argument" and "nested too deeply" in created.json()["message"]
+        uuid = httpx.get(f"{lr.root_url}/v2/gen-ai/models/routers", timeout=10).json()["model_routers"][0]["uuid"]
+        updated = httpx.put(f"{lr.root_url}/v2/gen-ai/models/routers/{uuid}", content=nested(100_000), timeout=60)
+        assert updated.status_code == 400 and "nested too deeply" in updated.json()["message"]
+        # the server is still fine
+        assert httpx.post(f"{lr.base_url}/chat/completions", json=chat_body("hello"), timeout=60).status_code == 200
+
+
+def test_serve_refuses_a_body_limit_that_is_not_positive() -> None:
+    proc = run_cli("serve", "--max-body-mb", "0", "--port", "1")
+    assert proc.returncode == 2 and "--max-body-mb" in proc.stderr, proc.stderr
+
+
+# -- the target client: decompressed response size -----------------------------------------------
+
+def gzip_reply(size: int, *, content: str = "inflated") -> Reply:
+    """A chat completion whose body, gzip-compressed on the wire, inflates to ``size`` bytes or more."""
+    body = json.dumps({"id": "c", "object": "chat.completion", "model": "m",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+    padded = body[:-1] + b', "padding": "' + b" " * max(0, size - len(body)) + b'"}'
+    return Reply(raw_body=gzip.compress(padded, 9),  # type: ignore[arg-type]  (bytes go out as they are)
+                 headers={"content-encoding": "gzip", ROUTE: "classify"})
+
+
+def bomb_suite(folder: Path) -> Path:
+    return write_suite(folder, [{"id": f"c{i}", "prompt": f"prompt {i}", "expected_route": "classify"}
+                                for i in range(2)])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_gzip_bomb_from_the_router_is_a_case_error_not_a_crash(tmp_path: Path, stream: bool) -> None:
+    bomb = gzip_reply(DEFAULT_MAX_RESPONSE_BYTES + 1024)
+    assert len(bomb.raw_body) < 64 * 1024  # a few KB on the wire
+    with FakeOpenAI(bomb) as fake:
+        proc = run_cli("run", bomb_suite(tmp_path / "suite"), "--target", "openai", "--base-url", fake.base_url,
+                       "--out", tmp_path / "runs", "--retries", "0", "-q", *(["--stream"] if stream else []))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    results = [json.loads(line) for line in next((tmp_path / "runs").glob("*/*/results.jsonl")).read_text().splitlines()]
+    assert len(results) == 2
+    for r in results:
+        assert r["status"] == "error" and r["error_code"] == RESPONSE_TOO_LARGE, r
+        assert f"{DEFAULT_MAX_RESPONSE_BYTES:,} bytes" in r["error"] and r["attempts"] == 1
+
+
+def test_a_compressed_answer_under_the_cap_is_read_as_before(tmp_path: Path) -> None:
+    with FakeOpenAI(gzip_reply(200_000, content="fine")) as fake:
+        proc = run_cli("run", bomb_suite(tmp_path / "suite"), "--target", "openai", "--base-url", fake.base_url,
+                       "--out", tmp_path / "runs", "--retries", "0", "-q")
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads(line) for line in next((tmp_path / "runs").glob("*/*/results.jsonl")).read_text().splitlines()]
+    assert [(r["status"], r["route"], r["content"]) for r in results] == [("ok", "classify", "fine")] * 2
+
+
+def test_the_cap_is_a_parameter_of_the_endpoint() -> None:
+    async def call(cap: int) -> Any:
+        endpoint = make_endpoint(fake.base_url, "k", max_response_bytes=cap)
+        target = OpenAITarget(endpoint, model="m", route_header=ROUTE,
+                              info=TargetInfo(kind="openai", base_url=fake.base_url, model="m", route_header=ROUTE))
+        try:
+            return await target.send([{"role": "user", "content": "hi"}])
+        except TargetCallError as exc:
+            return exc
+        finally:
+            await target.close()
+
+    with FakeOpenAI(gzip_reply(50_000)) as fake:
+        small, large = asyncio.run(call(10_000)), asyncio.run(call(100_000))
+    assert isinstance(small, TargetCallError) and small.code == RESPONSE_TOO_LARGE and not small.retryable
+    assert large.route == "classify" and large.content == "inflated"
+
+
+# -- hostile numbers -------------------------------------------------------------------------------
+
+def strict_json(text: str) -> Any:
+    """JSON as a strict reader takes it: NaN and Infinity are refused."""
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"{constant} in a JSON document")
+    return json.loads(text, parse_constant=refuse)
+
+
+PRICED = "openai-gpt-oss-20b"  # in the bundled price catalog: a cost is computed from the usage
+HOSTILE_USAGE = {
+    "c0": '{"prompt_tokens": ' + "1" + "0" * 400 + ', "completion_tokens": 5}',
+    "c1": '{"prompt_tokens": 10, "completion_tokens": -7}',
+    "c2": '{"prompt_tokens": Infinity, "completion_tokens": 5}',
+    "c3": '{"prompt_tokens": NaN, "completion_tokens": 5}',
+    "c4": '{"prompt_tokens": 1e400, "completion_tokens": 5}',
+    "c5": '{"prompt_tokens": 10, "completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": -1}}',
+    "c6": '{"prompt_tokens": 10, "completion_tokens": 5}',  # a sane one
+}
+
+
+def hostile_usage(body: dict, headers: dict) -> Reply:
+    cid = case_id_of(body)
+    raw = ('{"id": "x", "object": "chat.completion", "model": "' + PRICED + '", "choices": [{"index": 0, '
+           '"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}], "usage": '
+           + HOSTILE_USAGE[cid] + "}")
+    return Reply(raw_body=raw, headers={ROUTE: "classify"})
+
+
+def test_hostile_usage_is_a_case_error_and_every_document_stays_valid_json(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path / "suite", [{"id": cid, "prompt": f"[{cid}] hello", "expected_route": "classify"}
+                                             for cid in HOSTILE_USAGE])
+    with FakeOpenAI(hostile_usage) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "runs",
+                       "--retries", "0", "-q")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next((tmp_path / "runs").glob("*/*"))
+    results = {r["id"]: r for r in map(strict_json, (run_dir / "results.jsonl").read_text().splitlines())}
+    for cid in ("c0", "c1", "c2", "c3", "c4", "c5"):
+        assert results[cid]["status"] == "error" and results[cid]["error_code"] == BAD_USAGE, results[cid]
+        assert "impossible usage" in results[cid]["error"] and results[cid]["attempts"] == 1
+    assert "a 401-digit number" in results["c0"]["error"]
+    sane = results["c6"]
+    assert sane["status"] == "ok" and sane["prompt_tokens"] == 10 and sane["cost_usd"] > 0
+    summary = strict_json((run_dir / "summary.json").read_text())
+    assert summary["cost"]["total_usd"] == sane["cost_usd"]
+    assert summary["n_errors"] == 6
+    assert run_cli("report", run_dir).returncode == 0
+
+
+def test_report_reads_old_results_with_non_finite_and_negative_numbers(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "run", [result("a", "classify", "classify", served_model=PRICED, prompt_tokens=10,
+                                                 completion_tokens=5, cost_usd=0.001, latency_ms=20.0)],
+                       finalize=False)
+    # lines as an evalkit without these checks could leave them (Python's json writes NaN/Infinity)
+    base = {"expected_route": "classify", "route": "classify", "status": "ok", "served_model": PRICED}
+    hostile = [
+        {"id": "b", "latency_ms": float("nan"), "cost_usd": float("inf"), "prompt_tokens": 10 ** 400,
+         "completion_tokens": 5},
+        {"id": "c", "latency_ms": float("inf"), "ttft_ms": -1.0, "cost_usd": -0.5, "prompt_tokens": -3,
+         "completion_tokens": float("nan")},
+        {"id": "d", "latency_ms": 10 ** 400, "cost_usd": float("-inf"), "prompt_tokens": 1e300},
+    ]
+    with (run_dir / "results.jsonl").open("a") as fh:
+        for line in hostile:
+            fh.write(json.dumps({**base, **line}) + "\n")
+    proc = run_cli("report", run_dir)
+    assert proc.returncode == 0, proc.stderr
+    summary = strict_json((run_dir / "summary.json").read_text())
+    assert summary["n_scored"] == 4
+    assert summary["cost"]["known_usd"] == 0.001  # the three hostile costs are unknown, not infinite or negative
+    assert summary["latency"]["n"] == 1 and summary["latency"]["mean_ms"] == 20.0  # only case a has a usable latency
+
+
+def test_a_document_with_a_non_finite_number_is_written_as_strict_json(tmp_path: Path) -> None:
+    path = tmp_path / "doc.json"
+    write_json(path, {"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf")}})
+    assert strict_json(path.read_text()) == {"a": None, "b": [1.5, None], "c": {"d": None}}
+
+
+def test_a_gzip_bomb_from_an_upstream_of_the_local_router_fails_over() -> None:
+    bomb = gzip_reply(DEFAULT_MAX_RESPONSE_BYTES + 1024)
+    with FakeOpenAI(bomb) as evil, FakeOpenAI(Reply(content="from the second model")) as good:
+        # classify's pool is openai-gpt-oss-20b (the bomb), then llama3.3-70b-instruct
+        with local_router(upstreams={"openai-gpt-oss-20b": evil.base_url, "*": good.base_url}) as lr:
+            resp = httpx.post(f"{lr.base_url}/chat/completions", json=chat_body("hello"), timeout=60)
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.json()["choices"][0]["message"]["content"] == "from the second model"
+    assert resp.headers["x-evalkit-attempt-log"].startswith("openai-gpt-oss-20b=too-large, ")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_an_answer_in_an_encoding_not_asked_for_is_a_case_error(tmp_path: Path, stream: bool) -> None:
+    # brotli would be decoded by httpx, uncapped, when the brotli package is installed
+    reply = Reply(raw_body="opaque bytes", headers={"content-encoding": "br", ROUTE: "classify"})
+    with FakeOpenAI(reply) as fake:
+        proc = run_cli("run", bomb_suite(tmp_path / "suite"), "--target", "openai", "--base-url", fake.base_url,
+                       "--out", tmp_path / "runs", "--retries", "0", "-q", *(["--stream"] if stream else []))
+        sent = fake.request_headers
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert sent and all(h["accept-encoding"] == "gzip, deflate" for h in sent)
+    results = [json.loads(line) for line in next((tmp_path / "runs").glob("*/*/results.jsonl")).read_text().splitlines()]
+    assert [(r["status"], r["error_code"]) for r in results] == [("error", "bad_content_encoding")] * 2
+    assert "'br'" in results[0]["error"]
