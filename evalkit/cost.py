@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from evalkit.errors import PriceError
+from evalkit.safe_yaml import load_yaml
 
 MILLION = Decimal(1_000_000)
 CENT = Decimal("0.01")
@@ -82,10 +83,7 @@ def read_yaml_text(path: str | Path, error: type[Exception], kind: str, example:
 
 def parse_prices(text: str, *, source: str) -> dict[str, Price]:
     try:
-        data = yaml.safe_load(text)
-    except RecursionError:
-        raise PriceError("YAML nested too deeply to be a price catalog", where=source,
-                         fix="write models: {<slug>: {input: <USD/M>, output: <USD/M>}}") from None
+        data, _ = load_yaml(text, error=PriceError, where=source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise PriceError(f"invalid YAML: {getattr(exc, 'problem', exc)}",
@@ -542,7 +540,7 @@ def parse_traffic(text: str, *, source: str) -> dict[str, Any]:
 
     _, TrafficFile = _traffic_models()
     try:
-        data = yaml.safe_load(text)
+        data, _ = load_yaml(text, error=InputError, where=source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise InputError(f"invalid YAML: {getattr(exc, 'problem', exc)}",

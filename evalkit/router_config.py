@@ -18,6 +18,7 @@ from evalkit.errors import ConfigError, short
 from evalkit.records import FALLBACK
 
 NAME_RE = re.compile(r"^[a-z0-9-]+$")
+MAX_NAME_LEN = 255  # DigitalOcean: a router name has at most 255 characters
 MAX_POOL = 3
 PREFER_VALUES = ("cheapest", "fastest")
 TOP_KEYS = {"name", "description", "policies", "fallback_models", "regions"}
@@ -148,6 +149,9 @@ def _validate(data: Any, source: str) -> RouterConfig:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise _err(source, "name", "router name must use only lowercase a-z, 0-9 and '-'", name,
                    "rename it, e.g. \"cost-governance-demo\"")
+    if len(name) > MAX_NAME_LEN:
+        raise _err(source, "name", f"router name is {len(name)} characters; DigitalOcean allows at most {MAX_NAME_LEN}",
+                   name, "shorten the name")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise _err(source, "description", "description must be a string", description,

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from evalkit.errors import SuiteError, short
 from evalkit.records import FALLBACK, LABEL_SOURCES, Case
 from evalkit.router_config import RouterConfig, load_router_config
+from evalkit.safe_yaml import load_yaml
 
 SUITE_FILE = "suite.yaml"
 SUITE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -35,6 +36,9 @@ CASE_FIELDS = ("id", "prompt", "messages", "expected_route", "reference", "sessi
 SUITE_KEYS = ("name", "description", "router", "cases", "columns", "defaults", "gates")
 DEFAULT_KEYS = ("max_completion_tokens", "temperature")
 MAX_PROMPT_CHARS = 100_000
+# A CSV cell may be longer than a prompt (a messages list, a reference answer), but not unbounded:
+# above this the reader stops with the file and line. (The csv module's default is 131,072.)
+MAX_CSV_CELL_CHARS = 1_048_576
 HUMAN_CRITERIA = ("correctness", "completeness")
 
 
@@ -89,7 +93,9 @@ def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Su
     yaml_path = suite_file(path)
     spec = _load_spec(yaml_path)
     folder = yaml_path.parent
-    rpath = Path(router_path) if router_path else folder / spec.router
+    rpath = Path(router_path) if router_path else _inside(folder, spec.router, "router", yaml_path)
+    if not spec.cases.startswith("hf://"):
+        _inside(folder, spec.cases, "cases", yaml_path)
     router = load_router_config(rpath)
     cases_ref = spec.cases
     cases = list(iter_cases(folder, cases_ref, router, columns=spec.columns))
@@ -108,6 +114,28 @@ def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Su
                  cases_path=_cases_where(folder, cases_ref))
 
 
+def _inside(folder: Path, ref: str, key: str, yaml_path: Path) -> Path:
+    """``folder / ref``, refused unless it stays inside the suite folder once symlinks are followed.
+
+    A suite is often somebody else's folder: a ``cases.csv`` linked to ``/etc/passwd``, or
+    ``cases: ../../secrets.jsonl``, would send that file's lines to the router as prompts and
+    print them in the report.
+    """
+    path = folder / ref
+    base = folder.resolve()
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        target = None
+    if target is not None and (target == base or base in target.parents):
+        return path
+    link = " (a symbolic link)" if path.is_symlink() else ""
+    raise SuiteError(f"the {key} file must be inside the suite folder {folder}", where=str(yaml_path),
+                     got=f"{key}: {ref}{link} -> {target if target is not None else 'a symbolic link loop'}",
+                     fix=f"copy the file into the suite folder and name it relative to suite.yaml "
+                         f"(e.g. {key}: {Path(ref).name}); evalkit does not read files outside a suite")
+
+
 def _cases_where(folder: Path, ref: str) -> str:
     return ref if ref.startswith("hf://") else str(folder / ref)
 
@@ -122,11 +150,7 @@ def _load_spec(path: Path) -> SuiteSpec:
         raise SuiteError("suite file is empty", where=where,
                          fix="write at least: name: my-suite, router: router.json, cases: cases.jsonl")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except RecursionError:
-        raise SuiteError("YAML nested too deeply", where=where,
-                         fix="suite.yaml holds a few top-level keys: name, router, cases, ...") from None
+        data, node = load_yaml(text, error=SuiteError, where=where)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         loc = f"{where}:{mark.line + 1}" if mark else where
@@ -239,11 +263,15 @@ def _csv_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
     import csv
 
     where = str(path)
+    line = 1
+    previous_limit = csv.field_size_limit(MAX_CSV_CELL_CHARS)
     try:
-        fh = path.open(newline="", encoding="utf-8")
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark, which is not part of the header
+        fh = path.open(newline="", encoding="utf-8-sig")
         with fh:
             reader = csv.DictReader(fh)
             for i, row in enumerate(reader, start=2):  # line 1 is the header
+                line = reader.line_num
                 if None in row:
                     raise SuiteError("row has more cells than the header", where=f"{where}:{i}",
                                      fix="quote cells that contain commas")
@@ -251,8 +279,15 @@ def _csv_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
     except UnicodeDecodeError:
         raise SuiteError("CSV file is not UTF-8 text", where=where, fix="save the CSV as UTF-8") from None
     except csv.Error as exc:
-        raise SuiteError(f"cannot read CSV: {exc}", where=where,
+        at = f"{where}:{line + 1}"  # the row after the last one read whole
+        if "field larger than field limit" in str(exc):
+            raise SuiteError(f"a CSV cell is over {MAX_CSV_CELL_CHARS:,} characters", where=at,
+                             fix=f"prompts may hold up to {MAX_PROMPT_CHARS:,} characters: shorten the cell, "
+                                 "or check for an unclosed quote that swallows the rest of the file") from None
+        raise SuiteError(f"cannot read CSV: {exc}", where=at,
                          fix="check the quoting of long cells, or write JSON Lines instead") from None
+    finally:
+        csv.field_size_limit(previous_limit)
 
 
 def _csv_cell(key: str, value: str) -> Any:
