@@ -552,11 +552,16 @@ def parse_traffic(text: str, *, source: str) -> dict[str, Any]:
     try:
         parsed = TrafficFile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise InputError(f"{first['msg']}", where=f"{source} at {loc}", got=repr(first.get("input"))[:80],
-                         fix="fields per task: requests (a month), prompt_tokens, completion_tokens, model; "
-                             "see docs/cost.md") from None
+        from evalkit.validation import problems_from, raise_problems
+
+        fix = ("fields per task: requests (a month), prompt_tokens, completion_tokens, reasoning_tokens, model; "
+               "see docs/cost.md")
+        kinds = {k: ("a number, 0 or more", fix) for k in ("requests", "prompt_tokens", "completion_tokens",
+                                                           "reasoning_tokens")}
+        kinds["tasks"] = ("a mapping of task names to {requests, prompt_tokens, completion_tokens, model}", fix)
+        raise_problems(problems_from(exc, model=TrafficFile, kinds=kinds, fields_word="key",
+                                     where=lambda loc, path: f"{source} at {path}" if path else source),
+                       InputError, source=source)
     return {"name": parsed.name, "compare": list(parsed.compare),
             "tasks": {k: v.model_dump() for k, v in parsed.tasks.items()}}
 

@@ -77,8 +77,10 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     for part in loc:
         if isinstance(part, int):
             continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
+        if part not in current.model_fields:
+            continue  # a key of a dict of models
         annotation = current.model_fields[part].annotation
         current = _inner_model(annotation, typing)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
