@@ -126,7 +126,6 @@ def parse_router_config(text: str | dict[str, Any], *, source: str = "<router co
     return _validate(data, source)
 
 
-_POLICY_FIX = "write {\"custom_task\": {\"name\": ..., \"description\": ...}, \"models\": [...]}"
 _KINDS: dict[str, tuple[str, str]] = {
     "name": ("a string", "add \"name\": \"my-router\" (lowercase letters, digits and hyphens)"),
     "description": ("a string", "write the description as a JSON string: what prompts this task takes and what it outputs"),

@@ -212,10 +212,13 @@ def _key_lines(node: Any) -> dict[tuple[Any, ...], int]:
     if not isinstance(node, yaml.MappingNode):
         return lines
     for k, v in node.value:
+        if not isinstance(k, yaml.ScalarNode):  # a list or mapping as a key: no line to look up
+            continue
         lines[(k.value,)] = k.start_mark.line + 1
         if isinstance(v, yaml.MappingNode):
             for k2, _ in v.value:
-                lines[(k.value, k2.value)] = k2.start_mark.line + 1
+                if isinstance(k2, yaml.ScalarNode):
+                    lines[(k.value, k2.value)] = k2.start_mark.line + 1
         elif isinstance(v, yaml.SequenceNode):
             for i, item in enumerate(v.value):
                 lines[(k.value, i)] = item.start_mark.line + 1

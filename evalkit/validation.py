@@ -118,12 +118,13 @@ def problems_from(exc: ValidationError, *, model: type[BaseModel], where: Callab
     for e in exc.errors(include_url=False):
         loc = tuple(e["loc"])
         ctx = e.get("ctx") or {}
-        field = next((str(p) for p in reversed(loc) if not isinstance(p, int)), "")
+        field = next((str(p) for p in reversed(loc) if not isinstance(p, int)), str(loc[-1]) if loc else "")
         got: str | None = short(e.get("input"))
         if e["type"] == "evalkit":
             path = json_path(loc)
             if ctx.get("path"):
-                path = f"{path}.{ctx['path']}" if path else ctx["path"]
+                extra = str(ctx["path"])
+                path = f"{path}{extra}" if extra.startswith("[") or not path else f"{path}.{extra}"
             got_value = ctx.get("got", e.get("input"))
             problems.append(Problem(where(loc, path), ctx["what"], None if got_value is None else short(got_value),
                                     ctx.get("fix")))

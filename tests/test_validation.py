@@ -171,3 +171,16 @@ def test_a_csv_problem_names_its_line(tmp_path: Path):
     assert lines[0].startswith(f"- {folder / 'cases.csv'}:3: ") and "did you mean 'customer-qa'?" in lines[0]
     assert lines[1].startswith(f"- {folder / 'cases.csv'}:4: ") and "unknown task 'nope'" in lines[1]
     assert "did you mean" not in lines[1]
+
+
+def test_a_line_that_stops_the_reader_ends_the_list_after_the_problems_before_it(tmp_path: Path):
+    text = (json.dumps({"id": "a", "prompt": "x", "expected_route": "billing"}) + "\n"
+            + '{"id": "b", "prompt": \n'
+            + json.dumps({"id": "c", "prompt": "x", "expected_route": "nope"}) + "\n")
+    folder = write_suite(tmp_path / "s", text)
+    with pytest.raises(SuiteError) as info:
+        load_suite(folder)
+    lines = _problem_lines(str(info.value))
+    assert len(lines) == 2, str(info.value)
+    assert "cases.jsonl:1: case 'a': unknown task 'billing'" in lines[0]
+    assert "cases.jsonl:2: invalid JSON" in lines[1]
