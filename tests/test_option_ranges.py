@@ -127,3 +127,16 @@ def test_values_at_the_edges_of_a_range_pass_the_check(tmp_path: Path, words, op
     command = dict((" ".join(w), p) for w, _, p in NUMERIC)
     proc = run_cli(*words, option, value, *command[" ".join(words)], cwd=tmp_path, timeout=60)
     assert option + ":" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--requests", "a=-5", "--tokens", "a=1/1"], "0 or more"),
+    (["--requests", "a=5", "--tokens", "a=-1/1"], "0 or more"),
+    (["--requests", "a=5", "--tokens", "a=inf/1"], "two finite numbers"),
+    (["--requests", "a=5", "--tokens", "a=1/nan"], "two finite numbers"),
+])
+def test_numbers_inside_cost_pairs_are_range_checked(tmp_path: Path, args, needle):
+    proc = run_cli("cost", *args, "--model", "a=openai-gpt-5", cwd=tmp_path, timeout=60)
+    message = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2, message
+    assert "Traceback" not in message and needle in message and "fix:" in message
