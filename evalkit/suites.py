@@ -65,6 +65,19 @@ class SuiteSpec(BaseModel):
                           "rename it, e.g. name: saas-support")
         return value
 
+    @field_validator("defaults")
+    @classmethod
+    def _defaults(cls, value: dict[str, Any]) -> dict[str, Any]:
+        mct, temperature = value.get("max_completion_tokens"), value.get("temperature")
+        if mct is not None and (isinstance(mct, bool) or not isinstance(mct, int) or mct < 1):
+            raise invalid("max_completion_tokens must be a positive integer", "e.g. defaults: {max_completion_tokens: 512}",
+                          got=mct, path="max_completion_tokens")
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                        or not 0 <= temperature <= 2):
+            raise invalid("temperature must be a number between 0 and 2", "e.g. defaults: {temperature: 0}",
+                          got=temperature, path="temperature")
+        return value
+
 
 _SPEC_KINDS: dict[str, tuple[str, str]] = {
     "name": ("a string", "add name: <suite name>, e.g. name: saas-support"),

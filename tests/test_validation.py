@@ -184,3 +184,16 @@ def test_a_line_that_stops_the_reader_ends_the_list_after_the_problems_before_it
     assert len(lines) == 2, str(info.value)
     assert "cases.jsonl:1: case 'a': unknown task 'billing'" in lines[0]
     assert "cases.jsonl:2: invalid JSON" in lines[1]
+
+
+@pytest.mark.parametrize("defaults,needle", [
+    ("{max_completion_tokens: 0}", "max_completion_tokens must be a positive integer"),
+    ("{max_completion_tokens: lots}", "max_completion_tokens must be a positive integer"),
+    ("{temperature: 7}", "temperature must be a number between 0 and 2"),
+])
+def test_suite_defaults_are_checked(tmp_path: Path, defaults, needle):
+    folder = write_suite(tmp_path / "s", [{"id": "a", "prompt": "x", "expected_route": "classify"}],
+                         suite_yaml=f"name: s\ndefaults: {defaults}\n")
+    with pytest.raises(SuiteError, match=needle) as info:
+        load_suite(folder)
+    assert "suite.yaml:2" in str(info.value) and "fix:" in str(info.value)
