@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from evalkit.errors import PriceError
+from evalkit.safe_yaml import load_yaml
 
 MILLION = Decimal(1_000_000)
 CENT = Decimal("0.01")
@@ -82,10 +83,7 @@ def read_yaml_text(path: str | Path, error: type[Exception], kind: str, example:
 
 def parse_prices(text: str, *, source: str) -> dict[str, Price]:
     try:
-        data = yaml.safe_load(text)
-    except RecursionError:
-        raise PriceError("YAML nested too deeply to be a price catalog", where=source,
-                         fix="write models: {<slug>: {input: <USD/M>, output: <USD/M>}}") from None
+        data, _ = load_yaml(text, error=PriceError, where=source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise PriceError(f"invalid YAML: {getattr(exc, 'problem', exc)}",
@@ -542,7 +540,7 @@ def parse_traffic(text: str, *, source: str) -> dict[str, Any]:
 
     _, TrafficFile = _traffic_models()
     try:
-        data = yaml.safe_load(text)
+        data, _ = load_yaml(text, error=InputError, where=source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise InputError(f"invalid YAML: {getattr(exc, 'problem', exc)}",
@@ -554,11 +552,16 @@ def parse_traffic(text: str, *, source: str) -> dict[str, Any]:
     try:
         parsed = TrafficFile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise InputError(f"{first['msg']}", where=f"{source} at {loc}", got=repr(first.get("input"))[:80],
-                         fix="fields per task: requests (a month), prompt_tokens, completion_tokens, model; "
-                             "see docs/cost.md") from None
+        from evalkit.validation import problems_from, raise_problems
+
+        fix = ("fields per task: requests (a month), prompt_tokens, completion_tokens, reasoning_tokens, model; "
+               "see docs/cost.md")
+        kinds = {k: ("a number, 0 or more", fix) for k in ("requests", "prompt_tokens", "completion_tokens",
+                                                           "reasoning_tokens")}
+        kinds["tasks"] = ("a mapping of task names to {requests, prompt_tokens, completion_tokens, model}", fix)
+        raise_problems(problems_from(exc, model=TrafficFile, kinds=kinds, fields_word="key",
+                                     where=lambda loc, path: f"{source} at {path}" if path else source),
+                       InputError, source=source)
     return {"name": parsed.name, "compare": list(parsed.compare),
             "tasks": {k: v.model_dump() for k, v in parsed.tasks.items()}}
 

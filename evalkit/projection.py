@@ -8,6 +8,7 @@ its suite mix scaled to ``--monthly-requests``). The arithmetic is ``evalkit.cos
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Sequence
@@ -74,7 +75,7 @@ def _count(text: str, option: str, task: str) -> int:
     except ValueError:
         value = -1
     if value < 0:
-        raise UsageError("requests must be a whole number of requests a month", where=f"{option} {task}=",
+        raise UsageError("requests must be a whole number of requests a month, 0 or more", where=f"{option} {task}=",
                          got=text, fix=f"e.g. {option} {task}=700000")
     return value
 
@@ -85,8 +86,9 @@ def _tokens(text: str, task: str) -> tuple[float, float]:
         prompt, completion = float(left.replace(",", "")), float(right.replace(",", ""))
     except ValueError:
         prompt = completion = -1.0
-    if not sep or prompt < 0 or completion < 0:
-        raise UsageError("tokens must be PROMPT/COMPLETION (mean tokens per request)", where=f"--tokens {task}=",
+    if not sep or not (math.isfinite(prompt) and math.isfinite(completion)) or prompt < 0 or completion < 0:
+        raise UsageError("tokens must be PROMPT/COMPLETION (mean tokens per request), two finite numbers, 0 or more",
+                         where=f"--tokens {task}=",
                          got=text, fix=f"e.g. --tokens {task}=94/80")
     return prompt, completion
 

@@ -12,17 +12,16 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from evalkit.errors import ConfigError, short
 from evalkit.records import FALLBACK
+from evalkit.validation import Problem, invalid, problems_from, raise_problems
 
 NAME_RE = re.compile(r"^[a-z0-9-]+$")
+MAX_NAME_LEN = 255  # DigitalOcean: a router name has at most 255 characters
 MAX_POOL = 3
 PREFER_VALUES = ("cheapest", "fastest")
-TOP_KEYS = {"name", "description", "policies", "fallback_models", "regions"}
-POLICY_KEYS = {"custom_task", "task_slug", "models", "selection_policy"}
-TASK_KEYS = {"name", "description"}
 
 
 class Task(BaseModel):
@@ -127,130 +126,169 @@ def parse_router_config(text: str | dict[str, Any], *, source: str = "<router co
     return _validate(data, source)
 
 
-def _err(source: str, path: str, what: str, got: Any = None, fix: str | None = None,
-         has_got: bool = True) -> ConfigError:
-    return ConfigError(what, where=f"{source} at {path}" if path else source,
-                       got=short(got) if has_got and got is not None else None, fix=fix)
+_KINDS: dict[str, tuple[str, str]] = {
+    "name": ("a string", "add \"name\": \"my-router\" (lowercase letters, digits and hyphens)"),
+    "description": ("a string", "write the description as a JSON string: what prompts this task takes and what it outputs"),
+    "policies": ("a non-empty list of policies",
+                 "add \"policies\": [{\"custom_task\": {...}, \"models\": [...]}]: at least one policy "
+                 "with custom_task (or task_slug) and models"),
+    "fallback_models": ("a non-empty list of model slugs",
+                        "add \"fallback_models\": [\"<model slug>\"]: the model(s) that serve prompts no task matches"),
+    "models": ("a list of 1 to 3 model slugs", "give 1 to 3 model slugs, e.g. [\"openai-gpt-oss-20b\"]"),
+    "custom_task": ("an object", "write {\"name\": ..., \"description\": ...}"),
+    "selection_policy": ("{\"prefer\": ...}", "write {\"prefer\": \"cheapest\"} or {\"prefer\": \"fastest\"}, "
+                                              "or leave it out for manual ranking"),
+    "prefer": ("'cheapest' or 'fastest'",
+               "use \"cheapest\" or \"fastest\", or remove selection_policy for manual ranking (list order)"),
+    "task_slug": ("a non-empty string", "give a preset task slug"),
+    "regions": ("a list of strings", "e.g. [\"tor1\"]"),
+}
+
+
+def _model_list(models: list[str], *, limit: int | None) -> list[str]:
+    if not models:
+        raise invalid("the model list is empty", "give at least one model slug", got=models)
+    if limit is not None and len(models) > limit:
+        raise invalid(f"a model pool holds at most {limit} models, found {len(models)}",
+                      f"keep the {limit} best models of this pool", got=models)
+    for j, m in enumerate(models):
+        if not m.strip():
+            raise invalid("a model slug must be a non-empty string", "e.g. \"openai-gpt-oss-20b\"", got=m, path=f"[{j}]")
+    return models
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _CustomTaskIn(_Input):
+    name: str
+    description: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip():
+            raise invalid("task name is missing or empty", "give the task a name, e.g. \"classify\"")
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        if not value.strip():
+            raise invalid("task description is missing or empty",
+                          "describe what prompts this task takes and what it outputs")
+        return value
+
+
+class _SelectionPolicyIn(_Input):
+    prefer: Literal["cheapest", "fastest"]
+
+
+class _PolicyIn(_Input):
+    custom_task: _CustomTaskIn | None = None
+    task_slug: str | None = None
+    models: list[str]
+    selection_policy: _SelectionPolicyIn | None = None
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        return _model_list(value, limit=MAX_POOL)
+
+    @field_validator("task_slug")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise invalid("task_slug must be a non-empty string", "give a preset task slug")
+        return value
+
+    @model_validator(mode="after")
+    def _one_task(self) -> "_PolicyIn":
+        if self.custom_task is None and self.task_slug is None:
+            raise invalid("policy has neither 'custom_task' nor 'task_slug'",
+                          "add \"custom_task\": {\"name\": ..., \"description\": ...} or a preset \"task_slug\"", got=None)
+        if self.custom_task is not None and self.task_slug is not None:
+            raise invalid("policy has both 'custom_task' and 'task_slug'", "keep one of them", got=None)
+        return self
+
+    @property
+    def task(self) -> Task:
+        prefer = self.selection_policy.prefer if self.selection_policy else None
+        if self.custom_task is not None:
+            return Task(name=self.custom_task.name, description=self.custom_task.description,
+                        models=list(self.models), prefer=prefer)
+        slug = self.task_slug or ""
+        return Task(name=slug, description=slug.replace("-", " ").replace("_", " "), models=list(self.models),
+                    prefer=prefer, preset=True)
+
+
+class _RouterIn(_Input):
+    name: str
+    description: str = ""
+    policies: list[_PolicyIn]
+    fallback_models: list[str]
+    regions: list[str] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise invalid("router name must use only lowercase a-z, 0-9 and '-'",
+                          "rename it, e.g. \"cost-governance-demo\"")
+        if len(value) > MAX_NAME_LEN:
+            raise invalid(f"router name is {len(value)} characters; DigitalOcean allows at most {MAX_NAME_LEN}",
+                          "shorten the name")
+        return value
+
+    @field_validator("policies")
+    @classmethod
+    def _policies(cls, value: list[_PolicyIn]) -> list[_PolicyIn]:
+        if not value:
+            raise invalid("policies must be a non-empty list", _KINDS["policies"][1])
+        return value
+
+    @field_validator("fallback_models")
+    @classmethod
+    def _fallback(cls, value: list[str]) -> list[str]:
+        return _model_list(value, limit=None)
+
+
+def _task_name_problems(policies: list[_PolicyIn], source: str) -> list[Problem]:
+    """Checks across policies: task names are unique and none is 'fallback'."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, policy in enumerate(policies):
+        name = policy.task.name
+        where = f"{source} at policies[{i}].{'custom_task.name' if policy.custom_task else 'task_slug'}"
+        if name == FALLBACK:
+            problems.append(Problem(where, "a task may not be named 'fallback': that name is reserved for the "
+                                           "fallback route", short(name), "rename the task, e.g. 'general-fallback-task'"))
+        elif name in seen:
+            problems.append(Problem(where, f"duplicate task name '{name}' (also policies[{seen[name]}])", short(name),
+                                    "give each task a unique name"))
+        else:
+            seen[name] = i
+    return problems
 
 
 def _validate(data: Any, source: str) -> RouterConfig:
     if not isinstance(data, dict):
-        raise _err(source, "$", "the router config must be a JSON object", type(data).__name__,
-                   "wrap the config in {...} with name, policies and fallback_models")
-    unknown = sorted(set(data) - TOP_KEYS)
-    if unknown:
-        raise _err(source, unknown[0], f"unknown field '{unknown[0]}'", None,
-                   f"remove it; the create body has {', '.join(sorted(TOP_KEYS))}", has_got=False)
-    if "name" not in data:
-        raise _err(source, "name", "missing required field 'name'", None,
-                   "add \"name\": \"my-router\" (lowercase letters, digits and hyphens)")
-    name = data["name"]
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise _err(source, "name", "router name must use only lowercase a-z, 0-9 and '-'", name,
-                   "rename it, e.g. \"cost-governance-demo\"")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise _err(source, "description", "description must be a string", description,
-                   "write the description as a JSON string")
-    if "policies" not in data:
-        raise _err(source, "policies", "missing required field 'policies'", None,
-                   "add \"policies\": [{\"custom_task\": {...}, \"models\": [...]}]")
-    policies = data["policies"]
-    if not isinstance(policies, list) or not policies:
-        raise _err(source, "policies", "policies must be a non-empty list", policies,
-                   "give at least one policy with custom_task (or task_slug) and models")
-    tasks: list[Task] = []
-    seen: dict[str, int] = {}
-    for i, policy in enumerate(policies):
-        task = _policy(policy, f"policies[{i}]", source)
-        if task.name == FALLBACK:
-            raise _err(source, f"policies[{i}].custom_task.name",
-                       "a task may not be named 'fallback': that name is reserved for the fallback route",
-                       task.name, "rename the task, e.g. 'general-fallback-task'")
-        if task.name in seen:
-            raise _err(source, f"policies[{i}].custom_task.name",
-                       f"duplicate task name '{task.name}' (also policies[{seen[task.name]}])", task.name,
-                       "give each task a unique name")
-        seen[task.name] = i
-        tasks.append(task)
-    if "fallback_models" not in data:
-        raise _err(source, "fallback_models", "missing required field 'fallback_models'", None,
-                   "add \"fallback_models\": [\"<model slug>\"]: the model(s) that serve prompts no task matches")
-    fallback = data["fallback_models"]
-    _models(fallback, "fallback_models", source, limit=None)
-    regions = data.get("regions")
-    if regions is not None and (not isinstance(regions, list) or not all(isinstance(r, str) for r in regions)):
-        raise _err(source, "regions", "regions must be a list of strings", regions, "e.g. [\"tor1\"]")
-    return RouterConfig(name=name, description=description, tasks=tasks, fallback_models=list(fallback),
-                        regions=regions, source=source)
+        raise ConfigError("the router config must be a JSON object", where=f"{source} at $",
+                          got=type(data).__name__, fix="wrap the config in {...} with name, policies and fallback_models")
 
+    def where(loc: tuple[Any, ...], path: str) -> str:
+        return f"{source} at {path}" if path else source
 
-def _policy(policy: Any, path: str, source: str) -> Task:
-    if not isinstance(policy, dict):
-        raise _err(source, path, "a policy must be a JSON object", policy,
-                   "write {\"custom_task\": {\"name\": ..., \"description\": ...}, \"models\": [...]}")
-    unknown = sorted(set(policy) - POLICY_KEYS)
-    if unknown:
-        raise _err(source, f"{path}.{unknown[0]}", f"unknown field '{unknown[0]}'", None,
-                   f"a policy has {', '.join(sorted(POLICY_KEYS))}", has_got=False)
-    custom, slug = policy.get("custom_task"), policy.get("task_slug")
-    if custom is None and slug is None:
-        raise _err(source, path, "policy has neither 'custom_task' nor 'task_slug'", None,
-                   "add \"custom_task\": {\"name\": ..., \"description\": ...} or a preset \"task_slug\"")
-    if custom is not None and slug is not None:
-        raise _err(source, path, "policy has both 'custom_task' and 'task_slug'", None, "keep one of them")
-    preset = False
-    if custom is not None:
-        if not isinstance(custom, dict):
-            raise _err(source, f"{path}.custom_task", "custom_task must be an object", custom,
-                       "write {\"name\": ..., \"description\": ...}")
-        unknown = sorted(set(custom) - TASK_KEYS)
-        if unknown:
-            raise _err(source, f"{path}.custom_task.{unknown[0]}", f"unknown field '{unknown[0]}'", None,
-                       "custom_task has name and description", has_got=False)
-        name = custom.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise _err(source, f"{path}.custom_task.name", "task name is missing or empty", name,
-                       "give the task a name, e.g. \"classify\"")
-        desc = custom.get("description")
-        if not isinstance(desc, str) or not desc.strip():
-            raise _err(source, f"{path}.custom_task.description", "task description is missing or empty", desc,
-                       "describe what prompts this task takes and what it outputs")
-    else:
-        if not isinstance(slug, str) or not slug.strip():
-            raise _err(source, f"{path}.task_slug", "task_slug must be a non-empty string", slug,
-                       "give a preset task slug")
-        name, desc, preset = slug, slug.replace("-", " ").replace("_", " "), True
-    if "models" not in policy:
-        raise _err(source, f"{path}.models", "missing required field 'models'", None,
-                   "give 1 to 3 model slugs, e.g. [\"openai-gpt-oss-20b\"]")
-    models = policy["models"]
-    _models(models, f"{path}.models", source, limit=MAX_POOL)
-    prefer = None
-    if "selection_policy" in policy and policy["selection_policy"] is not None:
-        sp = policy["selection_policy"]
-        if not isinstance(sp, dict) or set(sp) - {"prefer"}:
-            raise _err(source, f"{path}.selection_policy", "selection_policy must be {\"prefer\": ...}", sp,
-                       "write {\"prefer\": \"cheapest\"} or {\"prefer\": \"fastest\"}, or leave it out for manual ranking")
-        prefer = sp.get("prefer")
-        if prefer not in PREFER_VALUES:
-            raise _err(source, f"{path}.selection_policy.prefer", "prefer must be 'cheapest' or 'fastest'", prefer,
-                       "use \"cheapest\" or \"fastest\", or remove selection_policy for manual ranking (list order)")
-    return Task(name=name, description=desc, models=list(models), prefer=prefer, preset=preset)
-
-
-def _models(models: Any, path: str, source: str, *, limit: int | None) -> None:
-    if not isinstance(models, list):
-        raise _err(source, path, "must be a list of model slugs", models, "e.g. [\"llama3.3-70b-instruct\"]")
-    if not models:
-        raise _err(source, path, "the model list is empty", models, "give at least one model slug")
-    if limit is not None and len(models) > limit:
-        raise _err(source, path, f"a model pool holds at most {limit} models, found {len(models)}", models,
-                   f"keep the {limit} best models of this pool")
-    for j, m in enumerate(models):
-        if not isinstance(m, str) or not m.strip():
-            raise _err(source, f"{path}[{j}]", "a model slug must be a non-empty string", m,
-                       "e.g. \"openai-gpt-oss-20b\"")
+    try:
+        parsed = _RouterIn.model_validate(data)
+    except ValidationError as exc:
+        raise_problems(problems_from(exc, model=_RouterIn, where=where, kinds=_KINDS), ConfigError, source=source)
+    problems = _task_name_problems(parsed.policies, source)
+    if problems:
+        raise_problems(problems, ConfigError, source=source)
+    return RouterConfig(name=parsed.name, description=parsed.description, tasks=[p.task for p in parsed.policies],
+                        fallback_models=list(parsed.fallback_models), regions=parsed.regions, source=source)
 
 
 def _text_diff(a: str, b: str) -> list[dict[str, str]]:

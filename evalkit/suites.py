@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from evalkit.errors import SuiteError, short
 from evalkit.records import FALLBACK, LABEL_SOURCES, Case
 from evalkit.router_config import RouterConfig, load_router_config
+from evalkit.safe_yaml import load_yaml
+from evalkit.validation import MAX_REPORTED, Problem, did_you_mean, invalid, problems_from, raise_problems
 
 SUITE_FILE = "suite.yaml"
 SUITE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -35,13 +37,16 @@ CASE_FIELDS = ("id", "prompt", "messages", "expected_route", "reference", "sessi
 SUITE_KEYS = ("name", "description", "router", "cases", "columns", "defaults", "gates")
 DEFAULT_KEYS = ("max_completion_tokens", "temperature")
 MAX_PROMPT_CHARS = 100_000
+# A CSV cell may be longer than a prompt (a messages list, a reference answer), but not unbounded:
+# above this the reader stops with the file and line. (The csv module's default is 131,072.)
+MAX_CSV_CELL_CHARS = 1_048_576
 HUMAN_CRITERIA = ("correctness", "completeness")
 
 
 class SuiteSpec(BaseModel):
     """The contents of ``suite.yaml``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str
     description: str = ""
@@ -50,6 +55,39 @@ class SuiteSpec(BaseModel):
     columns: dict[str, str] = Field(default_factory=dict)
     defaults: dict[str, Any] = Field(default_factory=dict)
     gates: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # The name becomes a folder of the run directory: no separators, no '..', no control characters.
+        if not SUITE_NAME_RE.match(value):
+            raise invalid("suite name must be letters, digits, '.', '_' or '-', starting with a letter or digit",
+                          "rename it, e.g. name: saas-support")
+        return value
+
+    @field_validator("defaults")
+    @classmethod
+    def _defaults(cls, value: dict[str, Any]) -> dict[str, Any]:
+        mct, temperature = value.get("max_completion_tokens"), value.get("temperature")
+        if mct is not None and (isinstance(mct, bool) or not isinstance(mct, int) or mct < 1):
+            raise invalid("max_completion_tokens must be a positive integer", "e.g. defaults: {max_completion_tokens: 512}",
+                          got=mct, path="max_completion_tokens")
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                        or not 0 <= temperature <= 2):
+            raise invalid("temperature must be a number between 0 and 2", "e.g. defaults: {temperature: 0}",
+                          got=temperature, path="temperature")
+        return value
+
+
+_SPEC_KINDS: dict[str, tuple[str, str]] = {
+    "name": ("a string", "add name: <suite name>, e.g. name: saas-support"),
+    "description": ("a string", "write description as text"),
+    "router": ("a file name", "e.g. router: router.json"),
+    "cases": ("a file name", "e.g. cases: cases.jsonl (or .csv, .parquet, hf://<dataset>[:split])"),
+    "columns": ("a mapping of case fields to your dataset's columns", "e.g. columns: {prompt: text, expected_route: label}"),
+    "defaults": ("a mapping", f"defaults may set: {', '.join(DEFAULT_KEYS)}"),
+    "gates": ("a list of gate expressions", "write gates like: - accuracy >= 0.90"),
+}
 
 
 @dataclass
@@ -89,7 +127,9 @@ def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Su
     yaml_path = suite_file(path)
     spec = _load_spec(yaml_path)
     folder = yaml_path.parent
-    rpath = Path(router_path) if router_path else folder / spec.router
+    rpath = Path(router_path) if router_path else _inside(folder, spec.router, "router", yaml_path)
+    if not spec.cases.startswith("hf://"):
+        _inside(folder, spec.cases, "cases", yaml_path)
     router = load_router_config(rpath)
     cases_ref = spec.cases
     cases = list(iter_cases(folder, cases_ref, router, columns=spec.columns))
@@ -108,6 +148,28 @@ def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Su
                  cases_path=_cases_where(folder, cases_ref))
 
 
+def _inside(folder: Path, ref: str, key: str, yaml_path: Path) -> Path:
+    """``folder / ref``, refused unless it stays inside the suite folder once symlinks are followed.
+
+    A suite is often somebody else's folder: a ``cases.csv`` linked to ``/etc/passwd``, or
+    ``cases: ../../secrets.jsonl``, would send that file's lines to the router as prompts and
+    print them in the report.
+    """
+    path = folder / ref
+    base = folder.resolve()
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        target = None
+    if target is not None and (target == base or base in target.parents):
+        return path
+    link = " (a symbolic link)" if path.is_symlink() else ""
+    raise SuiteError(f"the {key} file must be inside the suite folder {folder}", where=str(yaml_path),
+                     got=f"{key}: {ref}{link} -> {target if target is not None else 'a symbolic link loop'}",
+                     fix=f"copy the file into the suite folder and name it relative to suite.yaml "
+                         f"(e.g. {key}: {Path(ref).name}); evalkit does not read files outside a suite")
+
+
 def _cases_where(folder: Path, ref: str) -> str:
     return ref if ref.startswith("hf://") else str(folder / ref)
 
@@ -122,11 +184,7 @@ def _load_spec(path: Path) -> SuiteSpec:
         raise SuiteError("suite file is empty", where=where,
                          fix="write at least: name: my-suite, router: router.json, cases: cases.jsonl")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except RecursionError:
-        raise SuiteError("YAML nested too deeply", where=where,
-                         fix="suite.yaml holds a few top-level keys: name, router, cases, ...") from None
+        data, node = load_yaml(text, error=SuiteError, where=where)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         loc = f"{where}:{mark.line + 1}" if mark else where
@@ -135,47 +193,66 @@ def _load_spec(path: Path) -> SuiteSpec:
     if not isinstance(data, dict):
         raise SuiteError("suite.yaml must be a mapping of keys to values", where=where, got=short(data),
                          fix="write name:, router:, cases: ... as top-level keys")
-    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
-    for key in data:
-        if key not in SUITE_KEYS:
-            raise SuiteError(f"unknown key '{key}'", where=f"{where}:{lines.get(key, '?')}",
-                             fix=f"suite.yaml keys are: {', '.join(SUITE_KEYS)}")
-    if "name" not in data:
-        raise SuiteError("missing key 'name'", where=where, fix="add name: <suite name>")
-    name = data["name"]
-    if isinstance(name, str) and not SUITE_NAME_RE.match(name):
-        # The name becomes a folder of the run directory: no separators, no '..', no control characters.
-        raise SuiteError("suite name must be letters, digits, '.', '_' or '-', starting with a letter or digit",
-                         where=f"{where}:{lines.get('name', '?')}", got=short(name),
-                         fix="rename it, e.g. name: saas-support")
-    for key, kind in (("name", str), ("description", str), ("router", str), ("cases", str),
-                      ("columns", dict), ("defaults", dict), ("gates", list)):
-        if key in data and not isinstance(data[key], kind):
-            raise SuiteError(f"'{key}' must be a {kind.__name__}", where=f"{where}:{lines.get(key, '?')}",
-                             got=short(data[key]), fix=f"write {key} as a {kind.__name__}")
-    for their in (data.get("columns") or {}):
-        if their not in CASE_FIELDS:
-            raise SuiteError(f"columns maps unknown case field '{their}'", where=f"{where}:{lines.get('columns', '?')}",
-                             fix=f"map case fields ({', '.join(CASE_FIELDS)}) to your dataset's columns: "
-                                 "{prompt: text, expected_route: label}")
-    for key in (data.get("defaults") or {}):
-        if key not in DEFAULT_KEYS:
-            raise SuiteError(f"unknown default '{key}'", where=f"{where}:{lines.get('defaults', '?')}",
-                             fix=f"defaults may set: {', '.join(DEFAULT_KEYS)}")
-    for gate in data.get("gates") or []:
-        if not isinstance(gate, str):
-            raise SuiteError("each gate must be a string expression", where=f"{where}:{lines.get('gates', '?')}",
-                             got=short(gate), fix="write gates like: - accuracy >= 0.90")
-    return SuiteSpec(**data)
+    lines = _key_lines(node)
+
+    def place(loc: tuple[Any, ...], path: str = "") -> str:
+        line = lines.get(loc[:2]) or lines.get(loc[:1])
+        return f"{where}:{line}" if line else where
+
+    problems: list[Problem] = []
+    spec: SuiteSpec | None = None
+    try:
+        spec = SuiteSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = problems_from(exc, model=SuiteSpec, where=place, kinds=_SPEC_KINDS, fields_word="key")
+    for key, allowed, fix in (
+            ("columns", CASE_FIELDS, f"map case fields ({', '.join(CASE_FIELDS)}) to your dataset's columns: "
+                                     "{prompt: text, expected_route: label}"),
+            ("defaults", DEFAULT_KEYS, f"defaults may set: {', '.join(DEFAULT_KEYS)}")):
+        mapping = data.get(key)
+        for name in mapping if isinstance(mapping, dict) else ():
+            if name not in allowed:
+                kind = "columns maps unknown case field" if key == "columns" else "unknown default"
+                problems.append(Problem(place((key, name)), f"{kind} '{name}'{did_you_mean(name, allowed)}", None, fix))
+    if problems or spec is None:
+        raise_problems(problems, SuiteError, source=where)
+    return spec
+
+
+def _key_lines(node: Any) -> dict[tuple[Any, ...], int]:
+    """Line numbers of suite.yaml's keys, two levels deep: ``{("columns", "prompt"): 5, ...}``."""
+    lines: dict[tuple[Any, ...], int] = {}
+    if not isinstance(node, yaml.MappingNode):
+        return lines
+    for k, v in node.value:
+        if not isinstance(k, yaml.ScalarNode):  # a list or mapping as a key: no line to look up
+            continue
+        lines[(k.value,)] = k.start_mark.line + 1
+        if isinstance(v, yaml.MappingNode):
+            for k2, _ in v.value:
+                if isinstance(k2, yaml.ScalarNode):
+                    lines[(k.value, k2.value)] = k2.start_mark.line + 1
+        elif isinstance(v, yaml.SequenceNode):
+            for i, item in enumerate(v.value):
+                lines[(k.value, i)] = item.start_mark.line + 1
+    return lines
 
 
 def iter_cases(folder: Path, ref: str, router: RouterConfig, *, columns: dict[str, str] | None = None
                ) -> Iterator[Case]:
-    """Yield validated cases in file order."""
+    """Yield validated cases in file order; at the end, one SuiteError listing every problem found
+    (up to 20 of them). A file that cannot be read on (invalid JSON, not UTF-8) stops there."""
     validator = _CaseValidator(router, columns or {})
-    for where, row in _iter_rows(folder, ref):
-        yield validator.validate(row, where)
-    validator.finish()
+    try:
+        for where, row in _iter_rows(folder, ref):
+            case = validator.validate(row, where)
+            if case is not None:
+                yield case
+    except SuiteError as exc:
+        if not validator.n_problems:
+            raise
+        validator.add(Problem(exc.where or ref, exc.what, exc.got, exc.fix))
+    validator.finish(_cases_where(folder, ref))
 
 
 def _iter_rows(folder: Path, ref: str) -> Iterator[tuple[tuple[str, int], Any]]:
@@ -239,11 +316,15 @@ def _csv_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
     import csv
 
     where = str(path)
+    line = 1
+    previous_limit = csv.field_size_limit(MAX_CSV_CELL_CHARS)
     try:
-        fh = path.open(newline="", encoding="utf-8")
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark, which is not part of the header
+        fh = path.open(newline="", encoding="utf-8-sig")
         with fh:
             reader = csv.DictReader(fh)
             for i, row in enumerate(reader, start=2):  # line 1 is the header
+                line = reader.line_num
                 if None in row:
                     raise SuiteError("row has more cells than the header", where=f"{where}:{i}",
                                      fix="quote cells that contain commas")
@@ -251,8 +332,15 @@ def _csv_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
     except UnicodeDecodeError:
         raise SuiteError("CSV file is not UTF-8 text", where=where, fix="save the CSV as UTF-8") from None
     except csv.Error as exc:
-        raise SuiteError(f"cannot read CSV: {exc}", where=where,
+        at = f"{where}:{line + 1}"  # the row after the last one read whole
+        if "field larger than field limit" in str(exc):
+            raise SuiteError(f"a CSV cell is over {MAX_CSV_CELL_CHARS:,} characters", where=at,
+                             fix=f"prompts may hold up to {MAX_PROMPT_CHARS:,} characters: shorten the cell, "
+                                 "or check for an unclosed quote that swallows the rest of the file") from None
+        raise SuiteError(f"cannot read CSV: {exc}", where=at,
                          fix="check the quoting of long cells, or write JSON Lines instead") from None
+    finally:
+        csv.field_size_limit(previous_limit)
 
 
 def _csv_cell(key: str, value: str) -> Any:
@@ -317,8 +405,120 @@ def _is_null(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def _check_messages(messages: list[Any]) -> None:
+    fix = "write [{\"role\": \"user\", \"content\": \"...\"}, ...] ending with a user message"
+    if not messages:
+        raise invalid("'messages' must be a non-empty list", fix)
+    for j, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "developer", "tool"):
+            raise invalid(f"messages[{j}] needs a role of system, user or assistant", fix, got=m, path=f"[{j}]")
+    last = messages[-1]
+    if last.get("role") != "user":
+        raise invalid("the last message must be from the user (broken turn order)", fix, got=last.get("role"))
+    content = last.get("content")
+    if not (isinstance(content, str) and content.strip()) and not isinstance(content, list):
+        raise invalid("empty prompt (last user message)", fix, got=content)
+
+
+class _CaseIn(BaseModel):
+    """One case row as written (after a columns mapping): the checks of a single row.
+
+    Checks against the router's routes read ``labels`` from the validation context."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str
+    prompt: str | None = None
+    messages: list[Any] | None = None
+    expected_route: str
+    reference: str | None = None
+    session: str | None = None
+    turn: int | None = None
+    expected_model: str | None = None
+    tags: list[str] | None = None
+    max_completion_tokens: int | None = None
+    human: dict[str, Any] | None = None
+    label_source: str | None = None
+    reviewed: bool | None = None
+    router_route: str | None = None
+    labeler_route: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not value.strip():
+            raise invalid("missing or empty 'id'", "give every case a unique string id")
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not value.strip():
+                raise invalid("empty prompt", "write the user message, or remove the case")
+            if len(value) > MAX_PROMPT_CHARS:
+                raise invalid(f"prompt is {len(value):,} characters, over the {MAX_PROMPT_CHARS:,} limit",
+                              "shorten the prompt; routers classify a short message, not a document", got=None)
+        return value
+
+    @field_validator("messages")
+    @classmethod
+    def _messages(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is not None:
+            _check_messages(value)
+        return value
+
+    @field_validator("expected_route", "labeler_route")
+    @classmethod
+    def _route(cls, value: str | None, info: ValidationInfo) -> str | None:
+        labels = (info.context or {}).get("labels", ())
+        if value is not None and value not in labels:
+            what = "unknown task" if info.field_name == "expected_route" else "labeler_route names unknown task"
+            raise invalid(f"{what} '{value}'{did_you_mean(value, labels)}",
+                          f"{info.field_name} must be one of: {', '.join(labels)}"
+                          + (", or null" if info.field_name == "labeler_route" else ""), got=None)
+        return value
+
+    @field_validator("turn", "max_completion_tokens")
+    @classmethod
+    def _positive(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value < 1:
+            fix = ("number the turns of a session 1, 2, 3, ..." if info.field_name == "turn"
+                   else "e.g. \"max_completion_tokens\": 256")
+            raise invalid(f"{info.field_name} must be a positive integer", fix)
+        return value
+
+    @field_validator("human")
+    @classmethod
+    def _human(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, grade in (value or {}).items():
+            if key not in HUMAN_CRITERIA or isinstance(grade, bool) or not isinstance(grade, int) or not 1 <= grade <= 5:
+                raise invalid(f"human grade {key}={grade!r} is not valid{did_you_mean(key, HUMAN_CRITERIA)}",
+                              "write \"human\": {\"correctness\": 1-5, \"completeness\": 1-5}", got=None)
+        return value
+
+    @field_validator("label_source")
+    @classmethod
+    def _label_source(cls, value: str | None) -> str | None:
+        if value is not None and value not in LABEL_SOURCES:
+            raise invalid(f"unknown label_source{did_you_mean(value, LABEL_SOURCES)}",
+                          f"label_source is one of: {', '.join(LABEL_SOURCES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _together(self) -> "_CaseIn":
+        if self.prompt is None and self.messages is None:
+            raise invalid("neither 'prompt' nor 'messages'", "add \"prompt\": \"...\" (or an OpenAI messages list)",
+                          got=None)
+        if self.prompt is not None and self.messages is not None:
+            raise invalid("both 'prompt' and 'messages'", "keep one of them", got=None)
+        if (self.session is None) != (self.turn is None):
+            raise invalid("'session' and 'turn' go together", "give both (a multi-turn case) or neither", got=None)
+        return self
+
+
 class _CaseValidator:
-    """Checks rows one at a time, keeping just what cross-row checks need."""
+    """Checks rows one at a time (``_CaseIn``), keeping what cross-row checks need and the problems."""
 
     def __init__(self, router: RouterConfig, columns: dict[str, str]) -> None:
         self.labels = router.labels
@@ -326,13 +526,57 @@ class _CaseValidator:
         self.reverse = {theirs: ours for ours, theirs in columns.items()}
         self.ids: dict[str, str] = {}
         self.turns: dict[str, tuple[int, str]] = {}
+        self.problems: list[Problem] = []  # the first MAX_REPORTED
+        self.n_problems = 0
+        self.kinds: dict[str, tuple[str, str]] = {
+            "id": ("a non-empty string", "give every case a unique string id"),
+            "expected_route": ("a task name", f"set it to one of: {', '.join(self.labels)}"),
+            "prompt": ("a string", "write the prompt as text"),
+            "messages": ("a non-empty list", "write [{\"role\": \"user\", \"content\": \"...\"}, ...] "
+                                             "ending with a user message"),
+            "tags": ("a list of strings", "e.g. \"tags\": [\"ambiguous\"]"),
+            "max_completion_tokens": ("a positive integer", "e.g. \"max_completion_tokens\": 256"),
+            "turn": ("a positive integer", "number the turns of a session 1, 2, 3, ..."),
+            "human": ("an object", "write \"human\": {\"correctness\": 1-5, \"completeness\": 1-5}"),
+            "reviewed": ("true or false", "write \"reviewed\": true once a person has checked the label, else false"),
+            "router_route": ("a task name", "write router_route as text (a task of the router config, or fallback), "
+                                            "or null"),
+            "labeler_route": ("a task name", "write labeler_route as text (a task of the router config, or fallback), "
+                                             "or null"),
+        }
 
-    def validate(self, row: Any, where_t: tuple[str, int]) -> Case:
+    def add(self, problem: Problem) -> None:
+        self.n_problems += 1
+        if len(self.problems) < MAX_REPORTED:
+            self.problems.append(problem)
+
+    def validate(self, row: Any, where_t: tuple[str, int]) -> Case | None:
+        """The row's case, or None when it has problems (kept for ``finish``)."""
         source, line = where_t
         where = f"{source}:{line}"
         if not isinstance(row, dict):
-            raise SuiteError("a case must be a JSON object", where=where, got=short(row),
-                             fix="write {\"id\": ..., \"prompt\": ..., \"expected_route\": ...}")
+            self.add(Problem(where, "a case must be a JSON object", short(row),
+                             "write {\"id\": ..., \"prompt\": ..., \"expected_route\": ...}"))
+            return None
+        data = self._mapped(row, where, line)
+        if data is None:
+            return None
+        cid = data.get("id")
+        label = f"case '{cid}': " if isinstance(cid, str) and cid.strip() else ""
+        duplicate = self._check_id(cid, where)
+        try:
+            parsed = _CaseIn.model_validate(data, context={"labels": self.labels})
+        except ValidationError as exc:
+            for p in problems_from(exc, model=_CaseIn, where=lambda loc, path: where, kinds=self.kinds):
+                self.add(Problem(p.where, label + p.what, p.got, p.fix))
+            return None
+        if duplicate or not self._check_turn(parsed, label, where):
+            return None
+        return Case(**{k: v for k, v in parsed.model_dump().items() if v is not None}, source=source, line=line)
+
+    def _mapped(self, row: dict[str, Any], where: str, line: int) -> dict[str, Any] | None:
+        """The row with a columns mapping applied, ids and sessions given as numbers made text, a
+        single tag made a list."""
         if self.columns:
             data = {}
             for key, value in row.items():
@@ -340,145 +584,52 @@ class _CaseValidator:
                     data[self.reverse[key]] = value
                 elif key in CASE_FIELDS and key not in self.columns:
                     data[key] = value
-            for ours, theirs in self.columns.items():
-                if theirs not in row and ours in ("prompt", "expected_route"):
-                    raise SuiteError(f"column '{theirs}' (mapped to {ours}) is missing", where=where,
-                                     fix="check the columns mapping in suite.yaml")
+            missing = [theirs for ours, theirs in self.columns.items()
+                       if theirs not in row and ours in ("prompt", "expected_route")]
+            for theirs in missing:
+                self.add(Problem(where, f"column '{theirs}' (mapped to {self.reverse[theirs]}) is missing"
+                                        f"{did_you_mean(theirs, [str(k) for k in row])}", None,
+                                 "check the columns mapping in suite.yaml"))
+            if missing:
+                return None
+            if data.get("id") is None and "id" not in self.columns:
+                data["id"] = f"row-{line}"  # foreign datasets often have no id column: the row number is stable
         else:
             data = dict(row)
-            for key in data:
-                if key not in CASE_FIELDS:
-                    raise SuiteError(f"unknown field '{key}'", where=where,
-                                     fix=f"case fields are: {', '.join(CASE_FIELDS)} "
-                                         "(for a foreign dataset, add a columns mapping to suite.yaml)")
-        cid = data.get("id")
-        if cid is None and self.columns and "id" not in self.columns:
-            cid = f"row-{line}"  # foreign datasets often have no id column: the row number is stable
-        if isinstance(cid, int) and not isinstance(cid, bool):
-            cid = str(cid)
+        for key in ("id", "session"):
+            if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
+                data[key] = str(data[key])
+        if isinstance(data.get("tags"), str):
+            data["tags"] = [data["tags"]]
+        return data
+
+    def _check_id(self, cid: Any, where: str) -> bool:
+        """True when ``cid`` was seen before (a problem); remembers it otherwise."""
         if not isinstance(cid, str) or not cid.strip():
-            raise SuiteError("missing or empty 'id'", where=where, got=short(data.get("id")),
-                             fix="give every case a unique string id")
-        data["id"] = cid
+            return False
         if cid in self.ids:
-            raise SuiteError(f"duplicate id '{cid}' (first at {self.ids[cid]})", where=where,
-                             fix="ids must be unique within the suite")
+            self.add(Problem(where, f"duplicate id '{cid}' (first at {self.ids[cid]})", None,
+                             "ids must be unique within the suite"))
+            return True
         self.ids[cid] = where
-        prompt, messages = data.get("prompt"), data.get("messages")
-        if prompt is None and messages is None:
-            raise SuiteError(f"case '{cid}' has neither 'prompt' nor 'messages'", where=where,
-                             fix="add \"prompt\": \"...\" (or an OpenAI messages list)")
-        if prompt is not None and messages is not None:
-            raise SuiteError(f"case '{cid}' has both 'prompt' and 'messages'", where=where, fix="keep one of them")
-        if prompt is not None:
-            if not isinstance(prompt, str):
-                raise SuiteError(f"case '{cid}': 'prompt' must be a string", where=where, got=short(prompt),
-                                 fix="write the prompt as text")
-            if not prompt.strip():
-                raise SuiteError(f"case '{cid}' has an empty prompt", where=where,
-                                 fix="write the user message, or remove the case")
-            if len(prompt) > MAX_PROMPT_CHARS:
-                raise SuiteError(f"case '{cid}': prompt is {len(prompt):,} characters, over the "
-                                 f"{MAX_PROMPT_CHARS:,} limit", where=where,
-                                 fix="shorten the prompt; routers classify a short message, not a document")
-        else:
-            self._check_messages(messages, cid, where)
-        route = data.get("expected_route")
-        if route is None:
-            raise SuiteError(f"case '{cid}' has no 'expected_route'", where=where,
-                             fix=f"set it to one of: {', '.join(self.labels)}")
-        if route not in self.labels:
-            raise SuiteError(f"case '{cid}': unknown task '{route}'", where=where,
-                             fix=f"expected_route must be one of: {', '.join(self.labels)}")
-        tags = data.get("tags")
-        if tags is not None:
-            if isinstance(tags, str):
-                tags = [tags]
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise SuiteError(f"case '{cid}': 'tags' must be a list of strings", where=where, got=short(tags),
-                                 fix="e.g. \"tags\": [\"ambiguous\"]")
-            data["tags"] = list(tags)
-        for key in ("reference", "expected_model", "session"):
-            if key in data and data[key] is not None and not isinstance(data[key], str):
-                if key == "session" and isinstance(data[key], int):
-                    data[key] = str(data[key])
-                else:
-                    raise SuiteError(f"case '{cid}': '{key}' must be a string", where=where,
-                                     got=short(data[key]), fix=f"write {key} as text")
-        mct = data.get("max_completion_tokens")
-        if mct is not None and (not isinstance(mct, int) or isinstance(mct, bool) or mct < 1):
-            raise SuiteError(f"case '{cid}': max_completion_tokens must be a positive integer", where=where,
-                             got=short(mct), fix="e.g. \"max_completion_tokens\": 256")
-        self._check_human(data.get("human"), cid, where)
-        self._check_labels(data, cid, where)
-        self._check_turn(data, cid, where)
-        return Case(**data, source=source, line=line)
+        return False
 
-    def _check_messages(self, messages: Any, cid: str, where: str) -> None:
-        fix = "write [{\"role\": \"user\", \"content\": \"...\"}, ...] ending with a user message"
-        if not isinstance(messages, list) or not messages:
-            raise SuiteError(f"case '{cid}': 'messages' must be a non-empty list", where=where,
-                             got=short(messages), fix=fix)
-        for j, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "developer", "tool"):
-                raise SuiteError(f"case '{cid}': messages[{j}] needs a role of system, user or assistant",
-                                 where=where, got=short(m), fix=fix)
-        last = messages[-1]
-        if last.get("role") != "user":
-            raise SuiteError(f"case '{cid}': the last message must be from the user (broken turn order)",
-                             where=where, got=short(last.get("role")), fix=fix)
-        content = last.get("content")
-        if not (isinstance(content, str) and content.strip()) and not isinstance(content, list):
-            raise SuiteError(f"case '{cid}' has an empty prompt (last user message)", where=where, fix=fix)
-
-    def _check_human(self, human: Any, cid: str, where: str) -> None:
-        if human is None:
-            return
-        fix = "write \"human\": {\"correctness\": 1-5, \"completeness\": 1-5}"
-        if not isinstance(human, dict):
-            raise SuiteError(f"case '{cid}': 'human' must be an object", where=where, got=short(human), fix=fix)
-        for key, value in human.items():
-            if key not in HUMAN_CRITERIA or not isinstance(value, int) or not 1 <= value <= 5:
-                raise SuiteError(f"case '{cid}': human grade {key}={value!r} is not valid", where=where, fix=fix)
-
-    def _check_labels(self, data: dict[str, Any], cid: str, where: str) -> None:
-        """The pre-label fields of suites built from traffic (``evalkit suite from-traffic``)."""
-        source = data.get("label_source")
-        if source is not None and source not in LABEL_SOURCES:
-            raise SuiteError(f"case '{cid}': unknown label_source", where=where, got=short(source),
-                             fix=f"label_source is one of: {', '.join(LABEL_SOURCES)}")
-        reviewed = data.get("reviewed")
-        if reviewed is not None and not isinstance(reviewed, bool):
-            raise SuiteError(f"case '{cid}': 'reviewed' must be true or false", where=where, got=short(reviewed),
-                             fix="write \"reviewed\": true once a person has checked the label, else false")
-        for key in ("router_route", "labeler_route"):
-            value = data.get(key)
-            if value is not None and not isinstance(value, str):
-                raise SuiteError(f"case '{cid}': '{key}' must be a task name", where=where, got=short(value),
-                                 fix=f"write {key} as text (a task of the router config, or fallback), or null")
-        labeler = data.get("labeler_route")
-        if labeler is not None and labeler not in self.labels:
-            raise SuiteError(f"case '{cid}': labeler_route names unknown task '{labeler}'", where=where,
-                             fix=f"labeler_route must be one of: {', '.join(self.labels)}, or null")
-
-    def _check_turn(self, data: dict[str, Any], cid: str, where: str) -> None:
-        session, turn = data.get("session"), data.get("turn")
-        if turn is not None and (not isinstance(turn, int) or isinstance(turn, bool) or turn < 1):
-            raise SuiteError(f"case '{cid}': 'turn' must be a positive integer", where=where, got=short(turn),
-                             fix="number the turns of a session 1, 2, 3, ...")
-        if (session is None) != (turn is None):
-            raise SuiteError(f"case '{cid}': 'session' and 'turn' go together", where=where,
-                             fix="give both (a multi-turn case) or neither")
-        if session is None:
-            return
+    def _check_turn(self, case: _CaseIn, label: str, where: str) -> bool:
+        session, turn = case.session, case.turn
+        if session is None or turn is None:
+            return True
         prev = self.turns.get(session)
         expected = 1 if prev is None else prev[0] + 1
         if turn != expected:
             after = f" after turn {prev[0]} at {prev[1]}" if prev else ""
-            raise SuiteError(f"case '{cid}': broken turn order in session '{session}': turn {turn}{after}",
-                             where=where, fix=f"this session's next case must be turn {expected}; "
-                                              "list the turns of a session in order, starting at 1")
+            self.add(Problem(where, f"{label}broken turn order in session '{session}': turn {turn}{after}", None,
+                             f"this session's next case must be turn {expected}; "
+                             "list the turns of a session in order, starting at 1"))
+            return False
         self.turns[session] = (turn, where)
+        return True
 
-    def finish(self) -> None:
-        """Cross-row checks that need the whole file (none beyond the running ones yet)."""
+    def finish(self, source: str) -> None:
+        """Raise every problem found (the first ``MAX_REPORTED`` and how many more), if any."""
+        if self.n_problems:
+            raise_problems(self.problems, SuiteError, source=source, total=self.n_problems)

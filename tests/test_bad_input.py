@@ -110,6 +110,8 @@ CATALOGUE: dict[str, Bad] = {
     "router-name-uppercase": Bad(lambda t: router_edit(t, lambda b: b.update(name="My Router")),
                                  ["router.json at name", "lowercase", "fix:"]),
     "router-deeply-nested": Bad(lambda t: router_text(t, "[" * 200_000), ["router.json", "nested too deeply", "fix:"]),
+    "router-name-over-255": Bad(lambda t: router_edit(t, lambda b: b.update(name="r" * 300)),
+                                ["router.json at name", "300 characters", "at most 255", "fix:"]),
     "router-option-is-a-folder": Bad(lambda t: run_args(t, "--router", str(t)),
                                      ["expected a router config file, got a folder", "fix:"]),
     # --- suites ---
@@ -150,10 +152,20 @@ CATALOGUE: dict[str, Bad] = {
                               ["gone.jsonl", "case file not found", "fix:"]),
     "cases-unsupported-type": Bad(lambda t: cases_text(t, "hello", name="cases.txt"),
                                   ["cases.txt", "unsupported case file type", "fix:"]),
+    "cases-outside-the-suite": Bad(lambda t: (t / "elsewhere.jsonl").write_text(json.dumps(GOOD_CASES[0]) + "\n")
+                                   and run_args(t, suite_yaml="name: s\ncases: ../elsewhere.jsonl\n"),
+                                   ["suite.yaml", "cases file must be inside the suite folder", "fix:"]),
+    "suite-yaml-alias-bomb": Bad(lambda t: run_args(t, suite_yaml="name: s\nx: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"x{i}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8))),
+                                 ["suite.yaml", "YAML aliases expand", "fix:"]),
+    "cases-csv-huge-cell": Bad(lambda t: cases_text(t, 'id,prompt,expected_route\nq1,"' + "x" * 1_100_000 + '",classify\n',
+                                                    name="cases.csv"),
+                               ["cases.csv:2", "over 1,048,576 characters", "fix:"]),
     "cases-csv-extra-cell": Bad(lambda t: cases_text(t, "id,prompt,expected_route\nq1,hi,there,classify\n", name="cases.csv"),
                                 ["cases.csv:2", "more cells than the header", "fix:"]),
     # --- command-line arguments ---
     "cli-concurrency-zero": Bad(lambda t: run_args(t, "--concurrency", "0"), ["--concurrency", "at least 1", "fix:"]),
+    "cli-threshold-over-one": Bad(lambda t: run_args(t, "--threshold", "2"), ["--threshold", "between 0 and 1", "found: 2", "fix:"]),
     "cli-concurrency-not-a-number": Bad(lambda t: run_args(t, "--concurrency", "lots"), ["Invalid value for '--concurrency'", "valid integer", "--help"]),
     "cli-out-is-a-file": Bad(lambda t: (t / "out.txt").write_text("keep me") and
                              ["run", str(suite_with(t)), "--out", str(t / "out.txt"), "-q"],

@@ -177,6 +177,19 @@ def test_bad_traffic_file_is_a_clear_error(tmp_path: Path, content: str, needle:
     assert needle in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_traffic_file_reports_every_problem_with_near_names(tmp_path: Path) -> None:
+    bad = tmp_path / "traffic.yaml"
+    bad.write_text("tasks:\n  a: {requests: -5, prompt_tokens: x, completion_tokens: 1, model: m, modle: n}\n"
+                   "compar: [m]\n")
+    proc = run_cli("cost", "--traffic", bad)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert "traffic.yaml: 4 problems" in message
+    for needle in ("at tasks.a.requests:", "at tasks.a.prompt_tokens:", "unknown key 'modle' (did you mean 'model'?)",
+                   "unknown key 'compar' (did you mean 'compare'?)"):
+        assert needle in message, needle
+
+
 def test_missing_inputs_are_usage_errors() -> None:
     proc = run_cli("cost")
     assert proc.returncode == 2 and "nothing to do" in proc.stderr

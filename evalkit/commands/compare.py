@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from evalkit.commands.options import ranged
 from evalkit.commands.output import append_step_summary, print_compare, print_json
 
 
@@ -16,9 +17,9 @@ def compare(
     max_drop: Optional[list[str]] = typer.Option(None, "--max-drop", help="Fail when METRIC worsens by more than DROP, e.g. accuracy=0.02 or recall[reasoning]=5% (repeatable)."),
     fail_on_significant_regression: bool = typer.Option(True, "--fail-on-significant-regression/--no-fail-on-significant-regression", help="Fail when McNemar's exact test finds significantly more regressed than fixed cases (default on)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for compare.html, diff.json and compare.md (default reports/compare/<A>-vs-<B>/)."),
-    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of McNemar's test."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap (same seed, same intervals)."),
-    n_boot: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the delta intervals."),
+    alpha: float = typer.Option(0.05, "--alpha", callback=ranged("--alpha"), help="Significance level of McNemar's test."),
+    seed: int = typer.Option(0, "--seed", callback=ranged("--seed"), help="Seed of the paired bootstrap (same seed, same intervals)."),
+    n_boot: int = typer.Option(2000, "--bootstrap", callback=ranged("--bootstrap"), help="Bootstrap resamples for the delta intervals."),
     junit_cases: str = typer.Option("regressed", "--junit-cases", help="junit.xml test cases: regressed (the cases B broke fail, the ones it fixed pass) or all (every case B misroutes fails)."),
     as_json: bool = typer.Option(False, "--json", help="Print diff.json on stdout instead of the table."),
 ) -> None:

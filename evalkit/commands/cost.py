@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from evalkit.commands.console import out
+from evalkit.commands.options import ranged
 from evalkit.errors import UsageError
 
 
@@ -29,7 +30,7 @@ def cost(
     tokens: Optional[list[str]] = typer.Option(None, "--tokens", metavar="TASK=IN/OUT", help="TASK=PROMPT/COMPLETION mean tokens per request (repeatable)."),
     model: Optional[list[str]] = typer.Option(None, "--model", metavar="TASK=SLUG", help="TASK=SLUG the model serving the task (repeatable)."),
     compare: Optional[list[str]] = typer.Option(None, "--compare", metavar="SLUG", help="Model slug to compare against as the only model for every task (repeatable; default: the traffic file's list, else every priced model)."),
-    monthly_requests: int = typer.Option(1_000_000, "--monthly-requests", metavar="N", help="Monthly volume for a run's suite mix when no requests are given."),
+    monthly_requests: int = typer.Option(1_000_000, "--monthly-requests", callback=ranged("--monthly-requests"), metavar="N", help="Monthly volume for a run's suite mix when no requests are given."),
     prices: Optional[Path] = typer.Option(None, "--prices", metavar="FILE", help="Price catalog YAML replacing the packaged one."),
     overhead: Optional[tuple[Path, Path]] = typer.Option(None, "--overhead", metavar="RUN_ROUTER RUN_DIRECT", help="RUN_ROUTER RUN_DIRECT: the router's latency and cost overhead against a direct-model run of the same suite."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),

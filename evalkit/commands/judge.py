@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from evalkit.commands.console import out
-from evalkit.commands.options import judge_settings_from_options
+from evalkit.commands.options import judge_settings_from_options, ranged
 from evalkit.commands.output import print_json, print_judge, status_printer
 from evalkit.errors import RunError, UsageError
 
@@ -18,12 +18,12 @@ def judge_command(
     judge: Optional[str] = typer.Option(None, "--judge", help="Judge model (default: the one this run was judged with)."),
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="Judge's OpenAI-compatible base URL (default: DigitalOcean serverless inference)."),
     judge_api_key_env: str = typer.Option("MODEL_ACCESS_KEY", "--judge-api-key-env", help="Environment variable holding the judge's key."),
-    judge_samples: int = typer.Option(1, "--judge-samples", help="Judge each answer K times and take the median (reports agreement)."),
+    judge_samples: int = typer.Option(1, "--judge-samples", callback=ranged("--judge-samples"), help="Judge each answer K times and take the median (reports agreement)."),
     judge_pairwise: bool = typer.Option(False, "--judge-pairwise", help="When the run has a baseline: also judge router vs baseline pairwise, in both orders."),
     judge_cache: bool = typer.Option(True, "--judge-cache/--no-judge-cache", help="Reuse cached verdicts ($EVALKIT_CACHE_DIR/judge)."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML for the judge's cost."),
-    concurrency: int = typer.Option(8, "--concurrency", "-c", help="Judge requests in flight at once."),
-    timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds."),
+    concurrency: int = typer.Option(8, "--concurrency", "-c", callback=ranged("--concurrency"), help="Judge requests in flight at once."),
+    timeout: float = typer.Option(120.0, "--timeout", callback=ranged("--timeout"), help="Per-request timeout in seconds."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status lines."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json's judge section on stdout."),
 ) -> None:

@@ -38,10 +38,12 @@ def lint(
     except ConfigError as exc:
         if not as_json:
             raise
-        finding = Finding(level="error", code="schema", where=exc.where or str(router_json),
-                          message=exc.what + (f" (found: {exc.got})" if exc.got else ""), fix=exc.fix)
-        out.print_json(json.dumps({"file": str(router_json), "valid": False, "findings": [finding.model_dump()],
-                                   "n_errors": 1, "n_warnings": 0}))
+        problems = getattr(exc, "problems", None) or [exc]  # every schema problem, or the one error
+        findings = [Finding(level="error", code="schema", where=p.where or str(router_json),
+                            message=p.what + (f" (found: {p.got})" if p.got else ""), fix=p.fix).model_dump()
+                    for p in problems]
+        out.print_json(json.dumps({"file": str(router_json), "valid": False, "findings": findings,
+                                   "n_errors": len(findings), "n_warnings": 0}))
         raise typer.Exit(exc.exit_code)
     findings = lint_router(config, catalog)
     warnings = [f for f in findings if f.level == "warning"]

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from evalkit.commands.console import err, out
+from evalkit.commands.options import ranged
 from evalkit.errors import UsageError
 
 SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
@@ -18,10 +19,10 @@ def overlap(
     router_json: Path = typer.Argument(..., help="Router config (the DigitalOcean create body, router.json)."),
     suite: Optional[Path] = typer.Option(None, "--suite", help="Also count the suite's prompts that the local classifier places between two tasks."),
     run: Optional[Path] = typer.Option(None, "--run", help="Also use a run directory's confusion between each pair, with the misrouted prompts."),
-    margin: Optional[float] = typer.Option(None, "--margin", help="Suite evidence: a prompt is between two tasks when its top two scores differ by less than this (default 0.05)."),
+    margin: Optional[float] = typer.Option(None, "--margin", callback=ranged("--margin"), help="Suite evidence: a prompt is between two tasks when its top two scores differ by less than this (default 0.05)."),
     tfidf_only: bool = typer.Option(False, "--tfidf-only", help="Skip the embedding model: TF-IDF and shared terms only (fast, no model load)."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a pair reaches this severity: high, medium or low."),
-    examples: int = typer.Option(3, "--examples", help="Prompts shown per pair in the terminal output."),
+    examples: int = typer.Option(3, "--examples", callback=ranged("--examples"), help="Prompts shown per pair in the terminal output."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the suite's cached prompt embeddings (EVALKIT_CACHE_DIR, default ~/.cache/evalkit)."),
     as_json: bool = typer.Option(False, "--json", help="Print {\"pairs\": [...], \"weak\": [...]} as JSON."),
 ) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import typer
 
 from evalkit.commands.console import err, out
+from evalkit.commands.options import ranged
 
 router_app = typer.Typer(
     name="router",
@@ -281,7 +282,7 @@ def export(
     router_json: Path = typer.Argument(..., metavar="ROUTER_JSON", help="The router config (DigitalOcean create body, router.json)."),
     format_: str = typer.Option(..., "--format", help="Output format: plano (a Plano configuration YAML, schema v0.4.0)."),
     api_key_env: str = typer.Option("MODEL_ACCESS_KEY", "--api-key-env", help="Environment variable Plano reads the DigitalOcean model access key from (its name is written, never the key)."),
-    port: int = typer.Option(12000, "--port", help="Port of Plano's model listener."),
+    port: int = typer.Option(12000, "--port", callback=ranged("--port"), help="Port of Plano's model listener."),
     routing_model: Optional[str] = typer.Option(None, "--routing-model", help="Self-hosted routing model for Plano (overrides.llm_routing_model), e.g. hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M; default: Plano's hosted one."),
     routing_model_url: Optional[str] = typer.Option(None, "--routing-model-url", help="Base URL of the self-hosted routing model as Plano reaches it, e.g. http://host.docker.internal:11434."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write the YAML to this file (replaced whole, atomically) instead of stdout."),

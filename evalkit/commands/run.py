@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from evalkit.commands.console import err, out
-from evalkit.commands.options import judge_settings_from_options, parse_upstreams
+from evalkit.commands.options import judge_settings_from_options, parse_upstreams, ranged
 from evalkit.commands.output import (append_step_summary, print_compare, print_json, print_review_warning,
                                      print_run_verdict, print_summary, progress_bar, status_printer)
 from evalkit.errors import UsageError
@@ -26,19 +26,19 @@ def run(
     router_name: Optional[str] = typer.Option(None, "--router-name", help="Router name for router:<name> (default: name in router.json)."),
     route_header: Optional[str] = typer.Option(None, "--route-header", help="Response header holding the route, or a preset: do, vllm-sr, litellm."),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key (do: MODEL_ACCESS_KEY)."),
-    concurrency: int = typer.Option(16, "--concurrency", "-c", help="Requests in flight at once."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Local router: fallback similarity threshold."),
+    concurrency: int = typer.Option(16, "--concurrency", "-c", callback=ranged("--concurrency"), help="Requests in flight at once."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", callback=ranged("--threshold"), help="Local router: fallback similarity threshold."),
     upstream: Optional[list[str]] = typer.Option(None, "--upstream", help="Local router: forward a model to an OpenAI-compatible server, SLUG=URL or SLUG=URL@ENVVAR (key in $ENVVAR); repeatable; SLUG '*' for every model."),
     classifier: str = typer.Option("embedding", "--classifier", help="Local router: route classifier, embedding | tfidf | llm | arch-router (katanemo/Arch-Router-1.5B with its model card's prompt, served by Ollama, llama.cpp or vLLM)."),
     classifier_model: Optional[str] = typer.Option(None, "--classifier-model", help="Local router, llm / arch-router classifier: the routing model's name (arch-router default: katanemo/Arch-Router-1.5B)."),
     classifier_base_url: Optional[str] = typer.Option(None, "--classifier-base-url", help="Local router, llm / arch-router classifier: OpenAI-compatible base URL of the routing model (default: its --upstream)."),
     classifier_api_key_env: Optional[str] = typer.Option(None, "--classifier-api-key-env", help="Local router, llm / arch-router classifier: environment variable holding the routing model's key."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML replacing the packaged one."),
-    timeout: float = typer.Option(120.0, "--timeout", help="Per-request timeout in seconds (each attempt)."),
-    retries: int = typer.Option(3, "--retries", help="Retries of a retryable failure (429, 5xx, timeout, dropped connection, malformed body), with exponential backoff and jitter."),
-    backoff: float = typer.Option(0.5, "--backoff", help="First retry waits 0.5-1x this many seconds, doubling each retry (a 429's Retry-After wins when longer)."),
-    rpm: Optional[float] = typer.Option(None, "--rpm", help="Requests started per minute, retries included (default: 900 for --target do, else unlimited; 0: unlimited)."),
-    max_error_rate: Optional[float] = typer.Option(None, "--max-error-rate", help="Error budget: stop the run (exit 3, reports written) once more than this share of the cases failed, e.g. 0.05."),
+    timeout: float = typer.Option(120.0, "--timeout", callback=ranged("--timeout"), help="Per-request timeout in seconds (each attempt)."),
+    retries: int = typer.Option(3, "--retries", callback=ranged("--retries"), help="Retries of a retryable failure (429, 5xx, timeout, dropped connection, malformed body), with exponential backoff and jitter."),
+    backoff: float = typer.Option(0.5, "--backoff", callback=ranged("--backoff"), help="First retry waits 0.5-1x this many seconds, doubling each retry (a 429's Retry-After wins when longer)."),
+    rpm: Optional[float] = typer.Option(None, "--rpm", callback=ranged("--rpm"), help="Requests started per minute, retries included (default: 900 for --target do, else unlimited; 0: unlimited)."),
+    max_error_rate: Optional[float] = typer.Option(None, "--max-error-rate", callback=ranged("--max-error-rate"), help="Error budget: stop the run (exit 3, reports written) once more than this share of the cases failed, e.g. 0.05."),
     cache: bool = typer.Option(False, "--cache/--no-cache", help="Reuse stored responses for identical requests (off by default: a cache hides router changes). Stored in $EVALKIT_CACHE_DIR/responses (default ~/.cache/evalkit/responses)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Finish an interrupted run: send only the cases of RUN_DIR without a result, appending to it."),
     stream: bool = typer.Option(False, "--stream", help="Request streamed responses and measure time to first token (TTFT)."),
@@ -47,7 +47,7 @@ def run(
     judge: Optional[str] = typer.Option(None, "--judge", help="Judge every answer's correctness and completeness (1-5) with this model."),
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="Judge's OpenAI-compatible base URL (default: DigitalOcean serverless inference)."),
     judge_api_key_env: str = typer.Option("MODEL_ACCESS_KEY", "--judge-api-key-env", help="Environment variable holding the judge's key; judging is skipped when it is not set."),
-    judge_samples: int = typer.Option(1, "--judge-samples", help="Judge each answer K times and take the median (reports agreement)."),
+    judge_samples: int = typer.Option(1, "--judge-samples", callback=ranged("--judge-samples"), help="Judge each answer K times and take the median (reports agreement)."),
     judge_pairwise: bool = typer.Option(False, "--judge-pairwise", help="With --baseline-model: also ask the judge which answer is better, in both orders."),
     judge_cache: bool = typer.Option(True, "--judge-cache/--no-judge-cache", help="Reuse cached verdicts ($EVALKIT_CACHE_DIR/judge)."),
     baseline_model: Optional[str] = typer.Option(None, "--baseline-model", help="Also send every case to this fixed model (same endpoint) to compare quality and cost per path."),
@@ -58,7 +58,7 @@ def run(
     candidate: Optional[Path] = typer.Option(None, "--candidate", help="do: create this router config as a temporary router <name>-evalkit-<id>, run the suite through it, delete it afterwards (token in DIGITALOCEAN_TOKEN)."),
     against: Optional[str] = typer.Option(None, "--against", help="With --candidate: 'deployed' also runs the suite on the deployed router (named in the suite's router.json) and writes the comparison report."),
     api_url: Optional[str] = typer.Option(None, "--api-url", help="do: control-plane root URL (default $EVALKIT_DO_API_URL or https://api.digitalocean.com)."),
-    ready_timeout: float = typer.Option(120.0, "--ready-timeout", help="do + --candidate: seconds to wait for the temporary router to answer."),
+    ready_timeout: float = typer.Option(120.0, "--ready-timeout", callback=ranged("--ready-timeout"), help="do + --candidate: seconds to wait for the temporary router to answer."),
 ) -> None:
     """Run a suite against a router, write the run directory and print the summary.
 

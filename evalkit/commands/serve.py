@@ -9,31 +9,31 @@ import typer
 from rich.markup import escape
 
 from evalkit.commands.console import err
-from evalkit.commands.options import parse_upstreams
+from evalkit.commands.options import parse_upstreams, ranged
 from evalkit.errors import UsageError
 
 
 def serve(
     routers: Optional[list[Path]] = typer.Argument(None, help="Router config files (router.json) to serve; with none it starts empty and routers are created through the control plane."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default loopback only)."),
-    port: int = typer.Option(8080, "--port", help="Port to listen on (inference plane /v1 and control plane /v2 share it)."),
+    port: int = typer.Option(8080, "--port", callback=ranged("--port"), help="Port to listen on (inference plane /v1 and control plane /v2 share it)."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Folder where routers created through the control plane persist across restarts (default: memory only)."),
     upstream: Optional[list[str]] = typer.Option(None, "--upstream", help="Forward a model to an OpenAI-compatible server: SLUG=URL or SLUG=URL@ENVVAR (key read from $ENVVAR); repeatable; SLUG '*' for every model. Models without one answer route-only."),
     classifier: str = typer.Option("embedding", "--classifier", help="Route classifier: embedding (packaged MiniLM), tfidf (scikit-learn only), llm (zero-shot through a chat model) or arch-router (katanemo/Arch-Router-1.5B with its model card's prompt)."),
     classifier_model: Optional[str] = typer.Option(None, "--classifier-model", help="llm / arch-router classifier: the routing model's name (arch-router default: katanemo/Arch-Router-1.5B)."),
     classifier_base_url: Optional[str] = typer.Option(None, "--classifier-base-url", help="llm / arch-router classifier: OpenAI-compatible base URL of the routing model (default: its --upstream)."),
     classifier_api_key_env: Optional[str] = typer.Option(None, "--classifier-api-key-env", help="llm / arch-router classifier: environment variable holding the routing model's key."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Fallback similarity threshold (default: the classifier's own, 0.10 for embedding)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", callback=ranged("--threshold"), help="Fallback similarity threshold (default: the classifier's own, 0.10 for embedding)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="EVALKIT_SERVE_API_KEY", show_envvar=True, help="Require Authorization: Bearer KEY on every request (both planes); others get 401."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Price catalog YAML for the cheapest policy."),
-    affinity_ttl: float = typer.Option(600.0, "--affinity-ttl", help="Seconds a session pin (X-Model-Affinity) lives after its last use."),
-    upstream_timeout: float = typer.Option(120.0, "--upstream-timeout", help="Seconds before an upstream attempt counts as timed out and the next model is tried."),
-    max_body_mb: float = typer.Option(4.0, "--max-body-mb", help="Largest request body accepted, in MiB; larger ones get 413 without being read whole (docs/reliability.md)."),
-    fault_rate: float = typer.Option(0.0, "--fault-rate", help="Drills: share of chat requests (0-1) that get an injected fault."),
+    affinity_ttl: float = typer.Option(600.0, "--affinity-ttl", callback=ranged("--affinity-ttl"), help="Seconds a session pin (X-Model-Affinity) lives after its last use."),
+    upstream_timeout: float = typer.Option(120.0, "--upstream-timeout", callback=ranged("--upstream-timeout"), help="Seconds before an upstream attempt counts as timed out and the next model is tried."),
+    max_body_mb: float = typer.Option(4.0, "--max-body-mb", callback=ranged("--max-body-mb"), help="Largest request body accepted, in MiB; larger ones get 413 without being read whole (docs/reliability.md)."),
+    fault_rate: float = typer.Option(0.0, "--fault-rate", callback=ranged("--fault-rate"), help="Drills: share of chat requests (0-1) that get an injected fault."),
     fault_kinds: Optional[str] = typer.Option(None, "--fault-kinds", help="Drills: comma-separated fault kinds, of 429,500,timeout,drop-header,malformed-json (default: all)."),
-    latency_ms: float = typer.Option(0.0, "--latency-ms", help="Drills: milliseconds added to every chat request."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Drills: seed of the fault draws (same seed, same faults in the same places)."),
-    fault_timeout: float = typer.Option(30.0, "--fault-timeout", help="Drills: seconds a 'timeout' fault holds the request before answering 504."),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", callback=ranged("--latency-ms"), help="Drills: milliseconds added to every chat request."),
+    seed: Optional[int] = typer.Option(None, "--seed", callback=ranged("--seed"), help="Drills: seed of the fault draws (same seed, same faults in the same places)."),
+    fault_timeout: float = typer.Option(30.0, "--fault-timeout", callback=ranged("--fault-timeout"), help="Drills: seconds a 'timeout' fault holds the request before answering 504."),
 ) -> None:
     """Start the embedded local router over HTTP: DigitalOcean's inference and control planes on one port."""
     import uvicorn

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from evalkit.commands.console import err, out
+from evalkit.commands.options import ranged
 
 suite_app = typer.Typer(
     name="suite",
@@ -28,17 +29,17 @@ def from_traffic(
     messages_field: Optional[str] = typer.Option(None, "--messages-field", help="Field holding the OpenAI messages list (default: messages)."),
     prompt_field: Optional[str] = typer.Option(None, "--prompt-field", help="Field holding a plain-text prompt (default: prompt, when there are no messages)."),
     session_field: Optional[str] = typer.Option(None, "--session-field", help="Field naming the conversation of a row (e.g. an X-Model-Affinity value); without it, rows that carry an earlier row's messages as history continue its conversation."),
-    sample: int = typer.Option(300, "--sample", help="Cases in the suite (multi-turn conversations count each turn)."),
-    floor: int = typer.Option(10, "--floor", help="At least this many cases per observed route (all of them when a route has fewer)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampling: the same log, options and seed give the same suite."),
-    near_duplicate: float = typer.Option(0.95, "--near-duplicate", help="Prompts whose embeddings are at least this similar (cosine) count as duplicates."),
+    sample: int = typer.Option(300, "--sample", callback=ranged("--sample"), help="Cases in the suite (multi-turn conversations count each turn)."),
+    floor: int = typer.Option(10, "--floor", callback=ranged("--floor"), help="At least this many cases per observed route (all of them when a route has fewer)."),
+    seed: int = typer.Option(0, "--seed", callback=ranged("--seed"), help="Seed of the sampling: the same log, options and seed give the same suite."),
+    near_duplicate: float = typer.Option(0.95, "--near-duplicate", callback=ranged("--near-duplicate"), help="Prompts whose embeddings are at least this similar (cosine) count as duplicates."),
     phone_region: str = typer.Option("US", "--phone-region", help="Numbering plan for phone numbers written without a country code (ISO 3166 code)."),
     skip_unknown_routes: bool = typer.Option(False, "--skip-unknown-routes", help="Leave out requests whose route is not a task of --router (default: an error)."),
     name: Optional[str] = typer.Option(None, "--name", help="Suite name (default: the --out folder's name)."),
     labeler: Optional[str] = typer.Option(None, "--labeler", help="A model (OpenAI-compatible) that proposes a second label per case; disagreements are tagged labeler-disagrees."),
     labeler_base_url: Optional[str] = typer.Option(None, "--labeler-base-url", help="Labeler's OpenAI-compatible base URL (default: DigitalOcean serverless inference, like the judge)."),
     labeler_api_key_env: str = typer.Option("MODEL_ACCESS_KEY", "--labeler-api-key-env", help="Environment variable holding the labeler's key."),
-    labeler_concurrency: int = typer.Option(8, "--labeler-concurrency", help="Labeler requests in flight at once."),
+    labeler_concurrency: int = typer.Option(8, "--labeler-concurrency", callback=ranged("--labeler-concurrency"), help="Labeler requests in flight at once."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status lines."),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as one JSON document."),
 ) -> None:
@@ -95,9 +96,9 @@ def _print_traffic_report(report: Any) -> None:
 @suite_app.command("review")
 def review(
     suite: Path = typer.Argument(..., help="A suite folder (holding suite.yaml) whose cases are JSON Lines."),
-    port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (default: a free one)."),
+    port: int = typer.Option(0, "--port", callback=ranged("--port", "--port (0: a free one)"), help="Port on 127.0.0.1 (default: a free one)."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="The local classifier's fallback threshold (default 0.10)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", callback=ranged("--threshold"), help="The local classifier's fallback threshold (default 0.10)."),
 ) -> None:
     """Review a suite's labels in the browser: a local page (127.0.0.1 only) listing the cases,
     the most informative first, with the router's pre-label, the labeler's and the local
