@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -30,8 +31,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from pydantic import BaseModel, ValidationError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, run directories are not locked
+    fcntl = None  # type: ignore[assignment]
+
 from evalkit import SCHEMA_VERSION
-from evalkit.errors import RunDirError
+from evalkit.errors import RunDirError, UsageError
 from evalkit.records import CaseResult, Manifest
 
 if TYPE_CHECKING:
@@ -58,6 +64,7 @@ SUMMARY_MD = "summary.md"
 JUNIT = "junit.xml"
 COMPARE_HTML = "compare.html"
 COMPARE_MD = "compare.md"
+LOCK = ".evalkit.lock"               # the writer's OS lock (flock), held for the life of a run; holder in it
 
 # Files with one record per case: a merge of shard runs carries each of them.
 PER_CASE_FILES = (RESULTS, JUDGE, BASELINE, BASELINE_JUDGE, PAIRWISE)
@@ -237,13 +244,15 @@ class RunDir:
     is a run directory at all). Results are appended through ``result_writer``; JSON documents
     and the judge's files are replaced whole.
 
-    Concurrency: nothing guards a run directory against two processes writing it at once. An OS
-    file lock held for the life of a run belongs here, taken by ``create`` and by ``lock_for_run``
-    (used when a run resumes), so that every writer goes through it.
+    Concurrency: one writer at a time. ``create`` and ``lock_for_run`` (a resumed run, a re-render)
+    take an OS file lock (``flock`` on ``LOCK`` inside the folder) held until ``unlock`` (or the
+    end of a ``with`` block, or the process); a second writer is refused with the holder's pid and
+    command, which the lock file holds while it is held. Readers do not lock.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -256,15 +265,73 @@ class RunDir:
         return self.path.name
 
     @classmethod
-    def create(cls, parent: str | Path, suite_name: str, run_id: str | None = None) -> "RunDir":
-        """``<parent>/<suite>/<run-id>/``, created fresh."""
+    def create(cls, parent: str | Path, suite_name: str, run_id: str | None = None, *,
+               purpose: str = "evalkit run") -> "RunDir":
+        """``<parent>/<suite>/<run-id>/``, created fresh and locked for this process (``unlock`` when done)."""
         run_dir = cls(Path(parent) / suite_name / (run_id or new_run_id()))
-        run_dir.path.mkdir(parents=True, exist_ok=False)
-        return run_dir
+        try:
+            run_dir.path.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            raise UsageError(f"cannot create the run directory: {exc.strerror or exc}", where=str(run_dir.path),
+                             fix="give an --out folder that is a writable directory (it is created when missing)") from None
+        return run_dir._take_lock(purpose)
 
-    def lock_for_run(self) -> "RunDir":
-        """The place for an OS lock held while a run writes here (not taken yet; see the class docstring)."""
+    def lock_for_run(self, purpose: str = "evalkit run --resume") -> "RunDir":
+        """Take the writer lock of this (existing) run directory, held until ``unlock``; refuse with
+        the holder's pid and command when another process holds it.
+
+        ``purpose`` (the command, without its arguments: they may hold credentials) is written into
+        the lock file with the pid, so that a refused writer can name the holder.
+        """
+        self.check()
+        return self._take_lock(purpose)
+
+    def _take_lock(self, purpose: str) -> "RunDir":
+        if self._lock_fd is not None or fcntl is None:  # already ours; no flock on this platform
+            return self
+        path = self.file(LOCK)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunDirError(f"cannot open the run directory's lock file: {exc.strerror or exc}", where=str(path),
+                              fix="run evalkit as a user who may write the run directory") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise RunDirError(f"the run directory is being written by another process ({holder})", where=str(self.path),
+                              fix="wait until that process has finished (or stop it), then run the command again; "
+                                  "a run directory takes one writer at a time") from None
+        record = json.dumps({"pid": os.getpid(), "command": purpose, "host": socket.gethostname(),
+                             "since": utc_now()}) + "\n"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record.encode("utf-8"), 0)
+        self._lock_fd = fd
         return self
+
+    def unlock(self) -> None:
+        """Release the writer lock (the lock file stays, emptied: removing it could let two writers in)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object holds the directory's writer lock."""
+        return self._lock_fd is not None
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unlock()
 
     def file(self, name: str) -> Path:
         """The path of one of the run's files (one of this module's file-name constants)."""
@@ -402,6 +469,16 @@ class RunDir:
         return self.file(name)
 
 
+def _lock_holder(fd: int) -> str:
+    """Who holds a run directory's lock, from the lock file (written by the holder once it has the lock)."""
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return (f"pid {int(data['pid'])}: {str(data.get('command'))[:80]}"
+                f" on {str(data.get('host'))[:80]}, since {str(data.get('since'))[:40]}")
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "a process that has not yet recorded its pid"
+
+
 def read_comparison(folder: str | Path) -> Comparison | None:
     """``diff.json`` in ``folder`` (a run directory, or a folder `evalkit compare` wrote), or None."""
     from evalkit.comparison import Comparison
@@ -532,4 +609,23 @@ def load_run(run_dir: str | Path) -> Run:
     manifest = run.read_manifest()
     if not run.has(RESULTS):
         raise RunDirError(f"no {RESULTS} in the run directory", where=str(run.path), fix="re-run the suite")
-    return Run(run.path, manifest, run.read_results())
+    results = run.read_results()
+    check_unique_ids(results, run.file(RESULTS))
+    return Run(run.path, manifest, results)
+
+
+def check_unique_ids(results: Sequence[CaseResult], path: Path) -> None:
+    """Refuse a results file holding a case more than once (two writers appended to it): every
+    figure would count that case twice."""
+    seen: set[str] = set()
+    twice: dict[str, None] = {}
+    for r in results:
+        if r.id in seen:
+            twice[r.id] = None
+        seen.add(r.id)
+    if twice:
+        ids = list(twice)
+        shown = ", ".join(f"'{i}'" for i in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        raise RunDirError(f"{len(ids)} case id(s) have more than one result: {shown}", where=str(path),
+                          fix="the file was written twice (two runs resumed at once, or edited by hand): keep one "
+                              "line per case id, or run the suite again")

@@ -63,7 +63,26 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     judge_key = _check_inputs(spec, rel, out, concurrency=concurrency, judge=judge, junit_cases=junit_cases)
     gate_exprs = gate_expressions(suite, gates, baseline_given=baseline is not None or shard is not None)
     cases = suite.cases if shard is None else shard_cases(suite.cases, *shard)
-    prior = read_prior(RunDir(rel.resume), suite, spec, cases, shard, baseline_model) if rel.resume is not None else None
+    # The run directory's writer lock is held from here to the end (a resumed run: before its
+    # results are read, so that no other writer can add to them in between).
+    locked: list[RunDir] = [RunDir(rel.resume).lock_for_run("evalkit run --resume")] if rel.resume is not None else []
+    try:
+        return _run_locked(suite, spec, rel, cases, locked, out=out, prices=prices, concurrency=concurrency,
+                           on_result=on_result, status=status, judge=judge, judge_key=judge_key,
+                           baseline_model=baseline_model, gate_exprs=gate_exprs, baseline=baseline, shard=shard,
+                           junit_cases=junit_cases)
+    finally:
+        for run_dir in locked:
+            run_dir.unlock()
+
+
+def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequence[Case], locked: list[RunDir], *,
+                out: str | Path, prices: dict[str, Price], concurrency: int, on_result: Callable[[CaseResult], None],
+                status: Callable[[str], None], judge: JudgeSettings | None, judge_key: str | None,
+                baseline_model: str | None, gate_exprs: list[str], baseline: Run | None,
+                shard: tuple[int, int] | None, junit_cases: str) -> Run:
+    """``run_suite`` once its inputs are checked; a run directory it locks is added to ``locked``."""
+    prior = read_prior(locked[0], suite, spec, cases, shard, baseline_model) if locked else None
     options = _runner_options(suite, spec, rel, concurrency=concurrency, prices=prices, n_planned=len(cases))
     with open_target(spec, suite, prices, concurrency=concurrency, status=status) as target:
         options.cache_scope = cache_scope(target.info, suite, spec)
@@ -75,6 +94,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
                 "max_error_rate": rel.max_error_rate, "cache": rel.cache,
                 **gating_options(gate_exprs, str(baseline.path) if baseline is not None else None, shard, junit_cases)}
             plan = _new_run(suite, target.info, cases, out=out, options=manifest_options)
+            locked.append(plan.run_dir)
         else:
             plan = _resumed_run(prior, cases, options, baseline_model=baseline_model, status=status)
         options.affinity_prefix = f"evalkit-{plan.run_dir.name}"

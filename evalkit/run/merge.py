@@ -38,19 +38,19 @@ def merge_shards(paths: Sequence[str | Path], *, out: str | Path, gates: Sequenc
     if junit_cases is not None:
         manifest.options["junit_cases"] = junit_cases
     ordered = [runs[k] for k in shard_order(runs)]  # shard 1 first, as the merged results are
-    run_dir = RunDir.create(out, manifest.suite.name, manifest.run_id)
-    run_dir.write_manifest(manifest)
-    router = next((r.router for r in ordered if r.router is not None), None)
-    if router is not None:
-        run_dir.write_router(router)
-    with run_dir.result_writer() as writer:
-        for result in results:
-            writer.write(result)
-    for name in PER_CASE_FILES:
-        if name == RESULTS:
-            continue
-        records = [rec for r in ordered for rec in r.dir.read_records(name)]
-        if records:
-            run_dir.write_records(name, records)
-    summary = finalize(run_dir, manifest, results, baseline=baseline)
+    with RunDir.create(out, manifest.suite.name, manifest.run_id, purpose="evalkit merge") as run_dir:
+        run_dir.write_manifest(manifest)
+        router = next((r.router for r in ordered if r.router is not None), None)
+        if router is not None:
+            run_dir.write_router(router)
+        with run_dir.result_writer() as writer:
+            for result in results:
+                writer.write(result)
+        for name in PER_CASE_FILES:
+            if name == RESULTS:
+                continue
+            records = [rec for r in ordered for rec in r.dir.read_records(name)]
+            if records:
+                run_dir.write_records(name, records)
+        summary = finalize(run_dir, manifest, results, baseline=baseline)
     return Run(run_dir.path, manifest, results, summary=summary)

@@ -1,0 +1,119 @@
+"""Integrity of runs: one writer per run directory (an OS lock), no duplicate case ids, resumes of
+the same target only, incomplete runs fail their gates, unwritable output folders and full disks
+give messages (issue 18)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalkit.errors import RunDirError
+from evalkit.store import LOCK, RESULTS, RunDir, iter_results
+from tests.conftest import ROOT, cli_env, run_cli
+from tests.fake_openai import FakeOpenAI
+from tests.fault_helpers import Recorder, make_cases, ok_reply, write_case_suite
+from tests.run_helpers import make_run, result
+
+
+def openai_args(fake: FakeOpenAI, out: Path, *extra: str) -> list[str]:
+    return ["--target", "openai", "--base-url", fake.base_url, "--out", str(out), "-q", "--retries", "0", *extra]
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path):
+    """A 5-case suite run once against a scripted router: (suite, run_dir, recorder, fake server)."""
+    suite = write_case_suite(tmp_path / "s", make_cases(5))
+    rec = Recorder(lambda cid, attempt, body: ok_reply(cid))
+    with FakeOpenAI(rec) as fake:
+        proc = run_cli("run", suite, *openai_args(fake, tmp_path / "runs"))
+        assert proc.returncode == 0, proc.stderr
+        run_dir = next((tmp_path / "runs").glob("*/*"))
+        rec.log.clear()
+        yield suite, run_dir, rec, fake
+
+
+HOLDER = """
+import sys
+from evalkit.store import RunDir
+RunDir(sys.argv[1]).lock_for_run("evalkit run --resume")
+print("locked", flush=True)
+sys.stdin.read()  # hold the lock until the test closes our stdin
+"""
+
+
+# --- 8. one writer per run directory ---------------------------------------------------------
+
+def test_a_second_writer_is_refused_while_another_process_holds_the_run_directory(finished_run, tmp_path: Path):
+    suite, run_dir, rec, fake = finished_run
+    # The lock is released at the end of a run: the file stays, empty (removing it could let two writers in).
+    assert (run_dir / LOCK).is_file() and (run_dir / LOCK).read_bytes() == b""
+    lines = (run_dir / RESULTS).read_text().splitlines()
+    (run_dir / RESULTS).write_text("\n".join(lines[:2]) + "\n")  # an interrupted run: 2 of 5 cases
+    # A real second process holds the lock, as a first `--resume` still running would.
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], cwd=ROOT, env=cli_env(),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for args in (["run", suite, *openai_args(fake, tmp_path / "runs", "--resume", str(run_dir))],
+                     ["report", run_dir]):
+            proc = run_cli(*args)
+            assert proc.returncode == 2, proc.stderr
+            assert "being written by another process" in proc.stderr and "Traceback" not in proc.stderr
+            assert f"pid {holder.pid}" in proc.stderr and "evalkit run --resume" in proc.stderr
+        assert rec.log == []  # refused before any traffic
+        assert len((run_dir / RESULTS).read_text().splitlines()) == 2
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # Once the holder is gone (its lock died with it), the resume finishes the run: 5 lines, not 8.
+    proc = run_cli("run", suite, *openai_args(fake, tmp_path / "runs", "--resume", str(run_dir)))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(r.id for r in iter_results(run_dir / RESULTS)) == [f"c{i:03d}" for i in range(5)]
+    assert sorted(cid for cid, _ in rec.log) == ["c002", "c003", "c004"]
+
+
+def test_two_lock_attempts_in_one_process_conflict_and_unlock_releases(tmp_path: Path):
+    run_dir = make_run(tmp_path / "r", [result("a", "classify", "classify")], finalize=False)
+    first = RunDir(run_dir).lock_for_run("evalkit run --resume")
+    try:
+        with pytest.raises(RunDirError) as refused:
+            RunDir(run_dir).lock_for_run("evalkit report")
+        assert f"pid {os.getpid()}: evalkit run --resume" in refused.value.message
+        assert json.loads((run_dir / LOCK).read_text())["pid"] == os.getpid()
+    finally:
+        first.unlock()
+    with RunDir(run_dir).lock_for_run("evalkit report") as again:
+        assert again.locked
+    assert (run_dir / LOCK).read_bytes() == b""
+
+
+def test_the_lock_file_leaves_load_report_gate_and_merge_alone(tmp_path: Path):
+    a = make_run(tmp_path / "a", [result("1", "classify", "classify")])
+    b = make_run(tmp_path / "b", [result("2", "reasoning", "reasoning")])
+    RunDir(a).lock_for_run().unlock()  # leaves an (empty) lock file behind, as every run does
+    assert (a / LOCK).is_file()
+    assert run_cli("report", a).returncode == 0
+    assert run_cli("gate", a, "accuracy >= 0.5").returncode == 0
+    proc = run_cli("merge", a, b, "--out", tmp_path / "m")
+    assert proc.returncode == 0, proc.stderr
+    (merged,) = (tmp_path / "m" / "demo").iterdir()
+    assert sorted(r.id for r in iter_results(merged / RESULTS)) == ["1", "2"]
+
+
+def test_report_gate_and_merge_refuse_duplicate_case_ids(tmp_path: Path):
+    dup = make_run(tmp_path / "dup", [result("a", "classify", "classify"), result("b", "classify", "classify"),
+                                      result("a", "classify", "reasoning"), result("c", "reasoning", "reasoning"),
+                                      result("c", "reasoning", "reasoning")], finalize=False)
+    other = make_run(tmp_path / "other", [result("z", "classify", "classify")])
+    before = (dup / RESULTS).read_bytes()
+    for args in (["report", dup], ["gate", dup, "accuracy >= 0.1"], ["merge", dup, other, "--out", tmp_path / "m"]):
+        proc = run_cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "'a'" in proc.stderr and "'c'" in proc.stderr and "'b'" not in proc.stderr
+        assert str(dup / RESULTS) in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
+    assert (dup / RESULTS).read_bytes() == before and not (tmp_path / "m").exists()
