@@ -54,6 +54,7 @@ def test_a_second_writer_is_refused_while_another_process_holds_the_run_director
     assert (run_dir / LOCK).is_file() and (run_dir / LOCK).read_bytes() == b""
     lines = (run_dir / RESULTS).read_text().splitlines()
     (run_dir / RESULTS).write_text("\n".join(lines[:2]) + "\n")  # an interrupted run: 2 of 5 cases
+    kept = {json.loads(line)["id"] for line in lines[:2]}
     # A real second process holds the lock, as a first `--resume` still running would.
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], cwd=ROOT, env=cli_env(),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -74,7 +75,7 @@ def test_a_second_writer_is_refused_while_another_process_holds_the_run_director
     proc = run_cli("run", suite, *openai_args(fake, tmp_path / "runs", "--resume", str(run_dir)))
     assert proc.returncode == 0, proc.stderr
     assert sorted(r.id for r in iter_results(run_dir / RESULTS)) == [f"c{i:03d}" for i in range(5)]
-    assert sorted(cid for cid, _ in rec.log) == ["c002", "c003", "c004"]
+    assert sorted(cid for cid, _ in rec.log) == sorted({f"c{i:03d}" for i in range(5)} - kept)
 
 
 def test_two_lock_attempts_in_one_process_conflict_and_unlock_releases(tmp_path: Path):
@@ -117,3 +118,64 @@ def test_report_gate_and_merge_refuse_duplicate_case_ids(tmp_path: Path):
         assert "'a'" in proc.stderr and "'c'" in proc.stderr and "'b'" not in proc.stderr
         assert str(dup / RESULTS) in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
     assert (dup / RESULTS).read_bytes() == before and not (tmp_path / "m").exists()
+
+
+# --- 10. incomplete runs fail their gates ------------------------------------------------------
+
+def _as_if_killed(run_dir: Path, *, planned: int, suite_cases: int | None = None) -> Path:
+    """Make a stored run look like one stopped early: ``planned`` cases planned, no summary written."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["counts"] = {"planned": planned}
+    manifest["finished_at"] = None
+    if suite_cases is not None:
+        manifest["suite"]["n_cases"] = suite_cases
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("summary.json", "report.html", "summary.md", "junit.xml"):
+        (run_dir / name).unlink(missing_ok=True)
+    return run_dir
+
+
+def _six_of_twenty(tmp_path: Path) -> Path:
+    rows = [result(f"c{i}", "classify", "classify") for i in range(6)]
+    return _as_if_killed(make_run(tmp_path / "r", rows, gates=["accuracy >= 0.5"], finalize=False), planned=20)
+
+
+def test_gate_fails_on_a_run_stopped_after_6_of_20_cases_unless_allowed(tmp_path: Path):
+    run_dir = _six_of_twenty(tmp_path)
+    proc = run_cli("gate", run_dir, "accuracy >= 0.9")
+    assert proc.returncode == 1, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "FAIL" in text and "incomplete: 14 of 20 planned cases have no result" in text and "--allow-incomplete" in text
+    proc = run_cli("gate", run_dir, "accuracy >= 0.9", "--allow-incomplete")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import evalkit
+
+    assert evalkit.gate(run_dir, "accuracy >= 0.9").passed is False
+    assert evalkit.gate(run_dir, "accuracy >= 0.9", allow_incomplete=True).passed is True
+
+
+def test_report_of_an_incomplete_run_says_so_and_its_stored_gates_fail(tmp_path: Path):
+    run_dir = _six_of_twenty(tmp_path)
+    proc = run_cli("report", run_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "incomplete" in proc.stdout and "14 of 20 planned cases have no result" in " ".join(proc.stdout.split())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [g["passed"] for g in summary["gates"]] == [False]
+    assert "14 of 20" in summary["gates"][0]["message"]
+    junit = (run_dir / "junit.xml").read_text()
+    assert "<failure" in junit and "14 of 20" in junit
+
+
+def test_merge_missing_a_shards_cases_fails_its_gates_unless_allowed(tmp_path: Path):
+    one = make_run(tmp_path / "s1", [result(f"a{i}", "classify", "classify") for i in range(5)],
+                   options={"shard": "1/2"}, finalize=False)
+    two = make_run(tmp_path / "s2", [result(f"b{i}", "classify", "classify") for i in range(3)],
+                   options={"shard": "2/2"}, finalize=False)
+    _as_if_killed(one, planned=5, suite_cases=10)
+    _as_if_killed(two, planned=5, suite_cases=10)  # stopped after 3 of its 5 cases
+    proc = run_cli("merge", one, two, "--out", tmp_path / "m", "--gate", "accuracy >= 0.9")
+    assert proc.returncode == 1, proc.stderr
+    assert "2 of 10 planned cases have no result" in " ".join(proc.stdout.split())
+    proc = run_cli("merge", one, two, "--out", tmp_path / "m2", "--gate", "accuracy >= 0.9", "--allow-incomplete")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "incomplete" in proc.stdout  # still said, not gated

@@ -47,7 +47,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
               status: Callable[[str], None] = lambda s: None, judge: JudgeSettings | None = None,
               baseline_model: str | None = None, gates: Sequence[str] = (), baseline: Run | None = None,
               shard: tuple[int, int] | None = None, reliability: Reliability | None = None,
-              junit_cases: str = DEFAULT_JUNIT_CASES) -> Run:
+              junit_cases: str = DEFAULT_JUNIT_CASES, allow_incomplete: bool = False) -> Run:
     """Run ``suite`` against the target and write the whole run directory (or finish one).
 
     With ``baseline_model`` every case is also sent to that fixed model through the same
@@ -58,6 +58,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     ``shard=(I, N)`` runs only that share of the cases (gates then wait for ``evalkit merge``).
     ``reliability`` sets retries, rate limit, error budget, cache and ``resume`` (a run directory
     to finish). ``junit_cases``: ``regressed`` (misroutes fail only against a baseline) or ``all``.
+    ``allow_incomplete``: gates pass or fail on the cases that have a result even when the run
+    stopped before every case had one (otherwise every gate of an incomplete run fails).
     """
     rel = reliability or Reliability()
     judge_key = _check_inputs(spec, rel, out, concurrency=concurrency, judge=judge, junit_cases=junit_cases)
@@ -70,7 +72,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
         return _run_locked(suite, spec, rel, cases, locked, out=out, prices=prices, concurrency=concurrency,
                            on_result=on_result, status=status, judge=judge, judge_key=judge_key,
                            baseline_model=baseline_model, gate_exprs=gate_exprs, baseline=baseline, shard=shard,
-                           junit_cases=junit_cases)
+                           junit_cases=junit_cases, allow_incomplete=allow_incomplete)
     finally:
         for run_dir in locked:
             run_dir.unlock()
@@ -80,7 +82,7 @@ def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequenc
                 out: str | Path, prices: dict[str, Price], concurrency: int, on_result: Callable[[CaseResult], None],
                 status: Callable[[str], None], judge: JudgeSettings | None, judge_key: str | None,
                 baseline_model: str | None, gate_exprs: list[str], baseline: Run | None,
-                shard: tuple[int, int] | None, junit_cases: str) -> Run:
+                shard: tuple[int, int] | None, junit_cases: str, allow_incomplete: bool) -> Run:
     """``run_suite`` once its inputs are checked; a run directory it locks is added to ``locked``."""
     prior = read_prior(locked[0], suite, spec, cases, shard, baseline_model) if locked else None
     options = _runner_options(suite, spec, rel, concurrency=concurrency, prices=prices, n_planned=len(cases))
@@ -92,11 +94,15 @@ def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequenc
                 "prices": prices_used(prices, suite), **({"baseline_model": baseline_model} if baseline_model else {}),
                 "retries": rel.retries, "timeout_s": spec.timeout, "rpm": options.rpm,
                 "max_error_rate": rel.max_error_rate, "cache": rel.cache,
-                **gating_options(gate_exprs, str(baseline.path) if baseline is not None else None, shard, junit_cases)}
+                **gating_options(gate_exprs, str(baseline.path) if baseline is not None else None, shard, junit_cases,
+                                 allow_incomplete)}
             plan = _new_run(suite, target.info, cases, out=out, options=manifest_options)
             locked.append(plan.run_dir)
         else:
             plan = _resumed_run(prior, cases, options, baseline_model=baseline_model, status=status)
+            plan.manifest.options.pop("allow_incomplete", None)  # as this invocation says
+            if allow_incomplete:
+                plan.manifest.options["allow_incomplete"] = True
         options.affinity_prefix = f"evalkit-{plan.run_dir.name}"
         plan.run_dir.write_manifest(plan.manifest)
         status(f"running {len(plan.todo)} cases against {target.info.kind} ({target.info.base_url})")
@@ -156,6 +162,7 @@ def _new_run(suite: Suite, target: TargetInfo, cases: Sequence[Case], *, out: st
              options: dict[str, Any]) -> _Plan:
     run_dir = RunDir.create(out, suite.name)
     manifest = new_manifest(run_dir.name, suite, target, options)
+    manifest.counts["planned"] = len(cases)  # a run killed before its end still knows what it planned
     run_dir.write_router(suite.router)
     return _Plan(run_dir=run_dir, manifest=manifest, results=[], todo=list(cases), base_todo=list(cases))
 

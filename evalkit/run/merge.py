@@ -16,11 +16,13 @@ from evalkit.store import PER_CASE_FILES, RESULTS, Run, RunDir, load_run, new_ru
 
 
 def merge_shards(paths: Sequence[str | Path], *, out: str | Path, gates: Sequence[str] = (),
-                 baseline: Run | str | Path | None = None, junit_cases: str | None = None) -> Run:
+                 baseline: Run | str | Path | None = None, junit_cases: str | None = None,
+                 allow_incomplete: bool = False) -> Run:
     """Join the runs in ``paths`` (the shards of one ``--shard I/N`` matrix, or runs of disjoint
     cases) into a new run directory under ``out``; ``gates`` are added to the shards' own and
     ``baseline`` is compared with, as ``evalkit run --baseline`` does. Nothing is written before
-    every check has passed."""
+    every check has passed. Cases without a result in any shard make the merged run incomplete:
+    its gates fail unless ``allow_incomplete``."""
     if junit_cases is not None:
         check_junit_cases(junit_cases)
     runs = [load_run(p) for p in paths]
@@ -37,6 +39,9 @@ def merge_shards(paths: Sequence[str | Path], *, out: str | Path, gates: Sequenc
         manifest.options["baseline"] = str(baseline.path)
     if junit_cases is not None:
         manifest.options["junit_cases"] = junit_cases
+    manifest.options.pop("allow_incomplete", None)  # as the merge says, not as the shards ran
+    if allow_incomplete:
+        manifest.options["allow_incomplete"] = True
     ordered = [runs[k] for k in shard_order(runs)]  # shard 1 first, as the merged results are
     with RunDir.create(out, manifest.suite.name, manifest.run_id, purpose="evalkit merge") as run_dir:
         run_dir.write_manifest(manifest)
