@@ -179,3 +179,32 @@ def test_merge_missing_a_shards_cases_fails_its_gates_unless_allowed(tmp_path: P
     proc = run_cli("merge", one, two, "--out", tmp_path / "m2", "--gate", "accuracy >= 0.9", "--allow-incomplete")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "incomplete" in proc.stdout  # still said, not gated
+
+
+# --- 9. a resume reaches the router the run started with -----------------------------------------
+
+def test_resume_against_another_base_url_model_or_route_header_is_refused(finished_run, tmp_path: Path):
+    suite, run_dir, rec, fake = finished_run
+    lines = (run_dir / RESULTS).read_text().splitlines()
+    (run_dir / RESULTS).write_text("\n".join(lines[:3]) + "\n")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    other_rec = Recorder(lambda cid, attempt, body: ok_reply(cid))
+    with FakeOpenAI(other_rec) as other:
+        for extra, option, was, now in (
+                (["--base-url", other.base_url], "--base-url", fake.base_url.rstrip("/"), other.base_url.rstrip("/")),
+                (["--model", "router:someone-else"], "--model", "router:cost-governance-demo", "router:someone-else"),
+                (["--route-header", "litellm"], "--route-header", "x-model-router-selected-route",
+                 "x-litellm-model-group")):
+            args = openai_args(fake, tmp_path / "runs", "--resume", str(run_dir))
+            proc = run_cli("run", suite, *args, *extra)  # the later --base-url wins
+            assert proc.returncode == 2, (extra, proc.stderr)
+            text = " ".join(proc.stderr.split())
+            assert f"{option} {was}, not {now}" in text and f"resume with {option} {was}" in text, text
+            assert "Traceback" not in proc.stderr
+    assert rec.log == [] and other_rec.log == []
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    # The same router, its URL spelled with a trailing slash, finishes the run.
+    proc = run_cli("run", suite, *openai_args(fake, tmp_path / "runs", "--resume", str(run_dir)),
+                   "--base-url", fake.base_url.rstrip("/") + "/")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(iter_results(run_dir / RESULTS))) == 5
