@@ -78,6 +78,22 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def check_out_dir(parent: str | Path, suite_name: str | None = None, *, option: str = "--out") -> None:
+    """Fail with a message (exit 2) unless a run directory can be made under ``parent``
+    (``<parent>/<suite>/<run-id>/``): checked before any traffic, and without creating anything."""
+    parent = Path(parent)
+    fix = f"give {option} a folder you can write to (it is created when missing), e.g. {option} reports"
+    probe = parent / suite_name if suite_name else parent
+    while not probe.exists() and not probe.is_symlink() and probe.parent != probe:
+        probe = probe.parent  # the nearest part of the path that exists
+    if probe.exists() and not probe.is_dir() or probe.is_symlink() and not probe.exists():
+        what = "the output folder is a file" if probe == parent else f"{probe} is a file, not a folder"
+        raise UsageError(f"{what}: the run directory cannot be created", where=f"{option} {parent}", fix=fix)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"the run directory cannot be created: {probe} is not writable", where=f"{option} {parent}",
+                         fix=fix)
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write a JSON document atomically (temporary file, then rename)."""
     path = Path(path)

@@ -208,3 +208,25 @@ def test_resume_against_another_base_url_model_or_route_header_is_refused(finish
                    "--base-url", fake.base_url.rstrip("/") + "/")
     assert proc.returncode == 0, proc.stderr
     assert len(list(iter_results(run_dir / RESULTS))) == 5
+
+
+# --- 15. an --out that cannot hold a run directory ---------------------------------------------
+
+def test_an_out_folder_that_cannot_be_created_is_refused_before_any_traffic(tmp_path: Path):
+    suite = write_case_suite(tmp_path / "s", make_cases(3))
+    (tmp_path / "file").write_text("keep me")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "s").write_text("a file where the suite's folder goes")
+    run = make_run(tmp_path / "r", [result("a", "classify", "classify")])
+    rec = Recorder(lambda cid, attempt, body: ok_reply(cid))
+    with FakeOpenAI(rec) as fake:
+        for out, needle in ((tmp_path / "file" / "sub", f"{tmp_path / 'file'} is a file, not a folder"),
+                            (tmp_path / "runs", f"{tmp_path / 'runs' / 's'} is a file, not a folder")):
+            proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", out)
+            text = " ".join(proc.stderr.split())
+            assert proc.returncode == 2, proc.stderr
+            assert needle in text and f"--out {out}" in text and "fix:" in text and "Traceback" not in text
+    assert rec.log == []
+    proc = run_cli("merge", run, "--out", tmp_path / "file" / "merged")
+    assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "file").read_text() == "keep me"

@@ -26,7 +26,7 @@ from evalkit.run.spec import Reliability, TargetSpec
 from evalkit.run.startup import cache_scope, open_target
 from evalkit.runner import ErrorBudgetExceeded, RunOptions, run_cases
 from evalkit.shard import shard_cases
-from evalkit.store import BASELINE, Run, RunDir, utc_now
+from evalkit.store import BASELINE, Run, RunDir, check_out_dir, utc_now
 from evalkit.suites import Suite
 from evalkit.targets import OpenAITarget
 
@@ -62,12 +62,17 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     stopped before every case had one (otherwise every gate of an incomplete run fails).
     """
     rel = reliability or Reliability()
-    judge_key = _check_inputs(spec, rel, out, concurrency=concurrency, judge=judge, junit_cases=junit_cases)
+    judge_key = _check_inputs(spec, rel, out, concurrency=concurrency, judge=judge, junit_cases=junit_cases,
+                              suite_name=suite.name)
     gate_exprs = gate_expressions(suite, gates, baseline_given=baseline is not None or shard is not None)
     cases = suite.cases if shard is None else shard_cases(suite.cases, *shard)
-    # The run directory's writer lock is held from here to the end (a resumed run: before its
-    # results are read, so that no other writer can add to them in between).
-    locked: list[RunDir] = [RunDir(rel.resume).lock_for_run("evalkit run --resume")] if rel.resume is not None else []
+    # The run directory's writer lock is held from here to the end. A resumed run is checked first
+    # (writing nothing, so bad input leaves the folder as it was), then locked and read again, so
+    # that no other writer can add to its results between the read and the appends.
+    locked: list[RunDir] = []
+    if rel.resume is not None:
+        read_prior(RunDir(rel.resume), suite, spec, cases, shard, baseline_model)
+        locked.append(RunDir(rel.resume).lock_for_run("evalkit run --resume"))
     try:
         return _run_locked(suite, spec, rel, cases, locked, out=out, prices=prices, concurrency=concurrency,
                            on_result=on_result, status=status, judge=judge, judge_key=judge_key,
@@ -113,7 +118,7 @@ def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequenc
 
 
 def _check_inputs(spec: TargetSpec, rel: Reliability, out: str | Path, *, concurrency: int,
-                  judge: JudgeSettings | None, junit_cases: str) -> str | None:
+                  judge: JudgeSettings | None, junit_cases: str, suite_name: str | None = None) -> str | None:
     """Every option checked before any traffic; returns the judge's key (None: judging is skipped)."""
     if concurrency < 1:
         raise UsageError("concurrency must be at least 1", where="--concurrency", got=str(concurrency),
@@ -124,6 +129,8 @@ def _check_inputs(spec: TargetSpec, rel: Reliability, out: str | Path, *, concur
     if rel.resume is None and Path(out).exists() and not Path(out).is_dir():
         raise UsageError("the output folder is a file", where=f"--out {out}",
                          fix="give a folder (it is created when missing), e.g. --out reports")
+    if rel.resume is None:
+        check_out_dir(out, suite_name)
     if judge is None:
         return None
     judge.validate()

@@ -12,7 +12,7 @@ from evalkit.gates import check_tasks, parse_gates
 from evalkit.report.junit import check_junit_cases
 from evalkit.run.finalize import finalize
 from evalkit.shard import merge_runs, shard_order
-from evalkit.store import PER_CASE_FILES, RESULTS, Run, RunDir, load_run, new_run_id
+from evalkit.store import PER_CASE_FILES, RESULTS, Run, RunDir, check_out_dir, load_run, new_run_id
 
 
 def merge_shards(paths: Sequence[str | Path], *, out: str | Path, gates: Sequence[str] = (),
@@ -25,6 +25,7 @@ def merge_shards(paths: Sequence[str | Path], *, out: str | Path, gates: Sequenc
     its gates fail unless ``allow_incomplete``."""
     if junit_cases is not None:
         check_junit_cases(junit_cases)
+    check_out_dir(out)
     runs = [load_run(p) for p in paths]
     extra = parse_gates(gates, where="--gate")
     if baseline is not None and not isinstance(baseline, Run):
