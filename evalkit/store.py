@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - Windows: no flock, run directories are
     fcntl = None  # type: ignore[assignment]
 
 from evalkit import SCHEMA_VERSION
-from evalkit.errors import RunDirError, UsageError
+from evalkit.errors import RunDirError, RunError, UsageError
 from evalkit.records import CaseResult, Manifest
 
 if TYPE_CHECKING:
@@ -94,35 +94,51 @@ def check_out_dir(parent: str | Path, suite_name: str | None = None, *, option: 
                          fix=fix)
 
 
-def write_json(path: str | Path, data: Any) -> None:
+# What a failed write of a run's document or report tells the user to do.
+REWRITE_FIX = ("free disk space (or fix the folder's permissions) and run the command again: the results already "
+               "stored are intact, and `evalkit report RUN_DIR` writes a run's summary and reports from them")
+
+
+def _write_file(tmp: Path, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to a new file ``tmp`` and sync it (the low-level part of an atomic write)."""
+    with tmp.open("w", encoding="utf-8") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_atomic(path: str | Path, chunks: Iterable[str], *, fix: str = REWRITE_FIX) -> None:
+    """Replace ``path`` whole: write a temporary file beside it, then rename it into place.
+
+    A failed write (a full disk, a removed folder) removes the temporary file, leaves the earlier
+    version of ``path`` as it was and raises ``RunError`` (exit 3) saying so.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        _write_file(tmp, chunks)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise RunError(f"cannot write {path.name}: {exc.strerror or exc}", where=str(path), fix=fix) from None
+
+
+def write_json(path: str | Path, data: Any, *, fix: str = REWRITE_FIX) -> None:
     """Write a JSON document atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, [json.dumps(data, indent=2, ensure_ascii=False, default=str), "\n"], fix=fix)
 
 
-def write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def write_text(path: str | Path, text: str, *, fix: str = REWRITE_FIX) -> None:
+    write_atomic(path, [text], fix=fix)
 
 
-def write_jsonl(path: str | Path, records: Iterable[BaseModel]) -> None:
+def write_jsonl(path: str | Path, records: Iterable[BaseModel], *, fix: str = REWRITE_FIX) -> None:
     """Write records as JSON Lines atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(r.model_dump_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, (r.model_dump_json() + "\n" for r in records), fix=fix)
 
 
 class ResultWriter:
@@ -321,8 +337,11 @@ class RunDir:
                                   "a run directory takes one writer at a time") from None
         record = json.dumps({"pid": os.getpid(), "command": purpose, "host": socket.gethostname(),
                              "since": utc_now()}) + "\n"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record.encode("utf-8"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode("utf-8"), 0)
+        except OSError:  # a full disk: the lock holds all the same, a refused writer just cannot name us
+            pass
         self._lock_fd = fd
         return self
 

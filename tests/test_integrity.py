@@ -230,3 +230,61 @@ def test_an_out_folder_that_cannot_be_created_is_refused_before_any_traffic(tmp_
     proc = run_cli("merge", run, "--out", tmp_path / "file" / "merged")
     assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "file").read_text() == "keep me"
+
+
+# --- 16. a full disk while the summary and reports are written ----------------------------------
+
+def _disk_full_for(monkeypatch: pytest.MonkeyPatch, names: set[str]) -> list[str]:
+    """The store's low-level file write fails with ENOSPC, half-way through, for the files in ``names``."""
+    import errno
+
+    from evalkit import store
+
+    real = store._write_file
+    failed: list[str] = []
+
+    def write(tmp: Path, chunks) -> None:
+        if tmp.name.removesuffix(".tmp") not in names:
+            return real(tmp, chunks)
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write("".join(chunks)[:10])  # a part of it reached the disk
+        failed.append(tmp.name)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store, "_write_file", write)
+    return failed
+
+
+def _no_tmp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("full", ["summary.json", "report.html"])
+def test_report_on_a_full_disk_exits_3_removes_temporaries_and_keeps_the_run(full, tmp_path: Path, monkeypatch):
+    run_dir = make_run(tmp_path / "r", [result("a", "classify", "classify"), result("b", "reasoning", "fallback")])
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    failed = _disk_full_for(monkeypatch, {full})
+    proc = run_cli("report", run_dir)
+    assert failed == [f"{full}.tmp"]
+    assert proc.returncode == 3, proc.stderr
+    text = " ".join(proc.stderr.split())
+    assert f"cannot write {full}: No space left on device" in text and "evalkit report RUN_DIR" in text
+    assert "Traceback" not in text
+    assert _no_tmp_files(tmp_path)
+    assert (run_dir / RESULTS).read_bytes() == before[RESULTS]
+    assert (run_dir / full).read_bytes() == before[full]  # the earlier version stays whole
+    monkeypatch.undo()
+    assert run_cli("report", run_dir).returncode == 0  # once there is space, the reports are made again
+
+
+def test_a_run_whose_summary_cannot_be_written_exits_3_with_its_results_intact(tmp_path: Path, monkeypatch):
+    suite = write_case_suite(tmp_path / "s", make_cases(4))
+    failed = _disk_full_for(monkeypatch, {"summary.json"})
+    with FakeOpenAI(Recorder(lambda cid, attempt, body: ok_reply(cid))) as fake:
+        proc = run_cli("run", suite, *openai_args(fake, tmp_path / "runs"))
+    assert failed and proc.returncode == 3, proc.stderr
+    assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+    run_dir = next((tmp_path / "runs").glob("*/*"))
+    assert sorted(r.id for r in iter_results(run_dir / RESULTS)) == [f"c{i:03d}" for i in range(4)]
+    assert _no_tmp_files(tmp_path) and not (run_dir / "summary.json").exists()
+    assert (run_dir / LOCK).read_bytes() == b""  # the lock is released on the way out

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from evalkit.errors import UsageError
+from evalkit.errors import RunError, UsageError
 from evalkit.gates import check_tasks, parse_gates
 from evalkit.report.junit import check_junit_cases
 from evalkit.run.finalize import finalize
@@ -49,9 +49,14 @@ def merge_shards(paths: Sequence[str | Path], *, out: str | Path, gates: Sequenc
         router = next((r.router for r in ordered if r.router is not None), None)
         if router is not None:
             run_dir.write_router(router)
-        with run_dir.result_writer() as writer:
-            for result in results:
-                writer.write(result)
+        try:
+            with run_dir.result_writer() as writer:
+                for result in results:
+                    writer.write(result)
+        except OSError as exc:  # a full disk: the shards are untouched, the merged folder is incomplete
+            raise RunError(f"cannot write the merged results: {exc.strerror or exc}", where=str(run_dir.path),
+                           fix="free disk space, delete this merged folder and merge again (the shard runs are "
+                               "untouched)") from None
         for name in PER_CASE_FILES:
             if name == RESULTS:
                 continue
