@@ -646,7 +646,23 @@ def load_run(run_dir: str | Path) -> Run:
         raise RunDirError(f"no {RESULTS} in the run directory", where=str(run.path), fix="re-run the suite")
     results = run.read_results()
     check_unique_ids(results, run.file(RESULTS))
+    check_expected_routes(results, manifest, run.file(RESULTS))
     return Run(run.path, manifest, results)
+
+
+def check_expected_routes(results: Sequence[CaseResult], manifest: Manifest, path: Path) -> None:
+    """Refuse a result whose expected route is not a task of the run's router config (nor fallback):
+    the confusion matrix has no row for it, so every figure would be wrong."""
+    labels = [*manifest.router.tasks, "fallback"]
+    known = set(labels)
+    for lineno, r in enumerate(results, start=1):
+        if r.expected_route not in known:
+            raise RunDirError(
+                f"case '{r.id}' expects route '{r.expected_route}', which is not a task of router config "
+                f"'{manifest.router.name}' (hash {manifest.router.hash}, copied to {ROUTER}; its routes: "
+                f"{', '.join(labels)})", where=f"{path} (result {lineno})",
+                fix="the results do not belong to this run's router config: run the suite again, or correct the "
+                    "case's expected_route to one of the router's routes")
 
 
 def check_unique_ids(results: Sequence[CaseResult], path: Path) -> None:

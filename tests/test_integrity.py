@@ -288,3 +288,21 @@ def test_a_run_whose_summary_cannot_be_written_exits_3_with_its_results_intact(t
     assert sorted(r.id for r in iter_results(run_dir / RESULTS)) == [f"c{i:03d}" for i in range(4)]
     assert _no_tmp_files(tmp_path) and not (run_dir / "summary.json").exists()
     assert (run_dir / LOCK).read_bytes() == b""  # the lock is released on the way out
+
+
+# --- 19. a result whose expected route the router config does not have ---------------------------
+
+@pytest.mark.parametrize("tags", [None, ["billing", "vip"]])
+def test_report_refuses_an_expected_route_missing_from_the_config(tags, tmp_path: Path):
+    extra = {"tags": tags} if tags else {}
+    run_dir = make_run(tmp_path / "r", [result("a", "classify", "classify", **extra),
+                                        result("b", "billing-disputes", "classify", **extra),
+                                        result("c", "reasoning", "reasoning", **extra)], finalize=False)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    for args in (["report", run_dir], ["gate", run_dir, "accuracy >= 0.1"]):
+        proc = run_cli(*args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        text = " ".join(proc.stderr.split())
+        assert "case 'b' expects route 'billing-disputes'" in text and "router config 'cost-governance-demo'" in text
+        assert str(run_dir / RESULTS) in text and "fix:" in text and "Traceback" not in text
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
