@@ -101,8 +101,7 @@ def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequenc
                 "max_error_rate": rel.max_error_rate, "cache": rel.cache,
                 **gating_options(gate_exprs, str(baseline.path) if baseline is not None else None, shard, junit_cases,
                                  allow_incomplete)}
-            plan = _new_run(suite, target.info, cases, out=out, options=manifest_options)
-            locked.append(plan.run_dir)
+            plan = _new_run(suite, target.info, cases, out=out, options=manifest_options, locked=locked)
         else:
             plan = _resumed_run(prior, cases, options, baseline_model=baseline_model, status=status)
             plan.manifest.options.pop("allow_incomplete", None)  # as this invocation says
@@ -166,8 +165,9 @@ def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[st
 
 
 def _new_run(suite: Suite, target: TargetInfo, cases: Sequence[Case], *, out: str | Path,
-             options: dict[str, Any]) -> _Plan:
+             options: dict[str, Any], locked: list[RunDir]) -> _Plan:
     run_dir = RunDir.create(out, suite.name)
+    locked.append(run_dir)  # released by run_suite, however the run ends
     manifest = new_manifest(run_dir.name, suite, target, options)
     manifest.counts["planned"] = len(cases)  # a run killed before its end still knows what it planned
     run_dir.write_router(suite.router)
