@@ -41,15 +41,16 @@ def compare(run_a: Run | str | Path, run_b: Run | str | Path, *, seed: int = 0, 
 
 
 def gate(run: Run | str | Path, expressions: Sequence[str] | str, *,
-         baseline: Run | str | Path | None = None) -> GateReport:
+         baseline: Run | str | Path | None = None, allow_incomplete: bool = False) -> GateReport:
     """The verdicts of gate expressions (``"accuracy >= 0.9"``, ``"recall[reasoning] >= 0.85"``,
-    ``"accuracy >= baseline - 0.02"`` with ``baseline``) on a run; ``.passed`` when all pass."""
+    ``"accuracy >= baseline - 0.02"`` with ``baseline``) on a run; ``.passed`` when all pass.
+    On an incomplete run (cases planned without a result) every gate fails unless ``allow_incomplete``."""
     from evalkit.gates import GateReport, evaluate_gates, parse_gates
 
     exprs = [expressions] if isinstance(expressions, str) else list(expressions)
     gates = parse_gates(exprs, where="evalkit.gate")
     base = _as_run(baseline).summary if baseline is not None else None
-    verdicts = evaluate_gates(gates, _as_run(run).summary, baseline=base)
+    verdicts = evaluate_gates(gates, _as_run(run).summary, baseline=base, allow_incomplete=allow_incomplete)
     return GateReport(passed=all(v.passed for v in verdicts), gates=verdicts)
 
 

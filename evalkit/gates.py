@@ -238,8 +238,39 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:.1f}"
 
 
-def evaluate_gate(gate: Gate, summary: SummaryLike, *, baseline: SummaryLike | None = None) -> GateResult:
-    """The verdict of one gate on a run's summary (and a baseline run's, for relative gates)."""
+def missing_cases(summary: SummaryLike) -> tuple[int, int]:
+    """(cases without a result, cases planned) of a run: the summary's ``run`` section (a run stopped
+    before every case had a result, a merge missing a shard's cases). (0, planned) when complete."""
+    section = as_mapping(summary).get("run") or {}
+    missing, planned = section.get("n_not_run") or 0, section.get("n_planned") or 0
+    if not isinstance(missing, int) or isinstance(missing, bool) or missing < 0:
+        missing = 0
+    return missing, planned if isinstance(planned, int) and not isinstance(planned, bool) else 0
+
+
+def incomplete_message(missing: int, planned: int) -> str:
+    return (f"the run is incomplete: {missing} of {planned} planned cases have no result; finish it with "
+            "`evalkit run SUITE --resume RUN_DIR` (or merge every shard), or pass --allow-incomplete to gate "
+            "the cases it has")
+
+
+def evaluate_gate(gate: Gate, summary: SummaryLike, *, baseline: SummaryLike | None = None,
+                  allow_incomplete: bool = False) -> GateResult:
+    """The verdict of one gate on a run's summary (and a baseline run's, for relative gates).
+
+    On an incomplete run (cases planned without a result) every gate fails, saying how many cases
+    are missing, unless ``allow_incomplete``: figures over part of a suite do not stand for it.
+    """
+    verdict = _evaluate(gate, summary, baseline=baseline)
+    missing, planned = missing_cases(summary)
+    if missing and not allow_incomplete:
+        verdict.passed = False
+        verdict.message = (f"Gate '{gate.expr}' failed: {incomplete_message(missing, planned)} "
+                           f"(on those: {verdict.message.split(': ', 1)[-1]})")
+    return verdict
+
+
+def _evaluate(gate: Gate, summary: SummaryLike, *, baseline: SummaryLike | None) -> GateResult:
     value, n, ci = lookup(summary, gate)
     base_value = None
     if gate.relative:
@@ -269,11 +300,11 @@ def evaluate_gate(gate: Gate, summary: SummaryLike, *, baseline: SummaryLike | N
 
 
 def evaluate_gates(gates: Sequence[Gate | str], summary: SummaryLike, *,
-                   baseline: SummaryLike | None = None) -> list[GateResult]:
+                   baseline: SummaryLike | None = None, allow_incomplete: bool = False) -> list[GateResult]:
     parsed = [g if isinstance(g, Gate) else parse_gate(g) for g in gates]
     summary = as_mapping(summary)
     base = as_mapping(baseline) if baseline is not None else None
-    return [evaluate_gate(g, summary, baseline=base) for g in parsed]
+    return [evaluate_gate(g, summary, baseline=base, allow_incomplete=allow_incomplete) for g in parsed]
 
 
 def all_passed(results: Sequence[GateResult | dict[str, Any]]) -> bool:
@@ -281,4 +312,4 @@ def all_passed(results: Sequence[GateResult | dict[str, Any]]) -> bool:
 
 
 __all__ = ["Gate", "GateReport", "GateResult", "parse_gate", "parse_gates", "check_tasks", "evaluate_gate", "evaluate_gates",
-           "all_passed", "EXPECTED_FORM"]
+           "all_passed", "missing_cases", "EXPECTED_FORM"]

@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Extra gate METRIC OP VALUE (repeatable).")
     group.addoption("--evalkit-baseline", action="store", default=None, metavar="RUN",
                     help="Baseline run for relative gates such as 'accuracy >= baseline - 0.02'.")
+    group.addoption("--evalkit-allow-incomplete", action="store_true", default=False,
+                    help="Gate a run that stopped before every case had a result on the cases it has "
+                         "(by default every gate of an incomplete run fails).")
     group.addoption("--evalkit-target", action="store", default="local",
                     help="Target of the suite run: local (default), do or openai.")
     group.addoption("--evalkit-base-url", action="store", default=None, help="Router base URL (openai/do targets).")
@@ -164,7 +167,8 @@ class EvalkitGateItem(pytest.Item):
         task = run.summary.per_task.get(gate.task) if gate.task else None
         if self.default and not (task and task.support):
             pytest.skip(f"no case of suite {run.manifest.suite.name} expects {gate.task}: its recall is undefined")
-        verdict = evaluate_gate(gate, run.summary, baseline=_baseline_summary(self.config))
+        verdict = evaluate_gate(gate, run.summary, baseline=_baseline_summary(self.config),
+                                allow_incomplete=self.config.getoption("evalkit_allow_incomplete"))
         self.user_properties.append(("evalkit_value", verdict.value))
         self.user_properties.append(("evalkit_run", str(run.path)))
         if not verdict.passed:
@@ -230,7 +234,8 @@ def evalkit_gate(evalkit_run: Any, pytestconfig: pytest.Config) -> Callable[[str
     from evalkit.gates import evaluate_gate, parse_gate
 
     def check(expr: str) -> Any:
-        verdict = evaluate_gate(parse_gate(expr), evalkit_run.summary, baseline=_baseline_summary(pytestconfig))
+        verdict = evaluate_gate(parse_gate(expr), evalkit_run.summary, baseline=_baseline_summary(pytestconfig),
+                                allow_incomplete=pytestconfig.getoption("evalkit_allow_incomplete"))
         if not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)
         return verdict

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import secrets
+import socket
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -31,8 +32,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from pydantic import BaseModel, ValidationError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, run directories are not locked
+    fcntl = None  # type: ignore[assignment]
+
 from evalkit import SCHEMA_VERSION
-from evalkit.errors import RunDirError
+from evalkit.errors import RunDirError, RunError, UsageError
 from evalkit.records import CaseResult, Manifest
 
 if TYPE_CHECKING:
@@ -59,6 +65,7 @@ SUMMARY_MD = "summary.md"
 JUNIT = "junit.xml"
 COMPARE_HTML = "compare.html"
 COMPARE_MD = "compare.md"
+LOCK = ".evalkit.lock"               # the writer's OS lock (flock), held for the life of a run; holder in it
 
 # Files with one record per case: a merge of shard runs carries each of them.
 PER_CASE_FILES = (RESULTS, JUDGE, BASELINE, BASELINE_JUDGE, PAIRWISE)
@@ -83,36 +90,69 @@ def finite_json(data: Any) -> Any:
     return data
 
 
-def write_json(path: str | Path, data: Any) -> None:
+def check_out_dir(parent: str | Path, suite_name: str | None = None, *, option: str = "--out") -> None:
+    """Fail with a message (exit 2) unless a run directory can be made under ``parent``
+    (``<parent>/<suite>/<run-id>/``): checked before any traffic, and without creating anything."""
+    parent = Path(parent)
+    fix = f"give {option} a folder you can write to (it is created when missing), e.g. {option} reports"
+    probe = parent / suite_name if suite_name else parent
+    while not probe.exists() and not probe.is_symlink() and probe.parent != probe:
+        probe = probe.parent  # the nearest part of the path that exists
+    if probe.exists() and not probe.is_dir() or probe.is_symlink() and not probe.exists():
+        what = "the output folder is a file" if probe == parent else f"{probe} is a file, not a folder"
+        raise UsageError(f"{what}: the run directory cannot be created", where=f"{option} {parent}", fix=fix)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"the run directory cannot be created: {probe} is not writable", where=f"{option} {parent}",
+                         fix=fix)
+
+
+# What a failed write of a run's document or report tells the user to do.
+REWRITE_FIX = ("free disk space (or fix the folder's permissions) and run the command again: the results already "
+               "stored are intact, and `evalkit report RUN_DIR` writes a run's summary and reports from them")
+
+
+def _write_file(tmp: Path, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to a new file ``tmp`` and sync it (the low-level part of an atomic write)."""
+    with tmp.open("w", encoding="utf-8") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_atomic(path: str | Path, chunks: Iterable[str], *, fix: str = REWRITE_FIX) -> None:
+    """Replace ``path`` whole: write a temporary file beside it, then rename it into place.
+
+    A failed write (a full disk, a removed folder) removes the temporary file, leaves the earlier
+    version of ``path`` as it was and raises ``RunError`` (exit 3) saying so.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        _write_file(tmp, chunks)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise RunError(f"cannot write {path.name}: {exc.strerror or exc}", where=str(path), fix=fix) from None
+
+
+def write_json(path: str | Path, data: Any, *, fix: str = REWRITE_FIX) -> None:
     """Write a JSON document atomically (temporary file, then rename); a non-finite number is
     written as null, never as the NaN / Infinity that strict JSON readers refuse."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(finite_json(data), fh, indent=2, ensure_ascii=False, default=str, allow_nan=False)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, [json.dumps(finite_json(data), indent=2, ensure_ascii=False, default=str, allow_nan=False), "\n"],
+                 fix=fix)
 
 
-def write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def write_text(path: str | Path, text: str, *, fix: str = REWRITE_FIX) -> None:
+    write_atomic(path, [text], fix=fix)
 
 
-def write_jsonl(path: str | Path, records: Iterable[BaseModel]) -> None:
+def write_jsonl(path: str | Path, records: Iterable[BaseModel], *, fix: str = REWRITE_FIX) -> None:
     """Write records as JSON Lines atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(r.model_dump_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, (r.model_dump_json() + "\n" for r in records), fix=fix)
 
 
 class ResultWriter:
@@ -250,13 +290,15 @@ class RunDir:
     is a run directory at all). Results are appended through ``result_writer``; JSON documents
     and the judge's files are replaced whole.
 
-    Concurrency: nothing guards a run directory against two processes writing it at once. An OS
-    file lock held for the life of a run belongs here, taken by ``create`` and by ``lock_for_run``
-    (used when a run resumes), so that every writer goes through it.
+    Concurrency: one writer at a time. ``create`` and ``lock_for_run`` (a resumed run, a re-render)
+    take an OS file lock (``flock`` on ``LOCK`` inside the folder) held until ``unlock`` (or the
+    end of a ``with`` block, or the process); a second writer is refused with the holder's pid and
+    command, which the lock file holds while it is held. Readers do not lock.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -269,15 +311,76 @@ class RunDir:
         return self.path.name
 
     @classmethod
-    def create(cls, parent: str | Path, suite_name: str, run_id: str | None = None) -> "RunDir":
-        """``<parent>/<suite>/<run-id>/``, created fresh."""
+    def create(cls, parent: str | Path, suite_name: str, run_id: str | None = None, *,
+               purpose: str = "evalkit run") -> "RunDir":
+        """``<parent>/<suite>/<run-id>/``, created fresh and locked for this process (``unlock`` when done)."""
         run_dir = cls(Path(parent) / suite_name / (run_id or new_run_id()))
-        run_dir.path.mkdir(parents=True, exist_ok=False)
-        return run_dir
+        try:
+            run_dir.path.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            raise UsageError(f"cannot create the run directory: {exc.strerror or exc}", where=str(run_dir.path),
+                             fix="give an --out folder that is a writable directory (it is created when missing)") from None
+        return run_dir._take_lock(purpose)
 
-    def lock_for_run(self) -> "RunDir":
-        """The place for an OS lock held while a run writes here (not taken yet; see the class docstring)."""
+    def lock_for_run(self, purpose: str = "evalkit run --resume") -> "RunDir":
+        """Take the writer lock of this (existing) run directory, held until ``unlock``; refuse with
+        the holder's pid and command when another process holds it.
+
+        ``purpose`` (the command, without its arguments: they may hold credentials) is written into
+        the lock file with the pid, so that a refused writer can name the holder.
+        """
+        self.check()
+        return self._take_lock(purpose)
+
+    def _take_lock(self, purpose: str) -> "RunDir":
+        if self._lock_fd is not None or fcntl is None:  # already ours; no flock on this platform
+            return self
+        path = self.file(LOCK)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunDirError(f"cannot open the run directory's lock file: {exc.strerror or exc}", where=str(path),
+                              fix="run evalkit as a user who may write the run directory") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise RunDirError(f"the run directory is being written by another process ({holder})", where=str(self.path),
+                              fix="wait until that process has finished (or stop it), then run the command again; "
+                                  "a run directory takes one writer at a time") from None
+        record = json.dumps({"pid": os.getpid(), "command": purpose, "host": socket.gethostname(),
+                             "since": utc_now()}) + "\n"
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode("utf-8"), 0)
+        except OSError:  # a full disk: the lock holds all the same, a refused writer just cannot name us
+            pass
+        self._lock_fd = fd
         return self
+
+    def unlock(self) -> None:
+        """Release the writer lock (the lock file stays, emptied: removing it could let two writers in)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object holds the directory's writer lock."""
+        return self._lock_fd is not None
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unlock()
 
     def file(self, name: str) -> Path:
         """The path of one of the run's files (one of this module's file-name constants)."""
@@ -415,6 +518,16 @@ class RunDir:
         return self.file(name)
 
 
+def _lock_holder(fd: int) -> str:
+    """Who holds a run directory's lock, from the lock file (written by the holder once it has the lock)."""
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return (f"pid {int(data['pid'])}: {str(data.get('command'))[:80]}"
+                f" on {str(data.get('host'))[:80]}, since {str(data.get('since'))[:40]}")
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "a process that has not yet recorded its pid"
+
+
 def read_comparison(folder: str | Path) -> Comparison | None:
     """``diff.json`` in ``folder`` (a run directory, or a folder `evalkit compare` wrote), or None."""
     from evalkit.comparison import Comparison
@@ -545,4 +658,39 @@ def load_run(run_dir: str | Path) -> Run:
     manifest = run.read_manifest()
     if not run.has(RESULTS):
         raise RunDirError(f"no {RESULTS} in the run directory", where=str(run.path), fix="re-run the suite")
-    return Run(run.path, manifest, run.read_results())
+    results = run.read_results()
+    check_unique_ids(results, run.file(RESULTS))
+    check_expected_routes(results, manifest, run.file(RESULTS))
+    return Run(run.path, manifest, results)
+
+
+def check_expected_routes(results: Sequence[CaseResult], manifest: Manifest, path: Path) -> None:
+    """Refuse a result whose expected route is not a task of the run's router config (nor fallback):
+    the confusion matrix has no row for it, so every figure would be wrong."""
+    labels = [*manifest.router.tasks, "fallback"]
+    known = set(labels)
+    for lineno, r in enumerate(results, start=1):
+        if r.expected_route not in known:
+            raise RunDirError(
+                f"case '{r.id}' expects route '{r.expected_route}', which is not a task of router config "
+                f"'{manifest.router.name}' (hash {manifest.router.hash}, copied to {ROUTER}; its routes: "
+                f"{', '.join(labels)})", where=f"{path} (result {lineno})",
+                fix="the results do not belong to this run's router config: run the suite again, or correct the "
+                    "case's expected_route to one of the router's routes")
+
+
+def check_unique_ids(results: Sequence[CaseResult], path: Path) -> None:
+    """Refuse a results file holding a case more than once (two writers appended to it): every
+    figure would count that case twice."""
+    seen: set[str] = set()
+    twice: dict[str, None] = {}
+    for r in results:
+        if r.id in seen:
+            twice[r.id] = None
+        seen.add(r.id)
+    if twice:
+        ids = list(twice)
+        shown = ", ".join(f"'{i}'" for i in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        raise RunDirError(f"{len(ids)} case id(s) have more than one result: {shown}", where=str(path),
+                          fix="the file was written twice (two runs resumed at once, or edited by hand): keep one "
+                              "line per case id, or run the suite again")

@@ -185,3 +185,18 @@ def test_suite_runs_once_against_the_local_router(isolated: pytest.Pytester, tmp
     res.assert_outcomes(passed=2, failed=1)
     res.stdout.fnmatch_lines(["*Gate 'recall[[]reasoning[]] >= 1.01' failed*"])
     assert len(list((out / "tiny").iterdir())) == 1  # one run shared by the gates and the fixture
+
+
+def test_gates_of_an_incomplete_run_fail_unless_allowed(isolated: pytest.Pytester, stored_run: Path):
+    import json
+
+    manifest = json.loads((stored_run / "manifest.json").read_text())
+    manifest["counts"] = {"planned": 30}  # stopped after 20 of 30 cases
+    (stored_run / "manifest.json").write_text(json.dumps(manifest))
+    (stored_run / "summary.json").unlink()
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run), "-v")
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*incomplete: 10 of 30 planned cases have no result*"])
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run),
+                             "--evalkit-allow-incomplete", "-v")
+    res.assert_outcomes(passed=1)

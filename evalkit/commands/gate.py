@@ -14,15 +14,18 @@ def gate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `evalkit run`."),
     exprs: list[str] = typer.Argument(..., help="Gate expressions METRIC OP VALUE, e.g. 'accuracy >= 0.90' 'recall[reasoning] >= 0.85'."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A stored run for relative gates such as 'accuracy >= baseline - 0.02'."),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Evaluate the gates on the cases that have a result even when the run is incomplete (by default every gate of an incomplete run fails)."),
     as_json: bool = typer.Option(False, "--json", help="Print {\"passed\": ..., \"gates\": [...]} on stdout."),
 ) -> None:
-    """Evaluate gate expressions on a stored run without changing it. Exits 1 when a gate fails."""
+    """Evaluate gate expressions on a stored run without changing it. Exits 1 when a gate fails
+    (every gate fails on an incomplete run, unless --allow-incomplete)."""
     from evalkit.api import gate as evaluate
     from evalkit.gates import parse_gates
     from evalkit.store import load_run
 
     parse_gates(exprs, where="evalkit gate")
-    report = evaluate(load_run(run_dir), exprs, baseline=load_run(baseline) if baseline is not None else None)
+    report = evaluate(load_run(run_dir), exprs, baseline=load_run(baseline) if baseline is not None else None,
+                      allow_incomplete=allow_incomplete)
     report.run = str(run_dir)
     if as_json:
         print_json(report)

@@ -16,6 +16,7 @@ def merge(
     gate: Optional[list[str]] = typer.Option(None, "--gate", help="Extra gate METRIC OP VALUE for the merged run (repeatable)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A stored run to compare the merged run with (as `evalkit run --baseline`)."),
     junit_cases: Optional[str] = typer.Option(None, "--junit-cases", help="junit.xml test cases besides the gates: regressed or all (default: as the shards ran, regressed unless they said all)."),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Evaluate the gates even when a shard's cases are missing (by default every gate of an incomplete merged run fails)."),
     as_json: bool = typer.Option(False, "--json", help="Print the merged summary.json on stdout instead of the table."),
 ) -> None:
     """Join shard runs into one run (results, the judge's grades, the baseline model's answers and
@@ -23,7 +24,8 @@ def merge(
     suite had run whole. Exits 1 when a gate fails."""
     from evalkit.run import merge_shards
 
-    merged = merge_shards(runs, out=out_dir, gates=gate or [], junit_cases=junit_cases, baseline=baseline)
+    merged = merge_shards(runs, out=out_dir, gates=gate or [], junit_cases=junit_cases, baseline=baseline,
+                          allow_incomplete=allow_incomplete)
     if as_json:
         print_json(merged.summary)
     else:

@@ -48,6 +48,9 @@ def print_summary(summary: Summary, run_dir: Path) -> None:
     head.add_row("errors", f"{summary.n_errors} ({fmt_pct(summary.error_rate)}"
                            + (f", {n_classifier} from the local router's classifier" if n_classifier else "")
                            + f"), missing route {summary.n_missing_route}")
+    if summary.run.n_not_run:
+        head.add_row("incomplete", f"{summary.run.n_not_run} of {summary.run.n_planned} planned cases have no result "
+                                   "(figures cover the rest; finish with --resume RUN_DIR)", style="bold yellow")
     out.print(head)
     table = Table(title="per task", title_justify="left")
     for col in ("task", "precision", "recall", "f1", "support"):

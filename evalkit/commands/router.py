@@ -309,12 +309,13 @@ def export(
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    from evalkit.errors import RunError
     from evalkit.store import write_text
 
     try:
         write_text(out_file, text)
-    except OSError as exc:
-        raise UsageError(f"cannot write the Plano configuration: {exc.strerror or exc}", where=str(out_file),
+    except RunError as exc:  # the file could not be written (the temporary file is removed)
+        raise UsageError(f"cannot write the Plano configuration: {exc.what}", where=str(out_file),
                          fix="give --out a writable file path") from None
     err.print(f"wrote {out_file} (Plano configuration of router {config.name}, {len(config.tasks)} tasks)",
               markup=False, highlight=False)

@@ -54,6 +54,7 @@ def run(
     gate: Optional[list[str]] = typer.Option(None, "--gate", help="Gate METRIC OP VALUE, added to suite.yaml's gates (repeatable); a failed gate exits 1."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A stored run to compare with (relative gates; compare.html in the run directory); a significant regression exits 1."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Run share I of N of the cases (e.g. 2/4, by case id hash); join shard runs with `evalkit merge`."),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Evaluate the gates on the cases that have a result even when the run stopped before every case had one (by default every gate of an incomplete run fails)."),
     junit_cases: str = typer.Option("regressed", "--junit-cases", help="junit.xml test cases besides the gates: regressed (with --baseline, the cases the change broke fail and the fixed ones pass; misroutes are listed, not failed) or all (every misrouted case fails)."),
     candidate: Optional[Path] = typer.Option(None, "--candidate", help="do: create this router config as a temporary router <name>-evalkit-<id>, run the suite through it, delete it afterwards (token in DIGITALOCEAN_TOKEN)."),
     against: Optional[str] = typer.Option(None, "--against", help="With --candidate: 'deployed' also runs the suite on the deployed router (named in the suite's router.json) and writes the comparison report."),
@@ -100,7 +101,7 @@ def run(
                               cache=cache, resume=resume)
     run_options: dict[str, Any] = dict(judge=judge_settings, baseline_model=baseline_model, reliability=reliability,
                                        gates=list(gate or []), shard=shard_spec, junit_cases=junit_cases,
-                                       baseline=base_run)
+                                       baseline=base_run, allow_incomplete=allow_incomplete)
     if against:
         raise typer.Exit(_against_deployed(suite, loaded, spec, out_dir=out_dir, prices=catalog,
                                            concurrency=concurrency, quiet=quiet, as_json=as_json,

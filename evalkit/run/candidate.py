@@ -19,7 +19,7 @@ from evalkit.errors import UsageError
 from evalkit.records import CaseResult, TargetInfo
 from evalkit.router_config import RouterConfig
 from evalkit.run.spec import TargetSpec
-from evalkit.store import Run
+from evalkit.store import Run, check_out_dir
 from evalkit.suites import Suite
 from evalkit.targets import OpenAITarget, make_endpoint, wait_until_answers
 
@@ -173,6 +173,7 @@ def run_against_deployed(suite_path: str | Path, candidate_suite: Suite, spec: T
     from evalkit.suites import load_suite
 
     deployed_suite = load_suite(suite_path)
+    check_out_dir(out, candidate_suite.name)  # before the control plane is asked anything
     deployed_name = spec.router_name or deployed_suite.router.name
     live = deployed_router(spec, deployed_name, like=deployed_suite.router)
     note = None

@@ -85,6 +85,8 @@ def finalize(run_dir: RunDir | str | Path, manifest: Manifest, results: Sequence
 
 def rerender(path: Any) -> Run:
     """``evalkit report RUN``: recompute the summary and reports from the stored files."""
-    run = load_run(path)
-    summary = finalize(run.dir, run.manifest, run.results)
+    load_run(path)  # bad input is refused before the lock file is made
+    with RunDir(path).lock_for_run("evalkit report"):
+        run = load_run(path)
+        summary = finalize(run.dir, run.manifest, run.results)
     return Run(run.path, run.manifest, run.results, summary=summary)

@@ -37,10 +37,12 @@ def gate_expressions(suite: Suite, extra: Sequence[str], *, baseline_given: bool
 
 
 def gating_options(gates: Sequence[str], baseline_path: str | None, shard: tuple[int, int] | None,
-                   junit_cases: str = DEFAULT_JUNIT_CASES) -> dict[str, Any]:
+                   junit_cases: str = DEFAULT_JUNIT_CASES, allow_incomplete: bool = False) -> dict[str, Any]:
     """What a run records in manifest.options so that merge and re-rendering evaluate the same gates
     (and write junit.xml the same way)."""
     out: dict[str, Any] = {"gates": list(gates), "junit_cases": check_junit_cases(junit_cases)}
+    if allow_incomplete:
+        out["allow_incomplete"] = True
     if baseline_path:
         out["baseline"] = baseline_path
     if shard:
@@ -53,7 +55,8 @@ def gate_verdicts(run_dir: RunDir, manifest: Manifest, summary: Summary,
     """The run's gate verdicts; none for a shard (its gates are evaluated on the merged run).
 
     Re-rendering re-reads the baseline run named in the manifest; if it is gone, the verdicts
-    stored earlier for relative gates are kept.
+    stored earlier for relative gates are kept. On an incomplete run every gate fails unless the
+    run was made (or merged) with ``--allow-incomplete`` (``options.allow_incomplete``).
     """
     exprs = manifest.options.get("gates") or []
     if not exprs or manifest.options.get("shard"):
@@ -79,7 +82,8 @@ def gate_verdicts(run_dir: RunDir, manifest: Manifest, summary: Summary,
                                        passed=False, n=None, ci95=None,
                                        message=f"Gate '{g.expr}' failed: the baseline run is not available"))
         else:
-            verdicts.append(evaluate_gate(g, figures, baseline=base_figures))
+            verdicts.append(evaluate_gate(g, figures, baseline=base_figures,
+                                          allow_incomplete=bool(manifest.options.get("allow_incomplete"))))
     return verdicts
 
 

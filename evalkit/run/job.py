@@ -26,7 +26,7 @@ from evalkit.run.spec import Reliability, TargetSpec
 from evalkit.run.startup import cache_scope, open_target
 from evalkit.runner import ErrorBudgetExceeded, RunOptions, run_cases
 from evalkit.shard import shard_cases
-from evalkit.store import BASELINE, Run, RunDir, utc_now
+from evalkit.store import BASELINE, Run, RunDir, check_out_dir, utc_now
 from evalkit.suites import Suite
 from evalkit.targets import OpenAITarget
 
@@ -47,7 +47,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
               status: Callable[[str], None] = lambda s: None, judge: JudgeSettings | None = None,
               baseline_model: str | None = None, gates: Sequence[str] = (), baseline: Run | None = None,
               shard: tuple[int, int] | None = None, reliability: Reliability | None = None,
-              junit_cases: str = DEFAULT_JUNIT_CASES) -> Run:
+              junit_cases: str = DEFAULT_JUNIT_CASES, allow_incomplete: bool = False) -> Run:
     """Run ``suite`` against the target and write the whole run directory (or finish one).
 
     With ``baseline_model`` every case is also sent to that fixed model through the same
@@ -58,12 +58,38 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     ``shard=(I, N)`` runs only that share of the cases (gates then wait for ``evalkit merge``).
     ``reliability`` sets retries, rate limit, error budget, cache and ``resume`` (a run directory
     to finish). ``junit_cases``: ``regressed`` (misroutes fail only against a baseline) or ``all``.
+    ``allow_incomplete``: gates pass or fail on the cases that have a result even when the run
+    stopped before every case had one (otherwise every gate of an incomplete run fails).
     """
     rel = reliability or Reliability()
-    judge_key = _check_inputs(spec, rel, out, concurrency=concurrency, judge=judge, junit_cases=junit_cases)
+    judge_key = _check_inputs(spec, rel, out, concurrency=concurrency, judge=judge, junit_cases=junit_cases,
+                              suite_name=suite.name)
     gate_exprs = gate_expressions(suite, gates, baseline_given=baseline is not None or shard is not None)
     cases = suite.cases if shard is None else shard_cases(suite.cases, *shard)
-    prior = read_prior(RunDir(rel.resume), suite, spec, cases, shard, baseline_model) if rel.resume is not None else None
+    # The run directory's writer lock is held from here to the end. A resumed run is checked first
+    # (writing nothing, so bad input leaves the folder as it was), then locked and read again, so
+    # that no other writer can add to its results between the read and the appends.
+    locked: list[RunDir] = []
+    if rel.resume is not None:
+        read_prior(RunDir(rel.resume), suite, spec, cases, shard, baseline_model)
+        locked.append(RunDir(rel.resume).lock_for_run("evalkit run --resume"))
+    try:
+        return _run_locked(suite, spec, rel, cases, locked, out=out, prices=prices, concurrency=concurrency,
+                           on_result=on_result, status=status, judge=judge, judge_key=judge_key,
+                           baseline_model=baseline_model, gate_exprs=gate_exprs, baseline=baseline, shard=shard,
+                           junit_cases=junit_cases, allow_incomplete=allow_incomplete)
+    finally:
+        for run_dir in locked:
+            run_dir.unlock()
+
+
+def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequence[Case], locked: list[RunDir], *,
+                out: str | Path, prices: dict[str, Price], concurrency: int, on_result: Callable[[CaseResult], None],
+                status: Callable[[str], None], judge: JudgeSettings | None, judge_key: str | None,
+                baseline_model: str | None, gate_exprs: list[str], baseline: Run | None,
+                shard: tuple[int, int] | None, junit_cases: str, allow_incomplete: bool) -> Run:
+    """``run_suite`` once its inputs are checked; a run directory it locks is added to ``locked``."""
+    prior = read_prior(locked[0], suite, spec, cases, shard, baseline_model) if locked else None
     options = _runner_options(suite, spec, rel, concurrency=concurrency, prices=prices, n_planned=len(cases))
     with open_target(spec, suite, prices, concurrency=concurrency, status=status) as target:
         options.cache_scope = cache_scope(target.info, suite, spec)
@@ -73,10 +99,14 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
                 "prices": prices_used(prices, suite), **({"baseline_model": baseline_model} if baseline_model else {}),
                 "retries": rel.retries, "timeout_s": spec.timeout, "rpm": options.rpm,
                 "max_error_rate": rel.max_error_rate, "cache": rel.cache,
-                **gating_options(gate_exprs, str(baseline.path) if baseline is not None else None, shard, junit_cases)}
-            plan = _new_run(suite, target.info, cases, out=out, options=manifest_options)
+                **gating_options(gate_exprs, str(baseline.path) if baseline is not None else None, shard, junit_cases,
+                                 allow_incomplete)}
+            plan = _new_run(suite, target.info, cases, out=out, options=manifest_options, locked=locked)
         else:
             plan = _resumed_run(prior, cases, options, baseline_model=baseline_model, status=status)
+            plan.manifest.options.pop("allow_incomplete", None)  # as this invocation says
+            if allow_incomplete:
+                plan.manifest.options["allow_incomplete"] = True
         options.affinity_prefix = f"evalkit-{plan.run_dir.name}"
         plan.run_dir.write_manifest(plan.manifest)
         status(f"running {len(plan.todo)} cases against {target.info.kind} ({target.info.base_url})")
@@ -87,7 +117,7 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
 
 
 def _check_inputs(spec: TargetSpec, rel: Reliability, out: str | Path, *, concurrency: int,
-                  judge: JudgeSettings | None, junit_cases: str) -> str | None:
+                  judge: JudgeSettings | None, junit_cases: str, suite_name: str | None = None) -> str | None:
     """Every option checked before any traffic; returns the judge's key (None: judging is skipped)."""
     if concurrency < 1:
         raise UsageError("concurrency must be at least 1", where="--concurrency", got=str(concurrency),
@@ -98,6 +128,8 @@ def _check_inputs(spec: TargetSpec, rel: Reliability, out: str | Path, *, concur
     if rel.resume is None and Path(out).exists() and not Path(out).is_dir():
         raise UsageError("the output folder is a file", where=f"--out {out}",
                          fix="give a folder (it is created when missing), e.g. --out reports")
+    if rel.resume is None:
+        check_out_dir(out, suite_name)
     if judge is None:
         return None
     judge.validate()
@@ -133,9 +165,11 @@ def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[st
 
 
 def _new_run(suite: Suite, target: TargetInfo, cases: Sequence[Case], *, out: str | Path,
-             options: dict[str, Any]) -> _Plan:
+             options: dict[str, Any], locked: list[RunDir]) -> _Plan:
     run_dir = RunDir.create(out, suite.name)
+    locked.append(run_dir)  # released by run_suite, however the run ends
     manifest = new_manifest(run_dir.name, suite, target, options)
+    manifest.counts["planned"] = len(cases)  # a run killed before its end still knows what it planned
     run_dir.write_router(suite.router)
     return _Plan(run_dir=run_dir, manifest=manifest, results=[], todo=list(cases), base_todo=list(cases))
 

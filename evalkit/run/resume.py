@@ -11,9 +11,11 @@ most ``--concurrency`` such cases per interruption.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+from urllib.parse import urlsplit
 
 from evalkit.errors import RunDirError, UsageError
 from evalkit.records import Case, CaseResult, Manifest
@@ -21,6 +23,7 @@ from evalkit.run.spec import TargetSpec
 from evalkit.runner import session_history
 from evalkit.store import BASELINE, MANIFEST, RESULTS, RunDir
 from evalkit.suites import Suite
+from evalkit.targets import DO_INFERENCE_URL, resolve_route_header
 
 
 @dataclass
@@ -62,6 +65,7 @@ def _check_same_run(manifest: Manifest, where: str, suite: Suite, spec: TargetSp
     if manifest.target.kind != spec.kind:
         raise UsageError(f"this run used --target {manifest.target.kind}, not {spec.kind}", where="--target",
                          fix=f"resume with --target {manifest.target.kind} (and the same base URL and model)")
+    _check_same_target(manifest, suite, spec)
     run_shard = manifest.options.get("shard")
     given = f"{shard[0]}/{shard[1]}" if shard else None
     if run_shard != given:
@@ -72,6 +76,47 @@ def _check_same_run(manifest: Manifest, where: str, suite: Suite, spec: TargetSp
         raise UsageError(f"this run's baseline model was {manifest.options.get('baseline_model')!r}, "
                          f"not {baseline_model!r}", where="--baseline-model",
                          fix="resume with the same --baseline-model as the run started with")
+
+
+def _check_same_target(manifest: Manifest, suite: Suite, spec: TargetSpec) -> None:
+    """The resumed run must reach the router the run started with: the same base URL (not for the
+    local router, whose port changes), model and route header, or its results would mix two routers
+    under the first one's manifest."""
+    stored = manifest.target
+    given: list[tuple[str, str | None, str | None]] = [
+        ("--route-header", stored.route_header, resolve_route_header(spec.route_header))]
+    if spec.candidate is None:  # a temporary router's model name is made for each run
+        router_name = spec.router_name or suite.router.name
+        model = f"router:{router_name}" if spec.kind == "local" else (spec.model or f"router:{router_name}")
+        given.append(("--model", stored.model, model))
+    if spec.kind != "local":
+        base_url = spec.base_url
+        if spec.kind == "do" and not base_url:
+            base_url = os.environ.get("EVALKIT_DO_INFERENCE_URL", DO_INFERENCE_URL)
+        if base_url is not None:
+            given.append(("--base-url", url_identity(stored.base_url), url_identity(base_url)))
+    for option, was, now in given:
+        if was is not None and was != now:
+            raise UsageError(f"this run was made with {option} {was}, not {now}: resuming would mix the answers of "
+                             "two routers in one run", where=option,
+                             fix=f"resume with {option} {was} (the value the run started with), or leave out "
+                                 "--resume to start a new run against the other router")
+
+
+def url_identity(url: str | None) -> str | None:
+    """A base URL as compared on resume and shown in the message: scheme, host, port and path, without
+    credentials (user:password@, query values) and a trailing slash."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return url.strip().rstrip("/")
+    if not parts.scheme or not host:
+        return url.strip().rstrip("/")
+    return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}"
 
 
 def _stored(run_dir: RunDir, name: str, cases: Sequence[Case]) -> tuple[list[CaseResult], dict[str, str | None]]:
