@@ -8,7 +8,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from rich.markup import escape
 from rich.table import Table
@@ -32,8 +32,8 @@ def _round(value: float | None) -> str:
     return str(value if value is None else round(value, 3))
 
 
-def print_summary(summary: Summary, run_dir: Path) -> None:
-    """The short terminal table after a run."""
+def print_summary(summary: Summary, run_dir: Path, results: Sequence[CaseResult] = ()) -> None:
+    """The short terminal table after a run (``results``: its records, for the route-header warning)."""
     ci = summary.accuracy_ci95
     head = Table(title=f"{summary.suite} · {summary.target.kind} · run {summary.run_id}",
                  show_header=False, title_justify="left")
@@ -61,6 +61,16 @@ def print_summary(summary: Summary, run_dir: Path) -> None:
 
     out.print(f"report: {run_dir / REPORT_HTML}")
     print_review_warning(summary)
+    print_route_header_warning(summary, results)
+
+
+def print_route_header_warning(summary: Summary, results: Sequence[CaseResult]) -> None:
+    """On stderr: most answers carried no route header (the expected one, the names that came back, the option)."""
+    from evalkit.metrics import route_header_notice
+
+    notice = route_header_notice(results, header=summary.target.route_header)
+    if notice is not None:
+        err.print(f"[bold yellow]warning:[/bold yellow] {escape(notice['message'])}", highlight=False)
 
 
 def print_review_warning(summary: Summary) -> None:

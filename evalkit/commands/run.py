@@ -112,7 +112,7 @@ def run(
         print_json(result.summary)
         print_review_warning(result.summary)
     else:
-        print_summary(result.summary, result.path)
+        print_summary(result.summary, result.path, result.results)
     raise typer.Exit(print_run_verdict(result, as_json=as_json))
 
 
@@ -133,9 +133,9 @@ def _against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_dir: 
                     "compare_dir": str(done.folder)})
     else:
         out.print("deployed router:", style="bold")
-        print_summary(done.deployed.summary, done.deployed.path)
+        print_summary(done.deployed.summary, done.deployed.path, done.deployed.results)
         out.print("candidate (temporary router):", style="bold")
-        print_summary(done.candidate.summary, done.candidate.path)
+        print_summary(done.candidate.summary, done.candidate.path, done.candidate.results)
     failed = [print_run_verdict(r, as_json=as_json) for r in (done.deployed, done.candidate)]
     if not as_json:
         out.print(format_config_diff(done.config_diff, a_label="deployed", b_label="candidate"),
