@@ -115,3 +115,56 @@ def test_a_router_that_mostly_sends_no_route_header_is_warned_about(tmp_path):
     assert "3 of 4 answered cases carried no route header" in proc.stderr and "x-route-name" in proc.stderr
     summary_md = (run_dir_of(tmp_path / "runs") / "summary.md").read_text()
     assert "no route header" in summary_md.lower() and "--route-header" in summary_md
+
+
+JUDGE_VERDICT = Reply(content="The answer is right.\nVERDICT: 4")
+
+
+def test_judging_a_route_only_run_says_there_is_no_content_and_how_to_get_it(tmp_path):
+    from tests.conftest import cli_env, write_suite
+
+    suite = write_suite(tmp_path / "mini", [
+        {"id": "a", "prompt": "Classify this support message: I was charged twice.", "expected_route": "classify"},
+        {"id": "b", "prompt": "How do I change my account email?", "expected_route": "customer-qa"}])
+    env = cli_env(JUDGE_KEY="judge-key-0000", EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    with FakeOpenAI(JUDGE_VERDICT) as judge:
+        proc = run_cli("run", suite, "--out", tmp_path / "runs", "--judge", "judge-model", "--judge-base-url",
+                       judge.base_url, "--judge-api-key-env", "JUDGE_KEY", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "route-only (no content)" in proc.stderr and "--upstream" in proc.stderr
+        assert "judge judge-model per path" not in proc.stdout  # no empty table
+        run_dir = run_dir_of(tmp_path / "runs")
+        judged = run_cli("judge", run_dir, "--judge", "judge-model", "--judge-base-url", judge.base_url,
+                         "--judge-api-key-env", "JUDGE_KEY", env=env)
+        assert judge.requests == []
+    assert judged.returncode == 2, judged.stderr
+    assert "nothing to judge" in judged.stderr and "route-only (no content)" in judged.stderr
+    assert "--upstream" in judged.stderr and "Traceback" not in judged.stderr
+    assert not (run_dir / "judge.jsonl").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["judge"]["status"] == "skipped"
+
+
+def test_the_judging_skipped_hint_is_a_command_that_works_as_printed(tmp_path):
+    import shlex
+
+    from tests.conftest import cli_env
+
+    cases = make_cases(2)
+    suite = write_case_suite(tmp_path / "s", cases)
+    env = cli_env(EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("MODEL_ACCESS_KEY", None)
+    env.pop("MY_JUDGE_KEY", None)
+    with FakeOpenAI(lambda body, headers: ok_reply(body["messages"][-1]["content"][1:5])) as router, \
+            FakeOpenAI(JUDGE_VERDICT) as judge:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", router.base_url, "--out", tmp_path / "runs",
+                       "--judge", "judge-model", "--judge-base-url", judge.base_url, "--judge-api-key-env",
+                       "MY_JUDGE_KEY", "-q", env=env)
+        assert proc.returncode == 0, proc.stderr
+        run_dir = run_dir_of(tmp_path / "runs")
+        fix = json.loads((run_dir / "summary.json").read_text())["judge"]["fix"]
+        command = shlex.split(fix[fix.index("evalkit judge"):])
+        assert command[:2] == ["evalkit", "judge"]
+        judged = run_cli(*command[1:], env={**env, "MY_JUDGE_KEY": "judge-key-0000"})
+        assert judged.returncode == 0, judged.stderr
+        assert len(judge.requests) == 2 * len(cases)  # two criteria per answer
