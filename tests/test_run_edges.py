@@ -4,7 +4,10 @@ run, judging route-only answers, runs that scored nothing, long Retry-After wait
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import run_cli
 from tests.fake_openai import FakeOpenAI, Reply
@@ -168,3 +171,59 @@ def test_the_judging_skipped_hint_is_a_command_that_works_as_printed(tmp_path):
         judged = run_cli(*command[1:], env={**env, "MY_JUDGE_KEY": "judge-key-0000"})
         assert judged.returncode == 0, judged.stderr
         assert len(judge.requests) == 2 * len(cases)  # two criteria per answer
+
+
+@pytest.mark.parametrize("signum, code, name", [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_an_interrupted_run_writes_what_is_complete_and_prints_the_command_that_finishes_it(tmp_path, signum, code,
+                                                                                           name):
+    """A real process: the signal is the point."""
+    import shlex
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT, cli_env
+
+    cases = make_cases(30)
+    suite = write_case_suite(tmp_path / "s", cases)
+    out = tmp_path / "my runs"  # a space: the printed command must quote it
+    slow = {"delay": 0.15}
+
+    def decide(body, headers):
+        return ok_reply(body["messages"][-1]["content"][1:5], delay_s=slow["delay"])
+
+    with FakeOpenAI(decide) as fake:
+        proc = subprocess.Popen([sys.executable, "-m", "evalkit", "run", str(suite), "--target", "openai",
+                                 "--base-url", fake.base_url, "--out", str(out), "-c", "1", "--retries", "1",
+                                 "--gate", "accuracy >= 0.5"],
+                                cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                found = list(out.glob("s/*/results.jsonl"))
+                if found and len(found[0].read_text().splitlines()) >= 3:
+                    break
+                time.sleep(0.05)
+            proc.send_signal(signum)
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == code, stderr
+        assert "Traceback" not in stderr
+        run_dir = run_dir_of(out)
+        done = len(result_lines(run_dir))
+        assert 3 <= done < len(cases)
+        assert f"interrupted ({name}): {done} of {len(cases)} cases done" in stderr and str(run_dir) in stderr
+        assert "Run stopped before it finished" in (run_dir / "report.html").read_text()
+        command = next(line.strip() for line in stderr.splitlines() if line.strip().startswith("evalkit run "))
+        args = shlex.split(command)
+        assert args[-2:] == ["--resume", str(run_dir)]
+        for given in (["--concurrency", "1"], ["--retries", "1"], ["--gate", "accuracy >= 0.5"],
+                      ["--base-url", fake.base_url], ["--out", str(out)]):
+            assert any(args[i:i + 2] == given for i in range(len(args))), given
+        slow["delay"] = 0.0
+        finished = run_cli(*args[1:])
+    assert finished.returncode == 0, finished.stderr
+    ids = [r["id"] for r in result_lines(run_dir)]
+    assert sorted(ids) == sorted(c.id for c in cases)

@@ -17,6 +17,7 @@ from evalkit.commands.console import err, out
 
 if TYPE_CHECKING:
     from evalkit.comparison import Comparison
+    from evalkit.errors import Interrupted
     from evalkit.gates import GateResult
     from evalkit.judge.records import JudgeSummary, ScoreStats
     from evalkit.records import CaseResult
@@ -211,6 +212,15 @@ def append_step_summary(markdown: Path) -> None:
         return
     with open(target, "a", encoding="utf-8") as fh:
         fh.write("\n" + markdown.read_text(encoding="utf-8").strip("\n") + "\n")
+
+
+def print_interrupted(stop: Interrupted, command: str) -> None:
+    """After Ctrl-C or SIGTERM: where the run is, how far it got, and the command that finishes it."""
+    err.print(f"interrupted ({stop.signal_name}): {stop.n_done} of {stop.n_planned} cases done; "
+              f"the results so far, summary and report (marked incomplete) are in {stop.run_dir}",
+              markup=False, highlight=False)
+    err.print("finish the run with:", markup=False, highlight=False)
+    err.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
 
 
 def status_printer(quiet: bool) -> Callable[[str], None]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from evalkit import SCHEMA_VERSION, __version__
 from evalkit.cost import Price
-from evalkit.errors import RunError, UsageError
+from evalkit.errors import Interrupted, RunError, Terminated, UsageError
 from evalkit.judge import JudgeSettings, resolve_judge_key
 from evalkit.records import Case, CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
 from evalkit.report.junit import DEFAULT_JUNIT_CASES, check_junit_cases
@@ -208,6 +208,10 @@ def _send(plan: _Plan, target: OpenAITarget, options: RunOptions, *, baseline_mo
             asyncio.run(go())
         except (ErrorBudgetExceeded, RouterUnreachable) as exc:
             return fresh, exc
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): keep what is complete
+            return fresh, Interrupted(signal_name="SIGTERM" if isinstance(exc, Terminated) else "SIGINT",
+                                      run_dir=str(plan.run_dir.path), n_done=len(plan.results),
+                                      n_planned=len(plan.results) + len(plan.todo) - len(fresh))
     return fresh, None
 
 
@@ -223,7 +227,9 @@ def _finish(plan: _Plan, suite: Suite, cases: Sequence[Case], target: OpenAITarg
     manifest.counts["not_run"] = len(cases) - len(results)
     if cache is not None:
         manifest.options["cache_hits"] = cache.hits
-    if stopped is not None:
+    if isinstance(stopped, Interrupted):
+        manifest.stopped = f"interrupted ({stopped.signal_name})"
+    elif stopped is not None:
         manifest.stopped = stopped.what
     # A router may serve models outside its config's pools: record their prices too.
     manifest.options["prices"] = prices_used(prices, suite, served=[r.served_model for r in results if r.served_model])
