@@ -37,6 +37,7 @@ ROUTE_HEADER_PRESETS = {
     "litellm": "x-litellm-model-group",
 }
 DEFAULT_TIMEOUT_S = 120.0
+CONNECT_TIMEOUT_S = 10.0
 
 
 def resolve_route_header(value: str | None) -> str:
@@ -382,9 +383,11 @@ def make_endpoint(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEO
     """A ``ChatEndpoint`` with a connection pool sized for the run's concurrency."""
     import httpx
 
+    # A connection that cannot be opened in 10 s will not open: a dead router fails fast
+    # (runner.UNREACHABLE_AFTER) instead of spending the whole deadline on each attempt.
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
                                                  max_keepalive_connections=concurrency + 4),
-                             timeout=timeout)
+                             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_S)))
     return ChatEndpoint(base_url, api_key, http=http, timeout=timeout)
 
 

@@ -16,8 +16,8 @@ from rich.markup import escape
 from evalkit.commands.console import err, out
 from evalkit.commands.options import judge_settings_from_options, parse_upstreams
 from evalkit.commands.output import (append_step_summary, print_compare, print_interrupted, print_json,
-                                     print_review_warning, print_run_verdict, print_summary, progress_bar,
-                                     status_printer)
+                                     print_review_warning, print_route_header_warning, print_run_verdict,
+                                     print_summary, progress_bar, status_printer)
 from evalkit.errors import Interrupted, Terminated, UsageError
 
 
@@ -121,6 +121,7 @@ def run(
     if as_json:
         print_json(result.summary)
         print_review_warning(result.summary)
+        print_route_header_warning(result.summary, result.results)
     else:
         print_summary(result.summary, result.path, result.results)
     raise typer.Exit(print_run_verdict(result, as_json=as_json))
