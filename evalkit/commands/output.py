@@ -100,7 +100,10 @@ def print_judge(block: JudgeSummary | None) -> None:
         return
     if not block.done:
         if block.status == "skipped":
-            err.print(f"judging skipped: {block.reason}; to turn it on: {block.fix}", markup=False, highlight=False)
+            from evalkit.judge import ROUTE_ONLY_REASON
+
+            then = "to get answers" if block.reason == ROUTE_ONLY_REASON else "to turn it on"
+            err.print(f"judging skipped: {block.reason}; {then}: {block.fix}", markup=False, highlight=False)
         return
     criteria = block.criteria
     table = Table(title=f"judge {block.model} per path (mean [95% CI] n)", title_justify="left")

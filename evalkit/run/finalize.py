@@ -48,8 +48,7 @@ def judge_stored(run_dir: RunDir, manifest: Manifest, results: Sequence[CaseResu
     from evalkit.store import BASELINE
 
     if route_only_run(results, run_dir.read_results(BASELINE)):
-        block = route_only_block(settings)
-        status(f"judging skipped: {block.reason}; to get answers: {block.fix}")
+        block = route_only_block(settings)  # said once, with the summary (commands.output.print_judge)
     elif key is None:
         block = skipped_block(settings, str(run_dir.path))
         status(f"judging skipped: {block.reason}; to turn it on: {block.fix}")
