@@ -1,7 +1,8 @@
 """The ``evalkit`` command line: the typer app, its commands (one module each in ``evalkit.commands``),
 and ``main``, which turns expected failures into a message and an exit code.
 
-Exit codes: 0 success; 1 a gate failed; 2 bad usage or bad input; 3 the run could not complete.
+Exit codes: 0 success; 1 a gate failed; 2 bad usage or bad input; 3 the run could not complete;
+130 interrupted by Ctrl-C; 143 stopped by SIGTERM.
 
 This module is a leaf of the package: it imports the commands, and nothing imports it (the
 commands print through ``evalkit.commands.console`` and register on the app they are given).
@@ -13,7 +14,7 @@ import typer
 
 from evalkit import __version__
 from evalkit.commands.console import bind_consoles, err, out
-from evalkit.errors import EvalkitError
+from evalkit.errors import EvalkitError, Terminated
 
 app = typer.Typer(
     name="evalkit",
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
         exc.show()  # type: ignore[attr-defined]
         code = getattr(exc, "exit_code", 2)
         return 2 if code not in (0, 1) else code or 2
-    except (*aborts, KeyboardInterrupt):
+    except (*aborts, KeyboardInterrupt) as exc:
         err.print("interrupted")
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     return rc if isinstance(rc, int) else 0

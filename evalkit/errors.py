@@ -14,7 +14,11 @@ nothing else prints tracebacks for expected failures::
     │   └── ControlPlaneError       the DigitalOcean control plane refused a request (its id and message)
     └── RunError                    the run could not complete (exit 3)
         ├── TargetError             the router / model endpoint failed or is unreachable
-        └── ModelError              the packaged embedding model is missing, damaged or misconfigured
+        ├── ModelError              the packaged embedding model is missing, damaged or misconfigured
+        └── Interrupted             Ctrl-C (exit 130) or SIGTERM (exit 143) stopped a run; what was complete is written
+
+``Terminated`` (a ``KeyboardInterrupt``) is what the command line raises on SIGTERM, so that a
+terminated run stops as an interrupted one does.
 
 A failed gate is not an error: it is a result with exit code 1.
 """
@@ -100,6 +104,24 @@ class TargetError(RunError):
 
 class ModelError(RunError):
     """The packaged embedding model (evalkit/data/all-MiniLM-L6-v2) cannot be loaded."""
+
+
+class Interrupted(RunError):
+    """A run was interrupted (Ctrl-C or SIGTERM) after its run directory existed: the results that
+    were complete are stored, the summary and reports say the run stopped early; ``--resume`` finishes it."""
+
+    def __init__(self, *, signal_name: str, run_dir: str, n_done: int, n_planned: int) -> None:
+        self.signal_name = signal_name
+        self.run_dir = run_dir
+        self.n_done = n_done
+        self.n_planned = n_planned
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130
+        super().__init__(f"interrupted ({signal_name}): {n_done} of {n_planned} cases have a result", where=run_dir,
+                         fix="finish the run with `evalkit run SUITE [the same options] --resume RUN_DIR`")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` so that a run stops the same way (exit 143)."""
 
 
 def short(value: object, limit: int = 80) -> str:

@@ -211,3 +211,27 @@ def review_warning(review: dict[str, Any], *, suite_path: str | None = None) -> 
     if acc is not None and review.get("n_reviewed_scored"):
         text += f". Accuracy on the {review['n_reviewed_scored']} reviewed cases: {acc * 100:.1f}%"
     return text + f". Review them: evalkit suite review {where}"
+
+
+def route_header_notice(results: Sequence[CaseResult], *, header: str) -> dict[str, Any] | None:
+    """Why most answers have no route: the router did not send the expected route header.
+
+    None unless more than half of the answered cases (errors aside) carried no ``header``.
+    Otherwise: the header that was expected, how many answers lacked it, ``all`` (none carried it:
+    the run measured no routing), the header names that did come back (names only, from the
+    results' ``header_names``), and a ``message`` saying what to do (``--route-header``).
+    """
+    answered = [r for r in results if r.status != "error"]
+    missing = [r for r in answered if r.status == "missing_route"]
+    if not answered or len(missing) * 2 <= len(answered):
+        return None
+    names = sorted({n for r in missing for n in (r.header_names or [])})[:40]
+    every = len(missing) == len(answered)
+    effect = ("so the run measured no routing" if every
+              else "so their route is unknown and each counts as a misroute")
+    message = (f"{len(missing)} of {len(answered)} answered cases carried no route header '{header}', {effect}. "
+               f"Headers that came back: {', '.join(names) if names else 'none recorded'}. "
+               "If the router reports its route in another header, name it with --route-header NAME "
+               "(presets: do, vllm-sr, litellm)")
+    return {"header": header, "n_answered": len(answered), "n_missing": len(missing), "all": every,
+            "names": names, "message": message}

@@ -151,6 +151,8 @@ class CaseResult(BaseModel):
     finish_reason: str | None = None
     route_only: bool = False
     cached: bool = False  # answered from the response cache (--cache); attempts is then 0
+    # A missing_route answer: the names (never the values) of the headers that came back, bounded.
+    header_names: list[str] | None = None
     session: str | None = None
     turn: int | None = None
     tags: list[str] = Field(default_factory=list)

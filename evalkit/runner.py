@@ -17,7 +17,10 @@ here:
 - an optional requests-per-minute limit spaces request starts evenly (retries included);
 - an error budget (``RunOptions.max_error_rate``) stops the run once more than that share of
   the planned cases has failed: outstanding requests are cancelled, their cases get no result
-  (a resume sends them), and ``ErrorBudgetExceeded`` is raised.
+  (a resume sends them), and ``ErrorBudgetExceeded`` is raised;
+- a dead router fails fast: when the first ``UNREACHABLE_AFTER`` attempts all failed to open a
+  connection and none reached the router, the run stops the same way with ``RouterUnreachable``;
+- a long ``Retry-After`` (``RunOptions.long_wait_s`` or more) is said on ``RunOptions.status``.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator
 from evalkit.cost import Price, request_cost
 from evalkit.errors import RunError
 from evalkit.records import Case, CaseResult
-from evalkit.targets import TargetCallError, TargetResponse
+from evalkit.targets import TargetCallError, TargetResponse, header_names
 
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF_BASE_S = 0.5
 DEFAULT_BACKOFF_MAX_S = 30.0
 RETRY_AFTER_MAX_S = 120.0
+UNREACHABLE_AFTER = 6   # failed connection attempts, with none that reached the router, before a run stops
+LONG_WAIT_S = 2.0       # a Retry-After at least this long is announced on the status line
 
 
 @dataclass
@@ -61,6 +66,8 @@ class RunOptions:
     cache_scope: dict[str, Any] = field(default_factory=dict)  # target and router identity for cache keys
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # session -> rebuilt history
     seed: int | None = None                       # seeds the backoff jitter
+    status: Callable[[str], None] = lambda message: None  # status lines (a long Retry-After pause)
+    long_wait_s: float = LONG_WAIT_S
 
 
 class ErrorBudgetExceeded(RunError):
@@ -73,6 +80,21 @@ class ErrorBudgetExceeded(RunError):
             f"{rate:g} budget allows ({allowed}); the run was stopped",
             fix="check the router (the run's report lists the errors), then finish the run with "
                 "`evalkit run SUITE --resume RUN_DIR` or raise --max-error-rate")
+
+
+class RouterUnreachable(RunError):
+    """The first attempts of a run all failed to connect and none reached the router; the run was stopped."""
+
+    def __init__(self, *, attempts: int, url: str | None, last_error: str) -> None:
+        from evalkit.targets import display_url
+
+        self.attempts = attempts
+        where = f" at {display_url(url)}" if url else ""
+        super().__init__(
+            f"the router{where} could not be reached: the first {attempts} connection attempts failed and "
+            "none reached it; the run was stopped", got=last_error,
+            fix="check that the router is running and the base URL (--base-url) is right, then finish the run "
+                "with `evalkit run SUITE --resume RUN_DIR`")
 
 
 def work_units(cases: Iterable[Case]) -> list[list[Case]]:
@@ -104,9 +126,11 @@ def build_result(case: Case, response: TargetResponse | None, error: TargetCallE
         return CaseResult(**common, status="error", error=error.message, http_status=error.http_status,
                           error_code=error.code)
     served = response.served_model
+    missing = response.route is None
     return CaseResult(
         **common,
-        status="ok" if response.route is not None else "missing_route",
+        status="missing_route" if missing else "ok",
+        header_names=header_names(response.headers) if missing else None,
         route=response.route,
         served_model=served,
         http_status=response.http_status,
@@ -172,6 +196,10 @@ class RateLimiter:
         """No request starts for ``seconds`` (a 429's Retry-After)."""
         self._paused_until = max(self._paused_until, self.clock() + seconds)
 
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
 
 @dataclass
 class _RunState:
@@ -179,7 +207,27 @@ class _RunState:
     limiter: RateLimiter
     rng: random.Random
     errors: int = 0
-    stopped: ErrorBudgetExceeded | None = None
+    stopped: RunError | None = None
+    stop_event: asyncio.Event | None = None
+    reached: bool = False        # some attempt got an HTTP answer from the router
+    unreachable: int = 0         # attempts that could not open a connection
+
+    def stop(self, why: RunError) -> None:
+        if self.stopped is None:
+            self.stopped = why
+            if self.stop_event is not None:
+                self.stop_event.set()
+
+    def attempted(self, error: TargetCallError | None, target: Any) -> None:
+        """Count an attempt toward the dead-router check: stop once the first ones all failed to connect."""
+        if error is None or error.http_status is not None:
+            self.reached = True
+        elif error.unreachable and not self.reached:
+            self.unreachable += 1
+            if self.unreachable >= UNREACHABLE_AFTER:
+                info = getattr(target, "info", None)
+                self.stop(RouterUnreachable(attempts=self.unreachable, url=getattr(info, "base_url", None),
+                                            last_error=error.message))
 
     def allowed_errors(self) -> int | None:
         o = self.options
@@ -192,12 +240,13 @@ async def run_cases(cases: Iterable[Case], target: Any, options: RunOptions,
                     on_result: Callable[[CaseResult], None]) -> None:
     """Send every case to ``target``; call ``on_result`` once per case as it completes.
 
-    Raises ``ErrorBudgetExceeded`` (after cancelling outstanding work) when the budget is spent.
+    Raises ``ErrorBudgetExceeded`` (after cancelling outstanding work) when the budget is spent,
+    ``RouterUnreachable`` when the first attempts all failed to connect.
     """
-    state = _RunState(options, RateLimiter(options.rpm), random.Random(options.seed),
-                      errors=options.prior_errors)
-    units: Iterator[list[Case]] = iter(work_units(cases))
     budget_hit = asyncio.Event()
+    state = _RunState(options, RateLimiter(options.rpm), random.Random(options.seed),
+                      errors=options.prior_errors, stop_event=budget_hit)
+    units: Iterator[list[Case]] = iter(work_units(cases))
 
     def record(result: CaseResult) -> None:
         on_result(result)
@@ -205,10 +254,9 @@ async def run_cases(cases: Iterable[Case], target: Any, options: RunOptions,
             state.errors += 1
             allowed = state.allowed_errors()
             if allowed is not None and state.errors > allowed and state.stopped is None:
-                state.stopped = ErrorBudgetExceeded(errors=state.errors, allowed=allowed,
-                                                    n_planned=options.n_planned or 0,
-                                                    rate=options.max_error_rate or 0.0)
-                budget_hit.set()
+                state.stop(ErrorBudgetExceeded(errors=state.errors, allowed=allowed,
+                                               n_planned=options.n_planned or 0,
+                                               rate=options.max_error_rate or 0.0))
 
     async def worker() -> None:
         for unit in units:  # a shared iterator: each unit goes to exactly one worker
@@ -270,6 +318,17 @@ async def _send_or_cached(case: Case, messages: list[dict[str, Any]], target: An
     return response, error, attempts, False
 
 
+def _pause_for_retry_after(state: _RunState, retry_after: float) -> None:
+    """Hold every start for a 429's Retry-After; say so once when the wait is long."""
+    options = state.options
+    wait = min(retry_after, options.retry_after_max)
+    before = state.limiter.paused_until
+    state.limiter.pause(wait)
+    if wait >= options.long_wait_s and state.limiter.paused_until > before + 1.0:
+        cut = f", cut to {options.retry_after_max:g} s" if retry_after > options.retry_after_max else ""
+        options.status(f"router asked to wait {retry_after:g} s (Retry-After{cut}); pausing")
+
+
 def request_params(case: Case, options: RunOptions) -> dict[str, Any]:
     """The request parameters besides the messages (part of the cache key)."""
     return {"max_completion_tokens": case.max_completion_tokens or options.max_completion_tokens,
@@ -294,17 +353,20 @@ async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, opt
                 response = await asyncio.wait_for(call, options.timeout)
             else:
                 response = await call
+            state.attempted(None, target)
             return response, None, attempts
         except asyncio.TimeoutError:
-            error = TargetCallError(f"request timed out after {options.timeout:g} s", http_status=None)
+            error = TargetCallError(f"request timed out after {options.timeout:g} s", http_status=None,
+                                    timed_out=True)
         except TargetCallError as exc:
             error = exc
+        state.attempted(error, target)
         if not error.retryable or attempts > options.retries:
             if attempts > 1:
                 error.message = f"{error.message} (gave up after {attempts} attempts)"
             return None, error, attempts
         if error.http_status == 429 and error.retry_after is not None:
-            state.limiter.pause(min(error.retry_after, options.retry_after_max))
+            _pause_for_retry_after(state, error.retry_after)
         await asyncio.sleep(backoff_delay(attempts, base=options.backoff_base, cap=options.backoff_max,
                                           rng=state.rng, retry_after=error.retry_after,
                                           retry_after_max=options.retry_after_max))

@@ -47,6 +47,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a response body decompressing t
 RESPONSE_TOO_LARGE = "response_too_large"       # the error_code of such a case
 BAD_ENCODING = "bad_content_encoding"           # a Content-Encoding the client did not ask for
 ACCEPT_ENCODING = "gzip, deflate"               # the encodings decoded under the cap
+CONNECT_TIMEOUT_S = 10.0
 
 
 def resolve_route_header(value: str | None) -> str:
@@ -78,13 +79,16 @@ class TargetCallError(Exception):
     """One failed call: HTTP status (None for a connection failure), message, Retry-After."""
 
     def __init__(self, message: str, *, http_status: int | None = None, retry_after: float | None = None,
-                 retryable: bool = True, code: str | None = None) -> None:
+                 retryable: bool = True, code: str | None = None, unreachable: bool = False,
+                 timed_out: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.http_status = http_status
         self.retry_after = retry_after
         self.retryable = retryable
         self.code = code  # the error body's "code" (e.g. the local router's classifier_bad_answer)
+        self.unreachable = unreachable  # no connection could be opened (refused, no route, DNS)
+        self.timed_out = timed_out      # no answer within the deadline
 
 
 class OpenAITarget:
@@ -140,13 +144,15 @@ class OpenAITarget:
             raise
         except ResponseRefused as exc:  # past the size cap, or an encoding not asked for: no retry
             raise TargetCallError(exc.message, http_status=exc.status, retryable=False, code=exc.code) from None
-        except httpx.TimeoutException:
-            raise TargetCallError("request timed out", http_status=None) from None
+        except httpx.TimeoutException as exc:
+            raise TargetCallError("request timed out", http_status=None, timed_out=True,
+                                  unreachable=isinstance(exc, httpx.ConnectTimeout)) from None
         except httpx.HTTPError as exc:
             # A plain call failed to connect or lost its connection; a stream broke midway (the SDK
             # wraps failures before the first byte in its own errors, below).
             what = f"stream interrupted: {exc.__class__.__name__}" if self.stream else "connection failed"
-            raise TargetCallError(self._clean(f"{what}: {exc}") or "", http_status=None) from None
+            raise TargetCallError(self._clean(f"{what}: {exc}") or "", http_status=None,
+                                  unreachable=isinstance(exc, httpx.ConnectError)) from None
         except (ValueError, TypeError, AttributeError) as exc:  # a body that is not a chat completion
             raise TargetCallError(self._clean(f"malformed response body: {exc}") or "", http_status=200) from None
         except Exception as exc:  # the SDK's errors, from a stream only (the SDK is not imported otherwise)
@@ -205,9 +211,12 @@ def _sdk_error(exc: Exception, clean: Callable[[str | None], str | None]) -> Exc
                                retryable=status in (408, 409, 429) or status >= 500,
                                code=_error_code(getattr(exc, "body", None)))
     if isinstance(exc, openai.APITimeoutError):
-        return TargetCallError("request timed out", http_status=None)
+        return TargetCallError("request timed out", http_status=None, timed_out=True)
     if isinstance(exc, openai.APIConnectionError):
-        return TargetCallError(clean(f"connection failed: {exc.__cause__ or exc}") or "", http_status=None)
+        import httpx
+
+        return TargetCallError(clean(f"connection failed: {exc.__cause__ or exc}") or "", http_status=None,
+                               unreachable=isinstance(exc.__cause__, httpx.ConnectError))
     if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
         return TargetCallError(clean(f"stream failed: {exc.message}") or "", http_status=200)
     return exc
@@ -246,6 +255,32 @@ def _str(value: Any) -> str | None:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for a message: no user name or password, every query value masked."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(an unreadable URL)"
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+    query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+HEADER_NAME_RE = re.compile(r"[^a-z0-9!#$%&'*+.^_`|~-]")
+MAX_HEADER_NAMES = 40
+
+
+def header_names(headers: dict[str, str]) -> list[str]:
+    """The names of a response's headers (never their values), sorted, cleaned and bounded: a
+    hostile router's names cannot carry control characters or grow a result without limit."""
+    names = {HEADER_NAME_RE.sub("", name.lower())[:64] for name in headers}
+    return sorted(n for n in names if n)[:MAX_HEADER_NAMES]
 
 
 def redact(text: str | None, secrets: list[str]) -> str | None:
@@ -490,9 +525,12 @@ def make_endpoint(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEO
     bodies are capped at ``max_response_bytes`` once decompressed (``cap_responses``)."""
     import httpx
 
+    # A connection that cannot be opened in 10 s will not open: a dead router fails fast
+    # (runner.UNREACHABLE_AFTER) instead of spending the whole deadline on each attempt.
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
                                                  max_keepalive_connections=concurrency + 4),
-                             timeout=timeout, headers={"Accept-Encoding": ACCEPT_ENCODING},
+                             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_S)),
+                             headers={"Accept-Encoding": ACCEPT_ENCODING},
                              event_hooks={"response": [cap_responses(max_response_bytes)]})
     return ChatEndpoint(base_url, api_key, http=http, timeout=timeout)
 

@@ -559,10 +559,11 @@ def test_route_only_run_is_not_judged_and_the_report_says_why(tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert judge.requests == []
     run_dir = next((tmp_path / "out" / "mini").iterdir())
-    assert (run_dir / "judge.jsonl").read_text() == ""
+    assert not (run_dir / "judge.jsonl").exists()
     judge_block = json.loads((run_dir / "summary.json").read_text())["judge"]
-    assert judge_block["not_judged"]["route_only"] == 1 and judge_block["overall"]["correctness"]["n"] == 0
-    assert "Nothing to judge: no case returned answer text" in (run_dir / "report.html").read_text()
+    assert judge_block["status"] == "skipped" and "route-only (no content)" in judge_block["reason"]
+    html = (run_dir / "report.html").read_text()
+    assert "Judging skipped: the answers are route-only (no content)" in html and "--upstream" in html
 
 
 @pytest.mark.slow

@@ -123,7 +123,9 @@ def test_missing_route_header_is_its_own_column(tmp_path: Path):
     folder = write_suite(tmp_path / "m", [{"id": "a", "prompt": "hi", "expected_route": "classify"}])
     with FakeOpenAI(Reply(content="x")) as fake:
         proc = run_cli("run", folder, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "o", "-q")
-    assert proc.returncode == 0, proc.stderr
+    # No answer carried the route header: the run measured no routing (exit 3), and is still written.
+    assert proc.returncode == 3, proc.stderr
+    assert "no answer carried the route header" in proc.stderr and "--route-header" in proc.stderr
     run = next((tmp_path / "o" / "m").iterdir())
     row = json.loads((run / "results.jsonl").read_text())
     assert row["status"] == "missing_route" and row["route"] is None

@@ -10,7 +10,7 @@ import typer
 from evalkit.commands.console import out
 from evalkit.commands.options import judge_settings_from_options, ranged
 from evalkit.commands.output import print_json, print_judge, status_printer
-from evalkit.errors import RunError, UsageError
+from evalkit.errors import RunDirError, RunError, UsageError
 
 
 def judge_command(
@@ -29,11 +29,11 @@ def judge_command(
 ) -> None:
     """Judge a stored run's answers (correctness and completeness, 1-5, per path), write judge.jsonl
     into the run directory and refresh its summary and reports. Verdicts are cached, so judging a
-    run again costs nothing."""
+    run again costs nothing. A route-only run (answers without text) has nothing to judge: exit 2."""
     from evalkit.cost import load_prices
-    from evalkit.judge import JudgeSettings, resolve_judge_key
+    from evalkit.judge import ROUTE_ONLY_FIX, ROUTE_ONLY_REASON, JudgeSettings, resolve_judge_key, route_only_run
     from evalkit.run import finalize, judge_stored
-    from evalkit.store import JUDGE, REPORT_HTML, load_run
+    from evalkit.store import BASELINE, JUDGE, REPORT_HTML, load_run
 
     run = load_run(run_dir)
     previous = run.manifest.judge
@@ -52,6 +52,8 @@ def judge_command(
         api_key_env=judge_api_key_env, samples=judge_samples,
         pairwise=judge_pairwise, cache=judge_cache, concurrency=concurrency, timeout=timeout,
         baseline_model=baseline)
+    if route_only_run(run.results, run.dir.read_results(BASELINE)):
+        raise RunDirError(f"nothing to judge: {ROUTE_ONLY_REASON}", where=str(run.path), fix=ROUTE_ONLY_FIX)
     key = resolve_judge_key(settings)
     if key is None:
         raise UsageError(f"no judge key: environment variable {settings.api_key_env} is not set", where="--judge-api-key-env",

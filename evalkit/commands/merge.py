@@ -29,7 +29,7 @@ def merge(
     if as_json:
         print_json(merged.summary)
     else:
-        print_summary(merged.summary, merged.path)
+        print_summary(merged.summary, merged.path, merged.results)
     raise typer.Exit(print_run_verdict(merged, as_json=as_json))
 
 

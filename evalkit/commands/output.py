@@ -8,7 +8,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from rich.markup import escape
 from rich.table import Table
@@ -17,6 +17,7 @@ from evalkit.commands.console import err, out
 
 if TYPE_CHECKING:
     from evalkit.comparison import Comparison
+    from evalkit.errors import Interrupted
     from evalkit.gates import GateResult
     from evalkit.judge.records import JudgeSummary, ScoreStats
     from evalkit.records import CaseResult
@@ -32,8 +33,8 @@ def _round(value: float | None) -> str:
     return str(value if value is None else round(value, 3))
 
 
-def print_summary(summary: Summary, run_dir: Path) -> None:
-    """The short terminal table after a run."""
+def print_summary(summary: Summary, run_dir: Path, results: Sequence[CaseResult] = ()) -> None:
+    """The short terminal table after a run (``results``: its records, for the route-header warning)."""
     ci = summary.accuracy_ci95
     head = Table(title=f"{escape(summary.suite)} · {summary.target.kind} · run {summary.run_id}",
                  show_header=False, title_justify="left")
@@ -64,6 +65,16 @@ def print_summary(summary: Summary, run_dir: Path) -> None:
 
     out.print(f"report: {run_dir / REPORT_HTML}")
     print_review_warning(summary)
+    print_route_header_warning(summary, results)
+
+
+def print_route_header_warning(summary: Summary, results: Sequence[CaseResult]) -> None:
+    """On stderr: most answers carried no route header (the expected one, the names that came back, the option)."""
+    from evalkit.metrics import route_header_notice
+
+    notice = route_header_notice(results, header=summary.target.route_header)
+    if notice is not None:
+        err.print(f"[bold yellow]warning:[/bold yellow] {escape(notice['message'])}", highlight=False)
 
 
 def print_review_warning(summary: Summary) -> None:
@@ -94,7 +105,10 @@ def print_judge(block: JudgeSummary | None) -> None:
         return
     if not block.done:
         if block.status == "skipped":
-            err.print(f"judging skipped: {block.reason}; to turn it on: {block.fix}", markup=False, highlight=False)
+            from evalkit.judge import ROUTE_ONLY_REASON
+
+            then = "to get answers" if block.reason == ROUTE_ONLY_REASON else "to turn it on"
+            err.print(f"judging skipped: {block.reason}; {then}: {block.fix}", markup=False, highlight=False)
         return
     criteria = block.criteria
     table = Table(title=f"judge {block.model} per path (mean [95% CI] n)", title_justify="left")
@@ -206,6 +220,15 @@ def append_step_summary(markdown: Path) -> None:
         return
     with open(target, "a", encoding="utf-8") as fh:
         fh.write("\n" + markdown.read_text(encoding="utf-8").strip("\n") + "\n")
+
+
+def print_interrupted(stop: Interrupted, command: str) -> None:
+    """After Ctrl-C or SIGTERM: where the run is, how far it got, and the command that finishes it."""
+    err.print(f"interrupted ({stop.signal_name}): {stop.n_done} of {stop.n_planned} cases done; "
+              f"the results so far, summary and report (marked incomplete) are in {stop.run_dir}",
+              markup=False, highlight=False)
+    err.print("finish the run with:", markup=False, highlight=False)
+    err.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
 
 
 def status_printer(quiet: bool) -> Callable[[str], None]:

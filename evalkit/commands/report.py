@@ -14,7 +14,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
     from evalkit.run import rerender
 
     run = rerender(run_dir)
-    print_summary(run.summary, run.path)
+    print_summary(run.summary, run.path, run.results)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,20 +3,26 @@ exit by the gates (1), bad input (2) or a run that could not complete (3)."""
 
 from __future__ import annotations
 
+import contextlib
+import shlex
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.markup import escape
 
 from evalkit.commands.console import err, out
 from evalkit.commands.options import judge_settings_from_options, parse_upstreams, ranged
-from evalkit.commands.output import (append_step_summary, print_compare, print_json, print_review_warning,
-                                     print_run_verdict, print_summary, progress_bar, status_printer)
-from evalkit.errors import UsageError
+from evalkit.commands.output import (append_step_summary, print_compare, print_interrupted, print_json,
+                                     print_review_warning, print_route_header_warning, print_run_verdict,
+                                     print_summary, progress_bar, status_printer)
+from evalkit.errors import Interrupted, Terminated, UsageError
 
 
 def run(
+    ctx: typer.Context,
     suite: Path = typer.Argument(..., help="Suite folder (holding suite.yaml) or a suite.yaml file."),
     target: str = typer.Option("local", "--target", help="local (embedded router), do (DigitalOcean) or openai (any OpenAI-compatible router)."),
     router: Optional[Path] = typer.Option(None, "--router", help="Use this router config instead of the one the suite names."),
@@ -106,14 +112,19 @@ def run(
         raise typer.Exit(_against_deployed(suite, loaded, spec, out_dir=out_dir, prices=catalog,
                                            concurrency=concurrency, quiet=quiet, as_json=as_json,
                                            run_options=run_options))
-    with progress_bar(quiet)(loaded.name, len(loaded.cases)) as on_result:
-        result = run_suite(loaded, spec, out=out_dir, prices=catalog, concurrency=concurrency, on_result=on_result,
-                           status=status_printer(quiet), **run_options)
+    try:
+        with sigterm_as_interrupt(), progress_bar(quiet)(loaded.name, len(loaded.cases)) as on_result:
+            result = run_suite(loaded, spec, out=out_dir, prices=catalog, concurrency=concurrency,
+                               on_result=on_result, status=status_printer(quiet), **run_options)
+    except Interrupted as stop:
+        print_interrupted(stop, resume_command(ctx, stop.run_dir))
+        raise typer.Exit(stop.exit_code) from None
     if as_json:
         print_json(result.summary)
         print_review_warning(result.summary)
+        print_route_header_warning(result.summary, result.results)
     else:
-        print_summary(result.summary, result.path)
+        print_summary(result.summary, result.path, result.results)
     raise typer.Exit(print_run_verdict(result, as_json=as_json))
 
 
@@ -134,9 +145,9 @@ def _against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_dir: 
                     "compare_dir": str(done.folder)})
     else:
         out.print("deployed router:", style="bold")
-        print_summary(done.deployed.summary, done.deployed.path)
+        print_summary(done.deployed.summary, done.deployed.path, done.deployed.results)
         out.print("candidate (temporary router):", style="bold")
-        print_summary(done.candidate.summary, done.candidate.path)
+        print_summary(done.candidate.summary, done.candidate.path, done.candidate.results)
     failed = [print_run_verdict(r, as_json=as_json) for r in (done.deployed, done.candidate)]
     if not as_json:
         out.print(format_config_diff(done.config_diff, a_label="deployed", b_label="candidate"),
@@ -144,6 +155,49 @@ def _against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_dir: 
         print_compare(done.comparison, done.paths)
     append_step_summary(done.paths["markdown"])
     return 1 if any(failed) or done.comparison.failed else 0
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While a run is in flight, SIGTERM stops it as Ctrl-C does (``Terminated``, exit 143), so that
+    what is complete gets written; the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def resume_command(ctx: typer.Context, run_dir: str) -> str:
+    """The command that finishes an interrupted run: ``evalkit run`` with every option the user gave
+    on the command line (long names), ``--resume RUN_DIR`` last; shell-quoted."""
+    args = ["evalkit", "run"]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name or "")
+        if param.name == "resume" or source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params[param.name or ""]
+        if param.param_type_name == "argument":
+            args.append(str(value))
+            continue
+        long_name = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            secondary = getattr(param, "secondary_opts", [])
+            if value:
+                args.append(long_name)
+            elif secondary:
+                args.append(max(secondary, key=len))
+            continue
+        for item in (value if param.multiple else [value]):
+            args += [long_name, str(item)]
+    return shlex.join([*args, "--resume", run_dir])
 
 
 def register(app: typer.Typer) -> None:

@@ -78,12 +78,60 @@ def resolve_judge_key(settings: JudgeSettings) -> str | None:
 
 
 def skipped_block(settings: JudgeSettings, run_ref: str = "RUN") -> JudgeInfo:
-    """The manifest's judge block when judging was requested but no key was set."""
+    """The manifest's judge block when judging was requested but no key was set; its fix is the
+    whole ``evalkit judge`` command, with every option that differs from the defaults."""
     return JudgeInfo.model_validate({
         **settings.public(), "status": "skipped", "reason": f"no key in {settings.api_key_env}",
         "fix": f"export {settings.api_key_env}=<model access key> (or name another variable with "
                f"--judge-api-key-env), then judge this run without calling the router again: "
-               f"evalkit judge {run_ref} --judge {settings.model}"})
+               f"{judge_command(settings, run_ref)}"})
+
+
+def judge_command(settings: JudgeSettings, run_ref: str) -> str:
+    """``evalkit judge RUN --judge MODEL ...`` with every option the settings need, shell-quoted.
+
+    A base URL that carries credentials is left out (it must not reach a file; ``evalkit judge``
+    reuses the one the run recorded for the same judge model).
+    """
+    import shlex
+    from urllib.parse import urlsplit
+
+    from evalkit.targets import DO_INFERENCE_URL
+
+    args = ["evalkit", "judge", run_ref, "--judge", settings.model]
+    parts = urlsplit(settings.base_url)
+    default_url = os.environ.get("EVALKIT_DO_INFERENCE_URL", DO_INFERENCE_URL)
+    if settings.base_url.rstrip("/") != default_url.rstrip("/") and not (parts.username or parts.password
+                                                                         or parts.query):
+        args += ["--judge-base-url", settings.base_url]
+    if settings.api_key_env != DEFAULT_JUDGE_KEY_ENV:
+        args += ["--judge-api-key-env", settings.api_key_env]
+    if settings.samples != 1:
+        args += ["--judge-samples", str(settings.samples)]
+    if settings.pairwise:
+        args.append("--judge-pairwise")
+    if not settings.cache:
+        args.append("--no-judge-cache")
+    return shlex.join(args)
+
+
+ROUTE_ONLY_REASON = "the answers are route-only (no content): the router returned routes but generated no text"
+ROUTE_ONLY_FIX = ("run the suite again with models that answer: on the local router, forward them with "
+                  "--upstream SLUG=URL@ENVVAR ('*=URL@ENVVAR' for every model), or measure a real router "
+                  "(--target do, or --target openai --base-url URL)")
+
+
+def route_only_block(settings: JudgeSettings) -> JudgeInfo:
+    """The manifest's judge block when the run has no answer text to judge (a route-only run)."""
+    return JudgeInfo.model_validate({**settings.public(), "status": "skipped", "reason": ROUTE_ONLY_REASON,
+                                     "fix": ROUTE_ONLY_FIX})
+
+
+def route_only_run(results: Sequence[CaseResult], baseline: Sequence[CaseResult] = ()) -> bool:
+    """True when no answer of the run (nor of its baseline) can be judged because they are route-only."""
+    every = [*results, *baseline]
+    kinds = {eligibility(r) for r in every}
+    return "route_only" in kinds and not kinds & {"judge", "no_answer"}
 
 
 def eligibility(result: CaseResult) -> str:

@@ -171,6 +171,7 @@ def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Man
     """A plain dict for the templates; ``diff`` is the comparison with the run's baseline, if any
     (each also accepted as the mapping its JSON file holds)."""
     from evalkit.comparison import Comparison
+    from evalkit.metrics import route_header_notice
     from evalkit.summary import Summary
 
     summary = Summary.coerce(summary)
@@ -220,6 +221,7 @@ def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Man
         "tags": tags,
         "route_only": summary.route_only,
         "review_warning": summary.review.warning,
+        "route_header_notice": route_header_notice(results, header=manifest.target.route_header),
         "cost_rows": cost_rows,
         "cost_total": usd(cost.known_usd if "known_usd" in cost.model_fields_set else cost.total_usd),
         "cost_unknown": cost.n_unknown_cost,

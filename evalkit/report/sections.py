@@ -90,7 +90,10 @@ def judge_section(summary: Summary, results: Sequence[CaseResult], manifest: Man
                            "evalkit judge <run directory> --judge MODEL (key in MODEL_ACCESS_KEY)."}
     section: dict[str, Any] = {"status": block.status, "model": block.model or "", "criteria": []}
     if not block.done:
-        section["message"] = (f"Judging skipped: {block.reason}; to turn it on: {block.fix}"
+        from evalkit.judge import ROUTE_ONLY_REASON
+
+        then = "to get answers" if block.reason == ROUTE_ONLY_REASON else "to turn it on"
+        section["message"] = (f"Judging skipped: {block.reason}; {then}: {block.fix}"
                               if block.status == "skipped" else "Answers were not judged.")
         section["baseline"] = _baseline_rows(block.baseline, [])
         return section

@@ -42,10 +42,14 @@ def run_overlap(run_dir: RunDir, manifest: Manifest, results: Sequence[CaseResul
 def judge_stored(run_dir: RunDir, manifest: Manifest, results: Sequence[CaseResult], settings: JudgeSettings, *,
                  key: str | None, prices: dict[str, Price], status: Callable[[str], None] = lambda s: None,
                  client: Any = None) -> JudgeInfo:
-    """Judge a stored run (or record why not) and keep the judge's settings in the manifest."""
-    from evalkit.judge import judge_run_dir
+    """Judge a stored run (or record why not: no key, or route-only answers with no text to judge)
+    and keep the judge's settings in the manifest."""
+    from evalkit.judge import judge_run_dir, route_only_block, route_only_run
+    from evalkit.store import BASELINE
 
-    if key is None:
+    if route_only_run(results, run_dir.read_results(BASELINE)):
+        block = route_only_block(settings)  # said once, with the summary (commands.output.print_judge)
+    elif key is None:
         block = skipped_block(settings, str(run_dir.path))
         status(f"judging skipped: {block.reason}; to turn it on: {block.fix}")
     else:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from evalkit import SCHEMA_VERSION, __version__
 from evalkit.cost import Price
-from evalkit.errors import RunError, UsageError
+from evalkit.errors import Interrupted, RunError, Terminated, UsageError
 from evalkit.judge import JudgeSettings, resolve_judge_key
 from evalkit.records import Case, CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
 from evalkit.report.junit import DEFAULT_JUNIT_CASES, check_junit_cases
@@ -24,11 +25,11 @@ from evalkit.run.gating import gate_expressions, gating_options
 from evalkit.run.resume import Prior, read_prior
 from evalkit.run.spec import Reliability, TargetSpec
 from evalkit.run.startup import cache_scope, open_target
-from evalkit.runner import ErrorBudgetExceeded, RunOptions, run_cases
+from evalkit.runner import ErrorBudgetExceeded, RouterUnreachable, RunOptions, run_cases
 from evalkit.shard import shard_cases
 from evalkit.store import BASELINE, Run, RunDir, check_out_dir, utc_now
 from evalkit.suites import Suite
-from evalkit.targets import OpenAITarget
+from evalkit.targets import OpenAITarget, display_url
 
 
 @dataclass
@@ -90,7 +91,8 @@ def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequenc
                 shard: tuple[int, int] | None, junit_cases: str, allow_incomplete: bool) -> Run:
     """``run_suite`` once its inputs are checked; a run directory it locks is added to ``locked``."""
     prior = read_prior(locked[0], suite, spec, cases, shard, baseline_model) if locked else None
-    options = _runner_options(suite, spec, rel, concurrency=concurrency, prices=prices, n_planned=len(cases))
+    options = _runner_options(suite, spec, rel, concurrency=concurrency, prices=prices, n_planned=len(cases),
+                              status=status)
     with open_target(spec, suite, prices, concurrency=concurrency, status=status) as target:
         options.cache_scope = cache_scope(target.info, suite, spec)
         if prior is None:
@@ -109,7 +111,7 @@ def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequenc
                 plan.manifest.options["allow_incomplete"] = True
         options.affinity_prefix = f"evalkit-{plan.run_dir.name}"
         plan.run_dir.write_manifest(plan.manifest)
-        status(f"running {len(plan.todo)} cases against {target.info.kind} ({target.info.base_url})")
+        status(f"running {len(plan.todo)} cases against {target.info.kind} ({display_url(target.info.base_url)})")
         fresh, stopped = _send(plan, target, options, baseline_model=baseline_model, prior=prior,
                                on_result=on_result, status=status)
     return _finish(plan, suite, cases, target, fresh, stopped, prices=prices, cache=options.cache, judge=judge,
@@ -137,7 +139,8 @@ def _check_inputs(spec: TargetSpec, rel: Reliability, out: str | Path, *, concur
 
 
 def _runner_options(suite: Suite, spec: TargetSpec, rel: Reliability, *, concurrency: int,
-                    prices: dict[str, Price], n_planned: int) -> RunOptions:
+                    prices: dict[str, Price], n_planned: int,
+                    status: Callable[[str], None] = lambda s: None) -> RunOptions:
     cache = None
     if rel.cache:
         from evalkit.cache import ResponseCache
@@ -147,7 +150,8 @@ def _runner_options(suite: Suite, spec: TargetSpec, rel: Reliability, *, concurr
     return RunOptions(concurrency=concurrency, max_completion_tokens=defaults.get("max_completion_tokens"),
                       temperature=defaults.get("temperature"), prices=prices, retries=rel.retries,
                       backoff_base=rel.backoff_base, timeout=spec.timeout, rpm=rel.rpm_for(spec.kind),
-                      max_error_rate=rel.max_error_rate, n_planned=n_planned, seed=rel.seed, cache=cache)
+                      max_error_rate=rel.max_error_rate, n_planned=n_planned, seed=rel.seed, cache=cache,
+                      status=status)
 
 
 def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[str, Any]) -> Manifest:
@@ -195,10 +199,11 @@ def _resumed_run(prior: Prior, cases: Sequence[Case], options: RunOptions, *, ba
 
 def _send(plan: _Plan, target: OpenAITarget, options: RunOptions, *, baseline_model: str | None,
           prior: Prior | None, on_result: Callable[[CaseResult], None],
-          status: Callable[[str], None]) -> tuple[list[CaseResult], ErrorBudgetExceeded | None]:
+          status: Callable[[str], None]) -> tuple[list[CaseResult], RunError | None]:
     """Send the cases still to do (then the baseline model's), storing each result as it completes.
 
-    Returns the results of this invocation and, when the error budget stopped the run, why.
+    Returns the results of this invocation and, when the run was stopped early (error budget, a
+    router that cannot be reached), why.
     """
     seen = {r.id for r in plan.results}
     fresh: list[CaseResult] = []
@@ -235,13 +240,17 @@ def _send(plan: _Plan, target: OpenAITarget, options: RunOptions, *, baseline_mo
 
         try:
             asyncio.run(go())
-        except ErrorBudgetExceeded as exc:
+        except (ErrorBudgetExceeded, RouterUnreachable) as exc:
             return fresh, exc
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): keep what is complete
+            return fresh, Interrupted(signal_name="SIGTERM" if isinstance(exc, Terminated) else "SIGINT",
+                                      run_dir=str(plan.run_dir.path), n_done=len(plan.results),
+                                      n_planned=len(plan.results) + len(plan.todo) - len(fresh))
     return fresh, None
 
 
 def _finish(plan: _Plan, suite: Suite, cases: Sequence[Case], target: OpenAITarget, fresh: list[CaseResult],
-            stopped: ErrorBudgetExceeded | None, *, prices: dict[str, Price], cache: Any,
+            stopped: RunError | None, *, prices: dict[str, Price], cache: Any,
             judge: JudgeSettings | None, judge_key: str | None, baseline: Run | None,
             status: Callable[[str], None]) -> Run:
     """Record how the run ended, judge it, write the summary and reports; raise what stopped it."""
@@ -252,7 +261,9 @@ def _finish(plan: _Plan, suite: Suite, cases: Sequence[Case], target: OpenAITarg
     manifest.counts["not_run"] = len(cases) - len(results)
     if cache is not None:
         manifest.options["cache_hits"] = cache.hits
-    if stopped is not None:
+    if isinstance(stopped, Interrupted):
+        manifest.stopped = f"interrupted ({stopped.signal_name})"
+    elif stopped is not None:
         manifest.stopped = stopped.what
     # A router may serve models outside its config's pools: record their prices too.
     manifest.options["prices"] = prices_used(prices, suite, served=[r.served_model for r in results if r.served_model])
@@ -267,11 +278,39 @@ def _finish(plan: _Plan, suite: Suite, cases: Sequence[Case], target: OpenAITarg
     if stopped is not None:
         stopped.where = str(run_dir.path)
         raise stopped
-    if fresh and all(r.status == "error" and r.http_status is None for r in fresh):
-        raise RunError("the router could not be reached: every case failed to connect",
-                       where=target.info.base_url, got=fresh[0].error,
-                       fix=f"check that the router is running and the base URL is right; the run is in {run_dir.path}")
+    check_measured(results, fresh, url=target.info.base_url, header=target.route_header, run_dir=run_dir.path)
     return Run(run_dir.path, manifest, results, summary=summary)
+
+
+def check_measured(results: Sequence[CaseResult], fresh: Sequence[CaseResult], *, url: str, header: str,
+                   run_dir: Path) -> None:
+    """Raise (exit 3) when a finished run measured nothing: every case of this invocation failed
+    to connect or timed out, no case was scored, or no answer carried the route header."""
+    from evalkit.metrics import route_header_notice
+
+    if fresh and all(r.status == "error" and r.http_status is None for r in fresh):
+        timed_out = [r for r in fresh if (r.error or "").startswith("request timed out")]
+        what = ("the router did not answer: every case timed out" if len(timed_out) == len(fresh) else
+                "the router could not be reached: every case failed to connect" if not timed_out else
+                "the router could not be reached: every case failed to connect or timed out")
+        fix = ("check that the router is up and answering, or allow slow answers more time with --timeout"
+               if timed_out else "check that the router is running and the base URL is right")
+        raise RunError(what, where=display_url(url), got=fresh[0].error, fix=f"{fix}; the run is in {run_dir}")
+    if results and all(r.status == "error" for r in results):
+        statuses = Counter(f"HTTP {r.http_status}" if r.http_status is not None else "no answer" for r in results)
+        raise RunError(f"no case was scored: all {len(results)} cases failed", where=display_url(url),
+                       got=", ".join(f"{k} x{v}" for k, v in statuses.most_common(5)) + f"; first: {results[0].error}",
+                       fix="the errors are listed in report.html and results.jsonl; an HTML page or a redirect "
+                           "usually means the base URL is not the router's API, HTTP 401/403 a wrong key, "
+                           f"HTTP 429 a rate limit (try --rpm); the run is in {run_dir}")
+    notice = route_header_notice(results, header=header)
+    if notice is not None and notice["all"]:
+        raise RunError(f"no answer carried the route header '{header}': routing was not measured",
+                       where=display_url(url),
+                       got=f"{notice['n_missing']} answered cases; headers that came back: "
+                           + (", ".join(notice["names"]) or "none recorded"),
+                       fix=f"name the router's route header with --route-header NAME (presets: do, vllm-sr, "
+                           f"litellm); the run is in {run_dir}")
 
 
 def prices_used(prices: dict[str, Price], suite: Suite, served: Sequence[str] = ()) -> dict[str, Any]:
