@@ -3,9 +3,10 @@ price, and the help text of every command."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from tests.run_helpers import make_run, result
 
 
@@ -26,3 +27,14 @@ def test_report_on_a_truncated_results_file_warns_in_the_terminal_too(tmp_path: 
     path.write_text("".join(lines))  # whole again: no warning
     proc = run_cli("report", run_dir)
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+
+
+def test_every_judge_model_of_the_docs_examples_has_a_price_with_its_source() -> None:
+    from evalkit.cost import load_prices
+
+    catalog = load_prices()
+    models = set(re.findall(r"--judge\s+([a-z0-9][a-z0-9.\-]+)", (ROOT / "docs" / "judge.md").read_text()))
+    assert "openai-gpt-oss-120b" in models
+    for slug in models:
+        assert slug in catalog, f"{slug} (docs/judge.md) is not in evalkit/data/prices.yaml"
+        assert catalog[slug].source and catalog[slug].date, slug
