@@ -38,3 +38,62 @@ def test_every_judge_model_of_the_docs_examples_has_a_price_with_its_source() ->
     for slug in models:
         assert slug in catalog, f"{slug} (docs/judge.md) is not in evalkit/data/prices.yaml"
         assert catalog[slug].source and catalog[slug].date, slug
+
+
+# -- help text ---------------------------------------------------------------------------------
+
+TYPE_LABEL = re.compile(r"<(?:str|int|float|bool|path|Path|file|dir|text|list\[[^\]]*\]|tuple[^>]*|[a-z]+ range)>")
+DEFAULT_SHOWN = ("--threshold", "--prices", "--route-header", "--seed", "--max-error-rate")
+
+
+def _commands() -> list[tuple[list[str], object]]:
+    import typer
+
+    from evalkit.cli import _register_commands, app
+    from evalkit.commands.help_text import humanise
+
+    _register_commands()
+    found = []
+
+    def walk(command: object, path: list[str]) -> None:
+        found.append((path, command))
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+    walk(humanise(typer.main.get_command(app)), [])
+    return found
+
+
+def test_every_help_has_human_metavars_and_shows_defaults() -> None:
+    import click
+
+    commands = _commands()
+    assert len(commands) > 15  # every command and subcommand, `router diff` and `suite from-traffic` too
+    for path, command in commands:
+        proc = run_cli(*path, "--help")
+        where = "evalkit " + " ".join(path)
+        assert proc.returncode == 0, where + proc.stderr
+        text = proc.stdout
+        assert not TYPE_LABEL.search(text), f"{where} --help shows a type label: {TYPE_LABEL.search(text)}"
+        usage = text.split("\n\n", 1)[0]
+        assert not re.search(r"\{[a-z_]+\}", usage), f"{where}: {usage}"
+        ctx = click.Context(command, info_name=where) if isinstance(command, click.Command) else None
+        for param in command.params:  # type: ignore[attr-defined]
+            if param.param_type_name == "argument":
+                assert param.metavar and param.metavar == param.metavar.upper(), (where, param.name)
+                assert param.metavar in usage, (where, param.metavar, usage)
+                continue
+            if param.is_flag or param.count or param.hidden:
+                continue
+            assert param.metavar and param.metavar == param.metavar.upper(), (where, param.opts)
+            record = " ".join(param.get_help_record(ctx or _typer_ctx(command, where))[1].split())
+            if param.default not in (None, (), []):
+                assert "[default:" in record, (where, param.opts, record)
+            if set(param.opts) & set(DEFAULT_SHOWN):
+                assert "default" in record, (where, param.opts, record)
+            assert "".join(record.split()) in "".join(text.split()), (where, param.opts)  # what --help printed
+
+
+def _typer_ctx(command: object, where: str) -> object:
+    import typer
+
+    return typer._click.Context(command, info_name=where)  # type: ignore[attr-defined]
