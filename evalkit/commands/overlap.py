@@ -51,16 +51,16 @@ def overlap(
         cases = load_suite(suite, router_path=router_json).cases
     results = None
     if run is not None:
-        from evalkit.store import load_run
+        from evalkit.store import MANIFEST, ROUTER, load_run
 
         stored = load_run(run)
         measured = stored.manifest.router
         if measured.hash != router.hash:
             raise UsageError(
-                f"the run measured another router config: {run / 'manifest.json'} has config hash "
+                f"the run measured another router config: {run / MANIFEST} has config hash "
                 f"{measured.hash} ({measured.name}), {router_json} has hash {router.hash} ({router.name})",
                 where="--run",
-                fix=f"give the config the run measured (a copy is {run / 'router.json'}), "
+                fix=f"give the config the run measured (a copy is {run / ROUTER}), "
                     f"or a run of {router_json}")
         results = stored.results
     if not as_json and not tfidf_only:
