@@ -345,18 +345,7 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
     metrics = metric_deltas(ra, rb, labels=labels, seed=seed, n_boot=n_boot)
 
     both = [(x, y) for x, y in zip(ra, rb) if x.scored and y.scored]
-    # Listed by expected task (in the routers' order, fallback last), then case id: not in the
-    # order the cases happened to complete.
-    order = {label: i for i, label in enumerate(labels)}
-
-    def listed(flips: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return sorted(flips, key=lambda f: (order.get(f["expected_route"], len(order)), f["expected_route"],
-                                            _natural(f["id"])))
-
-    regressed = listed([_flip(x, y) for x, y in both if x.correct and not y.correct])
-    fixed = listed([_flip(x, y) for x, y in both if not x.correct and y.correct])
-    changed = listed([_flip(x, y) for x, y in both
-                      if not x.correct and not y.correct and x.route_label != y.route_label])
+    regressed, fixed, changed = _flips(both, labels)
     both_correct = sum(1 for x, y in both if x.correct and y.correct)
     both_wrong = sum(1 for x, y in both if not x.correct and not y.correct)
     p = mcnemar_exact(len(regressed), len(fixed))
@@ -412,6 +401,22 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
                     "failed": failed},
         "settings": {"seed": seed, "n_boot": n_boot, "alpha": alpha, "bootstrap": "paired percentile"},
     }
+
+
+def _flips(both: list[tuple[CaseResult, CaseResult]], labels: Sequence[str]) -> tuple[list[dict[str, Any]], ...]:
+    """The regressed, fixed and "still wrong, different route" cases of the pairs scored in both
+    runs, each by expected task (in the routers' order, fallback last), then case id: not in the
+    order the cases happened to complete."""
+    order = {label: i for i, label in enumerate(labels)}
+
+    def listed(flips: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(flips, key=lambda f: (order.get(f["expected_route"], len(order)), f["expected_route"],
+                                            _natural(f["id"])))
+
+    return (listed([_flip(x, y) for x, y in both if x.correct and not y.correct]),
+            listed([_flip(x, y) for x, y in both if not x.correct and y.correct]),
+            listed([_flip(x, y) for x, y in both
+                    if not x.correct and not y.correct and x.route_label != y.route_label]))
 
 
 def _natural(text: str) -> tuple[Any, ...]:
