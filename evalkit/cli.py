@@ -14,6 +14,7 @@ import typer
 
 from evalkit import __version__
 from evalkit.commands.console import bind_consoles, err, out
+from evalkit.commands.help_text import humanise
 from evalkit.errors import EvalkitError, Terminated
 
 app = typer.Typer(
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
     bind_consoles()
     click_errors, aborts = _click_exceptions()
     try:
-        rc = app(args=argv, prog_name=prog_name, standalone_mode=False)
+        rc = humanise(typer.main.get_command(app)).main(args=argv, prog_name=prog_name, standalone_mode=False)
     except EvalkitError as exc:
         from rich.markup import escape
 

@@ -17,6 +17,7 @@ defensively: a run without a judge or cost leaves its section ``None``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -344,9 +345,7 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
     metrics = metric_deltas(ra, rb, labels=labels, seed=seed, n_boot=n_boot)
 
     both = [(x, y) for x, y in zip(ra, rb) if x.scored and y.scored]
-    regressed = [_flip(x, y) for x, y in both if x.correct and not y.correct]
-    fixed = [_flip(x, y) for x, y in both if not x.correct and y.correct]
-    changed = [_flip(x, y) for x, y in both if not x.correct and not y.correct and x.route_label != y.route_label]
+    regressed, fixed, changed = _flips(both, labels)
     both_correct = sum(1 for x, y in both if x.correct and y.correct)
     both_wrong = sum(1 for x, y in both if not x.correct and not y.correct)
     p = mcnemar_exact(len(regressed), len(fixed))
@@ -402,6 +401,27 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
                     "failed": failed},
         "settings": {"seed": seed, "n_boot": n_boot, "alpha": alpha, "bootstrap": "paired percentile"},
     }
+
+
+def _flips(both: list[tuple[CaseResult, CaseResult]], labels: Sequence[str]) -> tuple[list[dict[str, Any]], ...]:
+    """The regressed, fixed and "still wrong, different route" cases of the pairs scored in both
+    runs, each by expected task (in the routers' order, fallback last), then case id: not in the
+    order the cases happened to complete."""
+    order = {label: i for i, label in enumerate(labels)}
+
+    def listed(flips: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(flips, key=lambda f: (order.get(f["expected_route"], len(order)), f["expected_route"],
+                                            _natural(f["id"])))
+
+    return (listed([_flip(x, y) for x, y in both if x.correct and not y.correct]),
+            listed([_flip(x, y) for x, y in both if not x.correct and y.correct]),
+            listed([_flip(x, y) for x, y in both
+                    if not x.correct and not y.correct and x.route_label != y.route_label]))
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    """A sort key that puts ``qa-9`` before ``qa-10``."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part)
 
 
 def _side_info(side: RunSide) -> dict[str, Any]:

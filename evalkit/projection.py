@@ -22,7 +22,9 @@ def cost_report(*, traffic: str | Path | None = None, run_dir: str | Path | None
                 monthly_requests: int = 1_000_000, prices: str | Path | None = None,
                 overhead: tuple[str | Path, str | Path] | None = None) -> dict[str, Any]:
     """The document ``evalkit cost --json`` prints: ``tasks``/``routed``/``single_model`` (the
-    projection), ``misroute`` (with a run), ``overhead`` (with two runs), ``prices`` and ``notes``.
+    projection), ``misroute`` (with a run), ``overhead`` (with two runs), ``prices``, ``warnings``
+    (the route-only warning, printed first), ``savings_withheld`` (why the savings figures are
+    ``None``, when a task's completion tokens are a run's zeros) and ``notes``.
     ``requests``/``tokens``/``models`` map a task to the flag's text (``700000``, ``94/80``, a slug)."""
     from evalkit.cost import ROUTE_ONLY_NOTE, load_prices, load_traffic, misroute_matrix, price_record, project, run_profiles
     from evalkit.latency import router_overhead
@@ -51,8 +53,20 @@ def cost_report(*, traffic: str | Path | None = None, run_dir: str | Path | None
         result["notes"].extend(notes)
         used = dict.fromkeys([*(p.model for p in profiles), *slugs])
         result["prices"] = {slug: price_record(catalog.get(slug)) for slug in used}
+        result["warnings"] = []
         if run is not None and bool(run.results) and all(r.route_only for r in run.results if r.status != "error"):
-            result["notes"].append(ROUTE_ONLY_NOTE)
+            result["warnings"].append(ROUTE_ONLY_NOTE)
+        # A run's zero completion tokens (route-only: nothing generated) make every savings figure
+        # meaningless (the routed cost counts prompts only): withhold them rather than print them.
+        zero = [p.task for p in profiles if "tokens: run" in p.source and not p.completion_tokens]
+        result["savings_withheld"] = None
+        if zero:
+            result["savings_withheld"] = (
+                "no savings figures: the completion tokens of " + ", ".join(zero) + " come from the run, "
+                "where they are zero (nothing was generated); give --tokens TASK=PROMPT/COMPLETION or a "
+                "--traffic file with token counts")
+            for single in result["single_model"]:
+                single.update(savings_usd=None, savings_pct=None, savings_text="n/a")
         if projection["unpriced_models"]:
             result["notes"].append("unknown cost (no price in the catalog): " + ", ".join(projection["unpriced_models"])
                                    + "; add them with --prices FILE")

@@ -107,6 +107,72 @@ def load_router_config(path: str | Path) -> RouterConfig:
     return parse_router_config(text, source=where)
 
 
+# Create-body fields the control plane fills in when a create body leaves them out (DigitalOcean
+# answers ``regions: ["all"]``): a side of a diff that omits one takes the other side's value.
+SERVER_DEFAULTED = ("regions",)
+
+
+def _server_set(key: str) -> bool:
+    """A field only the server sets: ids, uuids, timestamps, created/updated fields."""
+    k = key.lower()
+    return (k in ("id", "uuid") or k.endswith(("_id", "_uuid", "_at", "_time", "_by"))
+            or k.startswith(("created", "updated", "deleted")))
+
+
+def _drop_server_set(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_server_set(v) for k, v in value.items() if not _server_set(k)}
+    if isinstance(value, list):
+        return [_drop_server_set(v) for v in value]
+    return value
+
+
+def load_router_for_diff(path: str | Path) -> tuple[RouterConfig, frozenset[str]]:
+    """A router config file as ``evalkit router diff`` reads it, and the create-body fields it omits.
+
+    Takes a create body (``router get NAME --body``) or a router as the control plane shows it
+    (``router get NAME --json``, with or without its ``model_router`` wrapper, the policies under
+    ``config``). Fields only the server sets (ids, uuids, timestamps, created/updated fields) are
+    dropped at every level; any other unknown field is still an error naming it.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return load_router_config(path), frozenset()  # raises the clear error of a plain load
+    if isinstance(data, dict) and isinstance(data.get("model_router"), dict) and len(data) == 1:
+        data = data["model_router"]
+    if isinstance(data, dict):
+        data = _drop_server_set(data)
+        inner = data.get("config")
+        if isinstance(inner, dict) and "policies" not in data:
+            data = {k: v for k, v in data.items() if k != "config"}
+            data.update({k: inner[k] for k in ("policies", "fallback_models") if k in inner})
+        omitted = frozenset(k for k in SERVER_DEFAULTED if k not in data)
+    else:
+        omitted = frozenset()
+    return parse_router_config(data, source=str(path)), omitted
+
+
+def align_server_defaults(a: RouterConfig, a_omits: frozenset[str], b: RouterConfig,
+                          b_omits: frozenset[str]) -> tuple[RouterConfig, RouterConfig, list[str]]:
+    """``a`` and ``b`` with each server-defaulted field that one side omits taken from the other side.
+
+    Returns the two configs and the fields so ignored (a router deployed from a file that omits
+    ``regions`` comes back with ``regions: ["all"]``, which is no change).
+    """
+    ignored: list[str] = []
+    for field in SERVER_DEFAULTED:
+        if field in a_omits and field not in b_omits:
+            a = a.model_copy(update={field: getattr(b, field)})
+        elif field in b_omits and field not in a_omits:
+            b = b.model_copy(update={field: getattr(a, field)})
+        else:
+            continue
+        ignored.append(field)
+    return a, b, ignored
+
+
 def parse_router_config(text: str | dict[str, Any], *, source: str = "<router config>") -> RouterConfig:
     """Parse a create body given as JSON text or as an already-decoded dict."""
     if isinstance(text, str):

@@ -15,7 +15,7 @@ from evalkit.comparison import RunSide, compare_runs, mcnemar_exact, parse_max_d
 from evalkit.errors import UsageError
 from evalkit.router_config import diff_configs, parse_router_config
 from tests.conftest import TUTORIAL_ROUTER, cli_env, run_cli
-from tests.run_helpers import make_run, result, slice_suite, worse_router
+from tests.run_helpers import bundled_router, make_run, result, slice_suite, worse_router
 
 LABELS = ["classify", "customer-qa", "reasoning", "fallback"]
 
@@ -294,10 +294,29 @@ def test_worse_description_is_caught_with_its_regressed_cases(local_runs, tmp_pa
     text = run_cli("compare", local_runs["a1"], local_runs["worse"], "--out", tmp_path / "worse")
     assert text.returncode == 1
     some = sorted(expected)[0]
-    assert f"regressed ({len(expected)}):" in text.stdout and f"  {some}: expected classify" in text.stdout
+    assert f"regressed ({len(expected)}):" in text.stdout
+    assert (f"  {some}: {ra[some]['expected_route']} case now routed to {rb[some]['route'] or 'missing'} "
+            "(was correct)") in text.stdout
     assert "FAIL Significant regression found" in text.stdout
+    # the config diff comes first, with the word diff of the changed description (as `run --candidate`)
+    lines = text.stdout.splitlines()
+    old_words, new_words = bundled_router()["policies"][0]["custom_task"]["description"].split(), \
+        worse_router()["policies"][0]["custom_task"]["description"].split()
+    change = next(line for line in lines if line.startswith("  description changed: "))
+    assert lines.index("task classify:") < lines.index(change) < lines.index(f"regressed ({len(expected)}):")
+    assert "[-" in change and "{+" in change
+    kept = [w for w in re.sub(r"\[-.*?-\]|\{\+.*?\+\}", " ", change[len("  description changed: "):]).split()]
+    assert kept and all(w in old_words and w in new_words for w in kept)
+    # regressed cases listed by expected task (the router's order), then id
+    listed = [line.split(":")[0].strip() for line in lines[lines.index(f"regressed ({len(expected)}):") + 1:]
+              if line.startswith("  ") and ":" in line][:min(len(expected), 20)]
+    order = ["classify", "customer-qa", "reasoning", "fallback"]
+    keys = [(order.index(ra[cid]["expected_route"]), [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", cid)])
+            for cid in listed]
+    assert keys == sorted(keys) and set(listed) <= expected
     html = (tmp_path / "worse" / "compare.html").read_text()
     assert some in html and "<del>" in html
+    assert html.index("<h2>Router config</h2>") < html.index("<h2>Regressed cases")
 
 
 def test_compare_command_is_reproducible_with_its_seed(tmp_path: Path):
@@ -316,3 +335,28 @@ def test_compare_command_is_reproducible_with_its_seed(tmp_path: Path):
     assert one == two
     assert [m["ci95"] for m in one["metrics"]] != [m["ci95"] for m in three["metrics"]]
     assert one["mcnemar"] == three["mcnemar"]  # the exact test does not depend on the seed
+
+
+def test_compare_lists_flips_by_expected_task_then_id_in_words(tmp_path: Path):
+    """Regressed and fixed cases by expected task (the router's order, fallback last), then id, in
+    plain words, whatever order the cases completed in."""
+    done_order = ["q10", "c2", "f1", "q9", "c10", "r1", "c1"]
+    expected = {"c": "classify", "q": "customer-qa", "r": "reasoning", "f": "fallback"}
+    ra = [result(cid, expected[cid[0]], expected[cid[0]]) for cid in done_order]
+    rb = [result(cid, expected[cid[0]], "fallback" if cid[0] != "f" else "classify") for cid in done_order]
+    ra += [result("q1", "customer-qa", "classify"), result("c3", "classify", "reasoning")]
+    rb += [result("q1", "customer-qa", "customer-qa"), result("c3", "classify", "classify")]
+    a, b = make_run(tmp_path / "a", ra), make_run(tmp_path / "b", rb)
+    proc = run_cli("compare", a, b, "--out", tmp_path / "o", "--no-fail-on-significant-regression")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    start = lines.index("regressed (7):")
+    assert [line.split(":")[0].strip() for line in lines[start + 1:start + 8]] == \
+        ["c1", "c2", "c10", "q9", "q10", "r1", "f1"]
+    assert "  q9: customer-qa case now routed to fallback (was correct): prompt of q9" in lines
+    assert "  f1: fallback case now routed to classify (was correct): prompt of f1" in lines
+    fixed = lines.index("fixed (2):")
+    assert lines[fixed + 1:fixed + 3] == ["  c3: classify case now routed correctly (was routed to reasoning): prompt of c3",
+                                          "  q1: customer-qa case now routed correctly (was routed to classify): prompt of q1"]
+    diff = json.loads((tmp_path / "o" / "diff.json").read_text())
+    assert [f["id"] for f in diff["regressed"]] == ["c1", "c2", "c10", "q9", "q10", "r1", "f1"]

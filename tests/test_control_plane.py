@@ -218,3 +218,48 @@ def test_router_command_without_token_is_exit_2(tmp_path: Path):
     proc = run_cli("router", "list", env=env)
     assert proc.returncode == 2
     assert "DIGITALOCEAN_TOKEN" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- router diff against what the control plane gives back ------------------------------------
+
+def test_router_diff_of_a_deployed_router_against_its_source_file_is_no_change(tmp_path: Path):
+    """A router created from router.json, saved back with `router get --body` (or `--json`), is the
+    same router: regions, uuids and timestamps the server filled in are no change."""
+    from evalkit.emulator import LocalRouter, TfidfClassifier, create_app
+
+    source = tmp_path / "router.json"
+    source.write_text(json.dumps({k: v for k, v in TUTORIAL_ROUTER.items() if k != "regions"}))
+    with LocalRouter(create_app([], classifier=TfidfClassifier())) as server:
+        env = cli_env(DIGITALOCEAN_TOKEN="dop_v1_test-token", EVALKIT_DO_API_URL=server.root_url)
+        created = run_cli("router", "create", source, env=env)
+        assert created.returncode == 0, created.stderr
+        body = run_cli("router", "get", TUTORIAL_ROUTER["name"], "--body", env=env)
+        record = run_cli("router", "get", TUTORIAL_ROUTER["name"], "--json", env=env)
+    assert body.returncode == 0 and record.returncode == 0, body.stderr + record.stderr
+    deployed, full = tmp_path / "deployed.json", tmp_path / "record.json"
+    deployed.write_text(body.stdout)
+    full.write_text(record.stdout)
+    assert "regions" in json.loads(body.stdout)  # the server filled it in
+    assert {"uuid", "created_at", "updated_at"} <= set(json.loads(record.stdout)["model_router"])
+    for saved in (deployed, full):
+        for a, b in ((saved, source), (source, saved)):
+            proc = run_cli("router", "diff", a, b, "--exit-code")
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert "no changes" in proc.stdout and "regions" not in proc.stdout
+    as_json = json.loads(run_cli("router", "diff", deployed, source, "--json").stdout)
+    assert as_json["changed"] is False and as_json["ignored_server_defaults"] == ["regions"]
+
+    # a real change still counts, and regions given on both sides are still compared
+    edited = json.loads(source.read_text())
+    edited["policies"][0]["models"] = ["llama3.3-70b-instruct"]
+    edited["regions"] = ["tor1"]
+    changed = tmp_path / "edited.json"
+    changed.write_text(json.dumps(edited))
+    proc = run_cli("router", "diff", deployed, changed, "--exit-code")
+    assert proc.returncode == 1
+    assert "task classify:" in proc.stdout and "regions: ['all'] -> ['tor1']" in proc.stdout
+    # a field that is not the server's is still an error naming it
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({**json.loads(source.read_text()), "colour": "blue"}))
+    proc = run_cli("router", "diff", unknown, source)
+    assert proc.returncode == 2 and "colour" in proc.stderr

@@ -423,6 +423,21 @@ def test_route_only_run_says_its_costs_are_not_real(tmp_path: Path) -> None:
     proc = run_cli("cost", "--run", run_dir)
     assert proc.returncode == 0, proc.stderr
     assert "route-only" in proc.stdout and "completion tokens are zero" in proc.stdout
+    # the warning leads, and no savings figure rests on the zero completion tokens
+    assert proc.stdout.lstrip().startswith("warning: route-only")
+    single = proc.stdout[proc.stdout.index("Hard-coding one model"):proc.stdout.index("Misroute cost")]
+    assert "%" not in single and "routing costs more" not in proc.stdout and "routing saves" not in single
+    assert "no savings figures" in proc.stdout and "--tokens" in proc.stdout
+    data = json.loads(run_cli("cost", "--run", run_dir, "--json").stdout)
+    assert data["warnings"] and data["savings_withheld"]
+    assert data["single_model"] and all(s["savings_pct"] is None and s["savings_usd"] is None
+                                        for s in data["single_model"])
+    # with real token counts the savings are figures again (the route-only warning stays first)
+    given = run_cli("cost", "--run", run_dir, "--tokens", "classify=30/80", "--tokens", "reasoning=130/900",
+                    "--json")
+    data = json.loads(given.stdout)
+    assert data["savings_withheld"] is None
+    assert all(s["savings_pct"] is not None for s in data["single_model"] if s["monthly_usd"])
 
 
 def test_run_records_its_prices_and_a_rerender_keeps_the_figures(scripted_run: Path) -> None:

@@ -443,6 +443,26 @@ def test_e2e_baseline_comparison_per_path(e2e):
 
 
 @pytest.mark.slow
+def test_e2e_terminal_shows_router_versus_baseline_and_unscored_pairwise(e2e):
+    """`run --baseline-model M --judge-pairwise` prints the router-versus-baseline comparison per
+    path and how many pairwise verdicts were unscored, not only the judge's own table."""
+    text = e2e["proc"].stdout
+    pairs = read_jsonl(e2e["run_dir"] / "pairwise.jsonl")
+    unscored = sum(p["status"] != "scored" for p in pairs)
+    assert unscored  # the fixture's malformed verdict (m1)
+    assert f"router vs baseline {BASELINE} per path" in text
+    assert f"pairwise verdicts: {len(pairs)}, of which {unscored} unscored" in " ".join(text.split())
+    comp = json.loads((e2e["run_dir"] / "summary.json").read_text())["judge"]["baseline"]
+    q = comp["per_path"]["classify"]["quality"]["correctness"]
+    table = text[text.index(f"router vs baseline {BASELINE}"):]
+    row = next(line for line in table.splitlines() if line.strip(" │|").startswith("classify"))
+    ci = q["difference_ci95"]
+    assert f"{q['difference']:+.2f} [{ci[0]:+.2f},{ci[1]:+.2f}] n={q['n_pairs']}" in row, table
+    pw = comp["per_path"]["classify"]["pairwise"]
+    assert f"{pw['router_wins']} / {pw['ties']} / {pw['baseline_wins']}" in row and f"{pw['unscored']} of {pw['n']}" in row
+
+
+@pytest.mark.slow
 def test_e2e_report_has_the_judge_section_with_the_baseline(e2e):
     html = (e2e["run_dir"] / "report.html").read_text()
     section = html.split('<h2 id="judge">', 1)[1]

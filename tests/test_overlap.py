@@ -256,12 +256,12 @@ def test_overlap_with_suite_counts_prompts_between_tasks(tmp_path: Path) -> None
     assert proc.returncode == (1 if high else 0)
 
 
-def write_run(folder: Path, results: list[CaseResult], tasks: list[str]) -> Path:
+def write_run(folder: Path, results: list[CaseResult], tasks: list[str], config_hash: str = "y") -> Path:
     folder.mkdir(parents=True)
     manifest = {
         "schema_version": 1, "evalkit_version": "0.1.0", "run_id": folder.name,
         "suite": {"name": "s", "path": "s", "hash": "x", "n_cases": len(results)},
-        "router": {"name": "t", "hash": "y", "tasks": tasks},
+        "router": {"name": "t", "hash": config_hash, "tasks": tasks},
         "target": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "router:t",
                    "route_header": "x-model-router-selected-route"},
         "started_at": "2026-01-01T00:00:00Z",
@@ -272,9 +272,10 @@ def write_run(folder: Path, results: list[CaseResult], tasks: list[str]) -> Path
 
 
 def test_overlap_with_run_flags_the_confused_pair(tmp_path: Path) -> None:
-    run_dir = write_run(tmp_path / "run", run_results(), ["a", "b", "c"])
+    config = router(TRANSLATE, SUMMARIZE, CODEGEN)
+    run_dir = write_run(tmp_path / "run", run_results(), ["a", "b", "c"], config.hash)
     path = tmp_path / "router.json"
-    path.write_text(json.dumps(router(TRANSLATE, SUMMARIZE, CODEGEN).to_body()))
+    path.write_text(json.dumps(config.to_body()))
     proc = run_cli("overlap", path, "--run", run_dir, "--tfidf-only", "--json")
     assert proc.returncode == 0, proc.stderr
     first = json.loads(proc.stdout)["pairs"][0]
@@ -283,6 +284,21 @@ def test_overlap_with_run_flags_the_confused_pair(tmp_path: Path) -> None:
     text = run_cli("overlap", path, "--run", run_dir, "--tfidf-only")
     assert text.returncode == 0
     assert "a7" in text.stdout and "high" in text.stdout
+
+
+def test_overlap_run_of_another_config_exits_2_naming_both(tmp_path: Path) -> None:
+    measured = router(TRANSLATE, SUMMARIZE, CODEGEN)
+    edited = router(TRANSLATE, SUMMARIZE, CODEGEN + " Only Python.")
+    run_dir = write_run(tmp_path / "run", run_results(), ["a", "b", "c"], measured.hash)
+    path = tmp_path / "router.improved.json"
+    path.write_text(json.dumps(edited.to_body()))
+    for extra in ([], ["--json"]):
+        proc = run_cli("overlap", path, "--run", run_dir, "--tfidf-only", *extra)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stdout == "" and "Traceback" not in proc.stderr
+        message = " ".join(proc.stderr.split())
+        assert measured.hash in message and edited.hash in message and measured.hash != edited.hash
+        assert str(run_dir / "manifest.json") in message and str(path) in message
 
 
 def test_overlap_bad_input_exits_2_without_traceback(tmp_path: Path) -> None:

@@ -72,7 +72,11 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[s
 def print_cost(result: dict[str, Any]) -> None:
     from evalkit.cost import usd_text
 
-    lines: list[str] = []
+    lines: list[str] = [f"warning: {w}" for w in result.get("warnings", [])]
+    if result.get("savings_withheld"):
+        lines.append(f"warning: {result['savings_withheld']}")
+    if lines:
+        lines.append("")
     if "tasks" in result:
         rows = [[t["task"], f"{t['requests']:,}", t["model"],
                  f"{_tok(t['prompt_tokens'])} / {_tok(t['completion_tokens'])}",
@@ -87,8 +91,10 @@ def print_cost(result: dict[str, Any]) -> None:
             if s["savings_pct"] is not None and s["savings_pct"] < 0:
                 saves = f"{saves} (routing costs more)"
             rows.append([s["model"], s["monthly_text"], saves])
+        if result.get("savings_withheld"):
+            rows = [row[:2] for row in rows]
         lines += ["Hard-coding one model for every task", "",
-                  *_table(["model", "per month", "routing saves"], rows, {1, 2}), ""]
+                  *_table(["model", "per month", "routing saves"][:len(rows[0]) if rows else 3], rows, {1, 2}), ""]
     if "misroute" in result:
         m = result["misroute"]
         basis = ("the given traffic" if m["basis"] == "traffic"

@@ -109,6 +109,8 @@ def print_judge(block: JudgeSummary | None) -> None:
 
             then = "to get answers" if block.reason == ROUTE_ONLY_REASON else "to turn it on"
             err.print(f"judging skipped: {block.reason}; {then}: {block.fix}", markup=False, highlight=False)
+        if block.baseline is not None:
+            print_baseline(block.baseline, criteria=[])
         return
     criteria = block.criteria
     table = Table(title=f"judge {block.model} per path (mean [95% CI] n)", title_justify="left")
@@ -121,12 +123,59 @@ def print_judge(block: JudgeSummary | None) -> None:
         no_answer = sum(stats[c].n_no_answer for c in criteria)
         table.add_row(escape(path), *(_score(stats.get(c)) for c in criteria), f"{unscored} / {no_answer}")
     out.print(table)
+    if block.baseline is not None:
+        print_baseline(block.baseline, criteria=criteria)
     if block.cost is None:
         return
     cost = block.cost
     spent = "unknown (judge model not in the price catalog)" if cost.total_usd is None else f"${cost.total_usd:.6f}"
     out.print(f"judge tokens {cost.prompt_tokens} in / {cost.completion_tokens} out, cost {spent}, "
               f"{cost.n_cached_samples} cached samples", markup=False, highlight=False)
+
+
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.6f}"
+
+
+def print_baseline(base: Any, *, criteria: list[str]) -> None:
+    """The router against the baseline model (``--baseline-model``) per path: each criterion's
+    paired mean difference, the cost of both, and the pairwise verdicts with how many are unscored."""
+    rows = [*base.per_path.items(), ("all", base.overall)]
+    pairwise = any(p.pairwise is not None for _, p in rows)
+    table = Table(title=f"router vs baseline {base.model} per path: judge score router - baseline "
+                        "(paired mean [95% CI] n), cost, pairwise verdicts", title_justify="left")
+    table.add_column("path")
+    table.add_column("cases", justify="right")
+    for c in criteria:
+        table.add_column(c, justify="right")
+    table.add_column("cost router / baseline", justify="right")
+    if pairwise:
+        table.add_column("router / tie / baseline wins", justify="right")
+        table.add_column("unscored", justify="right")
+    for path, p in rows:
+        cells = [path, str(p.n)]
+        for c in criteria:
+            q = p.quality.get(c)
+            if q is None or q.difference is None:
+                cells.append("n/a")
+            else:
+                ci = q.difference_ci95 or [q.difference, q.difference]
+                cells.append(f"{q.difference:+.2f} [{ci[0]:+.2f},{ci[1]:+.2f}] n={q.n_pairs}")
+        cells.append(f"{_usd(p.cost.router_usd)} / {_usd(p.cost.baseline_usd)}")
+        if pairwise:
+            w = p.pairwise
+            cells += (["-", "-"] if w is None
+                      else [f"{w.router_wins} / {w.ties} / {w.baseline_wins}", f"{w.unscored} of {w.n}"])
+        table.add_row(*(escape(x) for x in cells))
+    out.print(table)
+    tally = base.overall.pairwise
+    if tally is not None:
+        out.print(f"pairwise verdicts: {tally.n}, of which {tally.unscored} unscored (no usable verdict from the "
+                  f"judge; left out of the wins, losses and ties); router wins {tally.router_wins}, ties "
+                  f"{tally.ties}, baseline wins {tally.baseline_wins}", markup=False, highlight=False)
+    if base.n_errors:
+        out.print(f"baseline model: {base.n_errors} of {base.n_cases} requests failed", markup=False,
+                  highlight=False)
 
 
 def print_gates(verdicts: list[GateResult]) -> None:
@@ -139,10 +188,13 @@ def _f(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def print_compare(diff: Comparison, paths: dict[str, Path] | None = None, *, limit: int = 20) -> None:
-    """The short terminal account of a comparison."""
+def print_compare(diff: Comparison, paths: dict[str, Path] | None = None, *, limit: int = 20,
+                  labels: tuple[str, str] = ("A", "B")) -> None:
+    """The short terminal account of a comparison: the router config diff (the cause) first, then
+    the metric deltas, McNemar's test and the regressed and fixed cases (by expected task, then id)."""
     for w in diff.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+    _print_config_change(diff.config, labels)
     table = Table(title=f"compare {diff.a.run_id} (A) -> {diff.b.run_id} (B) · {diff.n_matched} matched cases",
                   title_justify="left")
     for col in ("metric", "A", "B", "delta", "95% CI"):
@@ -162,29 +214,29 @@ def print_compare(diff: Comparison, paths: dict[str, Path] | None = None, *, lim
             out.print(f"{kind} ({len(rows)}):")
             for r in rows[:limit]:
                 prompt = " ".join(r.prompt.split())
-                out.print(f"  {r.id}: expected {r.expected_route}, {r.route_a} -> {r.route_b}: "
-                          f"{prompt[:100]}", highlight=False, markup=False)
+                out.print(f"  {r.id}: {flip_text(r, kind)}: {prompt[:100]}", highlight=False, markup=False)
             if len(rows) > limit:
                 out.print(f"  ...and {len(rows) - limit} more in diff.json")
-    _print_config_change(diff.config)
     for c in diff.checks:
         out.print(("[green]PASS[/green] " if c.passed else "[red]FAIL[/red] ") + escape(c.message), highlight=False)
     if paths:
         out.print(f"report: {paths['html']}")
 
 
-def _print_config_change(cfg: dict[str, Any] | None) -> None:
-    """One line on the router config diff (``router_config.diff_configs``) of a comparison."""
+def flip_text(flip: Any, kind: str) -> str:
+    """A regressed or fixed case in words: ``customer-qa case now routed to classify (was correct)``."""
+    if kind == "regressed":
+        return f"{flip.expected_route} case now routed to {flip.route_b} (was correct)"
+    return f"{flip.expected_route} case now routed correctly (was routed to {flip.route_a})"
+
+
+def _print_config_change(cfg: dict[str, Any] | None, labels: tuple[str, str] = ("A", "B")) -> None:
+    """The router config diff (``router_config.diff_configs``) of a comparison, as ``evalkit router
+    diff`` prints it: descriptions word by word, pools, policies, fallback models."""
+    from evalkit.commands.router import format_config_diff
+
     if cfg and cfg["changed"]:
-        changed = [t["task"] for t in cfg["tasks"]]
-        parts = [f"tasks changed: {', '.join(changed)}"] if changed else []
-        if cfg["tasks_added"]:
-            parts.append("added: " + ", ".join(t["task"] for t in cfg["tasks_added"]))
-        if cfg["tasks_removed"]:
-            parts.append("removed: " + ", ".join(t["task"] for t in cfg["tasks_removed"]))
-        if cfg["fallback_models"]:
-            parts.append("fallback models changed")
-        out.print(f"router config {cfg['a_hash']} -> {cfg['b_hash']}: {'; '.join(parts) or 'other fields changed'}")
+        out.print(format_config_diff(cfg, a_label=labels[0], b_label=labels[1]), markup=False, highlight=False)
     elif cfg:
         out.print("router config: unchanged")
 

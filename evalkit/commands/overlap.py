@@ -52,13 +52,18 @@ def overlap(
         cases = load_suite(suite, router_path=router_json).cases
     results = None
     if run is not None:
-        from evalkit.store import load_run
+        from evalkit.store import MANIFEST, ROUTER, load_run
 
         stored = load_run(run)
+        measured = stored.manifest.router
+        if measured.hash != router.hash:
+            raise UsageError(
+                f"the run measured another router config: {run / MANIFEST} has config hash "
+                f"{measured.hash} ({measured.name}), {router_json} has hash {router.hash} ({router.name})",
+                where="--run",
+                fix=f"give the config the run measured (a copy is {run / ROUTER}), "
+                    f"or a run of {router_json}")
         results = stored.results
-        if stored.manifest.router.tasks != router.task_names and not as_json:
-            err.print(f"[yellow]note:[/yellow] the run measured tasks {', '.join(stored.manifest.router.tasks)}; "
-                      f"{router_json} has {', '.join(router.task_names)}", highlight=False)
     if not as_json and not tfidf_only:
         err.print("[dim]loading the embedding model[/dim]")
     report = analyse_router(router, cases=cases, results=results, margin=margin, embeddings=not tfidf_only,

@@ -261,15 +261,24 @@ def diff(
     """Which task descriptions, model pools, selection policies and fallback models changed from A to B.
 
     No network: two files. To diff against the live router, save it first with
-    `evalkit router get NAME --body > deployed.json`.
+    `evalkit router get NAME --body > deployed.json` (the output of `router get NAME --json` works
+    too). Fields the control plane fills in are no change when one file omits them: ids, uuids,
+    timestamps and created/updated fields are ignored, and regions (the server answers ["all"])
+    count only when both files give them.
     """
-    from evalkit.router_config import diff_configs, load_router_config
+    from evalkit.router_config import align_server_defaults, diff_configs, load_router_for_diff
 
-    result = diff_configs(load_router_config(a), load_router_config(b))
+    config_a, omits_a = load_router_for_diff(a)
+    config_b, omits_b = load_router_for_diff(b)
+    config_a, config_b, ignored = align_server_defaults(config_a, omits_a, config_b, omits_b)
+    result = diff_configs(config_a, config_b)
     if as_json:
-        out.print_json(json.dumps(result))
+        out.print_json(json.dumps({**result, "ignored_server_defaults": ignored}))
     else:
         out.print(format_config_diff(result, a_label=str(a), b_label=str(b)), markup=False, highlight=False)
+        if ignored:
+            err.print(f"note: not compared, as one file leaves them to the server: {', '.join(ignored)}",
+                      markup=False, highlight=False)
     if exit_code and result["changed"]:
         raise typer.Exit(1)
 

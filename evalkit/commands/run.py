@@ -132,7 +132,6 @@ def _against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_dir: 
                       quiet: bool, as_json: bool, run_options: dict[str, Any]) -> int:
     """``--candidate X --against deployed``: both runs and their comparison, printed; the exit code
     (1 when a gate of either run fails or the candidate routes significantly worse)."""
-    from evalkit.commands.router import format_config_diff
     from evalkit.run import run_against_deployed
 
     done = run_against_deployed(suite, candidate_suite, spec, out=out_dir, prices=prices, concurrency=concurrency,
@@ -150,9 +149,7 @@ def _against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_dir: 
         print_summary(done.candidate.summary, done.candidate.path, done.candidate.results)
     failed = [print_run_verdict(r, as_json=as_json) for r in (done.deployed, done.candidate)]
     if not as_json:
-        out.print(format_config_diff(done.config_diff, a_label="deployed", b_label="candidate"),
-                  markup=False, highlight=False)
-        print_compare(done.comparison, done.paths)
+        print_compare(done.comparison, done.paths, labels=("deployed", "candidate"))  # the config diff first
     append_step_summary(done.paths["markdown"])
     return 1 if any(failed) or done.comparison.failed else 0
 
