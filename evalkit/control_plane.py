@@ -27,7 +27,7 @@ import time
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalkit.errors import ControlPlaneError, TargetError, UsageError
 from evalkit.router_config import NAME_RE, RouterConfig, parse_router_config
@@ -279,7 +279,7 @@ def _router(data: Any, where: str) -> ModelRouter:
             data["config"] = {k: v for k, v in data["config"].items() if v is not None}
     try:
         return ModelRouter.model_validate(data)
-    except Exception:
+    except ValidationError:
         raise TargetError("the control plane answered with something that is not a model router", where=where,
                           got=str(data)[:200], fix=f"check that --api-url / {DO_API_URL_ENV} points at the DigitalOcean API") from None
 

@@ -301,7 +301,7 @@ async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, opt
             error = exc
         if not error.retryable or attempts > options.retries:
             if attempts > 1:
-                error.message = f"{error.message} (gave up after {attempts} attempts)"
+                error.what = f"{error.what} (gave up after {attempts} attempts)"
             return None, error, attempts
         if error.http_status == 429 and error.retry_after is not None:
             state.limiter.pause(min(error.retry_after, options.retry_after_max))

@@ -64,13 +64,15 @@ class TargetResponse:
     ttft_ms: float | None = None
 
 
-class TargetCallError(Exception):
-    """One failed call: HTTP status (None for a connection failure), message, Retry-After."""
+class TargetCallError(TargetError):
+    """One failed call: HTTP status (None for a connection failure), message, Retry-After.
+
+    The runner records it in the case's result; it reaches the user only through the error budget.
+    """
 
     def __init__(self, message: str, *, http_status: int | None = None, retry_after: float | None = None,
                  retryable: bool = True, code: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.http_status = http_status
         self.retry_after = retry_after
         self.retryable = retryable
@@ -126,7 +128,7 @@ class OpenAITarget:
                     raise _status_error(raw)
                 data = json.loads(raw.content)
         except TargetCallError as exc:
-            exc.message = self._clean(exc.message) or ""
+            exc.what = self._clean(exc.what) or ""
             raise
         except httpx.TimeoutException:
             raise TargetCallError("request timed out", http_status=None) from None

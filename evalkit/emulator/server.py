@@ -49,6 +49,7 @@ from evalkit.emulator.classifier import DEFAULT_THRESHOLD, EmbeddingClassifier, 
 from evalkit.emulator.faults import DEFAULT_FAULT_TIMEOUT_S, RETRY_AFTER_S, FaultConfig, FaultInjector, parse_fault_kinds
 from evalkit.emulator.policies import LatencyStats, order_pool
 from evalkit.emulator.state import RouterStore
+from evalkit.errors import RunError
 from evalkit.emulator.upstream import (DEFAULT_UPSTREAM_TIMEOUT_S, WILDCARD, Upstream, UpstreamClient, UpstreamFailure,
                                        UpstreamReply, parse_upstreams)
 from evalkit.records import FALLBACK, message_text
@@ -426,6 +427,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _startup_failure(error: BaseException | None) -> str:
+    """What stopped the local router's thread: uvicorn exits (SystemExit) after logging why."""
+    if error is None or isinstance(error, SystemExit):
+        return "the server stopped during start-up"
+    return f"{type(error).__name__}: {error}"
+
+
 class LocalRouter:
     """Runs the local router in a background thread on a free loopback port.
 
@@ -442,13 +450,17 @@ class LocalRouter:
                                 access_log=False, timeout_keep_alive=30)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name="evalkit-local-router", daemon=True)
+        self._sock: socket.socket | None = None  # bound by start()
         self._error: BaseException | None = None
 
     def _run(self) -> None:
+        assert self._sock is not None
         try:
-            asyncio.run(self.server.serve())
+            asyncio.run(self.server.serve(sockets=[self._sock]))
         except BaseException as exc:  # surfaced by start()
             self._error = exc
+        finally:
+            self._sock.close()
 
     @property
     def base_url(self) -> str:
@@ -458,20 +470,42 @@ class LocalRouter:
     def root_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def _bind(self) -> socket.socket:
+        """The listening socket, bound here so that a port in use is an error with a message
+        (uvicorn would log it and exit the thread)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise RunError("the local router cannot listen on its port", where=f"{self.host}:{self.port}",
+                           got=exc.strerror or str(exc),
+                           fix="stop whatever holds the port or choose another one (leave --port out for a free one)"
+                           ) from None
+        return sock
+
     def start(self) -> "LocalRouter":
+        self._sock = self._bind()
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
             if self._error is not None or not self.thread.is_alive():
-                raise RuntimeError(f"local router failed to start on {self.host}:{self.port}: {self._error}")
+                self.stop()
+                raise RunError("the local router failed to start", where=self.root_url, got=_startup_failure(self._error),
+                               fix="see the messages above; a start-up failure of the router's app is a bug to report")
             if time.monotonic() > deadline:
-                raise RuntimeError("local router did not start within 30 s")
+                self.stop()
+                raise RunError("the local router did not start within 30 s", where=self.root_url,
+                               fix="check the machine's load and try again")
             time.sleep(0.02)
         return self
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
 
     def __enter__(self) -> "LocalRouter":
         return self.start()

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, InputError
 from evalkit.router_config import RouterConfig, parse_router_config
 
 STATE_FILE = "routers.json"
@@ -57,8 +57,12 @@ class StoredRouter:
                 "body": self.body}
 
 
-class DuplicateName(Exception):
+class DuplicateName(InputError):
     """A router with this name already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("a model router of this name already exists", where=f"name '{name}'",
+                         fix="choose another name, or update or delete the existing router")
 
 
 class RouterStore:

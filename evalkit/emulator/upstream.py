@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-from evalkit.errors import UsageError
+from evalkit.errors import TargetError, UsageError
 
 WILDCARD = "*"
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -79,13 +79,12 @@ def check_keys(upstreams: dict[str, Upstream]) -> None:
                              fix=f"export {up.key_env}=<key> before starting, or drop @{up.key_env}")
 
 
-class UpstreamFailure(Exception):
+class UpstreamFailure(TargetError):
     """An upstream attempt that should fail over: ``kind`` is the HTTP status, ``timeout`` or ``refused``."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-        self.message = message
 
 
 @dataclass

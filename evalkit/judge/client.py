@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.cost import Price, request_cost
+from evalkit.errors import TargetError
 from evalkit.judge.prompts import PROMPT_VERSION
 
 CACHE_ENV = "EVALKIT_CACHE_DIR"
@@ -79,12 +80,11 @@ class Completion:
     cached: bool
 
 
-class JudgeCallError(Exception):
+class JudgeCallError(TargetError):
     """A judge call that failed after its retries."""
 
     def __init__(self, message: str, *, http_status: int | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.http_status = http_status
 
 
