@@ -11,7 +11,8 @@ failure is not retryable, an ``error`` carrying the HTTP status and message. Fau
 here:
 
 - retryable failures (429, 408, 409, 5xx, timeouts, dropped connections, malformed bodies) are
-  retried with exponential backoff and jitter; a 429's ``Retry-After`` is honoured and also
+  retried by the one retry policy of ``evalkit.httpclient`` (exponential backoff and jitter; a
+  ``Retry-After`` in seconds or as an HTTP date is honoured); a 429's ``Retry-After`` also
   pauses every other worker, because a rate limit belongs to the key, not to one request;
 - each attempt has a deadline (``RunOptions.timeout``), enforced around the whole call;
 - an optional requests-per-minute limit spaces request starts evenly (retries included);
@@ -32,13 +33,10 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator
 
 from evalkit.cost import Price, request_cost
 from evalkit.errors import RunError
+from evalkit.httpclient import (DEFAULT_BACKOFF_BASE_S, DEFAULT_BACKOFF_MAX_S, DEFAULT_RETRIES, RETRY_AFTER_MAX_S,
+                                RetryPolicy, backoff_delay)  # noqa: F401  (backoff_delay: re-exported)
 from evalkit.records import Case, CaseResult
 from evalkit.targets import TargetCallError, TargetResponse
-
-DEFAULT_RETRIES = 3
-DEFAULT_BACKOFF_BASE_S = 0.5
-DEFAULT_BACKOFF_MAX_S = 30.0
-RETRY_AFTER_MAX_S = 120.0
 
 
 @dataclass
@@ -122,20 +120,6 @@ def build_result(case: Case, response: TargetResponse | None, error: TargetCallE
         route_only=response.route_only,
         cached=cached,
     )
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random,
-                  retry_after: float | None = None, retry_after_max: float = RETRY_AFTER_MAX_S) -> float:
-    """Seconds to wait before attempt ``attempt + 1``.
-
-    Exponential backoff with jitter: between half and all of ``base * 2**(attempt-1)``, at most
-    ``cap``. A server's ``Retry-After`` wins when it asks for longer (cut to ``retry_after_max``).
-    """
-    ceiling = min(cap, base * 2 ** (attempt - 1))
-    delay = ceiling * rng.uniform(0.5, 1.0)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, retry_after_max))
-    return delay
 
 
 class RateLimiter:
@@ -283,6 +267,8 @@ async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, opt
     if state is None:
         state = _RunState(options, RateLimiter(options.rpm), random.Random(options.seed))
     params = request_params(case, options)
+    policy = RetryPolicy(retries=options.retries, base=options.backoff_base, cap=options.backoff_max,
+                         retry_after_max=options.retry_after_max, rng=state.rng)
     attempts = 0
     while True:
         attempts += 1
@@ -299,12 +285,10 @@ async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, opt
             error = TargetCallError(f"request timed out after {options.timeout:g} s", http_status=None)
         except TargetCallError as exc:
             error = exc
-        if not error.retryable or attempts > options.retries:
+        if not error.retryable or not policy.allows(attempts):
             if attempts > 1:
                 error.what = f"{error.what} (gave up after {attempts} attempts)"
             return None, error, attempts
         if error.http_status == 429 and error.retry_after is not None:
             state.limiter.pause(min(error.retry_after, options.retry_after_max))
-        await asyncio.sleep(backoff_delay(attempts, base=options.backoff_base, cap=options.backoff_max,
-                                          rng=state.rng, retry_after=error.retry_after,
-                                          retry_after_max=options.retry_after_max))
+        await policy.wait_async(attempts, error.retry_after)
