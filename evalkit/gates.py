@@ -276,9 +276,5 @@ def evaluate_gates(gates: Sequence[Gate | str], summary: SummaryLike, *,
     return [evaluate_gate(g, summary, baseline=base) for g in parsed]
 
 
-def all_passed(results: Sequence[GateResult | dict[str, Any]]) -> bool:
-    return all((r.passed if isinstance(r, GateResult) else r.get("passed")) for r in results)
-
-
 __all__ = ["Gate", "GateReport", "GateResult", "parse_gate", "parse_gates", "check_tasks", "evaluate_gate", "evaluate_gates",
-           "all_passed", "EXPECTED_FORM"]
+           "EXPECTED_FORM"]
