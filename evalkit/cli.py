@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
     _register_commands()
     bind_consoles()
     click_errors, aborts = _click_exceptions()
+    stops: tuple[type[BaseException], ...] = (*aborts, KeyboardInterrupt)
     try:
         rc = app(args=argv, prog_name=prog_name, standalone_mode=False)
     except EvalkitError as exc:
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
             err.print(f"error: {exc}", markup=False, highlight=False)
         code = getattr(exc, "exit_code", 2)
         return 2 if code not in (0, 1) else code or 2
-    except (*aborts, KeyboardInterrupt):
+    except stops:
         err.print("interrupted")
         return 130
     return rc if isinstance(rc, int) else 0

@@ -229,7 +229,8 @@ def judge_deltas(a: RunSide, b: RunSide, ids: Sequence[str], routes: dict[str, t
 def cost_deltas(a_results: Sequence[CaseResult], b_results: Sequence[CaseResult], *, seed: int,
                 n_boot: int) -> dict[str, Any] | None:
     """Paired cost per case (both costs known), in total and per path (same path in both runs)."""
-    pairs, per_path = [], {}
+    pairs: list[tuple[float, float]] = []
+    per_path: dict[str, list[tuple[float, float]]] = {}
     for ra, rb in zip(a_results, b_results):
         if ra.cost_usd is None or rb.cost_usd is None:
             continue
@@ -321,8 +322,8 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
         passed = worsening is not None and worsening <= drop + 1e-12
         word = "drop" if direction > 0 else "rise"
         shown = "no value in both runs" if delta is None else (
-            f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f}; 95% CI {row['ci95'][0]:+.3f} to {row['ci95'][1]:+.3f})"
-            if row["ci95"] else f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f})")
+            f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f}; 95% CI {row['ci95'][0]:+.3f} to {row['ci95'][1]:+.3f})"  # type: ignore[index]
+            if row["ci95"] else f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f})")  # type: ignore[index]
         checks.append({"check": f"max-{word} {metric}={drop:g}", "metric": metric, "max_drop": drop, "delta": delta,
                        "passed": passed,
                        "message": f"Max {word} of {metric} ({drop:g}) {'passed' if passed else 'failed'}: {shown}"})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from typing import Any, Callable, Literal, Mapping, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Sequence, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -139,8 +139,8 @@ def parse_gate(expr: str, *, where: str = "gate") -> Gate:
         offset = _number(m["offset"]) if m["offset"] else 0.0
         if m["sign"] == "-":
             offset = -offset
-        return Gate(expr=expr.strip(), metric=metric, task=task, op=m["op"], value=None, offset=offset)
-    return Gate(expr=expr.strip(), metric=metric, task=task, op=m["op"], value=_number(m["value"]))
+        return Gate(expr=expr.strip(), metric=metric, task=task, op=cast(Op, m["op"]), value=None, offset=offset)
+    return Gate(expr=expr.strip(), metric=metric, task=task, op=cast(Op, m["op"]), value=_number(m["value"]))
 
 
 def parse_gates(exprs: Sequence[str], *, where: str = "gate") -> list[Gate]:

@@ -122,7 +122,7 @@ def _gate_exprs(config: pytest.Config) -> tuple[str, list[str], list[str]]:
         return manifest.suite.name, [*(manifest.options.get("gates") or []), *extra], [*manifest.router.tasks, "fallback"]
     from evalkit.suites import load_suite
 
-    suite = load_suite(_suite_option(config))
+    suite = load_suite(_suite_option(config) or "")
     return suite.name, [*suite.spec.gates, *extra], list(suite.router.labels)
 
 
@@ -178,7 +178,7 @@ class EvalkitGateItem(pytest.Item):
                             f"against the default floor; {NO_GATES_HINT})")
             raise EvalkitGateError(message)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, EvalkitError):  # a failed gate (EvalkitGateError) or a failed run
             return str(excinfo.value)
         return super().repr_failure(excinfo)

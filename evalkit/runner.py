@@ -93,7 +93,7 @@ def work_units(cases: Iterable[Case]) -> list[list[Case]]:
 def build_result(case: Case, response: TargetResponse | None, error: TargetCallError | None, *,
                  attempts: int, prices: dict[str, Price], cached: bool = False) -> CaseResult:
     """The result record of one case (pure)."""
-    common = dict(id=case.id, expected_route=case.expected_route, session=case.session, turn=case.turn,
+    common: dict[str, Any] = dict(id=case.id, expected_route=case.expected_route, session=case.session, turn=case.turn,
                   tags=list(case.tags), expected_model=case.expected_model, prompt=case.user_text,
                   reference=case.reference, human=case.human, attempts=attempts,
                   label_source=case.label_source, reviewed=case.reviewed)
@@ -204,7 +204,7 @@ async def run_cases(cases: Iterable[Case], target: Any, options: RunOptions,
     everyone = asyncio.gather(*workers)
     watcher = asyncio.ensure_future(budget_hit.wait())
     try:
-        await asyncio.wait([everyone, watcher], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([everyone, watcher], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         if everyone.done():
             everyone.result()  # re-raises a worker's unexpected exception
     finally:

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalkit.errors import SuiteError, short
-from evalkit.records import FALLBACK, LABEL_SOURCES, Case
+from evalkit.records import LABEL_SOURCES, Case
 from evalkit.router_config import RouterConfig, load_router_config
 
 SUITE_FILE = "suite.yaml"

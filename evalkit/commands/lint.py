@@ -42,7 +42,7 @@ def lint(
                           message=exc.what + (f" (found: {exc.got})" if exc.got else ""), fix=exc.fix)
         out.print_json(json.dumps({"file": str(router_json), "valid": False, "findings": [finding.model_dump()],
                                    "n_errors": 1, "n_warnings": 0}))
-        raise typer.Exit(exc.exit_code)
+        raise typer.Exit(exc.exit_code) from None
     findings = lint_router(config, catalog)
     warnings = [f for f in findings if f.level == "warning"]
     if as_json:

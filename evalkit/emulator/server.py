@@ -35,7 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -150,7 +150,7 @@ class BearerAuth:
 
 def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = None,
                threshold: float = DEFAULT_THRESHOLD, prices: dict[str, Price] | None = None,
-               upstreams: dict[str, "str | Upstream"] | None = None, state_dir: str | Path | None = None,
+               upstreams: "Mapping[str, str | Upstream] | None" = None, state_dir: str | Path | None = None,
                api_key: str | None = None, fault_rate: float = 0.0, fault_kinds: "str | list[str] | None" = None,
                latency_ms: float = 0.0, seed: int | None = None, fault_timeout_s: float = DEFAULT_FAULT_TIMEOUT_S,
                affinity_ttl_s: float = DEFAULT_AFFINITY_TTL_S, affinity: AffinityStore | None = None,
@@ -355,7 +355,8 @@ async def serve_candidates(state: RouterState, candidates: list[str], body: dict
         forward["model"] = model
         try:
             if stream:
-                options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+                options: dict[str, Any] = (body["stream_options"] if isinstance(body.get("stream_options"), dict)
+                                           else {})
                 forward["stream_options"] = {**options, "include_usage": True}
                 result = await state.upstream_client.stream(up, forward)
             else:
@@ -387,7 +388,7 @@ def route_only_response(model: str, body: dict[str, Any], messages: list[Any], s
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if stream:
-        options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+        options: dict[str, Any] = body["stream_options"] if isinstance(body.get("stream_options"), dict) else {}
 
         def chunk(delta: dict[str, Any], finish: str | None) -> str:
             data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,

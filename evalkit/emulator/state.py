@@ -8,6 +8,7 @@ half a file) and read back on the next start. Without one the store lives in mem
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import threading
@@ -91,7 +92,7 @@ class RouterStore:
                     return r
             return None
 
-    def configs(self) -> list[RouterConfig]:
+    def configs(self) -> builtins.list[RouterConfig]:  # `list` is a method of this class
         return [r.config for r in self.list()]
 
     # -- writing ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 from evalkit.errors import TargetError, UsageError
 
@@ -66,7 +66,7 @@ def parse_upstream(slug: str, value: "str | Upstream") -> Upstream:
     return Upstream(url=url, key_env=key_env)
 
 
-def parse_upstreams(upstreams: "dict[str, str | Upstream] | None") -> dict[str, Upstream]:
+def parse_upstreams(upstreams: "Mapping[str, str | Upstream] | None") -> dict[str, Upstream]:
     return {slug: parse_upstream(slug, value) for slug, value in (upstreams or {}).items()}
 
 

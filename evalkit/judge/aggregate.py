@@ -104,12 +104,12 @@ def calibration(records: Sequence[JudgeRecord], results: Sequence[CaseResult], *
     """
     from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
-    human = {r.id: r.human for r in results if getattr(r, "human", None)}
+    human: dict[str, dict[str, int]] = {r.id: r.human for r in results if r.human}
     out: dict[str, Any] = {}
     for c in criteria:
         pairs = [(int(human[rec.id][c]), int(math.floor(float(rec.score) + 0.5)))
                  for rec in records if rec.criterion == c and rec.status == "scored" and rec.score is not None
-                 and rec.id in human and c in human[rec.id]]  # type: ignore[index]
+                 and rec.id in human and c in human[rec.id]]
         if not pairs:
             continue
         h = [p[0] for p in pairs]
