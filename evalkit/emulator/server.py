@@ -428,6 +428,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def listen_socket(host: str, port: int, *, fix: str = "") -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn to serve on (``Server.serve(sockets=[...])``), so
+    that a port in use is a ``RunError`` with a message (exit 3), where uvicorn would log it and exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RunError("the local router cannot listen on its port", where=f"{host}:{port}",
+                       got=exc.strerror or str(exc),
+                       fix="stop whatever holds the port or choose another one" + (f" ({fix})" if fix else "")
+                       ) from None
+    return sock
+
+
 def _startup_failure(error: BaseException | None) -> str:
     """What stopped the local router's thread: uvicorn exits (SystemExit) after logging why."""
     if error is None or isinstance(error, SystemExit):
@@ -471,24 +488,8 @@ class LocalRouter:
     def root_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def _bind(self) -> socket.socket:
-        """The listening socket, bound here so that a port in use is an error with a message
-        (uvicorn would log it and exit the thread)."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            raise RunError("the local router cannot listen on its port", where=f"{self.host}:{self.port}",
-                           got=exc.strerror or str(exc),
-                           fix="stop whatever holds the port or choose another one (leave --port out for a free one)"
-                           ) from None
-        return sock
-
     def start(self) -> "LocalRouter":
-        self._sock = self._bind()
+        self._sock = listen_socket(self.host, self.port, fix="leave --port out for a free one")
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
