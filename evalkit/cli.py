@@ -50,19 +50,16 @@ def _register_commands() -> None:
 
 
 def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """Click's usage errors and aborts, from click itself and from the copy newer typer versions vendor."""
+    """Click's usage errors and aborts: click's own (typer before 0.2x runs on click) and, through
+    typer's public ``TyperException`` and ``Abort``, those of the click copy newer typer versions ship."""
     import click
+    from typer import exceptions as typer_exceptions
 
     errors: list[type[BaseException]] = [click.exceptions.ClickException]
-    aborts: list[type[BaseException]] = [click.exceptions.Abort]
-    try:  # newer typer versions ship their own copy of click
-        from typer import exceptions as typer_exceptions
-        from typer._click import exceptions as vendored
-
-        errors.append(vendored.ClickException)
-        aborts.append(typer_exceptions.Abort)
-    except (ImportError, AttributeError):
-        pass
+    aborts: list[type[BaseException]] = [click.exceptions.Abort, typer.Abort]
+    typer_errors = getattr(typer_exceptions, "TyperException", None)  # the base of the vendored click's errors
+    if typer_errors is not None:
+        errors.append(typer_errors)
     return tuple(errors), tuple(aborts)
 
 
@@ -75,6 +72,7 @@ def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
     _register_commands()
     bind_consoles()
     click_errors, aborts = _click_exceptions()
+    stops: tuple[type[BaseException], ...] = (*aborts, KeyboardInterrupt)
     try:
         rc = humanise(typer.main.get_command(app)).main(args=argv, prog_name=prog_name, standalone_mode=False)
     except EvalkitError as exc:
@@ -83,10 +81,14 @@ def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
         err.print(f"[bold red]error:[/bold red] {escape(exc.message)}", markup=True, highlight=False)
         return exc.exit_code
     except click_errors as exc:
-        exc.show()  # type: ignore[attr-defined]
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:  # a bare TyperException
+            err.print(f"error: {exc}", markup=False, highlight=False)
         code = getattr(exc, "exit_code", 2)
         return 2 if code not in (0, 1) else code or 2
-    except (*aborts, KeyboardInterrupt) as exc:
+    except stops as exc:
         err.print("interrupted")
         return 143 if isinstance(exc, Terminated) else 130
     return rc if isinstance(rc, int) else 0

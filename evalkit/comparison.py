@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -27,7 +27,9 @@ from pydantic import Field
 from evalkit import SCHEMA_VERSION
 from evalkit.errors import UsageError
 from evalkit.records import FALLBACK, CaseResult, Document
+from evalkit.metrics import rates_from_counts
 from evalkit.router_config import RouterConfig, diff_configs
+from evalkit.stats import bootstrap_ci, mcnemar_exact, percentile_interval, resampled_sums
 
 DEFAULT_SEED = 0
 DEFAULT_N_BOOT = 2000
@@ -99,21 +101,12 @@ def metric_direction(metric: str) -> int:
     return DIRECTIONS.get(metric, 0)
 
 
-def mcnemar_exact(regressed: int, fixed: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts (statsmodels' definition)."""
-    from scipy.stats import binom
-
-    n = regressed + fixed
-    if n == 0:
-        return 1.0
-    return float(min(1.0, 2.0 * binom.cdf(min(regressed, fixed), n, 0.5)))
-
-
 def _columns(results: Sequence[CaseResult], labels: Sequence[str]) -> tuple[dict[str, int], np.ndarray]:
-    """Per-case indicator columns of one run (cases x columns) and their names.
+    """Per-case indicator columns of one run (cases x columns) and their names: the counts of
+    ``metrics.rates_from_counts``, one per case.
 
-    Every metric is a ratio of sums of these columns, so a bootstrap resample (a row of counts
-    per case) turns into all metrics with one matrix product.
+    Every metric is a ratio of sums of these columns, so the sums of a bootstrap resample turn
+    into all metrics at once.
     """
     exp = np.array([r.expected_route for r in results], dtype=object)
     route = np.array([r.route_label for r in results], dtype=object)
@@ -136,49 +129,11 @@ def _columns(results: Sequence[CaseResult], labels: Sequence[str]) -> tuple[dict
     return names, np.column_stack([c.astype(float) for c in cols.values()])
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-
-
 def _metrics_from_sums(sums: np.ndarray, names: dict[str, int], labels: Sequence[str]) -> dict[str, np.ndarray]:
-    """Every metric, one value per row of ``sums`` (resamples x columns)."""
-    col = {name: sums[:, i] for name, i in names.items()}
-    out = {
-        "accuracy": _ratio(col["correct"], col["scored"]),
-        "match_rate": _ratio(col["to_task"], col["scored"]),
-        "fallback_rate": _ratio(col["to_fb"], col["scored"]),
-        "false_fallback_rate": _ratio(col["false_fb"], col["expect_task"]),
-        "false_match_rate": _ratio(col["false_match"], col["expect_fb"]),
-        "error_rate": _ratio(col["error"], col["all"]),
-    }
-    f1s = []
-    for lab in labels:
-        tp, support, predicted = col[f"tp:{lab}"], col[f"support:{lab}"], col[f"predicted:{lab}"]
-        out[f"recall[{lab}]"] = _ratio(tp, support)
-        out[f"precision[{lab}]"] = _ratio(tp, predicted)
-        # F1 = 2TP / (2TP + FP + FN) = 2TP / (support + predicted); labels absent on both sides are
-        # left out of the macro average, as scikit-learn does with the labels present.
-        f1s.append(_ratio(2 * tp, support + predicted))
-    stacked = np.vstack(f1s)
-    counted = (~np.isnan(stacked)).sum(axis=0)
-    with np.errstate(invalid="ignore"):
-        out["macro_f1"] = np.where(counted > 0, np.nansum(stacked, axis=0) / np.maximum(counted, 1), np.nan)
-    order = ["accuracy", "macro_f1", "match_rate", "fallback_rate", "false_fallback_rate", "false_match_rate",
-             "error_rate"] + [f"{kind}[{lab}]" for lab in labels for kind in ("recall", "precision")]
-    return {name: out[name] for name in order}
-
-
-def _resample_counts(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    """Bootstrap resamples as case counts (rows x cases), in chunks of bounded size; seeded."""
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, min(n_boot, 2_000_000 // max(n, 1)))
-    left = n_boot
-    while left > 0:
-        k = min(per_chunk, left)
-        picks = rng.integers(0, n, size=(k, n)) + (np.arange(k) * n)[:, None]
-        yield np.bincount(picks.ravel(), minlength=k * n).reshape(k, n).astype(float)
-        left -= k
+    """Every metric (``metrics.rates_from_counts``), one value per row of ``sums`` (resamples x
+    columns), NaN where undefined."""
+    rates = rates_from_counts({name: sums[:, i] for name, i in names.items()}, labels)
+    return {name: np.where(den > 0, value, np.nan) for name, (value, den) in rates.items()}
 
 
 def _num(value: Any) -> float | None:
@@ -196,25 +151,20 @@ def metric_deltas(a: Sequence[CaseResult], b: Sequence[CaseResult], *, labels: S
     _, mb = _columns(b, labels)
     point_a = _metrics_from_sums(ma.sum(axis=0, keepdims=True), names, labels)
     point_b = _metrics_from_sums(mb.sum(axis=0, keepdims=True), names, labels)
-    diffs: dict[str, list[np.ndarray]] = {name: [] for name in point_a}
+    diffs: dict[str, np.ndarray] = {}
     if n_boot > 0 and len(a):
-        for counts in _resample_counts(len(a), n_boot, seed):
-            ra = _metrics_from_sums(counts @ ma, names, labels)
-            rb = _metrics_from_sums(counts @ mb, names, labels)
-            for name in diffs:
-                diffs[name].append(rb[name] - ra[name])
+        # Both runs' columns side by side: each resample draws the same cases for A and B.
+        sums = resampled_sums(np.random.default_rng(seed), np.hstack([ma, mb]), n_boot)
+        ra = _metrics_from_sums(sums[:, : ma.shape[1]], names, labels)
+        rb = _metrics_from_sums(sums[:, ma.shape[1]:], names, labels)
+        diffs = {name: rb[name] - ra[name] for name in ra}
     rows = []
     for name in point_a:
         va, vb = float(point_a[name][0]), float(point_b[name][0])
         if math.isnan(va) and math.isnan(vb):
             continue  # e.g. recall of a task with no cases in either run
         delta = None if (math.isnan(va) or math.isnan(vb)) else vb - va
-        ci = None
-        if delta is not None and diffs[name]:
-            d = np.concatenate(diffs[name])
-            d = d[~np.isnan(d)]
-            if d.size:
-                ci = [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]
+        ci = percentile_interval(diffs[name]) if delta is not None and name in diffs else None
         rows.append({"metric": name, "a": _num(va), "b": _num(vb), "delta": delta, "ci95": ci,
                      "direction": metric_direction(name)})
     return rows
@@ -223,10 +173,7 @@ def metric_deltas(a: Sequence[CaseResult], b: Sequence[CaseResult], *, labels: S
 def _paired_mean_delta(pairs: Sequence[tuple[float, float]], *, seed: int, n_boot: int) -> dict[str, Any]:
     arr = np.asarray(pairs, dtype=float)
     diffs = arr[:, 1] - arr[:, 0]
-    ci = None
-    if n_boot > 0 and len(diffs) > 1:
-        means = np.concatenate([counts @ diffs for counts in _resample_counts(len(diffs), n_boot, seed)]) / len(diffs)
-        ci = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    ci = bootstrap_ci(diffs, seed=seed, resamples=n_boot) if n_boot > 0 and len(diffs) > 1 else None
     return {"n": len(diffs), "a_mean": float(arr[:, 0].mean()), "b_mean": float(arr[:, 1].mean()),
             "delta": float(diffs.mean()), "ci95": ci}
 
@@ -283,7 +230,8 @@ def judge_deltas(a: RunSide, b: RunSide, ids: Sequence[str], routes: dict[str, t
 def cost_deltas(a_results: Sequence[CaseResult], b_results: Sequence[CaseResult], *, seed: int,
                 n_boot: int) -> dict[str, Any] | None:
     """Paired cost per case (both costs known), in total and per path (same path in both runs)."""
-    pairs, per_path = [], {}
+    pairs: list[tuple[float, float]] = []
+    per_path: dict[str, list[tuple[float, float]]] = {}
     for ra, rb in zip(a_results, b_results):
         if ra.cost_usd is None or rb.cost_usd is None:
             continue
@@ -373,8 +321,8 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
         passed = worsening is not None and worsening <= drop + 1e-12
         word = "drop" if direction > 0 else "rise"
         shown = "no value in both runs" if delta is None else (
-            f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f}; 95% CI {row['ci95'][0]:+.3f} to {row['ci95'][1]:+.3f})"
-            if row["ci95"] else f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f})")
+            f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f}; 95% CI {row['ci95'][0]:+.3f} to {row['ci95'][1]:+.3f})"  # type: ignore[index]
+            if row["ci95"] else f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f})")  # type: ignore[index]
         checks.append({"check": f"max-{word} {metric}={drop:g}", "metric": metric, "max_drop": drop, "delta": delta,
                        "passed": passed,
                        "message": f"Max {word} of {metric} ({drop:g}) {'passed' if passed else 'failed'}: {shown}"})

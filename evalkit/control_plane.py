@@ -23,13 +23,13 @@ import secrets
 import signal
 import sys
 import threading
-import time
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalkit.errors import ControlPlaneError, TargetError, UsageError
+from evalkit.httpclient import RetryPolicy, is_retryable_status, retry_after_seconds
 from evalkit.router_config import NAME_RE, RouterConfig, parse_router_config
 from evalkit.targets import DO_TOKEN_ENV, TOKEN_PREFIX, check_control_plane_token
 
@@ -150,11 +150,14 @@ class ControlPlane:
     >>> created = plane.create(config.to_body())              # doctest: +SKIP
     >>> plane.delete(created.uuid)                            # doctest: +SKIP
 
-    ``transport`` lets tests hand in an httpx transport; everything else talks real HTTP.
+    ``transport`` lets tests hand in an httpx transport; everything else talks real HTTP. Reads,
+    updates and deletes are retried by ``policy`` (evalkit.httpclient: ``retries`` retries of a
+    dropped connection, a 408, 429 or 5xx, with backoff and jitter or the answer's Retry-After,
+    at most 30 s); a create never is (it could create the router twice).
     """
 
     def __init__(self, token: str, *, base_url: str = DO_API_URL, timeout: float = 30.0,
-                 retries: int = 2, transport: Any = None) -> None:
+                 retries: int = 2, transport: Any = None, policy: RetryPolicy | None = None) -> None:
         import httpx
 
         self.base_url = resolve_api_url(base_url)
@@ -164,6 +167,7 @@ class ControlPlane:
                              where=f"--api-url / {DO_API_URL_ENV}", got=self.base_url,
                              fix="use an https:// URL (a plain http:// URL is only for a local stand-in)")
         self.retries = retries
+        self.policy = policy or RetryPolicy(retries=retries, base=0.5, cap=8.0, retry_after_max=30.0)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
                                            "User-Agent": "evalkit"})
@@ -194,14 +198,14 @@ class ControlPlane:
             try:
                 response = self._http.request(method, path, json=json, params=params)
             except httpx.HTTPError as exc:
-                if method in IDEMPOTENT and attempt <= self.retries:
-                    time.sleep(0.5 * attempt)
+                if method in IDEMPOTENT and self.policy.allows(attempt):
+                    self.policy.wait(attempt)
                     continue
                 raise TargetError(f"the DigitalOcean control plane could not be reached ({exc.__class__.__name__}: {exc})",
                                   where=f"{method} {self.base_url}{path}",
                                   fix=f"check the network and the control-plane URL (--api-url / {DO_API_URL_ENV})") from None
-            if response.status_code in (429, 500, 502, 503, 504) and method in IDEMPOTENT and attempt <= self.retries:
-                time.sleep(_retry_after(response.headers.get("retry-after"), 0.5 * attempt))
+            if _retryable(response.status_code) and method in IDEMPOTENT and self.policy.allows(attempt):
+                self.policy.wait(attempt, retry_after_seconds(response.headers.get("retry-after")))
                 continue
             if response.is_success:
                 if not response.content.strip():
@@ -261,11 +265,9 @@ class ControlPlane:
         return found
 
 
-def _retry_after(value: str | None, default: float) -> float:
-    try:
-        return min(30.0, max(0.0, float(value))) if value else default
-    except ValueError:
-        return default
+def _retryable(status: int) -> bool:
+    """The policy's retryable answers, but a 409 (a conflict on the control plane is an answer)."""
+    return is_retryable_status(status) and status != 409
 
 
 def _unwrap(data: Any) -> Any:
@@ -279,7 +281,7 @@ def _router(data: Any, where: str) -> ModelRouter:
             data["config"] = {k: v for k, v in data["config"].items() if v is not None}
     try:
         return ModelRouter.model_validate(data)
-    except Exception:
+    except ValidationError:
         raise TargetError("the control plane answered with something that is not a model router", where=where,
                           got=str(data)[:200], fix=f"check that --api-url / {DO_API_URL_ENV} points at the DigitalOcean API") from None
 

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from evalkit.errors import PriceError
+from evalkit.errors import InputError, PriceError
 from evalkit.safe_yaml import load_yaml
 
 MILLION = Decimal(1_000_000)
@@ -70,7 +70,7 @@ def load_prices(path: str | Path | None = None) -> dict[str, Price]:
     return parse_prices(text, source=str(Path(path)))
 
 
-def read_yaml_text(path: str | Path, error: type[Exception], kind: str, example: str) -> str:
+def read_yaml_text(path: str | Path, error: type[InputError], kind: str, example: str) -> str:
     """The text of a user's YAML file, or ``error`` saying it is missing or not UTF-8."""
     p = Path(path)
     if not p.is_file():
@@ -302,9 +302,10 @@ def route_models(results: Iterable[Any]) -> dict[str, str]:
 
 def _mean_cost(rows: Sequence[Any]) -> Decimal | None:
     costs = [result_cost(r) for r in rows]
-    if not costs or any(c is None for c in costs):
+    known = [c for c in costs if c is not None]
+    if not costs or len(known) < len(costs):
         return None
-    return sum(costs, Decimal(0)) / len(costs)  # type: ignore[arg-type]
+    return sum(known, Decimal(0)) / len(known)
 
 
 def _mean_profile(rows: Sequence[Any]) -> tuple[Decimal, Decimal] | None:

@@ -11,16 +11,26 @@ nothing else prints tracebacks for expected failures::
     │   ├── UsageError              command-line arguments and options
     │   ├── PriceError              a price catalog
     │   ├── RunDirError             a stored run directory
-    │   └── ControlPlaneError       the DigitalOcean control plane refused a request (its id and message)
-    └── RunError                    the run could not complete (exit 3)
-        ├── TargetError             the router / model endpoint failed or is unreachable
-        ├── ModelError              the packaged embedding model is missing, damaged or misconfigured
-        └── Interrupted             Ctrl-C (exit 130) or SIGTERM (exit 143) stopped a run; what was complete is written
+    │   ├── ControlPlaneError       the DigitalOcean control plane refused a request (its id and message)
+    │   └── emulator.state.DuplicateName       the local control plane already has a router of that name
+    ├── RunError                    the run could not complete (exit 3); also a local router that cannot start
+    │   ├── TargetError             the router / model endpoint failed or is unreachable
+    │   │   ├── targets.TargetCallError        one failed call to the target (recorded in the case's result)
+    │   │   ├── judge.client.JudgeCallError    one judge call that failed after its retries
+    │   │   ├── emulator.upstream.UpstreamFailure         an upstream attempt of the local router (fails over)
+    │   │   ├── emulator.classifier.LlmClassifierError    the local router's routing model failed
+    │   │   └── control_plane.LeftoverRouterError         a temporary router could not be deleted
+    │   ├── runner.ErrorBudgetExceeded   too many cases failed
+    │   ├── ModelError              the packaged embedding model is missing, damaged or misconfigured
+    │   └── Interrupted             Ctrl-C (exit 130) or SIGTERM (exit 143) stopped a run; what was complete is written
+    └── pytest_plugin.EvalkitGateError  a gate test of the pytest plugin failed (exit_code 1)
 
 ``Terminated`` (a ``KeyboardInterrupt``) is what the command line raises on SIGTERM, so that a
 terminated run stops as an interrupted one does.
 
-A failed gate is not an error: it is a result with exit code 1.
+The classes named with a module live next to the code that raises them. A failed gate is not an
+error: it is a result with exit code 1. Built-in exceptions are raised only for a caller's
+misuse of a function (a wrong argument type or shape), never for the user's input.
 """
 
 from __future__ import annotations

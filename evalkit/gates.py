@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from typing import Any, Callable, Literal, Mapping, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Sequence, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -139,8 +139,8 @@ def parse_gate(expr: str, *, where: str = "gate") -> Gate:
         offset = _number(m["offset"]) if m["offset"] else 0.0
         if m["sign"] == "-":
             offset = -offset
-        return Gate(expr=expr.strip(), metric=metric, task=task, op=m["op"], value=None, offset=offset)
-    return Gate(expr=expr.strip(), metric=metric, task=task, op=m["op"], value=_number(m["value"]))
+        return Gate(expr=expr.strip(), metric=metric, task=task, op=cast(Op, m["op"]), value=None, offset=offset)
+    return Gate(expr=expr.strip(), metric=metric, task=task, op=cast(Op, m["op"]), value=_number(m["value"]))
 
 
 def parse_gates(exprs: Sequence[str], *, where: str = "gate") -> list[Gate]:
@@ -307,9 +307,5 @@ def evaluate_gates(gates: Sequence[Gate | str], summary: SummaryLike, *,
     return [evaluate_gate(g, summary, baseline=base, allow_incomplete=allow_incomplete) for g in parsed]
 
 
-def all_passed(results: Sequence[GateResult | dict[str, Any]]) -> bool:
-    return all((r.passed if isinstance(r, GateResult) else r.get("passed")) for r in results)
-
-
 __all__ = ["Gate", "GateReport", "GateResult", "parse_gate", "parse_gates", "check_tasks", "evaluate_gate", "evaluate_gates",
-           "all_passed", "missing_cases", "EXPECTED_FORM"]
+           "missing_cases", "EXPECTED_FORM"]

@@ -91,7 +91,7 @@ def _similar_descriptions(custom: list) -> list[Finding]:
     tfidf, _ = tfidf_matrix([t.description for _, t in custom])
     sims = tfidf @ tfidf.T if tfidf.size else None
     findings = []
-    for (x, (i, a)), (y, (j, b)) in combinations(enumerate(custom), 2):
+    for (x, (_i, a)), (y, (j, b)) in combinations(enumerate(custom), 2):
         na, nb = _normalise(a.description), _normalise(b.description)
         if na == nb:
             findings.append(Finding(
@@ -112,7 +112,7 @@ def _similar_descriptions(custom: list) -> list[Finding]:
 
 
 def _fallback_cost(config: "RouterConfig", prices: "dict[str, Price]") -> list[Finding]:
-    findings = []
+    findings: list[Finding] = []
     pool_models = sorted({m for t in config.tasks for m in t.models})
     for m in [*pool_models, *config.fallback_models]:
         if m not in prices and not any(f.where == m for f in findings):

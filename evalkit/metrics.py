@@ -28,23 +28,80 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from evalkit.latency import latency_summary  # noqa: F401  (latency lives in its own module)
 from evalkit.records import FALLBACK, MISSING, CaseResult
+from evalkit.stats import Z95, wilson_interval  # noqa: F401  (the statistics live in evalkit.stats)
 
-Z95 = 1.959963984540054
+# The counts every rate is a ratio of (``rates_from_counts``), and, per label, tp / support / predicted.
+COUNTS = ("all", "scored", "error", "correct", "to_task", "to_fb", "expect_task", "false_fb", "expect_fb",
+          "false_match")
 
 
-def wilson_interval(successes: int, n: int, *, z: float = Z95) -> list[float]:
-    """The Wilson score interval of a proportion; [0, 0] for n == 0."""
-    if n == 0:
-        return [0.0, 0.0]
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+def rates_from_counts(counts: Mapping[str, Any], labels: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+    """Every rate of the routing figures as ``(value, denominator)``, from counts (``COUNTS`` and
+    ``tp:LABEL``, ``support:LABEL``, ``predicted:LABEL``).
+
+    The counts are numbers (one run: ``routing_metrics``) or numpy arrays (one value per
+    bootstrap resample: ``evalkit.comparison``); a value whose denominator is 0 is 0, and the
+    caller says what an undefined rate is (scikit-learn's 0 for per-task figures, None or NaN).
+    Order: accuracy, macro_f1, match_rate, fallback_rate, false_fallback_rate, false_match_rate,
+    error_rate, then recall[LABEL] and precision[LABEL] for each label.
+    """
+    def rate(num: Any, den: Any) -> tuple[Any, Any]:
+        return num / (den + (den == 0)), den  # works alike on numbers and arrays
+
+    per_label: dict[str, tuple[Any, Any]] = {}
+    f1_sum: Any = 0.0
+    present: Any = 0
+    for lab in labels:
+        tp, support, predicted = counts[f"tp:{lab}"], counts[f"support:{lab}"], counts[f"predicted:{lab}"]
+        per_label[f"recall[{lab}]"] = rate(tp, support)
+        per_label[f"precision[{lab}]"] = rate(tp, predicted)
+        # F1 = 2TP / (2TP + FP + FN) = 2TP / (support + predicted); labels absent on both sides are
+        # left out of the macro average, as scikit-learn does with the labels present.
+        f1_sum = f1_sum + rate(2 * tp, support + predicted)[0]
+        present = present + ((support + predicted) > 0)
+    c = counts
+    return {
+        "accuracy": rate(c["correct"], c["scored"]),
+        "macro_f1": rate(f1_sum, present),
+        "match_rate": rate(c["to_task"], c["scored"]),
+        "fallback_rate": rate(c["to_fb"], c["scored"]),
+        "false_fallback_rate": rate(c["false_fb"], c["expect_task"]),
+        "false_match_rate": rate(c["false_match"], c["expect_fb"]),
+        "error_rate": rate(c["error"], c["all"]),
+        **per_label,
+    }
+
+
+def _counts(results: Sequence[CaseResult], labels: Sequence[str]) -> dict[str, int]:
+    """The counts of ``rates_from_counts`` for one run."""
+    tasks = set(labels) - {FALLBACK}
+    counts = dict.fromkeys(COUNTS, 0)
+    for lab in labels:
+        counts[f"tp:{lab}"] = counts[f"support:{lab}"] = counts[f"predicted:{lab}"] = 0
+    for r in results:
+        counts["all"] += 1
+        if not r.scored:
+            counts["error"] += 1
+            continue
+        exp, route = r.expected_route, r.route_label
+        counts["scored"] += 1
+        counts["correct"] += exp == route
+        counts["to_task"] += route in tasks
+        counts["to_fb"] += route == FALLBACK
+        counts["expect_task"] += exp != FALLBACK
+        counts["false_fb"] += route == FALLBACK and exp != FALLBACK
+        counts["expect_fb"] += exp == FALLBACK
+        counts["false_match"] += route in tasks and exp == FALLBACK
+        if f"support:{exp}" in counts:
+            counts[f"support:{exp}"] += 1
+            counts[f"tp:{exp}"] += exp == route
+        if f"predicted:{route}" in counts:
+            counts[f"predicted:{route}"] += 1
+    return counts
 
 
 def confusion_columns(labels: Sequence[str], routes: Iterable[str]) -> list[str]:
@@ -93,7 +150,6 @@ def cohen_kappa(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
 def routing_metrics(results: Sequence[CaseResult], *, labels: Sequence[str]) -> dict[str, Any]:
     """Every routing figure of ``summary.json`` for ``results`` over the router's ``labels``."""
     labels = list(labels)
-    tasks = [label for label in labels if label != FALLBACK]
     n_cases = len(results)
     scored = [r for r in results if r.scored]
     n_errors = n_cases - len(scored)
@@ -114,35 +170,30 @@ def routing_metrics(results: Sequence[CaseResult], *, labels: Sequence[str]) -> 
                    match_rate=None, fallback_rate=None, missing_rate=None, false_fallback_rate=None,
                    false_match_rate=None, error_rate=n_errors / n_cases if n_cases else None)
         return out
-    correct = sum(1 for t, p in zip(y_true, y_pred) if t == p)
+    counts = _counts(results, labels)
+    rates = rates_from_counts(counts, labels)
     seen = set(y_true) | set(y_pred)
-    present = [lab for lab in labels if lab in seen]
-    per_task = precision_recall_f1(y_true, y_pred, labels=labels)
     kappa = cohen_kappa(y_true, y_pred) if len(seen) > 1 else 1.0
-    expect_task = [p for t, p in zip(y_true, y_pred) if t != FALLBACK]
-    expect_fb = [p for t, p in zip(y_true, y_pred) if t == FALLBACK]
-    pred_counts = Counter(y_pred)
     out.update(
-        accuracy=correct / n,
-        accuracy_ci95=wilson_interval(correct, n),
-        macro_f1=(sum(float(per_task[lab]["f1"]) for lab in present) / len(present)) if present else 0.0,
+        accuracy=rates["accuracy"][0],
+        accuracy_ci95=wilson_interval(counts["correct"], n),
+        macro_f1=rates["macro_f1"][0],
         cohen_kappa=kappa if not math.isnan(kappa) else None,
-        per_task=per_task,
-        match_rate=sum(pred_counts[t] for t in tasks) / n,
-        fallback_rate=pred_counts[FALLBACK] / n,
-        missing_rate=pred_counts[MISSING] / n,
-        false_fallback_rate=(sum(1 for p in expect_task if p == FALLBACK) / len(expect_task)) if expect_task else None,
-        false_match_rate=(sum(1 for p in expect_fb if p in tasks) / len(expect_fb)) if expect_fb else None,
-        error_rate=n_errors / n_cases,
+        per_task=precision_recall_f1(y_true, y_pred, labels=labels),
+        match_rate=rates["match_rate"][0],
+        fallback_rate=rates["fallback_rate"][0],
+        missing_rate=sum(1 for p in y_pred if p == MISSING) / n,
+        false_fallback_rate=_defined(rates["false_fallback_rate"]),
+        false_match_rate=_defined(rates["false_match_rate"]),
+        error_rate=rates["error_rate"][0],
     )
     return out
 
 
-def recall_interval(results: Sequence[CaseResult], task: str) -> tuple[int, list[float]]:
-    """n and Wilson interval of one task's recall (for gate messages)."""
-    rows = [r for r in results if r.scored and r.expected_route == task]
-    hits = sum(1 for r in rows if r.route == task)
-    return len(rows), wilson_interval(hits, len(rows))
+def _defined(rate: tuple[Any, Any]) -> Any:
+    """A rate's value, None when its denominator is 0."""
+    value, den = rate
+    return value if den else None
 
 
 def per_tag_metrics(results: Sequence[CaseResult], *, labels: Sequence[str]) -> dict[str, Any]:

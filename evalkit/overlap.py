@@ -55,7 +55,6 @@ SHARED_TERMS_MEDIUM = 2      # this many shared salient terms, plus EMBED_LOW, m
 AMBIGUOUS_MARGIN = 0.05
 BETWEEN_HIGH = 0.25
 BETWEEN_MEDIUM = 0.10
-BETWEEN_LOW = 0.03
 
 # Run thresholds: symmetric confusion rate, or the pair's share of all task-to-task misroutes.
 CONFUSION_HIGH = 0.10
@@ -639,14 +638,9 @@ def weak_descriptions(router: "RouterConfig", *, embed_sims: "np.ndarray | None"
     return weak
 
 
-def pairs_for_summary(report: OverlapReport) -> list[dict[str, Any]]:
-    """summary.json's ``overlap``: the pairs, as ``evalkit overlap --json`` prints them."""
-    return [p.model_dump(mode="json") for p in report.pairs]
-
-
 def severity_at_least(severity: str, floor: str) -> bool:
     return _rank(severity) >= _rank(floor)  # type: ignore[arg-type]
 
 
 __all__ = ["AMBIGUOUS_MARGIN", "OverlapPair", "OverlapReport", "WeakTask", "find_overlaps", "output_type",
-           "pairs_for_summary", "severity_at_least", "terms", "weak_descriptions"]
+           "severity_at_least", "terms", "weak_descriptions"]

@@ -24,6 +24,8 @@ from typing import Any, Callable
 
 import pytest
 
+from evalkit.errors import EvalkitError
+
 _RUN_KEY = pytest.StashKey[dict]()
 DEFAULT_MIN_RECALL = 0.5  # the per-task recall floor of a suite that declares no gates
 NO_GATES_HINT = ("add gates to suite.yaml (gates: [accuracy >= 0.9, recall[TASK] >= 0.8]) or pass --evalkit-gate EXPR; "
@@ -62,8 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RUN_KEY] = {}
 
 
-class EvalkitGateError(Exception):
-    """A gate failed (its message is the test's failure)."""
+class EvalkitGateError(EvalkitError):
+    """A gate failed (its message is the test's failure); like a failed gate of ``evalkit gate``, exit code 1."""
+
+    exit_code = 1
 
 
 def _finished_run(config: pytest.Config) -> Any:
@@ -121,7 +125,7 @@ def _gate_exprs(config: pytest.Config) -> tuple[str, list[str], list[str]]:
         return manifest.suite.name, [*(manifest.options.get("gates") or []), *extra], [*manifest.router.tasks, "fallback"]
     from evalkit.suites import load_suite
 
-    suite = load_suite(_suite_option(config))
+    suite = load_suite(_suite_option(config) or "")
     return suite.name, [*suite.spec.gates, *extra], list(suite.router.labels)
 
 
@@ -178,10 +182,8 @@ class EvalkitGateItem(pytest.Item):
                             f"against the default floor; {NO_GATES_HINT})")
             raise EvalkitGateError(message)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        from evalkit.errors import EvalkitError
-
-        if isinstance(excinfo.value, (EvalkitGateError, EvalkitError)):
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, EvalkitError):  # a failed gate (EvalkitGateError) or a failed run
             return str(excinfo.value)
         return super().repr_failure(excinfo)
 
@@ -194,7 +196,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """Add the gate tests before other plugins select (-k, -m) or reorder items."""
     if not (_suite_option(config) or config.getoption("evalkit_run")):
         return
-    from evalkit.errors import EvalkitError
     from evalkit.gates import parse_gate
 
     try:

@@ -11,7 +11,8 @@ failure is not retryable, an ``error`` carrying the HTTP status and message. Fau
 here:
 
 - retryable failures (429, 408, 409, 5xx, timeouts, dropped connections, malformed bodies) are
-  retried with exponential backoff and jitter; a 429's ``Retry-After`` is honoured and also
+  retried by the one retry policy of ``evalkit.httpclient`` (exponential backoff and jitter; a
+  ``Retry-After`` in seconds or as an HTTP date is honoured); a 429's ``Retry-After`` also
   pauses every other worker, because a rate limit belongs to the key, not to one request;
 - each attempt has a deadline (``RunOptions.timeout``), enforced around the whole call;
 - an optional requests-per-minute limit spaces request starts evenly (retries included);
@@ -35,13 +36,11 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator
 
 from evalkit.cost import Price, request_cost
 from evalkit.errors import RunError
+from evalkit.httpclient import (DEFAULT_BACKOFF_BASE_S, DEFAULT_BACKOFF_MAX_S, DEFAULT_RETRIES, RETRY_AFTER_MAX_S,
+                                RetryPolicy, backoff_delay)  # noqa: F401  (backoff_delay: re-exported)
 from evalkit.records import Case, CaseResult
 from evalkit.targets import TargetCallError, TargetResponse, header_names
 
-DEFAULT_RETRIES = 3
-DEFAULT_BACKOFF_BASE_S = 0.5
-DEFAULT_BACKOFF_MAX_S = 30.0
-RETRY_AFTER_MAX_S = 120.0
 UNREACHABLE_AFTER = 6   # failed connection attempts, with none that reached the router, before a run stops
 LONG_WAIT_S = 2.0       # a Retry-After at least this long is announced on the status line
 
@@ -117,7 +116,7 @@ def work_units(cases: Iterable[Case]) -> list[list[Case]]:
 def build_result(case: Case, response: TargetResponse | None, error: TargetCallError | None, *,
                  attempts: int, prices: dict[str, Price], cached: bool = False) -> CaseResult:
     """The result record of one case (pure)."""
-    common = dict(id=case.id, expected_route=case.expected_route, session=case.session, turn=case.turn,
+    common: dict[str, Any] = dict(id=case.id, expected_route=case.expected_route, session=case.session, turn=case.turn,
                   tags=list(case.tags), expected_model=case.expected_model, prompt=case.user_text,
                   reference=case.reference, human=case.human, attempts=attempts,
                   label_source=case.label_source, reviewed=case.reviewed)
@@ -146,20 +145,6 @@ def build_result(case: Case, response: TargetResponse | None, error: TargetCallE
         route_only=response.route_only,
         cached=cached,
     )
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random,
-                  retry_after: float | None = None, retry_after_max: float = RETRY_AFTER_MAX_S) -> float:
-    """Seconds to wait before attempt ``attempt + 1``.
-
-    Exponential backoff with jitter: between half and all of ``base * 2**(attempt-1)``, at most
-    ``cap``. A server's ``Retry-After`` wins when it asks for longer (cut to ``retry_after_max``).
-    """
-    ceiling = min(cap, base * 2 ** (attempt - 1))
-    delay = ceiling * rng.uniform(0.5, 1.0)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, retry_after_max))
-    return delay
 
 
 class RateLimiter:
@@ -268,7 +253,7 @@ async def run_cases(cases: Iterable[Case], target: Any, options: RunOptions,
     everyone = asyncio.gather(*workers)
     watcher = asyncio.ensure_future(budget_hit.wait())
     try:
-        await asyncio.wait([everyone, watcher], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([everyone, watcher], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         if everyone.done():
             everyone.result()  # re-raises a worker's unexpected exception
     finally:
@@ -342,6 +327,8 @@ async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, opt
     if state is None:
         state = _RunState(options, RateLimiter(options.rpm), random.Random(options.seed))
     params = request_params(case, options)
+    policy = RetryPolicy(retries=options.retries, base=options.backoff_base, cap=options.backoff_max,
+                         retry_after_max=options.retry_after_max, rng=state.rng)
     attempts = 0
     while True:
         attempts += 1
@@ -361,12 +348,10 @@ async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, opt
         except TargetCallError as exc:
             error = exc
         state.attempted(error, target)
-        if not error.retryable or attempts > options.retries:
+        if not error.retryable or not policy.allows(attempts):
             if attempts > 1:
-                error.message = f"{error.message} (gave up after {attempts} attempts)"
+                error.what = f"{error.what} (gave up after {attempts} attempts)"
             return None, error, attempts
         if error.http_status == 429 and error.retry_after is not None:
             _pause_for_retry_after(state, error.retry_after)
-        await asyncio.sleep(backoff_delay(attempts, base=options.backoff_base, cap=options.backoff_max,
-                                          rng=state.rng, retry_after=error.retry_after,
-                                          retry_after_max=options.retry_after_max))
+        await policy.wait_async(attempts, error.retry_after)

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from evalkit.errors import EvalkitError
+
 MAX_YAML_NODES = 100_000  # scalars, lists and mappings, counting each alias use in full
 
 
@@ -36,7 +38,7 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], limit: int) -> int:
     return size
 
 
-def load_yaml(text: str, *, error: type[Exception], where: str,
+def load_yaml(text: str, *, error: type[EvalkitError], where: str,
               limit: int = MAX_YAML_NODES) -> tuple[Any, yaml.Node | None]:
     """The document of ``text`` and its node (for line numbers); ``error`` when aliases expand
     it beyond ``limit`` values or it is nested too deeply. YAML syntax errors propagate as

@@ -66,7 +66,7 @@ def shard_order(runs: Sequence[Run]) -> list[int]:
             raise RunDirError("runs with different router configs cannot be merged", where=str(run.path),
                               got=f"router config {m.router.hash} vs {first.router.hash} in {runs[0].path}",
                               fix="merge shards that ran the same router.json")
-    shards = [r.manifest.options.get("shard") for r in runs]
+    shards: list[Any] = [r.manifest.options.get("shard") for r in runs]  # None for a run without --shard
     if any(shards):
         if not all(shards):
             missing = next(r.path for r, s in zip(runs, shards) if not s)

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from evalkit.errors import SuiteError, short
-from evalkit.records import FALLBACK, LABEL_SOURCES, Case
+from evalkit.records import LABEL_SOURCES, Case
 from evalkit.router_config import RouterConfig, load_router_config
 from evalkit.safe_yaml import load_yaml
 from evalkit.validation import MAX_REPORTED, Problem, did_you_mean, invalid, problems_from, raise_problems

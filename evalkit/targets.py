@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from evalkit.errors import TargetError, UsageError
+from evalkit.httpclient import RetryPolicy, is_retryable_status, retry_after_seconds
 from evalkit.records import BAD_USAGE, MAX_USAGE_TOKENS, TargetInfo
 
 DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
@@ -75,14 +76,16 @@ class TargetResponse:
     ttft_ms: float | None = None
 
 
-class TargetCallError(Exception):
-    """One failed call: HTTP status (None for a connection failure), message, Retry-After."""
+class TargetCallError(TargetError):
+    """One failed call: HTTP status (None for a connection failure), message, Retry-After.
+
+    The runner records it in the case's result; it reaches the user only through the error budget.
+    """
 
     def __init__(self, message: str, *, http_status: int | None = None, retry_after: float | None = None,
                  retryable: bool = True, code: str | None = None, unreachable: bool = False,
                  timed_out: bool = False) -> None:
         super().__init__(message)
-        self.message = message
         self.http_status = http_status
         self.retry_after = retry_after
         self.retryable = retryable
@@ -140,7 +143,7 @@ class OpenAITarget:
                     raise _status_error(raw)
                 data = json.loads(raw.content)
         except TargetCallError as exc:
-            exc.message = self._clean(exc.message) or ""
+            exc.what = self._clean(exc.what) or ""
             raise
         except ResponseRefused as exc:  # past the size cap, or an encoding not asked for: no retry
             raise TargetCallError(exc.message, http_status=exc.status, retryable=False, code=exc.code) from None
@@ -208,7 +211,7 @@ def _sdk_error(exc: Exception, clean: Callable[[str | None], str | None]) -> Exc
         status = exc.status_code
         return TargetCallError(clean(_status_message(exc)) or "", http_status=status,
                                retry_after=_retry_after(exc.response.headers.get("retry-after")),
-                               retryable=status in (408, 409, 429) or status >= 500,
+                               retryable=is_retryable_status(status),
                                code=_error_code(getattr(exc, "body", None)))
     if isinstance(exc, openai.APITimeoutError):
         return TargetCallError("request timed out", http_status=None, timed_out=True)
@@ -331,24 +334,7 @@ async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
     return completion, ttft_ms
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date; None when unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        from datetime import datetime, timezone
-        from email.utils import parsedate_to_datetime
-
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+_retry_after = retry_after_seconds  # the one Retry-After parser (evalkit.httpclient)
 
 
 def _error_code(body: Any) -> str | None:
@@ -376,7 +362,7 @@ def _status_error(response: Any) -> TargetCallError:
         message = response.text[:200].strip() or response.reason_phrase or "no body"
     return TargetCallError(f"HTTP {status}: {message}", http_status=status,
                            retry_after=_retry_after(response.headers.get("retry-after")),
-                           retryable=status in (408, 409, 429) or status >= 500, code=_error_code(body))
+                           retryable=is_retryable_status(status), code=_error_code(body))
 
 
 def _status_message(exc: Any) -> str:
@@ -570,12 +556,16 @@ def check_control_plane_token(value: str | None, *, var: str = DO_TOKEN_ENV) -> 
 
 
 def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: float = 120.0,
-                       status: Callable[[str], None] = lambda s: None, interval: float = 0.5) -> int:
+                       status: Callable[[str], None] = lambda s: None, interval: float = 0.5,
+                       policy: RetryPolicy | None = None) -> int:
     """Send a one-line chat request to ``model`` until it answers 2xx; return the attempts it took.
 
     A router created a moment ago may not be invocable everywhere yet, so anything but an
-    authentication failure is retried (backing off up to 5 s) until ``timeout`` seconds have passed.
+    authentication failure is retried until ``timeout`` seconds have passed, with the retry
+    policy of ``evalkit.httpclient`` (backoff from ``interval`` up to 5 s with jitter, or the
+    answer's ``Retry-After``).
     """
+    policy = policy or RetryPolicy(base=interval, cap=5.0, retry_after_max=30.0)
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=min(timeout, 30.0))
@@ -584,6 +574,7 @@ def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: floa
     try:
         while True:
             attempts += 1
+            retry_after = None
             try:
                 client.chat.completions.create(model=model, messages=[{"role": "user", "content": "ping"}],
                                                max_completion_tokens=16)
@@ -593,14 +584,15 @@ def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: floa
                 if exc.status_code in (401, 403):
                     raise TargetError(f"the inference endpoint refused the key ({last})", where=base_url,
                                       fix=f"check the model access key in {DO_KEY_ENV}") from None
+                retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
             except openai.APIConnectionError as exc:
                 last = f"connection failed: {exc.__cause__ or exc}"
-            if time.monotonic() + interval > deadline:
+            delay = policy.delay(attempts, retry_after)
+            if time.monotonic() + delay > deadline:
                 raise TargetError(f"{model} did not answer within {timeout:g} s", where=base_url, got=last,
                                   fix="check the inference URL, or wait longer with --ready-timeout")
             if attempts == 1:
                 status(f"waiting for {model} to answer ({last})")
-            time.sleep(interval)
-            interval = min(interval * 2, 5.0)
+            policy.sleep(delay)
     finally:
         client.close()

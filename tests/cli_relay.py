@@ -14,7 +14,6 @@ The commands run on the thread that called ``CliRelay.run``, one at a time, whil
 from __future__ import annotations
 
 import json
-import os
 import selectors
 import socket
 import stat

@@ -16,7 +16,7 @@ import pytest
 from conftest import TUTORIAL_ROUTER, run_cli
 from fake_arch_router import GARBLED, FakeArchRouter, card_prompt, decide, parse_request
 from fake_openai import FakeOpenAI, Reply
-from run_helpers import bundled_cases, bundled_router, slice_suite
+from run_helpers import bundled_router, slice_suite
 from evalkit.emulator import LocalRouter, create_app
 from evalkit.emulator.arch_router import (ARCH_ROUTER_MODEL, MAX_CONVERSATION_TOKENS, ArchRouterAnswerError,
                                           ArchRouterClassifier, build_arch_router_prompt, parse_arch_router_answer,

@@ -99,3 +99,37 @@ def test_the_checks_catch_what_they_look_for(tmp_path: Path):
     (node,) = ast.parse(body).body
     assert node.end_lineno - node.body[0].lineno + 1 > MAX_FUNCTION_LINES
     assert any(isinstance(n, ast.Constant) and n.value in RUN_FILES for n in ast.walk(ast.parse(source)))
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    import re
+
+    return {re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].strip().lower().replace("_", "-") for req in requirements}
+
+
+def test_every_third_party_import_is_declared_and_public():
+    """A package evalkit imports is one pyproject.toml names (a dependency or an extra's), never
+    reached through another package's dependencies; and no import names a private module of
+    another package (``typer._click``)."""
+    import sys
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = _requirement_names(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        declared |= _requirement_names(extra)
+    distributions = packages_distributions()
+    undeclared, private = [], []
+    for path in modules():
+        for line, name in imported(ast.parse(path.read_text(encoding="utf-8")), path):
+            top = name.split(".")[0]
+            if not top or top == "evalkit" or top in sys.stdlib_module_names or top == "__future__":
+                continue
+            dists = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
+            if not dists & declared:
+                undeclared.append(f"{path.relative_to(ROOT)}:{line} imports {name} ({', '.join(sorted(dists))})")
+            if any(part.startswith("_") for part in name.split(".")[1:]):
+                private.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert not undeclared, "imported but not declared in pyproject.toml:\n" + "\n".join(undeclared)
+    assert not private, "private modules of other packages:\n" + "\n".join(private)

@@ -4,7 +4,6 @@ kept apart, config diffs, and the commands end to end against `evalkit serve` as
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 

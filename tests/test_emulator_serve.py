@@ -140,6 +140,19 @@ def test_bad_serve_options_exit_2_without_traceback(args: list[str], message: st
     assert "Traceback" not in proc.stderr
 
 
+def test_serve_on_a_port_in_use_exits_3_with_a_message() -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("serve", "--classifier", "tfidf", "--port", str(port), timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert f"127.0.0.1:{port}: the local router cannot listen on its port" in proc.stderr
+    assert "fix:" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_bad_router_file_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "router.json"
     bad.write_text(json.dumps({**TUTORIAL_ROUTER, "fallback_models": []}))

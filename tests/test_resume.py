@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from evalkit.records import CaseResult
 from evalkit.store import RESULTS, ResultWriter, iter_results, repair_results
 from tests.conftest import ROOT, cli_env, run_cli
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.fault_helpers import Recorder, make_cases, ok_reply, route_for, write_case_suite
+from tests.fault_helpers import Recorder, make_cases, ok_reply, write_case_suite
 
 
 def result(cid: str, **kw) -> CaseResult:

@@ -176,3 +176,19 @@ def test_cli_review_of_a_missing_suite_exits_2(tmp_path):
     proc = run_cli("suite", "review", tmp_path / "nope")
     assert proc.returncode == 2
     assert "suite not found" in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_review_on_a_port_in_use_exits_3_with_a_message(suite):
+    """The local router's server (here the review page's) cannot listen: exit 3, a message, no traceback."""
+    import socket
+
+    from tests.conftest import run_cli
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("suite", "review", suite, "--port", str(port))
+    assert proc.returncode == 3, proc.stderr
+    assert f"127.0.0.1:{port}: the local router cannot listen on its port" in proc.stderr
+    assert "found:" in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr

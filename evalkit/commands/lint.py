@@ -39,12 +39,12 @@ def lint(
         if not as_json:
             raise
         problems = getattr(exc, "problems", None) or [exc]  # every schema problem, or the one error
-        findings = [Finding(level="error", code="schema", where=p.where or str(router_json),
-                            message=p.what + (f" (found: {p.got})" if p.got else ""), fix=p.fix).model_dump()
-                    for p in problems]
-        out.print_json(json.dumps({"file": str(router_json), "valid": False, "findings": findings,
-                                   "n_errors": len(findings), "n_warnings": 0}))
-        raise typer.Exit(exc.exit_code)
+        schema = [Finding(level="error", code="schema", where=p.where or str(router_json),
+                          message=p.what + (f" (found: {p.got})" if p.got else ""), fix=p.fix).model_dump()
+                  for p in problems]
+        out.print_json(json.dumps({"file": str(router_json), "valid": False, "findings": schema,
+                                   "n_errors": len(schema), "n_warnings": 0}))
+        raise typer.Exit(exc.exit_code) from None
     findings = lint_router(config, catalog)
     warnings = [f for f in findings if f.level == "warning"]
     if as_json:

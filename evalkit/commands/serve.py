@@ -42,7 +42,7 @@ def serve(
     from evalkit.emulator import create_app
     from evalkit.emulator.classifier import classifier_from_options, load_encoder
     from evalkit.emulator.faults import FaultConfig, parse_fault_kinds
-    from evalkit.emulator.server import exposure_warning
+    from evalkit.emulator.server import exposure_warning, listen_socket
     from evalkit.emulator.upstream import check_keys, parse_upstreams as parse_upstream_specs
     from evalkit.router_config import load_router_config
 
@@ -73,6 +73,7 @@ def serve(
                       api_key=api_key, fault_rate=fault_rate, fault_kinds=list(kinds), latency_ms=latency_ms, seed=seed,
                       fault_timeout_s=fault_timeout, affinity_ttl_s=affinity_ttl, upstream_timeout_s=upstream_timeout,
                       max_body_bytes=int(max_body_mb * 1024 * 1024))
+    sock = listen_socket(host, port, fix="--port N")  # a port in use: exit 3 with a message
     warning = exposure_warning(host, api_key)
     if warning:
         err.print("[bold yellow]warning:[/bold yellow] " + escape(warning), highlight=False)
@@ -89,7 +90,14 @@ def serve(
               + (f" (state in {state_dir})" if state_dir else " (memory only: add --state-dir to persist)"))
     if fault_rate > 0 or latency_ms > 0:
         err.print(f"fault injection: rate {fault_rate:g}, kinds {','.join(kinds)}, latency {latency_ms:g} ms, seed {seed}")
-    uvicorn.run(app_, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="warning", lifespan="on",
+                                           access_log=False))
+    try:  # as uvicorn.run, on the socket bound above
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from evalkit.errors import TargetError
 from evalkit.embedding import encode, load_encoder  # noqa: F401  (re-exported: one encoder for every module)
 from evalkit.records import FALLBACK
 
@@ -219,7 +220,7 @@ def parse_llm_route(answer: str | None, task_names: list[str]) -> str | None:
     return None
 
 
-class LlmClassifierError(Exception):
+class LlmClassifierError(TargetError):
     """The routing model could not be reached or gave no usable answer."""
 
     code = "classifier_failed"  # the OpenAI error code of the local router's 502

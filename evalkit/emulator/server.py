@@ -40,7 +40,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -54,6 +54,7 @@ from evalkit.emulator.classifier import DEFAULT_THRESHOLD, EmbeddingClassifier, 
 from evalkit.emulator.faults import DEFAULT_FAULT_TIMEOUT_S, RETRY_AFTER_S, FaultConfig, FaultInjector, parse_fault_kinds
 from evalkit.emulator.policies import LatencyStats, order_pool
 from evalkit.emulator.state import RouterStore
+from evalkit.errors import RunError
 from evalkit.emulator.upstream import (DEFAULT_UPSTREAM_TIMEOUT_S, WILDCARD, Upstream, UpstreamClient, UpstreamFailure,
                                        UpstreamReply, parse_upstreams)
 from evalkit.records import FALLBACK, message_text
@@ -210,7 +211,7 @@ class BearerAuth:
 
 def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = None,
                threshold: float = DEFAULT_THRESHOLD, prices: dict[str, Price] | None = None,
-               upstreams: dict[str, "str | Upstream"] | None = None, state_dir: str | Path | None = None,
+               upstreams: "Mapping[str, str | Upstream] | None" = None, state_dir: str | Path | None = None,
                api_key: str | None = None, fault_rate: float = 0.0, fault_kinds: "str | list[str] | None" = None,
                latency_ms: float = 0.0, seed: int | None = None, fault_timeout_s: float = DEFAULT_FAULT_TIMEOUT_S,
                affinity_ttl_s: float = DEFAULT_AFFINITY_TTL_S, affinity: AffinityStore | None = None,
@@ -422,7 +423,8 @@ async def serve_candidates(state: RouterState, candidates: list[str], body: dict
         forward["model"] = model
         try:
             if stream:
-                options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+                options: dict[str, Any] = (body["stream_options"] if isinstance(body.get("stream_options"), dict)
+                                           else {})
                 forward["stream_options"] = {**options, "include_usage": True}
                 result = await state.upstream_client.stream(up, forward)
             else:
@@ -454,7 +456,7 @@ def route_only_response(model: str, body: dict[str, Any], messages: list[Any], s
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if stream:
-        options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+        options: dict[str, Any] = body["stream_options"] if isinstance(body.get("stream_options"), dict) else {}
 
         def chunk(delta: dict[str, Any], finish: str | None) -> str:
             data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -494,6 +496,30 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def listen_socket(host: str, port: int, *, fix: str = "") -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn to serve on (``Server.serve(sockets=[...])``), so
+    that a port in use is a ``RunError`` with a message (exit 3), where uvicorn would log it and exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RunError("the local router cannot listen on its port", where=f"{host}:{port}",
+                       got=exc.strerror or str(exc),
+                       fix="stop whatever holds the port or choose another one" + (f" ({fix})" if fix else "")
+                       ) from None
+    return sock
+
+
+def _startup_failure(error: BaseException | None) -> str:
+    """What stopped the local router's thread: uvicorn exits (SystemExit) after logging why."""
+    if error is None or isinstance(error, SystemExit):
+        return "the server stopped during start-up"
+    return f"{type(error).__name__}: {error}"
+
+
 class LocalRouter:
     """Runs the local router in a background thread on a free loopback port.
 
@@ -510,13 +536,17 @@ class LocalRouter:
                                 access_log=False, timeout_keep_alive=30)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name="evalkit-local-router", daemon=True)
+        self._sock: socket.socket | None = None  # bound by start()
         self._error: BaseException | None = None
 
     def _run(self) -> None:
+        assert self._sock is not None
         try:
-            asyncio.run(self.server.serve())
+            asyncio.run(self.server.serve(sockets=[self._sock]))
         except BaseException as exc:  # surfaced by start()
             self._error = exc
+        finally:
+            self._sock.close()
 
     @property
     def base_url(self) -> str:
@@ -527,19 +557,25 @@ class LocalRouter:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> "LocalRouter":
+        self._sock = listen_socket(self.host, self.port, fix="leave --port out for a free one")
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
             if self._error is not None or not self.thread.is_alive():
-                raise RuntimeError(f"local router failed to start on {self.host}:{self.port}: {self._error}")
+                self.stop()
+                raise RunError("the local router failed to start", where=self.root_url, got=_startup_failure(self._error),
+                               fix="see the messages above; a start-up failure of the router's app is a bug to report")
             if time.monotonic() > deadline:
-                raise RuntimeError("local router did not start within 30 s")
+                self.stop()
+                raise RunError("the local router did not start within 30 s", where=self.root_url,
+                               fix="check the machine's load and try again")
             time.sleep(0.02)
         return self
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
 
     def __enter__(self) -> "LocalRouter":
         return self.start()

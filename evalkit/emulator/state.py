@@ -8,6 +8,7 @@ half a file) and read back on the next start. Without one the store lives in mem
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import threading
@@ -17,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, InputError
 from evalkit.router_config import RouterConfig, parse_router_config
 
 STATE_FILE = "routers.json"
@@ -57,8 +58,12 @@ class StoredRouter:
                 "body": self.body}
 
 
-class DuplicateName(Exception):
+class DuplicateName(InputError):
     """A router with this name already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("a model router of this name already exists", where=f"name '{name}'",
+                         fix="choose another name, or update or delete the existing router")
 
 
 class RouterStore:
@@ -87,7 +92,7 @@ class RouterStore:
                     return r
             return None
 
-    def configs(self) -> list[RouterConfig]:
+    def configs(self) -> builtins.list[RouterConfig]:  # `list` is a method of this class
         return [r.config for r in self.list()]
 
     # -- writing ---------------------------------------------------------------------------

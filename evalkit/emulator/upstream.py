@@ -17,9 +17,9 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
-from evalkit.errors import UsageError
+from evalkit.errors import TargetError, UsageError
 
 WILDCARD = "*"
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -66,7 +66,7 @@ def parse_upstream(slug: str, value: "str | Upstream") -> Upstream:
     return Upstream(url=url, key_env=key_env)
 
 
-def parse_upstreams(upstreams: "dict[str, str | Upstream] | None") -> dict[str, Upstream]:
+def parse_upstreams(upstreams: "Mapping[str, str | Upstream] | None") -> dict[str, Upstream]:
     return {slug: parse_upstream(slug, value) for slug, value in (upstreams or {}).items()}
 
 
@@ -79,13 +79,12 @@ def check_keys(upstreams: dict[str, Upstream]) -> None:
                              fix=f"export {up.key_env}=<key> before starting, or drop @{up.key_env}")
 
 
-class UpstreamFailure(Exception):
+class UpstreamFailure(TargetError):
     """An upstream attempt that should fail over: ``kind`` is the HTTP status, ``timeout`` or ``refused``."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-        self.message = message
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Judge figures for ``summary.json`` (pure): per path, per cell of the confusion matrix,
 per tag, misroute harm, the baseline comparison and calibration against human grades.
 
-Intervals are percentile bootstrap intervals with a fixed seed, so the same records always give
-the same figures. The convention (documented in docs/judge.md and followed by the tests):
+Intervals are percentile bootstrap intervals with a fixed seed (``evalkit.stats``, the one
+resampler), so the same records always give the same figures. The convention (documented in docs/judge.md and followed by the tests):
 
 - a group's scores are reduced to their distinct values ``v`` (ascending) and counts ``c``
   (n = sum of c); ``rng = numpy.random.default_rng(BOOTSTRAP_SEED)`` draws
@@ -26,49 +26,10 @@ from typing import Any, Iterable, Sequence
 from evalkit.judge.prompts import CRITERIA
 from evalkit.judge.records import JudgeRecord, PairRecord
 from evalkit.records import CaseResult
+from evalkit.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci, bootstrap_diff_ci  # noqa: F401  (re-exported)
 
-BOOTSTRAP_SEED = 0
-BOOTSTRAP_RESAMPLES = 2000
 GRADES = [1, 2, 3, 4, 5]
 ATTENTION_LISTED = 30
-
-
-def _resampled_means(rng: Any, values: Sequence[float], resamples: int) -> Any:
-    """Means of ``resamples`` bootstrap resamples of ``values``, drawn as multinomial counts over
-    the distinct values (same distribution as resampling indices, but the cost depends on the
-    number of distinct scores, not on n)."""
-    import numpy as np
-
-    distinct, counts = np.unique(np.asarray(values, dtype=float), return_counts=True)
-    n = int(counts.sum())
-    draws = rng.multinomial(n, counts / n, size=resamples)
-    return draws @ distinct / n
-
-
-def bootstrap_ci(values: Sequence[float], *, seed: int = BOOTSTRAP_SEED,
-                 resamples: int = BOOTSTRAP_RESAMPLES) -> list[float] | None:
-    """95% percentile bootstrap interval of the mean (see the module docstring)."""
-    import numpy as np
-
-    if not values:
-        return None
-    means = _resampled_means(np.random.default_rng(seed), values, resamples)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return [float(lo), float(hi)]
-
-
-def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], *, seed: int = BOOTSTRAP_SEED,
-                      resamples: int = BOOTSTRAP_RESAMPLES) -> list[float] | None:
-    """95% bootstrap interval of mean(a) - mean(b) for two independent groups."""
-    import numpy as np
-
-    if not a or not b:
-        return None
-    rng = np.random.default_rng(seed)
-    means_a = _resampled_means(rng, a, resamples)
-    means_b = _resampled_means(rng, b, resamples)
-    lo, hi = np.percentile(means_a - means_b, [2.5, 97.5])
-    return [float(lo), float(hi)]
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -143,12 +104,12 @@ def calibration(records: Sequence[JudgeRecord], results: Sequence[CaseResult], *
     """
     from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
-    human = {r.id: r.human for r in results if getattr(r, "human", None)}
+    human: dict[str, dict[str, int]] = {r.id: r.human for r in results if r.human}
     out: dict[str, Any] = {}
     for c in criteria:
         pairs = [(int(human[rec.id][c]), int(math.floor(float(rec.score) + 0.5)))
                  for rec in records if rec.criterion == c and rec.status == "scored" and rec.score is not None
-                 and rec.id in human and c in human[rec.id]]  # type: ignore[index]
+                 and rec.id in human and c in human[rec.id]]
         if not pairs:
             continue
         h = [p[0] for p in pairs]

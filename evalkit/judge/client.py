@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.cost import Price, request_cost
+from evalkit.errors import TargetError
+from evalkit.httpclient import RetryPolicy, is_retryable_status, retry_after_seconds
 from evalkit.judge.prompts import PROMPT_VERSION
 
 CACHE_ENV = "EVALKIT_CACHE_DIR"
@@ -79,12 +81,11 @@ class Completion:
     cached: bool
 
 
-class JudgeCallError(Exception):
+class JudgeCallError(TargetError):
     """A judge call that failed after its retries."""
 
     def __init__(self, message: str, *, http_status: int | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.http_status = http_status
 
 
@@ -93,13 +94,14 @@ class JudgeClient:
 
     def __init__(self, client: Any, *, model: str, cache: VerdictCache, price: Price | None,
                  concurrency: int = 8, max_attempts: int = 3, backoff_s: float = 0.5,
-                 max_completion_tokens: int | None = None) -> None:
+                 max_completion_tokens: int | None = None, policy: RetryPolicy | None = None) -> None:
         self.client = client
         self.model = model
         self.cache = cache
         self.price = price
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_s = backoff_s
+        # The retry policy of every HTTP client (evalkit.httpclient): max_attempts in all, backoff
+        # from backoff_s with jitter, a 429's or 503's Retry-After honoured.
+        self.policy = policy or RetryPolicy(retries=max(1, max_attempts) - 1, base=backoff_s)
         self.max_completion_tokens = max_completion_tokens
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self.calls = 0
@@ -120,38 +122,36 @@ class JudgeClient:
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0}
         if self.max_completion_tokens:
             kwargs["max_completion_tokens"] = self.max_completion_tokens
-        last: JudgeCallError | None = None
-        for attempt in range(self.max_attempts):
-            if attempt:
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after = None
             try:
                 async with self._slots:
                     self.calls += 1
                     completion = await self.client.chat.completions.create(**kwargs)
             except openai.APIStatusError as exc:
                 last = JudgeCallError(f"judge HTTP {exc.status_code}: {_message(exc)}", http_status=exc.status_code)
-                if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
-                    break
-                continue
+                if not is_retryable_status(exc.status_code):
+                    raise last from None
+                retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
             except openai.APITimeoutError:
                 last = JudgeCallError("judge request timed out")
-                continue
             except openai.APIConnectionError as exc:
                 last = JudgeCallError(f"judge connection failed: {exc.__cause__ or exc}")
-                continue
             except (ValueError, TypeError) as exc:
                 last = JudgeCallError(f"judge reply is not a chat completion: {exc}", http_status=200)
-                continue
-            choices = getattr(completion, "choices", None) or []
-            if not choices:
+            else:
+                choices = getattr(completion, "choices", None) or []
+                if choices:
+                    choice = choices[0]
+                    usage = getattr(completion, "usage", None)
+                    return (choice.message.content if choice.message else None, choice.finish_reason,
+                            getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
                 last = JudgeCallError("judge reply has no choices", http_status=200)
-                continue
-            choice = choices[0]
-            usage = getattr(completion, "usage", None)
-            return (choice.message.content if choice.message else None, choice.finish_reason,
-                    getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
-        assert last is not None
-        raise last
+            if not self.policy.allows(attempt):
+                raise last
+            await self.policy.wait_async(attempt, retry_after)
 
     async def close(self) -> None:
         await self.client.close()

@@ -158,7 +158,7 @@ def _sum_cost(a: float | None, b: float | None) -> float | None:
 async def grade(judge: JudgeClient, result: CaseResult, criterion: str, *, description: str | None,
                 samples: int) -> JudgeRecord:
     """One case, one criterion: K samples folded into one record."""
-    common = dict(id=result.id, criterion=criterion, judge_model=judge.model, prompt_version=PROMPT_VERSION)
+    common: dict[str, Any] = dict(id=result.id, criterion=criterion, judge_model=judge.model, prompt_version=PROMPT_VERSION)
     if eligibility(result) == "no_answer":
         return JudgeRecord(**common, status="no_answer", rationale=NO_ANSWER)
     messages = build_prompt(criterion, request=result.prompt, answer=result.content or "",
@@ -213,12 +213,12 @@ PAIR_MAP = ({"A": "router", "B": "baseline", "TIE": "tie"}, {"A": "baseline", "B
 async def compare_pair(judge: JudgeClient, router: CaseResult, baseline: CaseResult, *,
                        description: str | None) -> PairRecord:
     """Pairwise judging in both orders (router first as A, then as B); disagreement is a tie."""
-    base = dict(request=router.prompt, task=router.expected_route, description=description,
+    base: dict[str, Any] = dict(request=router.prompt, task=router.expected_route, description=description,
                 reference=router.reference)
     prompts = [build_pairwise_prompt(answer_a=router.content or "", answer_b=baseline.content or "", **base),
                build_pairwise_prompt(answer_a=baseline.content or "", answer_b=router.content or "", **base)]
     outs = await asyncio.gather(*(judge.complete(p) for p in prompts), return_exceptions=True)
-    common = dict(id=router.id, judge_model=judge.model, prompt_version=PROMPT_VERSION)
+    common: dict[str, Any] = dict(id=router.id, judge_model=judge.model, prompt_version=PROMPT_VERSION)
     choices: list[str | None] = []
     rationales: list[str] = []
     problems: list[str] = []
@@ -243,7 +243,7 @@ async def compare_pair(judge: JudgeClient, router: CaseResult, baseline: CaseRes
             choices.append(None)
         else:
             choices.append(PAIR_MAP[order][str(verdict.value)])
-    spent = dict(prompt_tokens=pt, completion_tokens=ct, cost_usd=cost, n_cached=cached)
+    spent: dict[str, Any] = dict(prompt_tokens=pt, completion_tokens=ct, cost_usd=cost, n_cached=cached)
     if len(failed) == 2:
         return PairRecord(**common, status="error", orders=choices, problem=failed[0], rationale=failed[0], **spent)
     if failed or problems:

@@ -210,7 +210,8 @@ def _send(plan: _Plan, target: OpenAITarget, options: RunOptions, *, baseline_mo
     with plan.run_dir.result_writer() as writer:
         def record(result: CaseResult) -> None:
             if result.id in seen:  # the runner's contract; a break here would double-count a case
-                raise RuntimeError(f"case {result.id} got a second result")
+                raise RunError(f"case {result.id} got a second result", where=str(plan.run_dir.path),
+                               fix="this is a bug of evalkit: please report it; results.jsonl keeps the first result")
             seen.add(result.id)
             try:
                 writer.write(result)
