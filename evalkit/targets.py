@@ -22,13 +22,13 @@ from typing import Any, Callable
 
 from evalkit.errors import TargetError, UsageError
 from evalkit.records import TargetInfo
+from evalkit.redact import REDACTED, Redactor, redact, register, safe_url
 
 DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
 DO_KEY_ENV = "MODEL_ACCESS_KEY"
 DO_TOKEN_ENV = "DIGITALOCEAN_TOKEN"
 TOKEN_PREFIX = "dop_v1_"       # a DigitalOcean personal access token: control plane only
 ACCESS_KEY_PREFIX = "sk-do-"   # a DigitalOcean model access key: inference only
-REDACTED = "[redacted]"
 DEFAULT_ROUTE_HEADER = "x-model-router-selected-route"
 ROUTE_HEADER_PRESETS = {
     "do": DEFAULT_ROUTE_HEADER,
@@ -88,6 +88,7 @@ class OpenAITarget:
         self.info = info
         self.stream = stream
         self.secrets = [client.api_key] if client.api_key else []
+        self._redactor = Redactor(self.secrets)
         self._url = f"{client.base_url}/chat/completions"
         self._headers = {"Accept": "application/json", "Content-Type": "application/json",
                          "User-Agent": "evalkit"}
@@ -96,7 +97,7 @@ class OpenAITarget:
 
     def _clean(self, text: str | None) -> str | None:
         """A server may echo the key back (in an error or an answer): never let it reach a file."""
-        return redact(text, self.secrets)
+        return self._redactor.text(text)
 
     async def send(self, messages: list[dict[str, Any]], *, max_completion_tokens: int | None = None,
                    affinity: str | None = None, temperature: float | None = None,
@@ -202,16 +203,6 @@ def _str(value: Any) -> str | None:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def redact(text: str | None, secrets: list[str]) -> str | None:
-    """``text`` with every secret (8 characters or longer) replaced by ``[redacted]``."""
-    if not text:
-        return text
-    for secret in secrets:
-        if secret and len(secret) >= 8 and secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
@@ -366,6 +357,7 @@ def api_key_from_env(var: str, *, target: str) -> str:
                          "which belongs to the control plane, not to inference", where=f"--target {target}",
                          fix="use a model access key (sk-do-...) for inference; keep the token in "
                              "DIGITALOCEAN_TOKEN for `evalkit router`")
+    register(key)
     return key
 
 
@@ -385,6 +377,7 @@ def check_control_plane_token(value: str | None, *, var: str = DO_TOKEN_ENV) -> 
                          "inference, not to the control plane", where=var,
                          fix=f"put a personal access token (dop_v1_...) in {var} for `evalkit router`; "
                              f"keep the model access key in {DO_KEY_ENV} for `evalkit run --target do`")
+    register(value)
     return value
 
 
@@ -398,6 +391,8 @@ def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: floa
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=min(timeout, 30.0))
+    clean = Redactor([api_key])
+    shown = safe_url(base_url)
     deadline = time.monotonic() + timeout
     attempts, last = 0, "no answer"
     try:
@@ -408,14 +403,14 @@ def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: floa
                                                max_completion_tokens=16)
                 return attempts
             except openai.APIStatusError as exc:
-                last = _status_message(exc)
+                last = clean.text(_status_message(exc)) or ""
                 if exc.status_code in (401, 403):
-                    raise TargetError(f"the inference endpoint refused the key ({last})", where=base_url,
+                    raise TargetError(f"the inference endpoint refused the key ({last})", where=shown,
                                       fix=f"check the model access key in {DO_KEY_ENV}") from None
             except openai.APIConnectionError as exc:
-                last = f"connection failed: {exc.__cause__ or exc}"
+                last = clean.text(f"connection failed: {exc.__cause__ or exc}") or ""
             if time.monotonic() + interval > deadline:
-                raise TargetError(f"{model} did not answer within {timeout:g} s", where=base_url, got=last,
+                raise TargetError(f"{model} did not answer within {timeout:g} s", where=shown, got=last,
                                   fix="check the inference URL, or wait longer with --ready-timeout")
             if attempts == 1:
                 status(f"waiting for {model} to answer ({last})")

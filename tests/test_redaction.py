@@ -1,0 +1,126 @@
+"""Redaction of every key evalkit holds (the judge's, the upstreams', the control plane's token,
+credentials in URLs) and of terminal escapes in remote text: hostile servers on 127.0.0.1 echo
+what they were sent, and no file, report, cache entry or line of output may hold it afterwards,
+neither whole nor in an obvious transform (a long piece, base64, URL-encoding)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets as _secrets
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from evalkit.redact import REDACTED, Redactor, safe_url, terminal_safe
+from tests.conftest import cli_env, run_cli
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.fault_helpers import ROUTE, Recorder, make_cases, route_for, write_case_suite
+
+
+def new_key(prefix: str) -> str:
+    return prefix + "SENTINEL" + _secrets.token_hex(16)
+
+
+def transforms(key: str) -> dict[str, str]:
+    """The forms an echo of ``key`` may take: whole, a 14-character piece, base64, URL-encoded."""
+    b64 = base64.b64encode(key.encode()).decode()
+    return {"whole": key, "prefix": key[:14], "middle": key[9:25], "base64": b64,
+            "base64-unpadded": b64.rstrip("="), "base64-urlsafe": base64.urlsafe_b64encode(key.encode()).decode(),
+            "basic-auth": base64.b64encode(f"user:{key}".encode()).decode()[8:], "urlencoded": quote(key + "/", safe="")}
+
+
+def leaks(key: str, folder: Path, *texts: str) -> list[str]:
+    """Every (place, form) where a form of ``key`` appears: files under ``folder`` and ``texts``."""
+    forms = transforms(key)
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes().decode("utf-8", "replace")
+            found += [f"{path.relative_to(folder)}: {name}" for name, form in forms.items() if form in data]
+    for i, text in enumerate(texts):
+        found += [f"output {i}: {name}" for name, form in forms.items() if form in text]
+    return found
+
+
+def echo_of(key: str) -> str:
+    """What a hostile server sends back: the key in every form ``transforms`` names."""
+    return " | ".join(f"{name}={form}" for name, form in transforms(key).items())
+
+
+# -- the Redactor ------------------------------------------------------------------------------
+
+def test_redactor_catches_the_key_and_its_transforms_and_leaves_text_alone():
+    key = new_key("sk-do-")
+    redactor = Redactor([key], include_registered=False)
+    for name, form in transforms(key).items():
+        cleaned = redactor.text(f"before {form} after")
+        assert form not in cleaned and REDACTED in cleaned, name
+        assert cleaned.startswith("before ") and cleaned.endswith(" after"), name
+    assert redactor.text(f"only {key[:11]} shown") == f"only {key[:11]} shown"  # 11 characters: too short to tell
+    assert redactor.text("Pause the subscription from Billing.") == "Pause the subscription from Billing."
+    assert redactor.value({"error": {"message": f"bad key {key}", "n": 1}, key: [key]}) == \
+        {"error": {"message": f"bad key {REDACTED}", "n": 1}, REDACTED: [REDACTED]}
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://user:pass@example.com/v1", "http://example.com/v1"),
+    ("https://bob:s3cret@example.com:8443/v1?api_key=abc&key=def", "https://example.com:8443/v1?api_key=[redacted]&key=[redacted]"),
+    ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+    ("https://h.example/v1?token=t#frag", "https://h.example/v1?token=[redacted]#[redacted]"),
+])
+def test_safe_url_strips_user_info_and_masks_query_values(url, shown):
+    assert safe_url(url) == shown
+
+
+def test_terminal_safe_strips_escapes_and_controls_but_keeps_text():
+    hostile = ("classify\x1b]0;owned\x07\x1b[2J\x1b[1;1H\x9b31mall checks passed\x1bc\r\x08\x00"
+               "\u202eevil\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\\tend\nnext")
+    cleaned = terminal_safe(hostile)
+    assert cleaned == "classifyall checks passedevillink\tend\nnext"
+    assert terminal_safe("plain text: [bold]x[/bold]") == "plain text: [bold]x[/bold]"
+
+
+# -- 1. the judge's key ------------------------------------------------------------------------
+
+def judge_answer(cid: str) -> str:
+    return {"c000": "answer [j401]", "c001": "answer [j500]", "c002": "answer [jecho]"}.get(cid, "answer [ok]")
+
+
+def hostile_judge(body: dict, headers: dict) -> Reply:
+    """A judge that echoes the request headers in its errors and the key in its answers."""
+    text = body["messages"][-1]["content"]
+    key = headers.get("authorization", "").removeprefix("Bearer ")
+    if "[j401]" in text:
+        return Reply(status=401, error_message=f"invalid key; you sent {json.dumps(dict(headers))}")
+    if "[j500]" in text:
+        return Reply(status=500, error_message=f"upstream failed; headers {json.dumps(dict(headers))} {echo_of(key)}")
+    if "[jecho]" in text:
+        return Reply(content=f"Your key is {echo_of(key)}.\nVERDICT: 4")
+    return Reply(content="Checked against the rubric.\nVERDICT: 5")
+
+
+def test_the_judge_key_reaches_no_file_report_cache_or_output(tmp_path):
+    key = new_key("sk-do-")
+    suite = write_case_suite(tmp_path / "s", make_cases(4))
+    router = Recorder(lambda cid, attempt, body: Reply(content=judge_answer(cid), headers={ROUTE: route_for(cid)}))
+    env = cli_env(JUDGE_KEY=key, EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    with FakeOpenAI(router) as fake_router, FakeOpenAI(hostile_judge) as judge:
+        run = run_cli("run", suite, "--target", "openai", "--base-url", fake_router.base_url, "--out", tmp_path / "runs",
+                      "--judge", "judge-x", "--judge-base-url", judge.base_url, "--judge-api-key-env", "JUDGE_KEY",
+                      env=env)
+        run_dir = next((tmp_path / "runs").glob("*/*"))
+        again = run_cli("judge", run_dir, "--judge-base-url", judge.base_url, "--judge-api-key-env", "JUDGE_KEY",
+                        "--json", env=env)
+        report = run_cli("report", run_dir, env=env)
+        sent = {h.get("authorization") for h in judge.request_headers}
+    assert run.returncode == 0, run.stderr
+    assert sent == {f"Bearer {key}"}  # the sentinel really was the live key
+    rows = [json.loads(line) for line in (run_dir / "judge.jsonl").read_text().splitlines()]
+    assert {r["status"] for r in rows} >= {"error", "scored"}  # the echoes were there ...
+    assert REDACTED in (run_dir / "judge.jsonl").read_text()  # ... and were scrubbed
+    assert list((tmp_path / "cache" / "judge").rglob("*.json"))  # the verdict cache was written, and is searched
+    for name in ("judge.jsonl", "summary.json", "report.html", "manifest.json"):
+        assert (run_dir / name).is_file(), name
+    assert leaks(key, tmp_path, run.stdout, run.stderr, again.stdout, again.stderr, report.stdout, report.stderr) == []
