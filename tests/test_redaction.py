@@ -124,3 +124,72 @@ def test_the_judge_key_reaches_no_file_report_cache_or_output(tmp_path):
     for name in ("judge.jsonl", "summary.json", "report.html", "manifest.json"):
         assert (run_dir / name).is_file(), name
     assert leaks(key, tmp_path, run.stdout, run.stderr, again.stdout, again.stderr, report.stdout, report.stderr) == []
+
+
+# -- 2. upstream keys of the local router ------------------------------------------------------
+
+def hostile_upstream(cid: str, attempt: int, body: dict) -> Reply:
+    """An upstream that echoes the key it was sent: in a 401, in a plain-text 400, in its answer."""
+    echo = echo_of(body["_key"])
+    if cid == "c000":
+        return Reply(status=401, error_message=f"Incorrect API key provided: {echo}")
+    if cid == "c001":
+        return Reply(status=400, raw_body=f"<html>bad request from {echo}</html>", headers={"content-type": "text/html"})
+    if cid == "c002":
+        return Reply(content=f"your key is {echo}")
+    return Reply(content=f"answer to {cid}")
+
+
+class KeyToBody(Recorder):
+    """Passes the bearer key the upstream received to the reply script."""
+
+    def __call__(self, body, headers):
+        key = headers.get("authorization", "").removeprefix("Bearer ")
+        self.keys = getattr(self, "keys", set()) | {key}
+        return super().__call__({**body, "_key": key}, headers)
+
+
+def test_an_upstream_key_never_reaches_results_reports_or_serve_clients(tmp_path):
+    import httpx
+
+    from evalkit.emulator import LocalRouter, TfidfClassifier, create_app
+    from evalkit.router_config import parse_router_config
+    from tests.conftest import TUTORIAL_ROUTER
+
+    key = new_key("sk-up-")
+    suite = write_case_suite(tmp_path / "s", make_cases(4))
+    upstream = KeyToBody(hostile_upstream)
+    env = cli_env(UP_KEY=key, EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    with FakeOpenAI(upstream) as fake:
+        outputs = []
+        for extra in ([], ["--stream"]):
+            proc = run_cli("run", suite, "--target", "local", "--classifier", "tfidf", "--upstream",
+                           f"*={fake.base_url}@UP_KEY", "--out", tmp_path / "runs", "--retries", "0", "--cache",
+                           *extra, env=env)
+            assert proc.returncode == 0, proc.stderr
+            outputs += [proc.stdout, proc.stderr]
+        for run_dir in (tmp_path / "runs").glob("*/*"):
+            report = run_cli("report", run_dir, env=env)
+            outputs += [report.stdout, report.stderr]
+            results = (run_dir / "results.jsonl").read_text()
+            assert REDACTED in results  # the echoes came back through the local router, scrubbed
+
+        # a client of `evalkit serve` (the same app) sees no key either, streamed or not
+        served = []
+        app = create_app([parse_router_config(TUTORIAL_ROUTER)], classifier=TfidfClassifier(),
+                         upstreams={"*": f"{fake.base_url}@UP_KEY"})
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("UP_KEY", key)
+            lr = LocalRouter(app).start()
+            try:
+                for cid in ("c000", "c001", "c002"):
+                    for stream in (False, True):
+                        body = {"model": "router:cost-governance-demo", "stream": stream,
+                                "messages": [{"role": "user", "content": f"[{cid}] question"}]}
+                        resp = httpx.post(f"{lr.base_url}/chat/completions", json=body, timeout=30)
+                        served.append(f"{resp.status_code} {dict(resp.headers)} {resp.text}")
+            finally:
+                lr.stop()
+    assert upstream.keys == {key}  # the sentinel really was the live key
+    assert any(REDACTED in text for text in served)
+    assert leaks(key, tmp_path, *outputs, *served) == []

@@ -2,8 +2,9 @@
 
 ``--upstream SLUG=URL`` forwards model ``SLUG`` to the server at ``URL`` (its ``/v1`` base);
 ``SLUG=URL@ENVVAR`` also sends ``Authorization: Bearer $ENVVAR``. The key is read from the
-environment when a request is forwarded and never stored, printed or logged. ``*=URL`` is the
-upstream of every model without one of its own.
+environment when a request is forwarded and never stored, printed or logged; an upstream that
+echoes it (in an error body, an answer or a stream) has it redacted (``evalkit.redact``) before
+the body is passed on. ``*=URL`` is the upstream of every model without one of its own.
 
 A failure that another model might not have (HTTP 5xx or 429, a timeout, a refused
 connection, a 200 whose body is not JSON) raises ``UpstreamFailure`` so the router fails over.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from evalkit.errors import UsageError
+from evalkit.redact import Redactor, register, safe_url
 
 WILDCARD = "*"
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -33,13 +35,21 @@ class Upstream:
     url: str
     key_env: str | None = None
 
+    def key(self) -> str | None:
+        key = os.environ.get(self.key_env, "") if self.key_env else ""
+        register(key)
+        return key or None
+
     def headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
-        if self.key_env:
-            key = os.environ.get(self.key_env, "")
-            if key:
-                headers["authorization"] = f"Bearer {key}"
+        key = self.key()
+        if key:
+            headers["authorization"] = f"Bearer {key}"
         return headers
+
+    def redactor(self) -> Redactor:
+        """Redacts this upstream's key (and every registered one) from what it sends back."""
+        return Redactor([self.key()])
 
     @property
     def chat_url(self) -> str:
@@ -47,7 +57,8 @@ class Upstream:
 
     def describe(self) -> str:
         """For logs: the URL and the variable name, never the key."""
-        return f"{self.url} (key from ${self.key_env})" if self.key_env else self.url
+        url = safe_url(self.url)
+        return f"{url} (key from ${self.key_env})" if self.key_env else url
 
 
 def parse_upstream(slug: str, value: "str | Upstream") -> Upstream:
@@ -103,13 +114,30 @@ class UpstreamStream:
 
     response: Any
     latency_ms: float  # time to the response headers
+    redactor: Redactor | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The stream, relayed line by line (an echoed key never straddles what is redacted)."""
+        pending = b""
         try:
-            async for chunk in self.response.aiter_raw():
-                yield chunk
+            async for chunk in self.response.aiter_bytes():
+                if self.redactor is None:
+                    yield chunk
+                    continue
+                pending += chunk
+                head, sep, pending = pending.rpartition(b"\n")
+                if sep:
+                    yield self._clean(head + sep)
+            if pending:
+                yield self._clean(pending)
         finally:
             await self.response.aclose()
+
+    def _clean(self, data: bytes) -> bytes:
+        assert self.redactor is not None
+        text = data.decode("utf-8", "replace")
+        cleaned = self.redactor.text(text)
+        return data if cleaned == text else (cleaned or "").encode("utf-8")
 
 
 class UpstreamClient:
@@ -146,7 +174,7 @@ class UpstreamClient:
             if resp.status_code < 400:
                 raise UpstreamFailure("bad-body", "the answer is not JSON") from None
             data = {"error": {"message": resp.text[:500], "type": "upstream_error", "param": None, "code": None}}
-        return UpstreamReply(resp.status_code, data, latency_ms)
+        return UpstreamReply(resp.status_code, up.redactor().value(data), latency_ms)
 
     async def stream(self, up: Upstream, body: dict[str, Any]) -> UpstreamStream | UpstreamReply:
         import httpx
@@ -171,8 +199,8 @@ class UpstreamClient:
             except ValueError:
                 data = {"error": {"message": raw[:500].decode("utf-8", "replace"), "type": "upstream_error",
                                   "param": None, "code": None}}
-            return UpstreamReply(resp.status_code, data, latency_ms)
-        return UpstreamStream(resp, latency_ms)
+            return UpstreamReply(resp.status_code, up.redactor().value(data), latency_ms)
+        return UpstreamStream(resp, latency_ms, up.redactor())
 
     async def aclose(self) -> None:
         if self._client is not None:
