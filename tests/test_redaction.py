@@ -193,3 +193,65 @@ def test_an_upstream_key_never_reaches_results_reports_or_serve_clients(tmp_path
     assert upstream.keys == {key}  # the sentinel really was the live key
     assert any(REDACTED in text for text in served)
     assert leaks(key, tmp_path, *outputs, *served) == []
+
+
+# -- 3. the control plane's token --------------------------------------------------------------
+
+class FakeControlPlane:
+    """A control plane on 127.0.0.1 whose answer to ``GET /v2/gen-ai/models/routers`` is scripted."""
+
+    def __init__(self) -> None:
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        from evalkit.emulator.server import LocalRouter
+
+        self.answer = lambda request: None
+        self.seen: list[str] = []
+
+        async def routers(request):
+            self.seen.append(request.headers.get("authorization", ""))
+            return self.answer(request)
+
+        app = Starlette(routes=[Route("/v2/gen-ai/models/routers", routers, methods=["GET"]),
+                                Route("/v2/gen-ai/models/routers/{uuid}", routers, methods=["GET"])])
+        self.server = LocalRouter(app).start()
+        self.url = self.server.root_url
+
+    def __enter__(self) -> "FakeControlPlane":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
+def echoing_401(request):
+    from starlette.responses import JSONResponse
+
+    auth = request.headers.get("authorization", "")
+    return JSONResponse({"id": "unauthorized", "message": f"Unable to authenticate you with {auth}; "
+                                                          f"{echo_of(auth.removeprefix('Bearer '))}"},
+                        status_code=401)
+
+
+def echoing_proxy_page(request):
+    from starlette.responses import HTMLResponse
+
+    headers = "".join(f"<li>{k}: {v}</li>" for k, v in request.headers.items())
+    return HTMLResponse(f"<html><body><h1>403 Forbidden</h1><ul>{headers}</ul>"
+                        f"{echo_of(request.headers.get('authorization', '').removeprefix('Bearer '))}</body></html>",
+                        status_code=403)
+
+
+@pytest.mark.parametrize("answer", [echoing_401, echoing_proxy_page])
+def test_router_list_never_prints_the_token_a_control_plane_echoes(tmp_path, answer):
+    token = "dop_v1_" + _secrets.token_hex(32)
+    with FakeControlPlane() as plane:
+        plane.answer = answer
+        env = cli_env(DIGITALOCEAN_TOKEN=token, EVALKIT_DO_API_URL=plane.url)
+        proc = run_cli("router", "list", env=env)
+        as_json = run_cli("router", "list", "--json", env=env)
+    assert plane.seen and set(plane.seen) == {f"Bearer {token}"}  # the sentinel really was the live token
+    assert proc.returncode == 2 and "DigitalOcean API error" in proc.stderr
+    assert REDACTED in proc.stderr  # the echo was there, and was scrubbed
+    assert leaks(token, tmp_path, proc.stdout, proc.stderr, as_json.stdout, as_json.stderr) == []
