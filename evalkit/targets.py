@@ -89,7 +89,7 @@ class OpenAITarget:
         self.stream = stream
         self.secrets = [client.api_key] if client.api_key else []
         self._redactor = Redactor(self.secrets)
-        self._url = f"{client.base_url}/chat/completions"
+        self._url = endpoint_url(client.base_url, "chat/completions")
         self._headers = {"Accept": "application/json", "Content-Type": "application/json",
                          "User-Agent": "evalkit"}
         if client.api_key:
@@ -326,12 +326,31 @@ class ChatEndpoint:
         if self._sdk is None:
             import openai
 
-            self._sdk = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
-                                           timeout=self.timeout, http_client=self.http)
+            base, query = split_query(self.base_url)
+            self._sdk = openai.AsyncOpenAI(base_url=base, api_key=self.api_key, max_retries=0, timeout=self.timeout,
+                                           http_client=self.http, default_query=query or None)
         return self._sdk
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+def split_query(base_url: str) -> tuple[str, dict[str, str]]:
+    """``base_url`` without its query string, and the query's parameters (sent with every request)."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    parts = urlsplit(base_url)
+    if not parts.query:
+        return base_url, {}
+    return urlunsplit(parts._replace(query="", fragment="")).rstrip("/"), dict(parse_qsl(parts.query))
+
+
+def endpoint_url(base_url: str, path: str) -> str:
+    """``base_url`` + ``/path``, keeping a query string (``?api-version=...``) at the end."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{path}"))
 
 
 def make_endpoint(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S,

@@ -255,3 +255,44 @@ def test_router_list_never_prints_the_token_a_control_plane_echoes(tmp_path, ans
     assert proc.returncode == 2 and "DigitalOcean API error" in proc.stderr
     assert REDACTED in proc.stderr  # the echo was there, and was scrubbed
     assert leaks(token, tmp_path, proc.stdout, proc.stderr, as_json.stdout, as_json.stderr) == []
+
+
+# -- 4. credentials inside URLs ----------------------------------------------------------------
+
+def with_credentials(base_url: str, user: str, password: str, query_key: str) -> str:
+    scheme, rest = base_url.split("://", 1)
+    return f"{scheme}://{user}:{password}@{rest}?api_key={query_key}&key={query_key}"
+
+
+def test_credentials_in_base_urls_are_used_but_never_recorded_or_printed(tmp_path):
+    secrets = {"user": "alice" + _secrets.token_hex(6), "password": "pw" + _secrets.token_hex(12),
+               "query": "qk" + _secrets.token_hex(12), "judge": "jq" + _secrets.token_hex(12)}
+    suite = write_case_suite(tmp_path / "s", make_cases(4))
+    router = Recorder(lambda cid, attempt, body: Reply(content=f"answer to {cid}", headers={ROUTE: route_for(cid)}))
+    env = cli_env(JUDGE_KEY=new_key("sk-do-"), EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    with FakeOpenAI(router) as fake, FakeOpenAI(lambda b, h: Reply(content="Fine.\nVERDICT: 4")) as judge:
+        base_url = with_credentials(fake.base_url, secrets["user"], secrets["password"], secrets["query"])
+        judge_url = f"{judge.base_url}?key={secrets['judge']}"
+        outputs = []
+        for extra in ([], ["--stream", "--json"]):
+            proc = run_cli("run", suite, "--target", "openai", "--base-url", base_url, "--out", tmp_path / "runs",
+                           "--judge", "judge-x", "--judge-base-url", judge_url, "--judge-api-key-env", "JUDGE_KEY",
+                           *extra, env={**env, "GITHUB_STEP_SUMMARY": str(tmp_path / "step-summary.md")})
+            assert proc.returncode == 0, proc.stderr
+            outputs += [proc.stdout, proc.stderr]
+        run_dir = sorted((tmp_path / "runs").glob("*/*"))[0]
+        report = run_cli("report", run_dir, env=env)
+        outputs += [report.stdout, report.stderr]
+    # the requests used the real URL: the query parameters arrived, plain and streamed, router and judge
+    assert fake.request_queries == [f"api_key={secrets['query']}&key={secrets['query']}"] * 8
+    assert set(judge.request_queries) == {f"key={secrets['judge']}"}
+    assert json.loads((run_dir / "summary.json").read_text())["n_scored"] == 4
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["target"]["base_url"] == safe_url(base_url) and "api_key=[redacted]" in manifest["target"]["base_url"]
+    assert manifest["judge"]["base_url"] == f"{judge.base_url}?key=[redacted]"
+    for name in ("summary.json", "summary.md", "report.html"):
+        assert (run_dir / name).is_file()
+    found = [f"{path.relative_to(tmp_path)}: {what}" for path in tmp_path.rglob("*") if path.is_file()
+             for what, value in secrets.items() if value in path.read_text(errors="replace")]
+    found += [f"output {i}: {what}" for i, text in enumerate(outputs) for what, value in secrets.items() if value in text]
+    assert found == []

@@ -67,15 +67,18 @@ def serve(
     app_ = create_app(configs, classifier=route_classifier, prices=catalog, upstreams=specs, state_dir=state_dir,
                       api_key=api_key, fault_rate=fault_rate, fault_kinds=list(kinds), latency_ms=latency_ms, seed=seed,
                       fault_timeout_s=fault_timeout, affinity_ttl_s=affinity_ttl, upstream_timeout_s=upstream_timeout)
+    from evalkit.redact import register
+
+    register(api_key)
     warning = exposure_warning(host, api_key)
     if warning:
         err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
     root = f"http://{host}:{port}"
     state = app_.state.router_state
     for c in state.store.configs():
-        err.print(f"router:{c.name} ({', '.join(c.task_names)})")
+        err.print(f"router:{c.name} ({', '.join(c.task_names)})", markup=False, highlight=False)
     for slug, up in state.upstreams.items():
-        err.print(f"upstream {slug} -> {up.describe()}")
+        err.print(f"upstream {slug} -> {up.describe()}", markup=False, highlight=False)
     describe = getattr(route_classifier, "describe", None)
     detail = describe() if describe else f"threshold {route_classifier.threshold:g}"
     err.print(f"inference plane: {root}/v1 (classifier {classifier}, {detail})", markup=False, highlight=False)

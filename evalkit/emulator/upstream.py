@@ -84,7 +84,7 @@ def parse_upstreams(upstreams: "dict[str, str | Upstream] | None") -> dict[str, 
 def check_keys(upstreams: dict[str, Upstream]) -> None:
     """Fail early (exit 2) when an upstream names a key variable that is not set."""
     for slug, up in upstreams.items():
-        if up.key_env and not os.environ.get(up.key_env):
+        if up.key_env and not up.key():
             raise UsageError(f"environment variable {up.key_env} (the key of upstream '{slug}') is not set",
                              where="--upstream", got=f"{slug}=...@{up.key_env}",
                              fix=f"export {up.key_env}=<key> before starting, or drop @{up.key_env}")
