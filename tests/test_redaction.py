@@ -296,3 +296,35 @@ def test_credentials_in_base_urls_are_used_but_never_recorded_or_printed(tmp_pat
              for what, value in secrets.items() if value in path.read_text(errors="replace")]
     found += [f"output {i}: {what}" for i, text in enumerate(outputs) for what, value in secrets.items() if value in text]
     assert found == []
+
+
+# -- 5. transforms of the router's key in results and the response cache ----------------------
+
+def transform_echo(cid: str, attempt: int, body: dict) -> Reply:
+    """A router that echoes pieces and encodings of its key (never the whole key) in every field."""
+    key = body["_key"]
+    forms = {k: v for k, v in transforms(key).items() if k != "whole"}
+    echo = " ".join(forms.values())
+    n = int(cid[1:])
+    if n % 3 == 0:
+        return Reply(status=401, error_message=f"Incorrect API key provided: {echo}")
+    if n % 3 == 1:
+        return Reply(content=f"your key: {echo}", headers={ROUTE: route_for(cid)}, model=f"m-{forms['prefix']}")
+    return Reply(content="fine", headers={ROUTE: f"{route_for(cid)}"}, model="m")
+
+
+def test_pieces_and_encodings_of_the_router_key_reach_neither_results_nor_the_cache(tmp_path):
+    key = new_key("rk-")
+    suite = write_case_suite(tmp_path / "s", make_cases(6))
+    router = KeyToBody(transform_echo)
+    env = cli_env(ROUTER_KEY=key, EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    with FakeOpenAI(router) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--api-key-env", "ROUTER_KEY",
+                       "--out", tmp_path / "runs", "--retries", "0", "--cache", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert router.keys == {key}
+    run_dir = next((tmp_path / "runs").glob("*/*"))
+    assert (run_dir / "results.jsonl").read_text().count(REDACTED) >= 4 * len(transforms(key)) - 4
+    cached = [p.read_text() for p in (tmp_path / "cache" / "responses").rglob("*.json")]
+    assert cached and any(REDACTED in text for text in cached)  # the echoing answers were cached, scrubbed
+    assert leaks(key, tmp_path, proc.stdout, proc.stderr) == []
