@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalkit.errors import ControlPlaneError, TargetError, UsageError
-from evalkit.redact import Redactor, safe_url
+from evalkit.redact import Redactor, safe_url, terminal_safe
 from evalkit.router_config import NAME_RE, RouterConfig, parse_router_config
 from evalkit.targets import DO_TOKEN_ENV, TOKEN_PREFIX, check_control_plane_token
 
@@ -447,7 +447,7 @@ def temporary_router(plane: ControlPlane, candidate: RouterConfig, *, short_id: 
                     raise LeftoverRouterError(_leftover_message(router, problem), where=plane.shown_url,
                                               fix=f"evalkit router delete {router.uuid} --yes")
                 # the run's own error is what propagates; the leftover must still be seen, even with -q
-                print(f"warning: {_leftover_message(router, problem)}", file=sys.stderr, flush=True)
+                print(terminal_safe(f"warning: {_leftover_message(router, problem)}"), file=sys.stderr, flush=True)
 
 
 __all__ = ["ControlPlane", "ModelRouter", "LeftoverRouterError", "api_error", "is_temporary_name",

@@ -328,3 +328,74 @@ def test_pieces_and_encodings_of_the_router_key_reach_neither_results_nor_the_ca
     cached = [p.read_text() for p in (tmp_path / "cache" / "responses").rglob("*.json")]
     assert cached and any(REDACTED in text for text in cached)  # the echoing answers were cached, scrubbed
     assert leaks(key, tmp_path, proc.stdout, proc.stderr) == []
+
+
+# -- 6. terminal escapes in remote text --------------------------------------------------------
+
+HOSTILE = ("\x1b]0;owned\x07\x1b[2J\x1b[H\x9b2J\u202e" "all checks passed [bold red]PASS[/bold red]\x1b[8m")
+CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e", "\x9d")
+
+
+def controls_in(*texts: str) -> list[str]:
+    return [f"output {i}: {c!r}" for i, text in enumerate(texts) for c in CONTROLS if c in text]
+
+
+def hostile_routers(request):
+    from starlette.responses import JSONResponse
+
+    router = {"uuid": "0b7f3f0e-4a57-4b1e-9a7e-3f0b1c2d3e4f", "name": f"demo{HOSTILE}",
+              "description": f"desc {HOSTILE}", "regions": [f"tor1{HOSTILE}"],
+              "config": {"policies": [{"custom_task": {"name": f"classify{HOSTILE}", "description": f"d{HOSTILE}"},
+                                       "models": [f"m{HOSTILE}"]}],
+                         "fallback_models": [f"fb{HOSTILE}"]},
+              "updated_at": f"2026{HOSTILE}"}
+    if request.path_params.get("uuid"):
+        return JSONResponse({"model_router": router})
+    return JSONResponse({"model_routers": [router], "links": {}})
+
+
+def test_router_get_and_list_print_no_control_sequences_and_no_markup(tmp_path):
+    with FakeControlPlane() as plane:
+        plane.answer = hostile_routers
+        env = cli_env(DIGITALOCEAN_TOKEN="dop_v1_" + _secrets.token_hex(32), EVALKIT_DO_API_URL=plane.url)
+        listed = run_cli("router", "list", env=env)
+        got = run_cli("router", "get", "0b7f3f0e-4a57-4b1e-9a7e-3f0b1c2d3e4f", env=env)
+        plane.answer = lambda request: echoing_401(request).__class__(
+            {"id": "unauthorized", "message": f"denied {HOSTILE}"}, status_code=401)
+        failed = run_cli("router", "list", env=env)
+    assert listed.returncode == 0 and got.returncode == 0, listed.stderr + got.stderr
+    assert failed.returncode == 2
+    assert controls_in(listed.stdout, listed.stderr, got.stdout, got.stderr, failed.stdout, failed.stderr) == []
+    # the text itself is kept, and rich markup in it is printed literally
+    for text in (got.stdout, failed.stderr):
+        assert "all checks passed [bold red]PASS[/bold red]" in text
+    assert "demo" in listed.stdout and "classify" in listed.stdout
+
+
+def test_compare_and_judge_errors_print_no_control_sequences(tmp_path):
+    # a route header can carry C1 controls and bidi overrides (bytes >= 0x80 are legal in HTTP headers)
+    route = "reasoning\u202e\x9b2J" + "all checks passed"
+    wire = route.encode("utf-8").decode("latin-1")
+    suite = write_case_suite(tmp_path / "s", make_cases(4))
+
+    def judge(body, headers):
+        return Reply(status=401, error_message=f"no {HOSTILE}")
+
+    env = cli_env(JUDGE_KEY=new_key("sk-do-"), EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    runs = []
+    for hostile in (False, True):
+        reply = (lambda cid, a, b: Reply(content="x", headers={ROUTE: wire if hostile else route_for(cid)}))
+        with FakeOpenAI(Recorder(reply)) as fake:
+            proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url,
+                           "--out", tmp_path / f"runs{int(hostile)}", env=env)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(next((tmp_path / f"runs{int(hostile)}").glob("*/*")))
+    results = (runs[1] / "results.jsonl").read_text()
+    assert "\\u202e" in results or "\u202e" in results  # the hostile route really was recorded
+    compare = run_cli("compare", runs[0], runs[1], "--out", tmp_path / "cmp", env=env)
+    with FakeOpenAI(judge) as fake_judge:
+        judged = run_cli("judge", runs[0], "--judge", "judge-x", "--judge-base-url", fake_judge.base_url,
+                         "--judge-api-key-env", "JUDGE_KEY", env=env)
+    assert "regressed" in compare.stdout and "all checks passed" in compare.stdout
+    assert judged.returncode == 3 and "all checks passed [bold red]PASS[/bold red]" in judged.stderr
+    assert controls_in(compare.stdout, compare.stderr, judged.stdout, judged.stderr) == []

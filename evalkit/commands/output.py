@@ -53,7 +53,7 @@ def print_summary(summary: Summary, run_dir: Path) -> None:
     for col in ("task", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "task" else "right")
     for task, v in summary.per_task.items():
-        table.add_row(task, f"{v.precision:.3f}", f"{v.recall:.3f}", f"{v.f1:.3f}", str(v.support))
+        table.add_row(escape(task), f"{v.precision:.3f}", f"{v.recall:.3f}", f"{v.f1:.3f}", str(v.support))
     out.print(table)
     if summary.judge:
         print_judge(summary.judge)
@@ -100,7 +100,7 @@ def print_judge(block: JudgeSummary | None) -> None:
     for path, stats in [*block.per_path.items(), ("all", block.overall)]:
         unscored = sum(stats[c].n_unscored + stats[c].n_error for c in criteria)
         no_answer = sum(stats[c].n_no_answer for c in criteria)
-        table.add_row(path, *(_score(stats.get(c)) for c in criteria), f"{unscored} / {no_answer}")
+        table.add_row(escape(path), *(_score(stats.get(c)) for c in criteria), f"{unscored} / {no_answer}")
     out.print(table)
     if block.cost is None:
         return
