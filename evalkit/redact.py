@@ -63,42 +63,51 @@ def _variants(secret: str) -> list[str]:
     return [f for f in forms if len(f) >= MIN_SECRET_LEN]
 
 
-class _Pattern:
-    """One form of a key: matched whole when short, by any 12-character piece when long."""
+class _Matcher:
+    """Every form of a set of keys: short forms matched whole, long ones by any 12-character piece.
 
-    def __init__(self, form: str) -> None:
-        self.form = form
-        self.pieces = len(form) >= MIN_FRAGMENT_LEN
-        # the aligned blocks: any MIN_FRAGMENT_LEN-long piece of ``form`` contains one of them whole
-        self.blocks = [(i, form[i:i + _BLOCK]) for i in range(0, len(form) - _BLOCK + 1, _BLOCK)]
+    Any piece of a form ``MIN_FRAGMENT_LEN`` long contains one of the form's blocks (its
+    ``_BLOCK``-long slices at multiples of ``_BLOCK``) whole, so one regular expression of all the
+    blocks finds every candidate in one pass; each hit is then extended along its form both ways.
+    """
 
-    def spans(self, text: str) -> Iterable[tuple[int, int]]:
-        form = self.form
-        if not self.pieces:
+    def __init__(self, forms: Iterable[str]) -> None:
+        self.exact = [f for f in forms if len(f) < MIN_FRAGMENT_LEN]
+        self.index: dict[str, list[tuple[str, int]]] = {}
+        for form in forms:
+            if len(form) >= MIN_FRAGMENT_LEN:
+                for i in range(0, len(form) - _BLOCK + 1, _BLOCK):
+                    self.index.setdefault(form[i:i + _BLOCK], []).append((form, i))
+        self.blocks = re.compile("|".join(map(re.escape, sorted(self.index)))) if self.index else None
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        found: list[tuple[int, int]] = []
+        for form in self.exact:
             start = text.find(form)
             while start >= 0:
-                yield start, start + len(form)
+                found.append((start, start + len(form)))
                 start = text.find(form, start + 1)
-            return
-        for offset, block in self.blocks:
-            at = text.find(block)
-            while at >= 0:
-                left, right = at, at + _BLOCK  # extend the match both ways along the form
-                i = offset
+        if self.blocks is None:
+            return found
+        pos = 0
+        while (hit := self.blocks.search(text, pos)) is not None:
+            at = hit.start()
+            for form, offset in self.index[hit.group()]:
+                left, i = at, offset
                 while left > 0 and i > 0 and text[left - 1] == form[i - 1]:
                     left, i = left - 1, i - 1
-                j = offset + _BLOCK
+                right, j = at + _BLOCK, offset + _BLOCK
                 while right < len(text) and j < len(form) and text[right] == form[j]:
                     right, j = right + 1, j + 1
                 if right - left >= MIN_FRAGMENT_LEN:
-                    yield left, right
-                at = text.find(block, at + 1)
+                    found.append((left, right))
+            pos = at + 1  # blocks may overlap: look again from the next character
+        return found
 
 
 @functools.lru_cache(maxsize=64)
-def _patterns(secrets: frozenset[str]) -> tuple[_Pattern, ...]:
-    forms = {form for secret in secrets for form in _variants(secret)}
-    return tuple(_Pattern(f) for f in sorted(forms, key=len, reverse=True))
+def _matcher(secrets: frozenset[str]) -> _Matcher:
+    return _Matcher({form for secret in secrets for form in _variants(secret)})
 
 
 class Redactor:
@@ -108,18 +117,18 @@ class Redactor:
         self._own = frozenset(s for s in secrets if s and len(s) >= MIN_SECRET_LEN)
         self._include_registered = include_registered
 
-    def _current(self) -> tuple[_Pattern, ...]:
+    def _current(self) -> _Matcher | None:
         secrets = self._own | registered() if self._include_registered else self._own
-        return _patterns(secrets) if secrets else ()
+        return _matcher(secrets) if secrets else None
 
     def text(self, text: str | None) -> str | None:
         """``text`` with every key, piece of a key and encoded key replaced by ``[redacted]``."""
-        if not text:
+        if not text or len(text) < MIN_SECRET_LEN:
             return text
-        patterns = self._current()
-        if not patterns:
+        matcher = self._current()
+        if matcher is None:
             return text
-        spans = sorted(span for p in patterns for span in p.spans(text))
+        spans = sorted(matcher.spans(text))
         if not spans:
             return text
         pieces, last = [], 0
