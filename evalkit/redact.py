@@ -24,7 +24,7 @@ import threading
 from typing import Any, Iterable
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
-__all__ = ["REDACTED", "Redactor", "redact", "register", "registered", "safe_url", "terminal_safe"]
+__all__ = ["REDACTED", "Redactor", "forget", "redact", "register", "registered", "safe_url", "terminal_safe"]
 
 REDACTED = "[redacted]"
 MIN_SECRET_LEN = 8      # shorter values are not matched at all
@@ -39,6 +39,12 @@ def register(*secrets: str | None) -> None:
     """Remember keys read from the environment for this process: every ``Redactor`` also redacts them."""
     with _lock:
         _registered.update(s for s in secrets if s and len(s) >= MIN_SECRET_LEN)
+
+
+def forget() -> None:
+    """Forget every registered key (tests; a long-lived process done with its keys)."""
+    with _lock:
+        _registered.clear()
 
 
 def registered() -> frozenset[str]:
