@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalkit.errors import ControlPlaneError, TargetError, UsageError
-from evalkit.redact import Redactor, safe_url, terminal_safe
+from evalkit.redact import Redactor, register_url, safe_url, terminal_safe
 from evalkit.router_config import NAME_RE, RouterConfig, parse_router_config
 from evalkit.targets import DO_TOKEN_ENV, TOKEN_PREFIX, check_control_plane_token
 
@@ -167,6 +167,7 @@ class ControlPlane:
                              where=f"--api-url / {DO_API_URL_ENV}", got=safe_url(self.base_url),
                              fix="use an https:// URL (a plain http:// URL is only for a local stand-in)")
         self.retries = retries
+        register_url(self.base_url)
         self._redactor = Redactor([token])
         self.shown_url = safe_url(self.base_url) or self.base_url
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,

@@ -11,7 +11,8 @@ becomes stored or printed text goes through a ``Redactor``. A redactor replaces 
 - its URL-encoding (``quote`` and ``quote_plus``).
 
 ``safe_url`` strips user info from a URL and masks its query values, for every URL that is
-recorded or printed (the request itself uses the real URL). ``terminal_safe`` strips terminal
+recorded or printed (the request itself uses the real URL); ``register_url`` registers the
+password and query values of a URL evalkit sends requests to, so an echo of them is redacted too. ``terminal_safe`` strips terminal
 control sequences from remote text before it is printed.
 """
 
@@ -22,9 +23,10 @@ import functools
 import re
 import threading
 from typing import Any, Iterable
-from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
 
-__all__ = ["REDACTED", "Redactor", "forget", "redact", "register", "registered", "safe_url", "terminal_safe"]
+__all__ = ["REDACTED", "Redactor", "forget", "redact", "register", "register_url", "registered", "safe_url",
+           "terminal_safe"]
 
 REDACTED = "[redacted]"
 MIN_SECRET_LEN = 8      # shorter values are not matched at all
@@ -39,6 +41,18 @@ def register(*secrets: str | None) -> None:
     """Remember keys read from the environment for this process: every ``Redactor`` also redacts them."""
     with _lock:
         _registered.update(s for s in secrets if s and len(s) >= MIN_SECRET_LEN)
+
+
+def register_url(url: str | None) -> None:
+    """Register the credentials a URL carries: its password and its query values (``?api_key=...``)."""
+    if not url:
+        return
+    try:
+        parts = urlsplit(url.strip())
+        password = parts.password
+    except ValueError:
+        return
+    register(password, *(value for _, value in parse_qsl(parts.query)))
 
 
 def forget() -> None:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from evalkit.errors import TargetError, UsageError
 from evalkit.records import TargetInfo
-from evalkit.redact import REDACTED, Redactor, redact, register, safe_url
+from evalkit.redact import REDACTED, Redactor, redact, register, register_url, safe_url
 
 DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
 DO_KEY_ENV = "MODEL_ACCESS_KEY"
@@ -358,6 +358,7 @@ def make_endpoint(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEO
     """A ``ChatEndpoint`` with a connection pool sized for the run's concurrency."""
     import httpx
 
+    register_url(base_url)
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
                                                  max_keepalive_connections=concurrency + 4),
                              timeout=timeout)

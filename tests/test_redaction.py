@@ -268,7 +268,10 @@ def test_credentials_in_base_urls_are_used_but_never_recorded_or_printed(tmp_pat
     secrets = {"user": "alice" + _secrets.token_hex(6), "password": "pw" + _secrets.token_hex(12),
                "query": "qk" + _secrets.token_hex(12), "judge": "jq" + _secrets.token_hex(12)}
     suite = write_case_suite(tmp_path / "s", make_cases(4))
-    router = Recorder(lambda cid, attempt, body: Reply(content=f"answer to {cid}", headers={ROUTE: route_for(cid)}))
+    # a hostile router echoes the credentials of its URL in an answer
+    echo = f"you called with api_key={secrets['query']} and password {secrets['password']}"
+    router = Recorder(lambda cid, attempt, body: Reply(content=echo if cid == "c001" else f"answer to {cid}",
+                                                       headers={ROUTE: route_for(cid)}))
     env = cli_env(JUDGE_KEY=new_key("sk-do-"), EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
     with FakeOpenAI(router) as fake, FakeOpenAI(lambda b, h: Reply(content="Fine.\nVERDICT: 4")) as judge:
         base_url = with_credentials(fake.base_url, secrets["user"], secrets["password"], secrets["query"])
@@ -287,6 +290,7 @@ def test_credentials_in_base_urls_are_used_but_never_recorded_or_printed(tmp_pat
     assert fake.request_queries == [f"api_key={secrets['query']}&key={secrets['query']}"] * 8
     assert set(judge.request_queries) == {f"key={secrets['judge']}"}
     assert json.loads((run_dir / "summary.json").read_text())["n_scored"] == 4
+    assert "api_key=[redacted] and password [redacted]" in (run_dir / "results.jsonl").read_text()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["target"]["base_url"] == safe_url(base_url) and "api_key=[redacted]" in manifest["target"]["base_url"]
     assert manifest["judge"]["base_url"] == f"{judge.base_url}?key=[redacted]"

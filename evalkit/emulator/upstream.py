@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from evalkit.errors import UsageError
-from evalkit.redact import Redactor, register, safe_url
+from evalkit.redact import Redactor, register, register_url, safe_url
 
 WILDCARD = "*"
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -38,6 +38,7 @@ class Upstream:
     def key(self) -> str | None:
         key = os.environ.get(self.key_env, "") if self.key_env else ""
         register(key)
+        register_url(self.url)
         return key or None
 
     def headers(self) -> dict[str, str]:
