@@ -43,8 +43,13 @@ def register(*secrets: str | None) -> None:
         _registered.update(s for s in secrets if s and len(s) >= MIN_SECRET_LEN)
 
 
+# query parameters whose value is a credential (``api-version=2024-02-01`` is not: dates stay readable)
+_SECRET_PARAM = re.compile(r"(?i)key|token|secret|pass|pwd|sig|auth|cred|session|code")
+
+
 def register_url(url: str | None) -> None:
-    """Register the credentials a URL carries: its password and its query values (``?api_key=...``)."""
+    """Register the credentials a URL carries: its password and the values of credential-like query
+    parameters (``?api_key=...``, ``?token=...``, ``?sig=...``)."""
     if not url:
         return
     try:
@@ -52,7 +57,7 @@ def register_url(url: str | None) -> None:
         password = parts.password
     except ValueError:
         return
-    register(password, *(value for _, value in parse_qsl(parts.query)))
+    register(password, *(value for name, value in parse_qsl(parts.query) if _SECRET_PARAM.search(name)))
 
 
 def forget() -> None:
