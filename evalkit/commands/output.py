@@ -165,7 +165,8 @@ def _print_config_change(cfg: dict[str, Any] | None) -> None:
             parts.append("removed: " + ", ".join(t["task"] for t in cfg["tasks_removed"]))
         if cfg["fallback_models"]:
             parts.append("fallback models changed")
-        out.print(f"router config {cfg['a_hash']} -> {cfg['b_hash']}: {'; '.join(parts) or 'other fields changed'}")
+        out.print(f"router config {cfg['a_hash']} -> {cfg['b_hash']}: {'; '.join(parts) or 'other fields changed'}",
+                  markup=False, highlight=False)
     elif cfg:
         out.print("router config: unchanged")
 
