@@ -124,7 +124,7 @@ class OpenAITarget:
                 raw = await self.client.http.post(self._url, json=body,
                                                   headers={**self._headers, **headers} if headers else self._headers)
                 if not 200 <= raw.status_code < 300:
-                    raise _status_error(raw)
+                    raise _status_error(raw, self._clean)
                 data = json.loads(raw.content)
         except TargetCallError as exc:
             exc.message = self._clean(exc.message) or ""
@@ -270,8 +270,11 @@ def _error_code(body: Any) -> str | None:
     return code if isinstance(code, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", code) else None
 
 
-def _status_error(response: Any) -> TargetCallError:
-    """The failure of a non-2xx answer: ``HTTP <status>: <the body's error message>``."""
+def _status_error(response: Any, clean: Callable[[str | None], str | None] = lambda t: t) -> TargetCallError:
+    """The failure of a non-2xx answer: ``HTTP <status>: <the body's error message>``.
+
+    A body that is not an error document is shown cut short, after ``clean`` (so a key is never
+    cut to a piece too short to recognise)."""
     status = response.status_code
     message = ""
     body: Any = None
@@ -285,7 +288,7 @@ def _status_error(response: Any) -> TargetCallError:
     except ValueError:
         pass
     if not message:
-        message = response.text[:200].strip() or response.reason_phrase or "no body"
+        message = (clean(response.text[:4096]) or "")[:200].strip() or response.reason_phrase or "no body"
     return TargetCallError(f"HTTP {status}: {message}", http_status=status,
                            retry_after=_retry_after(response.headers.get("retry-after")),
                            retryable=status in (408, 409, 429) or status >= 500, code=_error_code(body))

@@ -403,3 +403,18 @@ def test_compare_and_judge_errors_print_no_control_sequences(tmp_path):
     assert "regressed" in compare.stdout and "all checks passed" in compare.stdout
     assert judged.returncode == 3 and "all checks passed [bold red]PASS[/bold red]" in judged.stderr
     assert controls_in(compare.stdout, compare.stderr, judged.stdout, judged.stderr) == []
+
+
+def test_a_long_error_page_is_redacted_before_it_is_cut_short(tmp_path):
+    key = _secrets.token_hex(20)  # all random: any 8 characters of it would say something
+    suite = write_case_suite(tmp_path / "s", make_cases(2))
+    # the router's 200-character cut of a plain-text body falls 8 characters into the key
+    page = Reply(status=403, raw_body="x" * 192 + key + " was refused", headers={"content-type": "text/plain"})
+    env = cli_env(ROUTER_KEY=key)
+    with FakeOpenAI(page) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--api-key-env", "ROUTER_KEY",
+                       "--out", tmp_path / "runs", "--retries", "0", env=env)
+    results = next((tmp_path / "runs").glob("*/*/results.jsonl")).read_text()
+    assert proc.returncode in (0, 3), proc.stderr  # every case failed: not a crash
+    assert "HTTP 403: " + "x" * 192 in results and REDACTED[:8] in results
+    assert key[:8] not in results and key[:8] not in proc.stdout + proc.stderr

@@ -174,7 +174,8 @@ class UpstreamClient:
         except ValueError:
             if resp.status_code < 400:
                 raise UpstreamFailure("bad-body", "the answer is not JSON") from None
-            data = {"error": {"message": resp.text[:500], "type": "upstream_error", "param": None, "code": None}}
+            text = up.redactor().text(resp.text[:4096]) or ""  # before the cut: a cut key may be too short to recognise
+            data = {"error": {"message": text[:500], "type": "upstream_error", "param": None, "code": None}}
         return UpstreamReply(resp.status_code, up.redactor().value(data), latency_ms)
 
     async def stream(self, up: Upstream, body: dict[str, Any]) -> UpstreamStream | UpstreamReply:
@@ -198,7 +199,8 @@ class UpstreamClient:
             try:
                 data = json.loads(raw)
             except ValueError:
-                data = {"error": {"message": raw[:500].decode("utf-8", "replace"), "type": "upstream_error",
+                text = up.redactor().text(raw[:4096].decode("utf-8", "replace")) or ""
+                data = {"error": {"message": text[:500], "type": "upstream_error",
                                   "param": None, "code": None}}
             return UpstreamReply(resp.status_code, up.redactor().value(data), latency_ms)
         return UpstreamStream(resp, latency_ms, up.redactor())
