@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 from evalkit.errors import TargetError, UsageError
 from evalkit.records import TargetInfo
-from evalkit.redact import REDACTED, Redactor, redact, register, register_url, safe_url
+from evalkit.redact import REDACTED, redact  # noqa: F401  (kept importable from here)
+from evalkit.redact import Redactor, register, register_url, safe_url
 
 DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
 DO_KEY_ENV = "MODEL_ACCESS_KEY"
