@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import UsageError
+from evalkit.redact import Redactor
 from evalkit.targets import TargetResponse
 
 CACHE_ENV = "EVALKIT_CACHE_DIR"
@@ -77,6 +78,10 @@ class ResponseCache:
             if data.get("v") != CACHE_VERSION:
                 raise ValueError("other cache version")
             response = TargetResponse(**{f: data[f] for f in _FIELDS}, headers={})
+            # an entry written before its key was known to redaction (an older evalkit) is cleaned on the way out
+            clean = Redactor()
+            response.route, response.served_model, response.content = (
+                clean.text(response.route), clean.text(response.served_model), clean.text(response.content))
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             self.misses += 1
             return None

@@ -8,7 +8,9 @@ control-plane base URL (``https://api.digitalocean.com``, or ``EVALKIT_DO_API_UR
 ``--api-url``, which tests point at ``evalkit serve``).
 
 An error answer keeps DigitalOcean's own ``id`` and ``message`` (``ControlPlaneError``, exit 2);
-an unreachable API is a ``TargetError`` (exit 3). The token never appears in a message.
+an unreachable API is a ``TargetError`` (exit 3). The token never appears in a message: every
+body, error and record that comes back is redacted (``evalkit.redact``) before it is shown, so a
+401 or a proxy page that echoes the ``Authorization`` header prints ``[redacted]``.
 
 ``temporary_router`` creates a candidate config under a throw-away name and deletes it when the
 block ends, whatever ends it: success, an exception, Ctrl-C or SIGTERM.
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalkit.errors import ControlPlaneError, TargetError, UsageError
 from evalkit.httpclient import RetryPolicy, is_retryable_status, retry_after_seconds
+from evalkit.redact import Redactor, register_url, safe_url, terminal_safe
 from evalkit.router_config import NAME_RE, RouterConfig, parse_router_config
 from evalkit.targets import DO_TOKEN_ENV, TOKEN_PREFIX, check_control_plane_token
 
@@ -81,7 +84,7 @@ def resolve_api_url(value: str | None = None) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError("the control-plane URL must be an http(s) URL", where=f"--api-url / {DO_API_URL_ENV}",
-                         got=url, fix=f"e.g. {DO_API_URL} (or http://127.0.0.1:8080 for `evalkit serve`)")
+                         got=safe_url(url), fix=f"e.g. {DO_API_URL} (or http://127.0.0.1:8080 for `evalkit serve`)")
     return url
 
 
@@ -164,10 +167,13 @@ class ControlPlane:
         host = urlsplit(self.base_url).hostname
         if token.startswith(TOKEN_PREFIX) and self.base_url.startswith("http://") and not _is_loopback(host):
             raise UsageError("refusing to send a DigitalOcean token over plain HTTP to another host",
-                             where=f"--api-url / {DO_API_URL_ENV}", got=self.base_url,
+                             where=f"--api-url / {DO_API_URL_ENV}", got=safe_url(self.base_url),
                              fix="use an https:// URL (a plain http:// URL is only for a local stand-in)")
         self.retries = retries
         self.policy = policy or RetryPolicy(retries=retries, base=0.5, cap=8.0, retry_after_max=30.0)
+        register_url(self.base_url)
+        self._redactor = Redactor([token])
+        self.shown_url = safe_url(self.base_url) or self.base_url
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
                                            "User-Agent": "evalkit"})
@@ -201,8 +207,9 @@ class ControlPlane:
                 if method in IDEMPOTENT and self.policy.allows(attempt):
                     self.policy.wait(attempt)
                     continue
-                raise TargetError(f"the DigitalOcean control plane could not be reached ({exc.__class__.__name__}: {exc})",
-                                  where=f"{method} {self.base_url}{path}",
+                raise TargetError(self._clean(f"the DigitalOcean control plane could not be reached "
+                                              f"({exc.__class__.__name__}: {exc})"),
+                                  where=f"{method} {self.shown_url}{path}",
                                   fix=f"check the network and the control-plane URL (--api-url / {DO_API_URL_ENV})") from None
             if _retryable(response.status_code) and method in IDEMPOTENT and self.policy.allows(attempt):
                 self.policy.wait(attempt, retry_after_seconds(response.headers.get("retry-after")))
@@ -211,12 +218,16 @@ class ControlPlane:
                 if not response.content.strip():
                     return {}
                 try:
-                    return response.json()
+                    return self._redactor.value(response.json())
                 except ValueError:
                     raise TargetError("the control plane answered with a body that is not JSON",
-                                      where=f"{method} {self.base_url}{path}", got=response.text[:200],
+                                      where=f"{method} {self.shown_url}{path}", got=self._clean(response.text)[:200],
                                       fix=f"check that --api-url / {DO_API_URL_ENV} points at the DigitalOcean API") from None
-            raise api_error(method, path, response.status_code, response.text)
+            raise api_error(method, path, response.status_code, self._clean(response.text))
+
+    def _clean(self, text: str) -> str:
+        """Remote text with the token (and every registered key) redacted."""
+        return self._redactor.text(text) or ""
 
     def list(self) -> list[ModelRouter]:
         """Every router of the account (all pages)."""
@@ -226,7 +237,7 @@ class ControlPlane:
             items = data.get("model_routers", data.get("routers")) if isinstance(data, dict) else None
             if not isinstance(items, list):
                 raise TargetError("the control plane's router list has no 'model_routers'",
-                                  where=f"GET {self.base_url}{ROUTERS_PATH}", got=str(data)[:200],
+                                  where=f"GET {self.shown_url}{ROUTERS_PATH}", got=str(data)[:200],
                                   fix=f"check that --api-url / {DO_API_URL_ENV} points at the DigitalOcean API")
             routers.extend(_router(item, f"GET {ROUTERS_PATH}") for item in items)
             pages = (data.get("links") or {}).get("pages") or {}
@@ -260,7 +271,7 @@ class ControlPlane:
             return self.get(ref)
         found = self.find(ref)
         if found is None:
-            raise UsageError(f"no router named '{ref}' on the control plane", where=self.base_url,
+            raise UsageError(f"no router named '{ref}' on the control plane", where=self.shown_url,
                              fix="list the routers with `evalkit router list`, or give the router's uuid")
         return found
 
@@ -410,7 +421,7 @@ def temporary_router(plane: ControlPlane, candidate: RouterConfig, *, short_id: 
     name = temporary_router_name(candidate.name, short_id or new_short_id())
     body = {**candidate.to_body(), "name": name}
     with _sigterm_as_sigint():
-        status(f"creating the temporary router {name} on {plane.base_url}")
+        status(f"creating the temporary router {name} on {plane.shown_url}")
         try:
             with _shielded(status, "creating the temporary router; it is deleted as soon as it exists "
                                    "(interrupt once more to stop at once)") as creating:
@@ -436,10 +447,10 @@ def temporary_router(plane: ControlPlane, candidate: RouterConfig, *, short_id: 
             problem = _delete(plane, router, status)
             if problem is not None:
                 if ok:
-                    raise LeftoverRouterError(_leftover_message(router, problem), where=plane.base_url,
+                    raise LeftoverRouterError(_leftover_message(router, problem), where=plane.shown_url,
                                               fix=f"evalkit router delete {router.uuid} --yes")
                 # the run's own error is what propagates; the leftover must still be seen, even with -q
-                print(f"warning: {_leftover_message(router, problem)}", file=sys.stderr, flush=True)
+                print(terminal_safe(f"warning: {_leftover_message(router, problem)}"), file=sys.stderr, flush=True)
 
 
 __all__ = ["ControlPlane", "ModelRouter", "LeftoverRouterError", "api_error", "is_temporary_name",

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from evalkit.redact import safe_url
+
 FALLBACK = "fallback"
 MISSING = "(missing)"
 # Error codes of the embedded local router when its route classifier failed (model unreachable,
@@ -215,6 +217,12 @@ class TargetInfo(Document):
     threshold: float | None = None
     note: str | None = None
 
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        """A URL is recorded without user info and with its query values masked (``redact.safe_url``)."""
+        return safe_url(value) or value
+
 
 class SuiteInfo(Document):
     name: str
@@ -253,6 +261,11 @@ class JudgeInfo(Document):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost_usd: float | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        return safe_url(value)
 
 
 class Manifest(Document):

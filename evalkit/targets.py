@@ -29,13 +29,14 @@ from typing import Any, Callable
 from evalkit.errors import TargetError, UsageError
 from evalkit.httpclient import RetryPolicy, is_retryable_status, retry_after_seconds
 from evalkit.records import BAD_USAGE, MAX_USAGE_TOKENS, TargetInfo
+from evalkit.redact import REDACTED, redact  # noqa: F401  (kept importable from here)
+from evalkit.redact import Redactor, register, register_url, safe_url
 
 DO_INFERENCE_URL = "https://inference.do-ai.run/v1"
 DO_KEY_ENV = "MODEL_ACCESS_KEY"
 DO_TOKEN_ENV = "DIGITALOCEAN_TOKEN"
 TOKEN_PREFIX = "dop_v1_"       # a DigitalOcean personal access token: control plane only
 ACCESS_KEY_PREFIX = "sk-do-"   # a DigitalOcean model access key: inference only
-REDACTED = "[redacted]"
 DEFAULT_ROUTE_HEADER = "x-model-router-selected-route"
 ROUTE_HEADER_PRESETS = {
     "do": DEFAULT_ROUTE_HEADER,
@@ -105,7 +106,8 @@ class OpenAITarget:
         self.info = info
         self.stream = stream
         self.secrets = [client.api_key] if client.api_key else []
-        self._url = f"{client.base_url}/chat/completions"
+        self._redactor = Redactor(self.secrets)
+        self._url = endpoint_url(client.base_url, "chat/completions")
         self._headers = {"Accept": "application/json", "Content-Type": "application/json",
                          "User-Agent": "evalkit"}
         if client.api_key:
@@ -113,7 +115,7 @@ class OpenAITarget:
 
     def _clean(self, text: str | None) -> str | None:
         """A server may echo the key back (in an error or an answer): never let it reach a file."""
-        return redact(text, self.secrets)
+        return self._redactor.text(text)
 
     async def send(self, messages: list[dict[str, Any]], *, max_completion_tokens: int | None = None,
                    affinity: str | None = None, temperature: float | None = None,
@@ -140,7 +142,7 @@ class OpenAITarget:
                 raw = await self.client.http.post(self._url, json=body,
                                                   headers={**self._headers, **headers} if headers else self._headers)
                 if not 200 <= raw.status_code < 300:
-                    raise _status_error(raw)
+                    raise _status_error(raw, self._clean)
                 data = json.loads(raw.content)
         except TargetCallError as exc:
             exc.what = self._clean(exc.what) or ""
@@ -261,18 +263,8 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def display_url(url: str) -> str:
-    """``url`` fit for a message: no user name or password, every query value masked."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "(an unreadable URL)"
-    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
-    query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    """``url`` fit for a message: no user name or password, every query value masked (``redact.safe_url``)."""
+    return safe_url(url) or url
 
 
 HEADER_NAME_RE = re.compile(r"[^a-z0-9!#$%&'*+.^_`|~-]")
@@ -284,16 +276,6 @@ def header_names(headers: dict[str, str]) -> list[str]:
     hostile router's names cannot carry control characters or grow a result without limit."""
     names = {HEADER_NAME_RE.sub("", name.lower())[:64] for name in headers}
     return sorted(n for n in names if n)[:MAX_HEADER_NAMES]
-
-
-def redact(text: str | None, secrets: list[str]) -> str | None:
-    """``text`` with every secret (8 characters or longer) replaced by ``[redacted]``."""
-    if not text:
-        return text
-    for secret in secrets:
-        if secret and len(secret) >= 8 and secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 async def _read_stream(raw: Any, start: float) -> tuple[Any, float | None]:
@@ -344,8 +326,11 @@ def _error_code(body: Any) -> str | None:
     return code if isinstance(code, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", code) else None
 
 
-def _status_error(response: Any) -> TargetCallError:
-    """The failure of a non-2xx answer: ``HTTP <status>: <the body's error message>``."""
+def _status_error(response: Any, clean: Callable[[str | None], str | None] = lambda t: t) -> TargetCallError:
+    """The failure of a non-2xx answer: ``HTTP <status>: <the body's error message>``.
+
+    A body that is not an error document is shown cut short, after ``clean`` (so a key is never
+    cut to a piece too short to recognise)."""
     status = response.status_code
     message = ""
     body: Any = None
@@ -359,7 +344,7 @@ def _status_error(response: Any) -> TargetCallError:
     except ValueError:
         pass
     if not message:
-        message = response.text[:200].strip() or response.reason_phrase or "no body"
+        message = (clean(response.text[:4096]) or "")[:200].strip() or response.reason_phrase or "no body"
     return TargetCallError(f"HTTP {status}: {message}", http_status=status,
                            retry_after=_retry_after(response.headers.get("retry-after")),
                            retryable=is_retryable_status(status), code=_error_code(body))
@@ -497,12 +482,31 @@ class ChatEndpoint:
         if self._sdk is None:
             import openai
 
-            self._sdk = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
-                                           timeout=self.timeout, http_client=self.http)
+            base, query = split_query(self.base_url)
+            self._sdk = openai.AsyncOpenAI(base_url=base, api_key=self.api_key, max_retries=0, timeout=self.timeout,
+                                           http_client=self.http, default_query=query or None)
         return self._sdk
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+def split_query(base_url: str) -> tuple[str, dict[str, str]]:
+    """``base_url`` without its query string, and the query's parameters (sent with every request)."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    parts = urlsplit(base_url)
+    if not parts.query:
+        return base_url, {}
+    return urlunsplit(parts._replace(query="", fragment="")).rstrip("/"), dict(parse_qsl(parts.query))
+
+
+def endpoint_url(base_url: str, path: str) -> str:
+    """``base_url`` + ``/path``, keeping a query string (``?api-version=...``) at the end."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{path}"))
 
 
 def make_endpoint(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S,
@@ -513,6 +517,7 @@ def make_endpoint(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEO
 
     # A connection that cannot be opened in 10 s will not open: a dead router fails fast
     # (runner.UNREACHABLE_AFTER) instead of spending the whole deadline on each attempt.
+    register_url(base_url)
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
                                                  max_keepalive_connections=concurrency + 4),
                              timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_S)),
@@ -533,6 +538,7 @@ def api_key_from_env(var: str, *, target: str) -> str:
                          "which belongs to the control plane, not to inference", where=f"--target {target}",
                          fix="use a model access key (sk-do-...) for inference; keep the token in "
                              "DIGITALOCEAN_TOKEN for `evalkit router`")
+    register(key)
     return key
 
 
@@ -552,6 +558,7 @@ def check_control_plane_token(value: str | None, *, var: str = DO_TOKEN_ENV) -> 
                          "inference, not to the control plane", where=var,
                          fix=f"put a personal access token (dop_v1_...) in {var} for `evalkit router`; "
                              f"keep the model access key in {DO_KEY_ENV} for `evalkit run --target do`")
+    register(value)
     return value
 
 
@@ -569,6 +576,8 @@ def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: floa
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=min(timeout, 30.0))
+    clean = Redactor([api_key])
+    shown = safe_url(base_url)
     deadline = time.monotonic() + timeout
     attempts, last = 0, "no answer"
     try:
@@ -580,16 +589,16 @@ def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: floa
                                                max_completion_tokens=16)
                 return attempts
             except openai.APIStatusError as exc:
-                last = _status_message(exc)
+                last = clean.text(_status_message(exc)) or ""
                 if exc.status_code in (401, 403):
-                    raise TargetError(f"the inference endpoint refused the key ({last})", where=base_url,
+                    raise TargetError(f"the inference endpoint refused the key ({last})", where=shown,
                                       fix=f"check the model access key in {DO_KEY_ENV}") from None
                 retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
             except openai.APIConnectionError as exc:
-                last = f"connection failed: {exc.__cause__ or exc}"
+                last = clean.text(f"connection failed: {exc.__cause__ or exc}") or ""
             delay = policy.delay(attempts, retry_after)
             if time.monotonic() + delay > deadline:
-                raise TargetError(f"{model} did not answer within {timeout:g} s", where=base_url, got=last,
+                raise TargetError(f"{model} did not answer within {timeout:g} s", where=shown, got=last,
                                   fix="check the inference URL, or wait longer with --ready-timeout")
             if attempts == 1:
                 status(f"waiting for {model} to answer ({last})")

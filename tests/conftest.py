@@ -190,3 +190,12 @@ def _one_embedding_per_text() -> Iterator[None]:
 @pytest.fixture
 def tutorial_router() -> dict[str, Any]:
     return json.loads(json.dumps(TUTORIAL_ROUTER))
+
+
+@pytest.fixture(autouse=True)
+def _forget_registered_keys() -> Iterator[None]:
+    """Keys a test's commands registered for redaction (evalkit.redact) do not outlive the test."""
+    yield
+    from evalkit.redact import forget
+
+    forget()

@@ -117,6 +117,7 @@ class FakeOpenAI:
         self.handler: Handler = handler
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
+        self.request_queries: list[str] = []  # the query string of each chat request
         self._server: LocalRouter | None = None
         self._lease: int | None = None
         if own_server:
@@ -135,6 +136,7 @@ class FakeOpenAI:
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(body)
         self.request_headers.append(headers)
+        self.request_queries.append(request.url.query)
         reply = self.handler(body, headers)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)

@@ -5,14 +5,64 @@ Emoji codes are off: messages carry user and remote text (a route name, a server
 ``:warning:`` in it is printed as written, never as an emoji. Markup stays on for evalkit's own
 styling, so text from outside goes through ``rich.markup.escape`` (or ``markup=False``, or a
 ``rich.text.Text``) wherever it is printed with markup.
+
+Both are ``SafeConsole``s: every string, table cell and ``Text`` they print has terminal control
+sequences stripped (``evalkit.redact.terminal_safe``) and every registered key redacted, so remote
+text (route headers, router names and descriptions, error bodies) can neither move the cursor,
+retitle the window nor clear the screen. Rich markup in remote text is the caller's to escape
+(``rich.markup.escape`` or ``markup=False``).
 """
 
 from __future__ import annotations
 
-from rich.console import Console
+import re
+from typing import Any
 
-out = Console(soft_wrap=True, emoji=False)
-err = Console(stderr=True, soft_wrap=True, emoji=False)
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from evalkit.redact import REDACTED, Redactor, terminal_safe
+
+_BARE_MARKER = re.compile(r"(?<!\\)" + re.escape(REDACTED))
+
+
+def safe_text(value: str) -> str:
+    """Remote text fit for a terminal: control sequences stripped, registered keys redacted."""
+    return terminal_safe(Redactor().text(value) or "")
+
+
+def _safe(renderable: Any) -> Any:
+    if isinstance(renderable, str):
+        return safe_text(renderable)
+    if isinstance(renderable, Text):
+        cleaned = safe_text(renderable.plain)
+        if cleaned == renderable.plain:
+            return renderable
+        return Text(cleaned, style=renderable.style, justify=renderable.justify, no_wrap=renderable.no_wrap)
+    if isinstance(renderable, Table):
+        for attr in ("title", "caption"):
+            setattr(renderable, attr, _safe(getattr(renderable, attr)))
+        for column in renderable.columns:
+            column.header = _safe(column.header)
+            column._cells[:] = [_safe(cell) for cell in column._cells]
+    return renderable
+
+
+class SafeConsole(Console):
+    """A rich ``Console`` that prints remote text without its control sequences or any registered key."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        markup = kwargs.get("markup")
+        markup = self._markup if markup is None else markup
+        safe = [_safe(o) for o in objects]
+        if markup:  # a key redacted here must show as [redacted], not vanish as a markup tag
+            safe = [_BARE_MARKER.sub(lambda m: "\\" + REDACTED, o) if isinstance(o, str) else o for o in safe]
+        super().print(*safe, **kwargs)
+
+
+out = SafeConsole(soft_wrap=True, emoji=False)
+err = SafeConsole(stderr=True, soft_wrap=True, emoji=False)
 
 
 def bind_consoles() -> None:

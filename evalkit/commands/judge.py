@@ -33,6 +33,7 @@ def judge_command(
     from evalkit.cost import load_prices
     from evalkit.judge import ROUTE_ONLY_FIX, ROUTE_ONLY_REASON, JudgeSettings, resolve_judge_key, route_only_run
     from evalkit.run import finalize, judge_stored
+    from evalkit.redact import REDACTED, safe_url
     from evalkit.store import BASELINE, JUDGE, REPORT_HTML, load_run
 
     run = load_run(run_dir)
@@ -47,8 +48,13 @@ def judge_command(
                          got="no baseline.jsonl", fix="run the suite with `evalkit run ... --baseline-model SLUG`, "
                                                       "or leave out --judge-pairwise")
     same_judge = previous is not None and model == previous.model
+    stored_url = previous.base_url if same_judge and previous else None
+    if judge_base_url is None and stored_url and REDACTED in stored_url:
+        raise UsageError("this run's judge URL held credentials, which manifest.json does not keep",
+                         where="--judge-base-url", got=stored_url,
+                         fix="give the judge's URL again with --judge-base-url")
     settings: JudgeSettings = judge_settings_from_options(
-        model, base_url=judge_base_url or (previous.base_url if same_judge and previous else None),
+        model, base_url=judge_base_url or stored_url,
         api_key_env=judge_api_key_env, samples=judge_samples,
         pairwise=judge_pairwise, cache=judge_cache, concurrency=concurrency, timeout=timeout,
         baseline_model=baseline)
@@ -70,7 +76,7 @@ def judge_command(
     judgement = run.dir.read_judgement()
     called = [r for r in [*judgement.records, *judgement.baseline_records] if r.status != "no_answer"]
     if called and all(r.status == "error" for r in called):
-        raise RunError("the judge could not be reached: every judge call failed", where=settings.base_url,
+        raise RunError("the judge could not be reached: every judge call failed", where=safe_url(settings.base_url),
                        got=called[0].rationale,
                        fix="check --judge-base-url, the judge model and its key; the failures are in judge.jsonl")
 

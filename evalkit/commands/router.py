@@ -19,6 +19,7 @@ import typer
 
 from evalkit.commands.console import err, out
 from evalkit.commands.options import ranged
+from evalkit.redact import terminal_safe as _t
 
 router_app = typer.Typer(
     name="router",
@@ -34,31 +35,34 @@ ROUTER_HELP = "The router's uuid or name."
 # -- rendering (pure) --------------------------------------------------------------------------
 
 def _pool(models: list[str]) -> str:
-    return "[" + ", ".join(models) + "]"
+    return "[" + ", ".join(_t(str(m)) for m in models) + "]"
 
 
 def format_router(router: Any) -> str:
-    """A ``ModelRouter`` as readable text: header, tasks with pools and policies, fallbacks."""
-    lines = [f"router {router.name}  (uuid {router.uuid})"]
+    """A ``ModelRouter`` as readable text: header, tasks with pools and policies, fallbacks.
+
+    Every field comes from the control plane: control sequences are stripped (``terminal_safe``).
+    """
+    lines = [f"router {_t(router.name)}  (uuid {_t(router.uuid)})"]
     if router.temporary:
         lines.append("  (a temporary router of `evalkit run --candidate`)")
     if router.description:
-        lines.append(f"description: {router.description}")
+        lines.append(f"description: {_t(router.description)}")
     if router.regions:
-        lines.append(f"regions: {', '.join(router.regions)}")
-    stamps = [f"created {router.created_at}" if router.created_at else "",
-              f"updated {router.updated_at}" if router.updated_at else ""]
+        lines.append(f"regions: {_t(', '.join(map(str, router.regions)))}")
+    stamps = [f"created {_t(router.created_at)}" if router.created_at else "",
+              f"updated {_t(router.updated_at)}" if router.updated_at else ""]
     if any(stamps):
         lines.append(" · ".join(s for s in stamps if s))
     lines.append("tasks:")
     for policy in router.create_body()["policies"]:
         task = policy.get("custom_task") or {}
-        name = task.get("name") or f"{policy.get('task_slug')} (preset)"
+        name = _t(str(task.get("name") or f"{policy.get('task_slug')} (preset)"))
         prefer = (policy.get("selection_policy") or {}).get("prefer")
         lines.append(f"  {name}  {_pool(policy.get('models', []))}  "
                      + (f"prefer {prefer}" if prefer else "manual ranking"))
         if task.get("description"):
-            lines.append(f"    {task['description']}")
+            lines.append(f"    {_t(str(task['description']))}")
     lines.append(f"fallback models: {_pool(router.config.fallback_models)}")
     return "\n".join(lines)
 
@@ -126,9 +130,9 @@ def format_router_list(routers: list[Any]) -> str:
     """One line per router: name, uuid, tasks, fallback models, last update; temporary ones marked."""
     rows = [("NAME", "UUID", "TASKS", "FALLBACK", "UPDATED")]
     for r in routers:
-        tasks = [(p.get("custom_task") or {}).get("name") or p.get("task_slug") or "?" for p in r.config.policies]
-        rows.append((r.name + (" (temporary)" if r.temporary else ""), r.uuid, ",".join(tasks),
-                     ",".join(r.config.fallback_models), r.updated_at or "-"))
+        tasks = [str((p.get("custom_task") or {}).get("name") or p.get("task_slug") or "?") for p in r.config.policies]
+        rows.append((_t(r.name) + (" (temporary)" if r.temporary else ""), _t(r.uuid), _t(",".join(tasks)),
+                     _t(",".join(r.config.fallback_models)), _t(r.updated_at or "-")))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join("  ".join([*(cell.ljust(w) for cell, w in zip(row[:4], widths)), row[4]]) for row in rows)
 
@@ -242,7 +246,7 @@ def delete(
             if not sys.stdin.isatty():
                 raise UsageError(f"refusing to delete router {found.name} without confirmation", where="router delete",
                                  fix="add --yes to delete without a prompt")
-            if not typer.confirm(f"delete router {found.name} ({found.uuid})?", default=False):
+            if not typer.confirm(f"delete router {_t(found.name)} ({_t(found.uuid)})?", default=False):
                 raise typer.Exit(1)
         plane.delete(found.uuid)
     if as_json:

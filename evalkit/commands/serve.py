@@ -74,6 +74,9 @@ def serve(
                       fault_timeout_s=fault_timeout, affinity_ttl_s=affinity_ttl, upstream_timeout_s=upstream_timeout,
                       max_body_bytes=int(max_body_mb * 1024 * 1024))
     sock = listen_socket(host, port, fix="--port N")  # a port in use: exit 3 with a message
+    from evalkit.redact import register
+
+    register(api_key)
     warning = exposure_warning(host, api_key)
     if warning:
         err.print("[bold yellow]warning:[/bold yellow] " + escape(warning), highlight=False)

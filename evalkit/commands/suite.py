@@ -55,6 +55,10 @@ def from_traffic(
         settings = LabelerSettings(model=labeler, base_url=base, api_key_env=labeler_api_key_env,
                                    concurrency=max(1, labeler_concurrency))
         key = os.environ.get(labeler_api_key_env) or None
+        from evalkit.redact import register, register_url
+
+        register(key)
+        register_url(base)
     options = TrafficOptions(
         fields=LogFields(route=route_field, prompt=prompt_field, messages=messages_field, session=session_field),
         sample=sample, floor=floor, seed=seed, near_duplicate=near_duplicate, phone_region=phone_region,

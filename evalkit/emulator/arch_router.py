@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.emulator.classifier import Decision, LlmClassifierError
 from evalkit.records import FALLBACK, message_text
+from evalkit.redact import Redactor, safe_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from evalkit.router_config import RouterConfig
@@ -212,7 +213,7 @@ class ArchRouterClassifier:
 
     def describe(self) -> str:
         """For startup lines and manifests: model and URL, never the key."""
-        return f"{self.model} at {self.base_url}"
+        return f"{self.model} at {safe_url(self.base_url)}"
 
     def _session(self) -> tuple[Any, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
@@ -226,8 +227,7 @@ class ArchRouterClassifier:
         return self._client, self._slots
 
     def _redact(self, text: str) -> str:
-        key = self._api_key
-        return text.replace(key, "[redacted]") if key and len(key) >= 8 else text
+        return Redactor([self._api_key]).text(text) or ""
 
     async def classify(self, text: str, router: "RouterConfig") -> Decision:
         return await self.classify_conversation([{"role": "user", "content": text}], router)
@@ -244,10 +244,10 @@ class ArchRouterClassifier:
                     max_tokens=MAX_ANSWER_TOKENS)
         except openai.APIStatusError as exc:
             detail = shown(self._redact(str(getattr(exc, "message", "") or "")))
-            raise LlmClassifierError(f"classifier error: routing model '{self.model}' at {self.base_url} answered "
+            raise LlmClassifierError(f"classifier error: routing model '{self.model}' at {_url(self.base_url)} answered "
                                      f"HTTP {exc.status_code}: {detail}") from None
         except openai.OpenAIError as exc:
-            raise LlmClassifierError(f"classifier error: routing model '{self.model}' at {self.base_url} failed: "
+            raise LlmClassifierError(f"classifier error: routing model '{self.model}' at {_url(self.base_url)} failed: "
                                      f"{type(exc).__name__}") from None
         try:
             answer = completion.choices[0].message.content
@@ -258,3 +258,7 @@ class ArchRouterClassifier:
         if route == FALLBACK:
             return Decision(FALLBACK, 0.0, {})
         return Decision(route, 1.0, {route: 1.0})
+
+
+def _url(url: str) -> str:
+    return safe_url(url) or url

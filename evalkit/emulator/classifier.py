@@ -335,6 +335,10 @@ def classifier_from_options(kind: str = "embedding", *, threshold: float | None 
                          fix=f"add --classifier-base-url URL{example} or --upstream {model}=URL")
     key_env = api_key_env or (upstream.key_env if upstream and not base_url else None)
     key = os.environ.get(key_env) if key_env else None
+    if key:
+        from evalkit.redact import register
+
+        register(key)
     if key_env and not key:
         raise UsageError(f"environment variable {key_env} (the routing model's key) is not set",
                          where="--classifier-api-key-env", fix=f"export {key_env}=<key>")

@@ -2,8 +2,9 @@
 
 ``--upstream SLUG=URL`` forwards model ``SLUG`` to the server at ``URL`` (its ``/v1`` base);
 ``SLUG=URL@ENVVAR`` also sends ``Authorization: Bearer $ENVVAR``. The key is read from the
-environment when a request is forwarded and never stored, printed or logged. ``*=URL`` is the
-upstream of every model without one of its own.
+environment when a request is forwarded and never stored, printed or logged; an upstream that
+echoes it (in an error body, an answer or a stream) has it redacted (``evalkit.redact``) before
+the body is passed on. ``*=URL`` is the upstream of every model without one of its own.
 
 A failure that another model might not have (HTTP 5xx or 429, a timeout, a refused
 connection, a 200 whose body is not JSON) raises ``UpstreamFailure`` so the router fails over.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Mapping
 
 from evalkit.errors import TargetError, UsageError
+from evalkit.redact import Redactor, register, register_url, safe_url
 
 WILDCARD = "*"
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -33,13 +35,22 @@ class Upstream:
     url: str
     key_env: str | None = None
 
+    def key(self) -> str | None:
+        key = os.environ.get(self.key_env, "") if self.key_env else ""
+        register(key)
+        register_url(self.url)
+        return key or None
+
     def headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
-        if self.key_env:
-            key = os.environ.get(self.key_env, "")
-            if key:
-                headers["authorization"] = f"Bearer {key}"
+        key = self.key()
+        if key:
+            headers["authorization"] = f"Bearer {key}"
         return headers
+
+    def redactor(self) -> Redactor:
+        """Redacts this upstream's key (and every registered one) from what it sends back."""
+        return Redactor([self.key()])
 
     @property
     def chat_url(self) -> str:
@@ -47,7 +58,8 @@ class Upstream:
 
     def describe(self) -> str:
         """For logs: the URL and the variable name, never the key."""
-        return f"{self.url} (key from ${self.key_env})" if self.key_env else self.url
+        url = safe_url(self.url) or ""
+        return f"{url} (key from ${self.key_env})" if self.key_env else url
 
 
 def parse_upstream(slug: str, value: "str | Upstream") -> Upstream:
@@ -73,7 +85,7 @@ def parse_upstreams(upstreams: "Mapping[str, str | Upstream] | None") -> dict[st
 def check_keys(upstreams: dict[str, Upstream]) -> None:
     """Fail early (exit 2) when an upstream names a key variable that is not set."""
     for slug, up in upstreams.items():
-        if up.key_env and not os.environ.get(up.key_env):
+        if up.key_env and not up.key():
             raise UsageError(f"environment variable {up.key_env} (the key of upstream '{slug}') is not set",
                              where="--upstream", got=f"{slug}=...@{up.key_env}",
                              fix=f"export {up.key_env}=<key> before starting, or drop @{up.key_env}")
@@ -102,17 +114,34 @@ class UpstreamStream:
 
     response: Any
     latency_ms: float  # time to the response headers
+    redactor: Redactor | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The stream, relayed line by line (an echoed key never straddles what is redacted)."""
         from evalkit.targets import ResponseRefused
 
+        pending = b""
         try:
-            async for chunk in self.response.aiter_raw():
-                yield chunk
+            async for chunk in self.response.aiter_bytes():
+                if self.redactor is None:
+                    yield chunk
+                    continue
+                pending += chunk
+                head, sep, pending = pending.rpartition(b"\n")
+                if sep:
+                    yield self._clean(head + sep)
+            if pending:
+                yield self._clean(pending)
         except ResponseRefused:  # past the size cap: the client sees the stream end there
             return
         finally:
             await self.response.aclose()
+
+    def _clean(self, data: bytes) -> bytes:
+        assert self.redactor is not None
+        text = data.decode("utf-8", "replace")
+        cleaned = self.redactor.text(text)
+        return data if cleaned == text else (cleaned or "").encode("utf-8")
 
 
 class UpstreamClient:
@@ -157,8 +186,9 @@ class UpstreamClient:
         except ValueError:
             if resp.status_code < 400:
                 raise UpstreamFailure("bad-body", "the answer is not JSON") from None
-            data = {"error": {"message": resp.text[:500], "type": "upstream_error", "param": None, "code": None}}
-        return UpstreamReply(resp.status_code, data, latency_ms)
+            text = up.redactor().text(resp.text[:4096]) or ""  # before the cut: a cut key may be too short to recognise
+            data = {"error": {"message": text[:500], "type": "upstream_error", "param": None, "code": None}}
+        return UpstreamReply(resp.status_code, up.redactor().value(data), latency_ms)
 
     async def stream(self, up: Upstream, body: dict[str, Any]) -> UpstreamStream | UpstreamReply:
         import httpx
@@ -189,10 +219,11 @@ class UpstreamClient:
             try:
                 data = json.loads(raw)
             except ValueError:
-                data = {"error": {"message": raw[:500].decode("utf-8", "replace"), "type": "upstream_error",
+                text = up.redactor().text(raw[:4096].decode("utf-8", "replace")) or ""
+                data = {"error": {"message": text[:500], "type": "upstream_error",
                                   "param": None, "code": None}}
-            return UpstreamReply(resp.status_code, data, latency_ms)
-        return UpstreamStream(resp, latency_ms)
+            return UpstreamReply(resp.status_code, up.redactor().value(data), latency_ms)
+        return UpstreamStream(resp, latency_ms, up.redactor())
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -20,6 +20,7 @@ from evalkit.cost import Price, request_cost
 from evalkit.errors import TargetError
 from evalkit.httpclient import RetryPolicy, is_retryable_status, retry_after_seconds
 from evalkit.judge.prompts import PROMPT_VERSION
+from evalkit.redact import Redactor
 
 CACHE_ENV = "EVALKIT_CACHE_DIR"
 
@@ -90,12 +91,20 @@ class JudgeCallError(TargetError):
 
 
 class JudgeClient:
-    """Sends judge prompts to one model through an injected ``AsyncOpenAI`` client."""
+    """Sends judge prompts to one model through an injected ``AsyncOpenAI`` client.
+
+    A judge may echo its key (in an error body or in its answer): replies and error messages go
+    through a ``Redactor`` for ``secrets`` (and every key registered in ``evalkit.redact``)
+    before they reach a record or the verdict cache.
+    """
 
     def __init__(self, client: Any, *, model: str, cache: VerdictCache, price: Price | None,
                  concurrency: int = 8, max_attempts: int = 3, backoff_s: float = 0.5,
-                 max_completion_tokens: int | None = None, policy: RetryPolicy | None = None) -> None:
+                 max_completion_tokens: int | None = None, policy: RetryPolicy | None = None,
+                 secrets: list[str] | None = None) -> None:
         self.client = client
+        key = getattr(client, "api_key", None)
+        self.redactor = Redactor([*(secrets or []), key if isinstance(key, str) else None])
         self.model = model
         self.cache = cache
         self.price = price
@@ -110,8 +119,14 @@ class JudgeClient:
         key = self.cache.key(self.model, messages, sample)
         hit = self.cache.get(key)
         if hit is not None:
-            return Completion(hit["text"], hit.get("finish_reason"), 0, 0, 0.0, cached=True)
-        text, finish, pt, ct = await self._call(messages)
+            return Completion(self.redactor.text(hit["text"]), hit.get("finish_reason"), 0, 0, 0.0, cached=True)
+        try:
+            text, finish, pt, ct = await self._call(messages)
+        except JudgeCallError as exc:
+            exc.what = self.redactor.text(exc.what) or ""
+            exc.args = (exc.message,)
+            raise
+        text = self.redactor.text(text)
         self.cache.put(key, {"text": text, "finish_reason": finish, "prompt_tokens": pt, "completion_tokens": ct,
                              "model": self.model, "prompt_version": PROMPT_VERSION})
         return Completion(text, finish, pt or 0, ct or 0, request_cost(self.price, pt, ct), cached=False)

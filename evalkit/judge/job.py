@@ -21,6 +21,7 @@ from evalkit.judge.prompts import CRITERIA, PROMPT_VERSION, build_pairwise_promp
 from evalkit.judge.records import NO_ANSWER, JudgeRecord, PairRecord
 from evalkit.judge.verdict import Verdict, combine_samples, parse_pairwise, parse_verdict
 from evalkit.records import FALLBACK, CaseResult, JudgeInfo
+from evalkit.redact import register, safe_url
 
 if TYPE_CHECKING:
     from evalkit.store import RunDir
@@ -47,7 +48,7 @@ class JudgeSettings:
 
     def public(self) -> dict[str, Any]:
         """What the manifest records about the judge (never a key: the variable's name only)."""
-        return {"model": self.model, "base_url": self.base_url, "api_key_env": self.api_key_env,
+        return {"model": self.model, "base_url": safe_url(self.base_url), "api_key_env": self.api_key_env,
                 "samples": self.samples, "pairwise": self.pairwise, "prompt_version": PROMPT_VERSION,
                 "temperature": 0}
 
@@ -74,6 +75,7 @@ def resolve_judge_key(settings: JudgeSettings) -> str | None:
                          "which belongs to the control plane, not to inference", where="--judge-api-key-env",
                          fix="put a model access key (sk-do-...) in that variable, or name another one "
                              "with --judge-api-key-env")
+    register(key)
     return key
 
 
@@ -289,7 +291,8 @@ def make_judge_client(settings: JudgeSettings, key: str, prices: dict[str, Price
         client = make_client(settings.base_url, key, timeout=settings.timeout, concurrency=settings.concurrency)
     cache = VerdictCache(default_cache_dir() if settings.cache else None)
     return JudgeClient(client, model=settings.model, cache=cache, price=prices.get(settings.model),
-                       concurrency=settings.concurrency, max_completion_tokens=settings.max_completion_tokens)
+                       concurrency=settings.concurrency, max_completion_tokens=settings.max_completion_tokens,
+                       secrets=[key])
 
 
 def judge_run_dir(run_dir: RunDir, results: Sequence[CaseResult], settings: JudgeSettings, *,

@@ -17,6 +17,7 @@ from typing import Any, Callable, ContextManager, Iterator
 from evalkit.comparison import Comparison
 from evalkit.errors import UsageError
 from evalkit.records import CaseResult, TargetInfo
+from evalkit.redact import safe_url
 from evalkit.router_config import RouterConfig
 from evalkit.run.spec import TargetSpec
 from evalkit.store import Run, check_out_dir
@@ -52,11 +53,11 @@ def candidate_target(spec: TargetSpec, base_url: str, key: str, header: str, *, 
         with ControlPlane.from_env(spec.api_url) as plane, \
                 temporary_router(plane, candidate, status=status) as temp:
             model = f"router:{temp.name}"
-            status(f"waiting for {model} to answer on {base_url}")
+            status(f"waiting for {model} to answer on {safe_url(base_url)}")
             wait_until_answers(base_url, key, model, timeout=spec.ready_timeout, status=status)
             info = TargetInfo(kind="do", base_url=base_url, model=model, route_header=header, router_name=temp.name,
                               note=f"temporary router {temp.name} ({temp.uuid}) made from the candidate config "
-                                   f"{candidate.source or candidate.name} on {plane.base_url}; deleted after the run")
+                                   f"{candidate.source or candidate.name} on {plane.shown_url}; deleted after the run")
             client = make_endpoint(base_url, key, timeout=spec.timeout, concurrency=concurrency)
             made.append(OpenAITarget(client, model=model, route_header=header, info=info, stream=spec.stream))
             yield made[0]

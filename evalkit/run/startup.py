@@ -89,6 +89,8 @@ def local_router_note(classifier: Any) -> str:
 def cache_scope(info: TargetInfo, suite: Suite, spec: TargetSpec) -> dict[str, Any]:
     """What identifies the target and router for the response cache (the local router's port is not)."""
     scope = info.model_dump(exclude={"note"})
+    if spec.base_url and info.kind != "local":
+        scope["base_url"] = spec.base_url  # the real URL (only hashed): the recorded one masks query values
     if info.kind == "local":
         scope.pop("base_url", None)
         scope["upstreams"] = dict(sorted(spec.upstreams.items()))

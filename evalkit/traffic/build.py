@@ -23,6 +23,7 @@ import yaml
 
 from evalkit.errors import RunError, UsageError
 from evalkit.records import FALLBACK
+from evalkit.redact import safe_url
 from evalkit.router_config import RouterConfig, load_router_config
 from evalkit.scrub import KINDS, PLACEHOLDERS, Scrubber
 from evalkit.suites import SUITE_NAME_RE, load_suite
@@ -192,7 +193,7 @@ def _label(cases: list[dict[str, Any]], settings: LabelerSettings, key: str | No
     texts = [transcript(histories[c["id"]]) for c in cases]
     outcome = propose_labels(settings, key or "none", texts, router, client=client)
     if cases and outcome.failures["error"] == len(cases):
-        raise RunError("the labeler could not be reached: every call failed", where=settings.base_url,
+        raise RunError("the labeler could not be reached: every call failed", where=safe_url(settings.base_url),
                        got=outcome.first_error,
                        fix="check --labeler-base-url, the model name and its key; nothing was written")
     disagree = 0
