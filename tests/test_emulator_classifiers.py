@@ -131,6 +131,49 @@ def test_embedding_requests_arriving_together_share_one_encode_call() -> None:
     assert len(batch_sizes) < 24 and max(batch_sizes) > 1
 
 
+def test_a_round_of_requests_arriving_one_by_one_is_collected_into_one_batch() -> None:
+    # Under load the answers of one batch come back as new requests one by one. Encoding whatever
+    # waits at the first arrival split each round into a batch of 1 and one of the rest; once a
+    # round of 8 has been seen, the worker keeps collecting while requests keep coming.
+    import numpy as np
+
+    batch_sizes: list[int] = []
+
+    def fake_encode(texts: list[str]):  # type: ignore[no-untyped-def]
+        batch_sizes.append(len(texts))
+        return np.tile(np.eye(1, 384, dtype=np.float32), (len(texts), 1))
+
+    clf = EmbeddingClassifier(0.10, encoder=fake_encode, batch_gap_s=2.0, batch_wait_s=10.0)
+    clf.description_matrix(ROUTER)
+    batch_sizes.clear()
+
+    async def staggered(n: int) -> None:
+        async def one(i: int) -> None:
+            await asyncio.sleep(0.002 * i)  # arrivals 2 ms apart, well within the (test's) 2 s gap
+            await clf.classify(f"prompt {i}", ROUTER)
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    async def go() -> None:
+        await asyncio.gather(*(clf.classify(f"first round {i}", ROUTER) for i in range(8)))
+        await staggered(8)
+
+    asyncio.run(go())
+    assert batch_sizes == [8, 8]
+
+
+def test_a_lone_client_is_answered_without_waiting_for_company() -> None:
+    # sequential requests: the expected batch stays 1, so no request waits for the (here 60 s) gap
+    clf = EmbeddingClassifier(0.10, encoder=lambda texts: encode(texts), batch_gap_s=60.0, batch_wait_s=60.0)
+    load_encoder()
+    clf.description_matrix(ROUTER)
+
+    async def go() -> list[str]:
+        return [(await asyncio.wait_for(clf.classify(f"Classify ticket {i}: I was charged twice", ROUTER), 30)).route
+                for i in range(3)]
+
+    assert asyncio.run(go()) == ["classify"] * 3
+
+
 def test_embedding_classifier_survives_a_new_event_loop() -> None:
     load_encoder()
     clf = EmbeddingClassifier(0.10)
