@@ -295,7 +295,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
-                line = raw.decode("utf-8")
+                # utf-8-sig on the first line: an editor's byte order mark is not part of the JSON
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError:
                 raise SuiteError("line is not UTF-8 text (binary file?)", where=f"{where}:{lineno}",
                                  fix="save the case file as UTF-8 JSON Lines") from None
