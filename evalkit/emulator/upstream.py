@@ -19,6 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from evalkit.errors import TargetError, UsageError
 from evalkit.redact import Redactor, register, register_url, safe_url
@@ -54,7 +55,9 @@ class Upstream:
 
     @property
     def chat_url(self) -> str:
-        return f"{self.url.rstrip('/')}/chat/completions"
+        """The base URL + ``/chat/completions``, a query string (``?api-version=...``) kept at the end."""
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/chat/completions"))
 
     def describe(self) -> str:
         """For logs: the URL and the variable name, never the key."""
