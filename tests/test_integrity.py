@@ -237,6 +237,29 @@ def test_resume_against_another_base_url_model_or_route_header_is_refused(finish
 
 # --- 15. an --out that cannot hold a run directory ---------------------------------------------
 
+def test_resume_of_a_local_run_with_another_classifier_or_threshold_is_refused(tmp_path: Path):
+    """The embedded router is its classifier and threshold: another one would route the remaining
+    cases differently under the first one's manifest."""
+    suite = write_case_suite(tmp_path / "s", make_cases(4))
+    out = tmp_path / "runs"
+    proc = run_cli("run", suite, "--classifier", "tfidf", "--threshold", "0.2", "--out", out, "-q")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next(out.glob("*/*"))
+    lines = (run_dir / RESULTS).read_text().splitlines()
+    (run_dir / RESULTS).write_text("\n".join(lines[:2]) + "\n")  # stopped after 2 of 4
+    for extra, option, was in ((["--threshold", "0.2"], "--classifier", "tfidf"),  # embedding, by default
+                               (["--classifier", "tfidf"], "--threshold", "0.2"),  # tfidf's default, 0.05
+                               (["--classifier", "tfidf", "--threshold", "0.3"], "--threshold", "0.2")):
+        proc = run_cli("run", suite, *extra, "--out", out, "--resume", run_dir, "-q")
+        message = " ".join(proc.stderr.split())
+        assert proc.returncode == 2, message
+        assert f"this run was made with {option} {was}" in message and f"resume with {option} {was}" in message
+        assert len((run_dir / RESULTS).read_text().splitlines()) == 2
+    proc = run_cli("run", suite, "--classifier", "tfidf", "--threshold", "0.2", "--out", out, "--resume", run_dir, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert len((run_dir / RESULTS).read_text().splitlines()) == 4
+
+
 def test_an_out_folder_that_cannot_be_created_is_refused_before_any_traffic(tmp_path: Path):
     suite = write_case_suite(tmp_path / "s", make_cases(3))
     (tmp_path / "file").write_text("keep me")
