@@ -466,3 +466,16 @@ def test_an_upstream_key_echoed_a_few_characters_per_event_is_redacted_in_the_st
     assert relayed["echo"] == f"your key is {REDACTED}, and in base64 {REDACTED}. Bye."
     assert relayed["plain"] == answers["plain"]  # an answer without a key arrives whole, in order
     assert leaks(key, tmp_path, *relayed.values()) == []
+
+
+@pytest.mark.parametrize("status", [200, 401])
+def test_a_control_plane_answering_json_nested_too_deeply_gets_a_message_not_a_traceback(status):
+    from starlette.responses import Response
+
+    deep = "[" * 100_000 + "]" * 100_000
+    with FakeControlPlane() as plane:
+        plane.answer = lambda request: Response(deep, status_code=status, media_type="application/json")
+        proc = run_cli("router", "list", env=cli_env(DIGITALOCEAN_TOKEN="dop_v1_" + "0" * 64, EVALKIT_DO_API_URL=plane.url))
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    first = proc.stderr.splitlines()[0]
+    assert proc.returncode in (2, 3) and first.startswith("error: GET ") and "/v2/gen-ai/models/routers" in first, first
