@@ -351,3 +351,17 @@ def test_deeply_nested_json_from_the_router_or_the_judge_is_an_error_not_a_crash
     grades = [json.loads(line) for line in (run_dir / "judge.jsonl").read_text().splitlines()]
     assert grades and all(g["status"] == "error" and "nested too deeply" in g["rationale"] for g in grades)
     json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_an_upstream_answering_json_nested_too_deeply_is_not_a_500_of_the_local_router(status: int) -> None:
+    with FakeOpenAI(Reply(status=status, raw_body=DEEP)) as evil, FakeOpenAI(Reply(content="from the second model")) as good:
+        with local_router(upstreams={"openai-gpt-oss-20b": evil.base_url, "*": good.base_url}) as lr:
+            resp = httpx.post(f"{lr.base_url}/chat/completions", json=chat_body("hello"), timeout=60)
+    if status == 200:  # not an answer: the next model serves
+        assert resp.status_code == 200, resp.text[:300]
+        assert resp.json()["choices"][0]["message"]["content"] == "from the second model"
+        assert resp.headers["x-evalkit-attempt-log"].startswith("openai-gpt-oss-20b=bad-body, ")
+    else:  # a client error is passed back, in the OpenAI error format
+        assert resp.status_code == 400, resp.text[:300]
+        assert resp.json()["error"]["message"].startswith("[[[")

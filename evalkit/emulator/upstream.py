@@ -244,7 +244,7 @@ class UpstreamClient:
             raise UpstreamFailure(str(resp.status_code), f"HTTP {resp.status_code}")
         try:
             data = resp.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             if resp.status_code < 400:
                 raise UpstreamFailure("bad-body", "the answer is not JSON") from None
             text = up.redactor().text(resp.text[:4096]) or ""  # before the cut: a cut key may be too short to recognise
@@ -279,7 +279,7 @@ class UpstreamClient:
                 raise UpstreamFailure(str(resp.status_code), f"HTTP {resp.status_code}")
             try:
                 data = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 text = up.redactor().text(raw[:4096].decode("utf-8", "replace")) or ""
                 data = {"error": {"message": text[:500], "type": "upstream_error",
                                   "param": None, "code": None}}
