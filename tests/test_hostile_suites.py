@@ -153,3 +153,12 @@ def test_lint_refuses_a_router_name_over_255_characters(tmp_path: Path):
 def test_a_router_name_of_255_characters_is_fine(tmp_path: Path):
     (tmp_path / "router.json").write_text(json.dumps({**TUTORIAL_ROUTER, "name": "r" * 255}))
     assert run_cli("lint", tmp_path / "router.json").returncode == 0
+
+
+@pytest.mark.parametrize("column", ["messages", "tags"])
+def test_a_csv_json_cell_nested_too_deeply_names_file_and_line(tmp_path: Path, column: str):
+    folder = _csv_suite(tmp_path, f"id,prompt,expected_route,{column}\nq0,hi,classify,\n"
+                                  f"q1,hello,classify,\"{'[' * 100_000}\"\n")
+    proc, message = _run(tmp_path, folder)
+    assert proc.returncode == 2, message
+    assert "cases.csv:3" in message and "nested too deeply" in message and "fix:" in message
