@@ -219,7 +219,7 @@ class ControlPlane:
                     return {}
                 try:
                     return self._redactor.value(response.json())
-                except ValueError:
+                except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
                     raise TargetError("the control plane answered with a body that is not JSON",
                                       where=f"{method} {self.shown_url}{path}", got=self._clean(response.text)[:200],
                                       fix=f"check that --api-url / {DO_API_URL_ENV} points at the DigitalOcean API") from None
@@ -316,7 +316,7 @@ def api_error(method: str, path: str, status: int, text: str) -> ControlPlaneErr
     message = text.strip()[:500] or f"HTTP {status}"
     try:
         body = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
         error_id = body.get("id") if isinstance(body.get("id"), str) else None

@@ -146,6 +146,17 @@ class Redactor:
         secrets = self._own | registered() if self._include_registered else self._own
         return _matcher(secrets) if secrets else None
 
+    def longest(self) -> int:
+        """The length of the longest key redacted (0: none), for a caller that redacts text as it
+        arrives and must hold back enough of it that a key cut by a chunk is still seen whole."""
+        secrets = self._own | registered() if self._include_registered else self._own
+        return max(map(len, secrets), default=0)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where ``text`` holds a key, a piece of a key or an encoded key: (start, end) pairs, sorted."""
+        matcher = self._current() if len(text) >= MIN_SECRET_LEN else None
+        return sorted(matcher.spans(text)) if matcher is not None else []
+
     def text(self, text: str | None) -> str | None:
         """``text`` with every key, piece of a key and encoded key replaced by ``[redacted]``."""
         if not text or len(text) < MIN_SECRET_LEN:

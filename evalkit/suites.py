@@ -295,7 +295,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
-                line = raw.decode("utf-8")
+                # utf-8-sig on the first line: an editor's byte order mark is not part of the JSON
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError:
                 raise SuiteError("line is not UTF-8 text (binary file?)", where=f"{where}:{lineno}",
                                  fix="save the case file as UTF-8 JSON Lines") from None
@@ -328,7 +329,13 @@ def _csv_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
                 if None in row:
                     raise SuiteError("row has more cells than the header", where=f"{where}:{i}",
                                      fix="quote cells that contain commas")
-                yield (where, i), {k: _csv_cell(k, v) for k, v in row.items() if v not in (None, "")}
+                try:
+                    cells = {k: _csv_cell(k, v) for k, v in row.items() if v not in (None, "")}
+                except RecursionError:
+                    raise SuiteError("a JSON cell is nested too deeply", where=f"{where}:{i}",
+                                     fix="write 'messages' as a flat JSON list of {role, content} objects and "
+                                         "'tags' as a JSON list or comma-separated words") from None
+                yield (where, i), cells
     except UnicodeDecodeError:
         raise SuiteError("CSV file is not UTF-8 text", where=where, fix="save the CSV as UTF-8") from None
     except csv.Error as exc:

@@ -158,6 +158,8 @@ class OpenAITarget:
             what = f"stream interrupted: {exc.__class__.__name__}" if self.stream else "connection failed"
             raise TargetCallError(self._clean(f"{what}: {exc}") or "", http_status=None,
                                   unreachable=isinstance(exc, httpx.ConnectError)) from None
+        except RecursionError:  # JSON nested deeper than the parser goes: a hostile body, not a crash
+            raise TargetCallError("malformed response body: JSON nested too deeply", http_status=200) from None
         except (ValueError, TypeError, AttributeError) as exc:  # a body that is not a chat completion
             raise TargetCallError(self._clean(f"malformed response body: {exc}") or "", http_status=200) from None
         except Exception as exc:  # the SDK's errors, from a stream only (the SDK is not imported otherwise)
@@ -341,7 +343,7 @@ def _status_error(response: Any, clean: Callable[[str | None], str | None] = lam
             message = inner["message"]
         elif isinstance(body, dict) and isinstance(body.get("message"), str):
             message = body["message"]
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         pass
     if not message:
         message = (clean(response.text[:4096]) or "")[:200].strip() or response.reason_phrase or "no body"

@@ -385,3 +385,10 @@ def expected_first_route(cases: list[dict[str, Any]], case: dict[str, Any],
     """Whether an earlier turn of the case's session got a route (so this turn was pinned)."""
     earlier = [c for c in cases if c.get("session") == case["session"] and (c.get("turn") or 0) < case["turn"]]
     return any(expected[c["id"]][0] == "route" for c in earlier)
+
+
+def test_an_answer_nested_too_deeply_is_a_classifier_error_not_a_crash() -> None:
+    from evalkit.emulator.arch_router import ArchRouterAnswerError, parse_arch_router_answer
+
+    with pytest.raises(ArchRouterAnswerError):
+        parse_arch_router_answer('{"route": ' + "[" * 100_000 + "]" * 100_000 + "}", ["classify"])

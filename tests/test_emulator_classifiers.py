@@ -57,6 +57,7 @@ def test_llm_prompt_lists_every_task_name_and_description() -> None:
     ('I think {"route": "reasoning"} fits best', "reasoning"),
     ("sports", None),
     (None, None),
+    ('{"route": ' + "[" * 100_000, None),  # nested deeper than the parser goes: no route, not a crash
 ])
 def test_llm_answers_are_parsed(answer: str | None, route: str | None) -> None:
     assert parse_llm_route(answer, NAMES) == route

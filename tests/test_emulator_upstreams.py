@@ -352,3 +352,18 @@ def test_models_listing_includes_upstream_slugs(upstreams: Upstreams) -> None:
         lr.stop()
     assert ids[0] == "router:pools" and "extra-model" in ids and "*" not in ids
     assert json.dumps(ids).count("model-fallback") == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_url_with_a_query_string_keeps_it_after_the_path(upstreams: Upstreams, stream: bool) -> None:
+    """``--upstream '*=https://x.openai.azure.com/v1?api-version=2024-10-21'``: the path goes before
+    the query (it was appended after it: every request went to ``/v1?api-version=.../chat/completions``)."""
+    lr = start({"*": f"{upstreams.fake.base_url}?api-version=2024-10-21"})
+    try:
+        resp = chat(lr, CHEAP_PROMPT, stream=stream)
+    finally:
+        lr.stop()
+    assert resp.status_code == 200, resp.text
+    assert "model-cheap" in resp.text
+    assert upstreams.fake.request_queries == ["api-version=2024-10-21"]
+    assert upstreams.models_called == ["model-cheap"]

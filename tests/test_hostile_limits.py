@@ -21,7 +21,7 @@ from evalkit.store import write_json
 from evalkit.router_config import parse_router_config
 from evalkit.targets import (DEFAULT_MAX_RESPONSE_BYTES, RESPONSE_TOO_LARGE, OpenAITarget, TargetCallError,
                              make_endpoint)
-from tests.conftest import TUTORIAL_ROUTER, run_cli, write_suite
+from tests.conftest import TUTORIAL_ROUTER, cli_env, run_cli, write_suite
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.fault_helpers import ROUTE, case_id_of
 from tests.run_helpers import make_run, result
@@ -315,3 +315,53 @@ def test_an_answer_in_an_encoding_not_asked_for_is_a_case_error(tmp_path: Path, 
     results = [json.loads(line) for line in next((tmp_path / "runs").glob("*/*/results.jsonl")).read_text().splitlines()]
     assert [(r["status"], r["error_code"]) for r in results] == [("error", "bad_content_encoding")] * 2
     assert "'br'" in results[0]["error"]
+
+
+# -- deeply nested JSON from a router or a judge ---------------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000  # deeper than Python's JSON parser goes: RecursionError, not ValueError
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_deeply_nested_json_from_the_router_or_the_judge_is_an_error_not_a_crash(tmp_path: Path, stream: bool) -> None:
+    def router(body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        cid = case_id_of(body)
+        if cid == "c0":  # a 200 whose body (or stream event) nests too deeply
+            if stream:
+                return Reply(raw_body=f"data: {DEEP}\n\ndata: [DONE]\n\n",
+                             headers={ROUTE: "classify", "content-type": "text/event-stream"})
+            return Reply(raw_body=DEEP, headers={ROUTE: "classify"})
+        if cid == "c1":  # an error whose body nests too deeply
+            return Reply(status=400, raw_body=DEEP, headers={ROUTE: "classify"})
+        return Reply(content="Open Billing, then Invoices.", headers={ROUTE: "classify"})
+
+    suite = write_suite(tmp_path / "suite", [{"id": f"c{i}", "prompt": f"[c{i}] prompt {i}", "expected_route": "classify"}
+                                             for i in range(3)])
+    with FakeOpenAI(router) as fake, FakeOpenAI(Reply(raw_body=DEEP)) as judge:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "runs",
+                       "--retries", "0", "-q", "--judge", "judge-x", "--judge-base-url", judge.base_url,
+                       "--judge-api-key-env", "JUDGE_KEY", *(["--stream"] if stream else []),
+                       env=cli_env(JUDGE_KEY="judge-key-0000", EVALKIT_CACHE_DIR=str(tmp_path / "cache")))
+    assert "Traceback" not in proc.stderr and proc.returncode == 0, proc.stderr
+    run_dir = next((tmp_path / "runs").glob("*/*"))
+    results = {r["id"]: r for r in map(json.loads, (run_dir / "results.jsonl").read_text().splitlines())}
+    assert results["c0"]["status"] == "error" and "nested too deeply" in results["c0"]["error"]
+    assert results["c1"]["status"] == "error" and results["c1"]["http_status"] == 400
+    assert results["c2"]["status"] == "ok"
+    grades = [json.loads(line) for line in (run_dir / "judge.jsonl").read_text().splitlines()]
+    assert grades and all(g["status"] == "error" and "nested too deeply" in g["rationale"] for g in grades)
+    json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_an_upstream_answering_json_nested_too_deeply_is_not_a_500_of_the_local_router(status: int) -> None:
+    with FakeOpenAI(Reply(status=status, raw_body=DEEP)) as evil, FakeOpenAI(Reply(content="from the second model")) as good:
+        with local_router(upstreams={"openai-gpt-oss-20b": evil.base_url, "*": good.base_url}) as lr:
+            resp = httpx.post(f"{lr.base_url}/chat/completions", json=chat_body("hello"), timeout=60)
+    if status == 200:  # not an answer: the next model serves
+        assert resp.status_code == 200, resp.text[:300]
+        assert resp.json()["choices"][0]["message"]["content"] == "from the second model"
+        assert resp.headers["x-evalkit-attempt-log"].startswith("openai-gpt-oss-20b=bad-body, ")
+    else:  # a client error is passed back, in the OpenAI error format
+        assert resp.status_code == 400, resp.text[:300]
+        assert resp.json()["error"]["message"].startswith("[[[")

@@ -125,6 +125,20 @@ def test_a_csv_with_a_byte_order_mark_loads(tmp_path: Path):
     assert [(c.id, c.prompt) for c in suite.cases] == [("q1", "hello there")]
 
 
+def test_a_jsonl_file_with_a_byte_order_mark_loads(tmp_path: Path):
+    folder = write_suite(tmp_path / "s", "")
+    lines = [json.dumps(c) for c in [*CASES, {"id": "q2", "prompt": "hi", "expected_route": "classify"}]]
+    (folder / "cases.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8-sig")  # Notepad's "UTF-8 with BOM"
+    suite = load_suite(folder)
+    assert [c.id for c in suite.cases] == ["q1", "q2"]
+
+
+def test_a_byte_order_mark_after_the_first_line_of_a_jsonl_file_is_still_refused(tmp_path: Path):
+    folder = write_suite(tmp_path / "s", json.dumps(CASES[0]) + "\n\ufeff" + json.dumps(CASES[0] | {"id": "q2"}) + "\n")
+    proc, message = _run(tmp_path, folder)
+    assert proc.returncode == 2 and "cases.jsonl:2" in message, message
+
+
 # --- router names over DigitalOcean's 255 characters (issue 18, item 21) ---
 
 def test_lint_refuses_a_router_name_over_255_characters(tmp_path: Path):
@@ -139,3 +153,12 @@ def test_lint_refuses_a_router_name_over_255_characters(tmp_path: Path):
 def test_a_router_name_of_255_characters_is_fine(tmp_path: Path):
     (tmp_path / "router.json").write_text(json.dumps({**TUTORIAL_ROUTER, "name": "r" * 255}))
     assert run_cli("lint", tmp_path / "router.json").returncode == 0
+
+
+@pytest.mark.parametrize("column", ["messages", "tags"])
+def test_a_csv_json_cell_nested_too_deeply_names_file_and_line(tmp_path: Path, column: str):
+    folder = _csv_suite(tmp_path, f"id,prompt,expected_route,{column}\nq0,hi,classify,\n"
+                                  f"q1,hello,classify,\"{'[' * 100_000}\"\n")
+    proc, message = _run(tmp_path, folder)
+    assert proc.returncode == 2, message
+    assert "cases.csv:3" in message and "nested too deeply" in message and "fix:" in message

@@ -15,7 +15,7 @@ import pytest
 from evalkit.errors import RunDirError
 from evalkit.store import LOCK, RESULTS, RunDir, iter_results
 from tests.conftest import ROOT, cli_env, run_cli
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, Reply
 from tests.fault_helpers import Recorder, make_cases, ok_reply, write_case_suite
 from tests.run_helpers import make_run, result
 
@@ -76,6 +76,31 @@ def test_a_second_writer_is_refused_while_another_process_holds_the_run_director
     assert proc.returncode == 0, proc.stderr
     assert sorted(r.id for r in iter_results(run_dir / RESULTS)) == [f"c{i:03d}" for i in range(5)]
     assert sorted(cid for cid, _ in rec.log) == sorted({f"c{i:03d}" for i in range(5)} - kept)
+
+
+def test_judge_is_refused_while_another_process_holds_the_run_directory(finished_run, tmp_path: Path):
+    """`evalkit judge` writes judge.jsonl, the manifest and the summary: beside a resume still
+    running it would write a summary of the results as they were when it started."""
+    suite, run_dir, rec, fake = finished_run
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], cwd=ROOT, env=cli_env(),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with FakeOpenAI(lambda body, headers: Reply(content="Fine.\nVERDICT: 4")) as judge:
+        args = ["judge", run_dir, "--judge", "judge-x", "--judge-base-url", judge.base_url,
+                "--judge-api-key-env", "JUDGE_KEY", "-q"]
+        env = cli_env(JUDGE_KEY="judge-key-0000", EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            proc = run_cli(*args, env=env)
+            assert proc.returncode == 2, proc.stdout + proc.stderr
+            assert "being written by another process" in proc.stderr and f"pid {holder.pid}" in proc.stderr
+            assert judge.requests == [] and not (run_dir / "judge.jsonl").exists()
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=30)
+        proc = run_cli(*args, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len((run_dir / "judge.jsonl").read_text().splitlines()) == 2 * 5  # two criteria per answer
+    assert (run_dir / LOCK).read_bytes() == b""  # released
 
 
 def test_two_lock_attempts_in_one_process_conflict_and_unlock_releases(tmp_path: Path):
@@ -211,6 +236,29 @@ def test_resume_against_another_base_url_model_or_route_header_is_refused(finish
 
 
 # --- 15. an --out that cannot hold a run directory ---------------------------------------------
+
+def test_resume_of_a_local_run_with_another_classifier_or_threshold_is_refused(tmp_path: Path):
+    """The embedded router is its classifier and threshold: another one would route the remaining
+    cases differently under the first one's manifest."""
+    suite = write_case_suite(tmp_path / "s", make_cases(4))
+    out = tmp_path / "runs"
+    proc = run_cli("run", suite, "--classifier", "tfidf", "--threshold", "0.2", "--out", out, "-q")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next(out.glob("*/*"))
+    lines = (run_dir / RESULTS).read_text().splitlines()
+    (run_dir / RESULTS).write_text("\n".join(lines[:2]) + "\n")  # stopped after 2 of 4
+    for extra, option, was in ((["--threshold", "0.2"], "--classifier", "tfidf"),  # embedding, by default
+                               (["--classifier", "tfidf"], "--threshold", "0.2"),  # tfidf's default, 0.05
+                               (["--classifier", "tfidf", "--threshold", "0.3"], "--threshold", "0.2")):
+        proc = run_cli("run", suite, *extra, "--out", out, "--resume", run_dir, "-q")
+        message = " ".join(proc.stderr.split())
+        assert proc.returncode == 2, message
+        assert f"this run was made with {option} {was}" in message and f"resume with {option} {was}" in message
+        assert len((run_dir / RESULTS).read_text().splitlines()) == 2
+    proc = run_cli("run", suite, "--classifier", "tfidf", "--threshold", "0.2", "--out", out, "--resume", run_dir, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert len((run_dir / RESULTS).read_text().splitlines()) == 4
+
 
 def test_an_out_folder_that_cannot_be_created_is_refused_before_any_traffic(tmp_path: Path):
     suite = write_case_suite(tmp_path / "s", make_cases(3))

@@ -420,3 +420,62 @@ def test_a_long_error_page_is_redacted_before_it_is_cut_short(tmp_path):
     assert proc.returncode in (0, 3), proc.stderr  # every case failed: not a crash
     assert "HTTP 403: " + "x" * 192 in results and REDACTED[:8] in results
     assert key[:8] not in results and key[:8] not in proc.stdout + proc.stderr
+
+
+def _streamed_text(sse: str) -> str:
+    """The answer a client of a stream assembles: every ``delta.content`` joined, in order."""
+    text = ""
+    for line in sse.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            for choice in json.loads(line[6:]).get("choices", []):
+                text += (choice.get("delta") or {}).get("content") or ""
+    return text
+
+
+def test_an_upstream_key_echoed_a_few_characters_per_event_is_redacted_in_the_stream_serve_relays(tmp_path):
+    """Each event of the stream held less of the key than can be recognised, so redacting event by
+    event relayed all of it: a client joining the deltas had the key whole."""
+    import httpx
+
+    from evalkit.emulator import LocalRouter, TfidfClassifier, create_app
+    from evalkit.router_config import parse_router_config
+    from tests.conftest import TUTORIAL_ROUTER
+
+    key = new_key("sk-up-")
+    answers = {"echo": f"your key is {key}, and in base64 {base64.b64encode(key.encode()).decode()}. Bye.",
+               "plain": "Pause the subscription from Billing, then confirm by email. " * 3}
+
+    def upstream(body, headers):  # FakeOpenAI streams 8 characters per event
+        return Reply(content=answers[body["messages"][-1]["content"]])
+
+    with FakeOpenAI(upstream) as fake, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UP_KEY", key)
+        app = create_app([parse_router_config(TUTORIAL_ROUTER)], classifier=TfidfClassifier(),
+                         upstreams={"*": f"{fake.base_url}@UP_KEY"})
+        lr = LocalRouter(app).start()
+        try:
+            relayed = {}
+            for name in answers:
+                body = {"model": "router:cost-governance-demo", "stream": True,
+                        "messages": [{"role": "user", "content": name}]}
+                resp = httpx.post(f"{lr.base_url}/chat/completions", json=body, timeout=30)
+                assert resp.status_code == 200 and resp.text.rstrip().endswith("data: [DONE]")
+                relayed[name] = _streamed_text(resp.text)
+        finally:
+            lr.stop()
+    assert relayed["echo"] == f"your key is {REDACTED}, and in base64 {REDACTED}. Bye."
+    assert relayed["plain"] == answers["plain"]  # an answer without a key arrives whole, in order
+    assert leaks(key, tmp_path, *relayed.values()) == []
+
+
+@pytest.mark.parametrize("status", [200, 401])
+def test_a_control_plane_answering_json_nested_too_deeply_gets_a_message_not_a_traceback(status):
+    from starlette.responses import Response
+
+    deep = "[" * 100_000 + "]" * 100_000
+    with FakeControlPlane() as plane:
+        plane.answer = lambda request: Response(deep, status_code=status, media_type="application/json")
+        proc = run_cli("router", "list", env=cli_env(DIGITALOCEAN_TOKEN="dop_v1_" + "0" * 64, EVALKIT_DO_API_URL=plane.url))
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    first = proc.stderr.splitlines()[0]
+    assert proc.returncode in (2, 3) and first.startswith("error: GET ") and "/v2/gen-ai/models/routers" in first, first

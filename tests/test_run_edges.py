@@ -227,3 +227,35 @@ def test_an_interrupted_run_writes_what_is_complete_and_prints_the_command_that_
     assert finished.returncode == 0, finished.stderr
     ids = [r["id"] for r in result_lines(run_dir)]
     assert sorted(ids) == sorted(c.id for c in cases)
+
+
+def test_a_sigterm_stops_the_run_between_steps_never_inside_its_own_code(tmp_path):
+    """SIGTERM arriving while the run's own code runs (here: the result callback) is acted on by the
+    event loop between two steps, as Ctrl-C is: the callback finishes, every result written was
+    handed over, and nothing is left pending to print a traceback at exit. Raised where it landed,
+    it tore the callback and, under load, left the client half closed (a flaky traceback)."""
+    import os
+
+    from evalkit import run_suite
+    from evalkit.commands.run import sigterm_as_interrupt
+    from evalkit.errors import Interrupted
+    from evalkit.run import TargetSpec
+
+    suite = write_case_suite(tmp_path / "s", make_cases(12))
+    handed: list[str] = []
+
+    def on_result(result) -> None:
+        if not handed:
+            os.kill(os.getpid(), signal.SIGTERM)
+        handed.append(result.id)
+
+    def decide(body, headers):
+        return ok_reply(body["messages"][-1]["content"][1:5], delay_s=0.05)
+
+    with FakeOpenAI(decide) as fake, sigterm_as_interrupt(), pytest.raises(Interrupted) as stop:
+        run_suite(suite, target=TargetSpec(kind="openai", base_url=fake.base_url), out=tmp_path / "runs",
+                  concurrency=2, on_result=on_result)
+    assert stop.value.signal_name == "SIGTERM" and stop.value.exit_code == 143
+    written = [r["id"] for r in result_lines(run_dir_of(tmp_path / "runs"))]
+    assert handed and handed == written  # no result written without being handed over, or the reverse
+    assert stop.value.n_done == len(written) < 12

@@ -34,7 +34,7 @@ def judge_command(
     from evalkit.judge import ROUTE_ONLY_FIX, ROUTE_ONLY_REASON, JudgeSettings, resolve_judge_key, route_only_run
     from evalkit.run import finalize, judge_stored
     from evalkit.redact import REDACTED, safe_url
-    from evalkit.store import BASELINE, JUDGE, REPORT_HTML, load_run
+    from evalkit.store import BASELINE, JUDGE, REPORT_HTML, RunDir, load_run
 
     run = load_run(run_dir)
     previous = run.manifest.judge
@@ -65,9 +65,11 @@ def judge_command(
         raise UsageError(f"no judge key: environment variable {settings.api_key_env} is not set", where="--judge-api-key-env",
                          fix=f"export {settings.api_key_env}=<model access key>, or name another variable with "
                              "--judge-api-key-env")
-    judge_stored(run.dir, run.manifest, run.results, settings, key=key, prices=load_prices(prices),
-                 status=status_printer(quiet))
-    summary = finalize(run.dir, run.manifest, run.results)
+    with RunDir(run.path).lock_for_run("evalkit judge"):  # one writer: not beside a resume or another judge
+        run = load_run(run.path)  # as it is now that no other process writes it
+        judge_stored(run.dir, run.manifest, run.results, settings, key=key, prices=load_prices(prices),
+                     status=status_printer(quiet))
+        summary = finalize(run.dir, run.manifest, run.results)
     if as_json:
         print_json(summary.judge)
     else:

@@ -154,6 +154,8 @@ def _route_field(answer: str) -> Any:
         return None
     try:
         data = json.loads(text)
+    except RecursionError:  # nested deeper than the parser goes: not an answer
+        return None
     except ValueError:
         try:  # the single-quoted dict a small model sometimes writes: {'route': 'other'}
             data = ast.literal_eval(text) if len(text) <= 10_000 else None

@@ -235,7 +235,7 @@ def parse_llm_route(answer: str | None, task_names: list[str]) -> str | None:
             candidate = data.get("route") or ""
         elif isinstance(data, str):
             candidate = data
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         match = re.search(r'"route"\s*:\s*"([^"]*)"', text)
         candidate = match.group(1) if match else text
     if candidate is None:

@@ -17,8 +17,9 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from evalkit.errors import TargetError, UsageError
 from evalkit.redact import Redactor, register, register_url, safe_url
@@ -54,7 +55,9 @@ class Upstream:
 
     @property
     def chat_url(self) -> str:
-        return f"{self.url.rstrip('/')}/chat/completions"
+        """The base URL + ``/chat/completions``, a query string (``?api-version=...``) kept at the end."""
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/chat/completions"))
 
     def describe(self) -> str:
         """For logs: the URL and the variable name, never the key."""
@@ -115,9 +118,14 @@ class UpstreamStream:
     response: Any
     latency_ms: float  # time to the response headers
     redactor: Redactor | None = None
+    # the answer's text not yet relayed, by choice index: a key the upstream echoes a few characters
+    # per event is only whole (and redacted) once its events are joined
+    _held: dict[int, str] = field(default_factory=dict)
+    _last_event: dict[str, Any] = field(default_factory=dict)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The stream, relayed line by line (an echoed key never straddles what is redacted)."""
+        """The stream, relayed line by line (an echoed key never straddles what is redacted), the
+        answer's text a little behind the upstream's (``_relay_content``)."""
         from evalkit.targets import ResponseRefused
 
         pending = b""
@@ -129,19 +137,72 @@ class UpstreamStream:
                 pending += chunk
                 head, sep, pending = pending.rpartition(b"\n")
                 if sep:
-                    yield self._clean(head + sep)
+                    yield b"".join(self._clean(line) for line in (head + sep).splitlines(keepends=True))
             if pending:
                 yield self._clean(pending)
+            if self.redactor is not None:
+                yield self._flush()
         except ResponseRefused:  # past the size cap: the client sees the stream end there
             return
         finally:
             await self.response.aclose()
 
     def _clean(self, data: bytes) -> bytes:
+        """One line of the stream, redacted; a ``data:`` event's text goes through ``_relay_content``."""
         assert self.redactor is not None
-        text = data.decode("utf-8", "replace")
+        original = text = data.decode("utf-8", "replace")
+        body = text.rstrip("\r\n")
+        flushed = b""
+        if body.startswith("data:"):
+            payload = body[5:].strip()
+            if payload == "[DONE]":
+                flushed = self._flush()
+            else:
+                text = self._relay_content(payload, text[len(body):]) or text
         cleaned = self.redactor.text(text)
-        return data if cleaned == text else (cleaned or "").encode("utf-8")
+        return flushed + (data if cleaned == original else (cleaned or "").encode("utf-8"))
+
+    def _relay_content(self, payload: str, ending: str) -> str | None:
+        """The event with each choice's ``delta.content`` replaced by the redacted text that can be
+        relayed now: all of it at the choice's end, else all but the last characters, which could be
+        the start of a key. None when the event carries no text."""
+        assert self.redactor is not None
+        try:
+            event = json.loads(payload)
+        except (ValueError, RecursionError):
+            return None
+        choices = event.get("choices") if isinstance(event, dict) else None
+        if not isinstance(choices, list):
+            return None
+        keep = 3 * self.redactor.longest() + 16  # a key, base64- or URL-encoded, fits in what is held
+        changed = False
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict) or not isinstance(delta.get("content"), str):
+                continue
+            index = choice.get("index") if isinstance(choice.get("index"), int) else 0
+            held = self._held.get(index, "") + delta["content"]
+            cut = len(held) if choice.get("finish_reason") else max(0, len(held) - keep)
+            for start, end in self.redactor.spans(held):  # never relay a key's first part alone
+                if start < cut < end:
+                    cut = start
+            delta["content"], self._held[index] = self.redactor.text(held[:cut]) or "", held[cut:]
+            changed = True
+        if not changed:
+            return None
+        self._last_event = event
+        return "data: " + json.dumps(event) + ending
+
+    def _flush(self) -> bytes:
+        """The text still held, as one more event (before ``[DONE]``, or at the end of the stream)."""
+        assert self.redactor is not None
+        held = {i: self.redactor.text(text) for i, text in self._held.items() if text}
+        self._held = {}
+        if not held:
+            return b""
+        event = {k: v for k, v in self._last_event.items() if k in ("id", "object", "created", "model")}
+        event["choices"] = [{"index": i, "delta": {"content": text}, "finish_reason": None} for i, text in held.items()]
+        return f"data: {json.dumps(event)}\n\n".encode("utf-8")
 
 
 class UpstreamClient:
@@ -183,7 +244,7 @@ class UpstreamClient:
             raise UpstreamFailure(str(resp.status_code), f"HTTP {resp.status_code}")
         try:
             data = resp.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             if resp.status_code < 400:
                 raise UpstreamFailure("bad-body", "the answer is not JSON") from None
             text = up.redactor().text(resp.text[:4096]) or ""  # before the cut: a cut key may be too short to recognise
@@ -218,7 +279,7 @@ class UpstreamClient:
                 raise UpstreamFailure(str(resp.status_code), f"HTTP {resp.status_code}")
             try:
                 data = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 text = up.redactor().text(raw[:4096].decode("utf-8", "replace")) or ""
                 data = {"error": {"message": text[:500], "type": "upstream_error",
                                   "param": None, "code": None}}

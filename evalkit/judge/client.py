@@ -156,6 +156,8 @@ class JudgeClient:
                 last = JudgeCallError(f"judge connection failed: {exc.__cause__ or exc}")
             except (ValueError, TypeError) as exc:
                 last = JudgeCallError(f"judge reply is not a chat completion: {exc}", http_status=200)
+            except RecursionError:  # JSON nested deeper than the parser goes: a hostile body, not a crash
+                last = JudgeCallError("judge reply is not a chat completion: JSON nested too deeply", http_status=200)
             else:
                 choices = getattr(completion, "choices", None) or []
                 if choices:

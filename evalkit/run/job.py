@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Coroutine, Sequence
 
 from evalkit import SCHEMA_VERSION, __version__
 from evalkit.cost import Price
@@ -240,7 +242,7 @@ def _send(plan: _Plan, target: OpenAITarget, options: RunOptions, *, baseline_mo
                 await target.close()
 
         try:
-            asyncio.run(go())
+            run_stoppable(go())
         except (ErrorBudgetExceeded, RouterUnreachable) as exc:
             return fresh, exc
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): keep what is complete
@@ -248,6 +250,42 @@ def _send(plan: _Plan, target: OpenAITarget, options: RunOptions, *, baseline_mo
                                       run_dir=str(plan.run_dir.path), n_done=len(plan.results),
                                       n_planned=len(plan.results) + len(plan.todo) - len(fresh))
     return fresh, None
+
+
+def run_stoppable(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run(main)``, stopped by SIGTERM as asyncio stops it on Ctrl-C: the event loop
+    cancels ``main`` between two of its steps, never in the middle of the run's own code (a result
+    half recorded, the client half closed, a task left pending with a traceback printed at exit);
+    once ``main`` has cleaned up, the SIGTERM handler installed before (the CLI's raises
+    ``Terminated``) runs. Without a Python SIGTERM handler, or off the main thread, plain ``asyncio.run``."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        asyncio.run(main)
+        return
+    terminated: list[bool] = []
+
+    async def guarded() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def stop() -> None:
+            terminated.append(True)
+            if task is not None:
+                task.cancel()
+        loop.add_signal_handler(signal.SIGTERM, stop)
+        try:
+            await main
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)
+
+    try:
+        asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+    if terminated:
+        previous(signal.SIGTERM, None)  # the CLI's handler raises Terminated
 
 
 def _finish(plan: _Plan, suite: Suite, cases: Sequence[Case], target: OpenAITarget, fresh: list[CaseResult],

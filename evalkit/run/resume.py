@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from evalkit.errors import RunDirError, UsageError
-from evalkit.records import Case, CaseResult, Manifest
+from evalkit.records import Case, CaseResult, Manifest, TargetInfo
 from evalkit.run.spec import TargetSpec
 from evalkit.runner import session_history
 from evalkit.store import BASELINE, MANIFEST, RESULTS, RunDir
@@ -89,7 +89,9 @@ def _check_same_target(manifest: Manifest, suite: Suite, spec: TargetSpec) -> No
         router_name = spec.router_name or suite.router.name
         model = f"router:{router_name}" if spec.kind == "local" else (spec.model or f"router:{router_name}")
         given.append(("--model", stored.model, model))
-    if spec.kind != "local":
+    if spec.kind == "local":
+        given += _local_router(stored, spec)
+    else:
         base_url = spec.base_url
         if spec.kind == "do" and not base_url:
             base_url = os.environ.get("EVALKIT_DO_INFERENCE_URL", DO_INFERENCE_URL)
@@ -101,6 +103,20 @@ def _check_same_target(manifest: Manifest, suite: Suite, spec: TargetSpec) -> No
                              "two routers in one run", where=option,
                              fix=f"resume with {option} {was} (the value the run started with), or leave out "
                                  "--resume to start a new run against the other router")
+
+
+def _local_router(stored: TargetInfo, spec: TargetSpec) -> list[tuple[str, str | None, str | None]]:
+    """The embedded router's classifier and threshold, as stored and as given (the threshold with the
+    classifier's default filled in): another classifier routes the rest of the cases differently."""
+    from evalkit.emulator.classifier import DEFAULT_THRESHOLD, MODEL_CLASSIFIERS, TFIDF_DEFAULT_THRESHOLD
+
+    pairs: list[tuple[str, str | None, str | None]] = [("--classifier", stored.classifier, spec.classifier)]
+    if spec.classifier == stored.classifier and spec.classifier not in MODEL_CLASSIFIERS \
+            and stored.threshold is not None:
+        default = TFIDF_DEFAULT_THRESHOLD if spec.classifier == "tfidf" else DEFAULT_THRESHOLD
+        given = default if spec.threshold is None else spec.threshold
+        pairs.append(("--threshold", f"{stored.threshold:g}", f"{given:g}"))
+    return pairs
 
 
 def url_identity(url: str | None) -> str | None:
