@@ -35,6 +35,7 @@ def test_a_dead_router_stops_the_run_early_naming_the_url_without_credentials(tm
     assert "127.0.0.1" in proc.stderr
     assert "hunter2secret" not in proc.stderr + proc.stdout and "querysecret" not in proc.stderr + proc.stdout
     run_dir = run_dir_of(tmp_path / "runs")
+    assert f"--concurrency 4 --retries 3 --backoff 0.01 --resume {run_dir}" in " ".join(proc.stderr.split())
     # Without the early stop every case spends its 4 attempts and gets an error result.
     assert len(result_lines(run_dir)) < len(cases) // 2
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -227,3 +228,35 @@ def test_an_interrupted_run_writes_what_is_complete_and_prints_the_command_that_
     assert finished.returncode == 0, finished.stderr
     ids = [r["id"] for r in result_lines(run_dir)]
     assert sorted(ids) == sorted(c.id for c in cases)
+
+
+def test_a_run_stopped_by_its_error_budget_prints_the_command_that_finishes_it_and_it_works(tmp_path):
+    import shlex
+
+    cases = make_cases(12)
+    suite = write_case_suite(tmp_path / "my suites" / "s", cases)
+    failing = {"on": True}
+
+    def decide(body, headers):
+        if failing["on"]:
+            return Reply(status=500)
+        return ok_reply(body["messages"][-1]["content"][1:5])
+
+    with FakeOpenAI(decide) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "runs",
+                       "--concurrency", "1", "--retries", "0", "--max-error-rate", "0.1", "--gate",
+                       "accuracy >= 0.0", "-q")
+        assert proc.returncode == 3, proc.stderr
+        run_dir = run_dir_of(tmp_path / "runs")
+        message = " ".join(proc.stderr.split())
+        assert "error budget exceeded" in message
+        command = shlex.split(message[message.index("`evalkit run") + 1:message.index("` or raise")])
+        assert command[-2:] == ["--resume", str(run_dir)] and str(suite) in command
+        stopped_after = len(result_lines(run_dir))
+        assert stopped_after < len(cases)
+        failing["on"] = False
+        finished = run_cli(*command[1:])
+        assert finished.returncode == 0, finished.stderr
+    lines = result_lines(run_dir)
+    assert sorted(r["id"] for r in lines) == sorted(c.id for c in cases)
+    assert sum(r["status"] == "ok" for r in lines) == len(cases) - stopped_after
