@@ -135,3 +135,14 @@ def _typer_ctx(command: object, where: str) -> object:
     import typer
 
     return typer._click.Context(command, info_name=where)  # type: ignore[attr-defined]
+
+
+def test_options_that_name_a_model_or_a_header_say_so_in_help() -> None:
+    """`--judge MODEL` as the README writes it, not `--judge JUDGE` or `--baseline-model BASELINE_MODEL`."""
+    expected = {("run", "--judge"): "MODEL", ("run", "--baseline-model"): "MODEL", ("run", "--model"): "MODEL",
+                ("run", "--classifier-model"): "MODEL", ("judge", "--judge"): "MODEL",
+                ("suite", "from-traffic", "--labeler"): "MODEL", ("router", "export", "--routing-model"): "MODEL",
+                ("run", "--route-header"): "HEADER", ("run", "--router-name"): "NAME"}
+    for (*path, option), metavar in expected.items():
+        text = run_cli(*path, "--help").stdout
+        assert re.search(rf"{re.escape(option)} {metavar}\b", text), (path, option, metavar)
