@@ -260,3 +260,25 @@ def test_a_run_stopped_by_its_error_budget_prints_the_command_that_finishes_it_a
     lines = result_lines(run_dir)
     assert sorted(r["id"] for r in lines) == sorted(c.id for c in cases)
     assert sum(r["status"] == "ok" for r in lines) == len(cases) - stopped_after
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_why_judging_was_skipped_is_said_once_also_with_json(tmp_path, as_json):
+    from tests.conftest import cli_env, write_suite
+
+    suite = write_suite(tmp_path / "mini", [
+        {"id": "a", "prompt": "Classify this support message: I was charged twice.", "expected_route": "classify"}])
+    env = cli_env(EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("MY_JUDGE_KEY", None)
+    json_flag = ["--json"] if as_json else []
+    with FakeOpenAI(JUDGE_VERDICT) as judge, \
+            FakeOpenAI(lambda body, headers: Reply(content="an answer")) as upstream:
+        route_only = run_cli("run", suite, "--out", tmp_path / "a", "--judge", "judge-model", "--judge-base-url",
+                             judge.base_url, *json_flag, env={**env, "MY_JUDGE_KEY": "judge-key-0000"})
+        no_key = run_cli("run", suite, "--out", tmp_path / "b", "--upstream", f"*={upstream.base_url}", "--judge",
+                         "judge-model", "--judge-base-url", judge.base_url, "--judge-api-key-env", "MY_JUDGE_KEY",
+                         *json_flag, env=env)
+    for proc, why in ((route_only, "route-only (no content)"), (no_key, "no key in MY_JUDGE_KEY")):
+        assert proc.returncode == 0, proc.stderr
+        said = " ".join(proc.stderr.split())
+        assert said.count("judging skipped:") == 1 and why in said, said

@@ -99,16 +99,21 @@ def _score(stats: ScoreStats | None) -> str:
     return f"{stats.mean:.2f} [{ci[0]:.2f}-{ci[1]:.2f}] n={stats.n}"
 
 
+def print_judge_skipped(block: JudgeSummary | None) -> None:
+    """On stderr, once: why judging was skipped (no key, route-only answers) and what to do."""
+    if block and not block.done and block.status == "skipped":
+        from evalkit.judge import ROUTE_ONLY_REASON
+
+        then = "to get answers" if block.reason == ROUTE_ONLY_REASON else "to turn it on"
+        err.print(f"judging skipped: {block.reason}; {then}: {block.fix}", markup=False, highlight=False)
+
+
 def print_judge(block: JudgeSummary | None) -> None:
     """The judge's figures in the terminal (per path), or why judging was skipped."""
     if not block:
         return
     if not block.done:
-        if block.status == "skipped":
-            from evalkit.judge import ROUTE_ONLY_REASON
-
-            then = "to get answers" if block.reason == ROUTE_ONLY_REASON else "to turn it on"
-            err.print(f"judging skipped: {block.reason}; {then}: {block.fix}", markup=False, highlight=False)
+        print_judge_skipped(block)
         if block.baseline is not None:
             print_baseline(block.baseline, criteria=[])
         return

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from evalkit.commands.console import err, out
 from evalkit.commands.options import judge_settings_from_options, parse_upstreams, ranged
-from evalkit.commands.output import (append_step_summary, print_compare, print_interrupted, print_json,
+from evalkit.commands.output import (append_step_summary, print_compare, print_interrupted, print_json, print_judge_skipped,
                                      print_review_warning, print_route_header_warning, print_run_verdict,
                                      print_summary, progress_bar, status_printer)
 from evalkit.errors import Interrupted, Terminated, UsageError
@@ -126,6 +126,7 @@ def run(
         raise
     if as_json:
         print_json(result.summary)
+        print_judge_skipped(result.summary.judge)
         print_review_warning(result.summary)
         print_route_header_warning(result.summary, result.results)
     else:
