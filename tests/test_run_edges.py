@@ -282,3 +282,16 @@ def test_why_judging_was_skipped_is_said_once_also_with_json(tmp_path, as_json):
         assert proc.returncode == 0, proc.stderr
         said = " ".join(proc.stderr.split())
         assert said.count("judging skipped:") == 1 and why in said, said
+
+
+def test_outside_a_terminal_a_run_prints_a_progress_line_at_every_tenth_of_its_cases(tmp_path):
+    cases = make_cases(20)
+    suite = write_case_suite(tmp_path / "s", cases)
+    with FakeOpenAI(lambda body, headers: ok_reply(body["messages"][-1]["content"][1:5])) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "a")
+        quiet = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "b", "-q")
+    assert proc.returncode == 0 and quiet.returncode == 0, proc.stderr + quiet.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("progress:")]
+    assert [line.split(" cases")[0] for line in lines] == [f"progress: {n} of 20" for n in range(2, 21, 2)]
+    assert lines[-1] == "progress: 20 of 20 cases (0 misrouted, 0 errors)"
+    assert "progress:" not in quiet.stderr
