@@ -340,7 +340,10 @@ async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, opt
             call = target.send(messages, max_completion_tokens=params["max_completion_tokens"],
                                affinity=affinity, temperature=params["temperature"])
             if options.timeout is not None:
-                response = await asyncio.wait_for(call, options.timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation (Ctrl-C)
+                # that arrives as the call completes, and the worker would go on with the next case.
+                async with asyncio.timeout(options.timeout):
+                    response = await call
             else:
                 response = await call
             state.attempted(None, target)

@@ -295,3 +295,38 @@ def test_outside_a_terminal_a_run_prints_a_progress_line_at_every_tenth_of_its_c
     assert [line.split(" cases")[0] for line in lines] == [f"progress: {n} of 20" for n in range(2, 21, 2)]
     assert lines[-1] == "progress: 20 of 20 cases (0 misrouted, 0 errors)"
     assert "progress:" not in quiet.stderr
+
+
+def test_a_cancellation_that_arrives_as_the_answer_does_stops_the_case(tmp_path):
+    """Ctrl-C cancels the run's workers; one whose answer completed in the same instant must stop
+    too (Python 3.11's asyncio.wait_for returned the answer instead, and that worker went on
+    sending every remaining case while the interrupted run waited for it)."""
+    import asyncio
+
+    from evalkit.records import Case
+    from evalkit.runner import RunOptions, send_case
+
+    class Target:
+        info = None
+
+        def __init__(self) -> None:
+            self.gate: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        async def send(self, messages, **kwargs):
+            await self.gate
+            return "answer"
+
+    async def scenario() -> str:
+        target = Target()
+        case = Case(id="c1", prompt="hello", expected_route="classify")
+        task = asyncio.ensure_future(send_case(case, case.own_messages(), target, RunOptions(timeout=30.0), None))
+        await asyncio.sleep(0)  # the call is now waiting for its answer
+        target.gate.set_result(None)  # the answer arrives ...
+        task.cancel()  # ... and Ctrl-C in the same instant
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "went on"
+
+    assert asyncio.run(scenario()) == "cancelled"
