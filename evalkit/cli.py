@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
     Expected failures print their message (no traceback) and give their exit code. The console
     script and ``python -m evalkit`` exit with the returned code; tests call ``main`` in-process.
     """
-    _register_commands()
+    try:  # importing the commands takes a moment: a Ctrl-C then is an interruption, not a traceback
+        _register_commands()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
     bind_consoles()
     click_errors, aborts = _click_exceptions()
     stops: tuple[type[BaseException], ...] = (*aborts, KeyboardInterrupt)

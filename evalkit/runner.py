@@ -69,6 +69,9 @@ class RunOptions:
     long_wait_s: float = LONG_WAIT_S
 
 
+RESUME_PLACEHOLDER = "`evalkit run SUITE --resume RUN_DIR`"  # `evalkit run` replaces it with the exact command
+
+
 class ErrorBudgetExceeded(RunError):
     """More cases failed than the run's error budget allows; the run was stopped."""
 
@@ -78,7 +81,7 @@ class ErrorBudgetExceeded(RunError):
             f"error budget exceeded: {errors} of {n_planned} cases failed, more than the "
             f"{rate:g} budget allows ({allowed}); the run was stopped",
             fix="check the router (the run's report lists the errors), then finish the run with "
-                "`evalkit run SUITE --resume RUN_DIR` or raise --max-error-rate")
+                f"{RESUME_PLACEHOLDER} or raise --max-error-rate")
 
 
 class RouterUnreachable(RunError):
@@ -93,7 +96,7 @@ class RouterUnreachable(RunError):
             f"the router{where} could not be reached: the first {attempts} connection attempts failed and "
             "none reached it; the run was stopped", got=last_error,
             fix="check that the router is running and the base URL (--base-url) is right, then finish the run "
-                "with `evalkit run SUITE --resume RUN_DIR`")
+                f"with {RESUME_PLACEHOLDER}")
 
 
 def work_units(cases: Iterable[Case]) -> list[list[Case]]:
@@ -337,7 +340,10 @@ async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, opt
             call = target.send(messages, max_completion_tokens=params["max_completion_tokens"],
                                affinity=affinity, temperature=params["temperature"])
             if options.timeout is not None:
-                response = await asyncio.wait_for(call, options.timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation (Ctrl-C)
+                # that arrives as the call completes, and the worker would go on with the next case.
+                async with asyncio.timeout(options.timeout):
+                    response = await call
             else:
                 response = await call
             state.attempted(None, target)

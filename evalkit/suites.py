@@ -101,6 +101,7 @@ class Suite:
     hash: str
     cases_path: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    router_path: str | None = None  # the router config given instead of the suite's own (``--router``)
 
     @property
     def name(self) -> str:
@@ -145,7 +146,7 @@ def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Su
     else:
         digest.update(cases_ref.encode())
     return Suite(spec=spec, folder=folder, router=router, cases=cases, hash=digest.hexdigest()[:12],
-                 cases_path=_cases_where(folder, cases_ref))
+                 cases_path=_cases_where(folder, cases_ref), router_path=str(router_path) if router_path else None)
 
 
 def _inside(folder: Path, ref: str, key: str, yaml_path: Path) -> Path:

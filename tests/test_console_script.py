@@ -73,3 +73,15 @@ def test_a_whole_run_in_a_real_process_writes_the_run_and_exits_by_its_gates(tmp
     for name in ("manifest.json", "results.jsonl", "summary.json", "report.html", "summary.md", "junit.xml"):
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "summary.json").read_text())["accuracy"] == summary["accuracy"]
+
+
+def test_a_ctrl_c_while_the_commands_are_imported_is_an_interruption_not_a_traceback(tmp_path: Path):
+    """Ctrl-C in the first moment of `evalkit run` (while the commands load) exits 130 with a word."""
+    script = ("import sys, evalkit.commands.run as run\n"
+              "def register(app):\n    raise KeyboardInterrupt\n"
+              "run.register = register\n"
+              "from evalkit.cli import main\n"
+              "sys.exit(main(['--version']))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert (proc.returncode, proc.stderr.strip()) == (130, "interrupted"), proc.stderr

@@ -29,6 +29,44 @@ def test_report_on_a_truncated_results_file_warns_in_the_terminal_too(tmp_path: 
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
 
 
+def test_the_finish_command_of_report_on_an_incomplete_run_works_as_printed(tmp_path: Path) -> None:
+    """An openai-target run of a suite in a folder with a space, made with --router and another route
+    header, then cut short: the command `evalkit report` prints finishes it as printed."""
+    import json
+    import shlex
+
+    from tests.fake_openai import FakeOpenAI
+    from tests.fault_helpers import make_cases, ok_reply, write_case_suite
+
+    header = "x-my-route"
+    cases = make_cases(6)
+    suite = write_case_suite(tmp_path / "my suites" / "s", cases)
+    (suite / "router.other.json").write_text((suite / "router.json").read_text() + "\n")  # another file, same tasks
+
+    def decide(body: dict, headers: dict) -> object:
+        reply = ok_reply(body["messages"][-1]["content"][1:5])
+        reply.headers = {header: next(iter(reply.headers.values()))}
+        return reply
+
+    with FakeOpenAI(decide) as router:
+        proc = run_cli("run", suite, "--router", suite / "router.other.json", "--target", "openai", "--base-url",
+                       router.base_url, "--route-header", header, "--out", tmp_path / "runs", "-q")
+        assert proc.returncode == 0, proc.stderr
+        run_dir = next((tmp_path / "runs").glob("*/*"))
+        path = run_dir / "results.jsonl"
+        path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))  # 2 of 6 left
+        proc = run_cli("report", run_dir)
+        assert proc.returncode == 0, proc.stderr
+        warning = " ".join(proc.stderr.split())
+        command = shlex.split(warning[warning.index("`evalkit run") + 1:warning.rindex("`")])
+        assert command[:2] == ["evalkit", "run"] and command[-2:] == ["--resume", str(run_dir)]
+        finished = run_cli(*command[1:])
+        assert finished.returncode == 0, finished.stderr
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(r["id"] for r in lines) == sorted(c.id for c in cases)
+    assert all(r["status"] == "ok" and r["route"] == r["expected_route"] for r in lines)
+
+
 def test_every_judge_model_of_the_docs_examples_has_a_price_with_its_source() -> None:
     from evalkit.cost import load_prices
 
@@ -97,3 +135,14 @@ def _typer_ctx(command: object, where: str) -> object:
     import typer
 
     return typer._click.Context(command, info_name=where)  # type: ignore[attr-defined]
+
+
+def test_options_that_name_a_model_or_a_header_say_so_in_help() -> None:
+    """`--judge MODEL` as the README writes it, not `--judge JUDGE` or `--baseline-model BASELINE_MODEL`."""
+    expected = {("run", "--judge"): "MODEL", ("run", "--baseline-model"): "MODEL", ("run", "--model"): "MODEL",
+                ("run", "--classifier-model"): "MODEL", ("judge", "--judge"): "MODEL",
+                ("suite", "from-traffic", "--labeler"): "MODEL", ("router", "export", "--routing-model"): "MODEL",
+                ("run", "--route-header"): "HEADER", ("run", "--router-name"): "NAME"}
+    for (*path, option), metavar in expected.items():
+        text = run_cli(*path, "--help").stdout
+        assert re.search(rf"{re.escape(option)} {metavar}\b", text), (path, option, metavar)

@@ -35,6 +35,7 @@ def test_a_dead_router_stops_the_run_early_naming_the_url_without_credentials(tm
     assert "127.0.0.1" in proc.stderr
     assert "hunter2secret" not in proc.stderr + proc.stdout and "querysecret" not in proc.stderr + proc.stdout
     run_dir = run_dir_of(tmp_path / "runs")
+    assert f"--concurrency 4 --retries 3 --backoff 0.01 --resume {run_dir}" in " ".join(proc.stderr.split())
     # Without the early stop every case spends its 4 attempts and gets an error result.
     assert len(result_lines(run_dir)) < len(cases) // 2
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -259,3 +260,105 @@ def test_a_sigterm_stops_the_run_between_steps_never_inside_its_own_code(tmp_pat
     written = [r["id"] for r in result_lines(run_dir_of(tmp_path / "runs"))]
     assert handed and handed == written  # no result written without being handed over, or the reverse
     assert stop.value.n_done == len(written) < 12
+
+
+def test_a_run_stopped_by_its_error_budget_prints_the_command_that_finishes_it_and_it_works(tmp_path):
+    import shlex
+
+    cases = make_cases(12)
+    suite = write_case_suite(tmp_path / "my suites" / "s", cases)
+    failing = {"on": True}
+
+    def decide(body, headers):
+        if failing["on"]:
+            return Reply(status=500)
+        return ok_reply(body["messages"][-1]["content"][1:5])
+
+    with FakeOpenAI(decide) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "runs",
+                       "--concurrency", "1", "--retries", "0", "--max-error-rate", "0.1", "--gate",
+                       "accuracy >= 0.0", "-q")
+        assert proc.returncode == 3, proc.stderr
+        run_dir = run_dir_of(tmp_path / "runs")
+        message = " ".join(proc.stderr.split())
+        assert "error budget exceeded" in message
+        command = shlex.split(message[message.index("`evalkit run") + 1:message.index("` or raise")])
+        assert command[-2:] == ["--resume", str(run_dir)] and str(suite) in command
+        stopped_after = len(result_lines(run_dir))
+        assert stopped_after < len(cases)
+        failing["on"] = False
+        finished = run_cli(*command[1:])
+        assert finished.returncode == 0, finished.stderr
+    lines = result_lines(run_dir)
+    assert sorted(r["id"] for r in lines) == sorted(c.id for c in cases)
+    assert sum(r["status"] == "ok" for r in lines) == len(cases) - stopped_after
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_why_judging_was_skipped_is_said_once_also_with_json(tmp_path, as_json):
+    from tests.conftest import cli_env, write_suite
+
+    suite = write_suite(tmp_path / "mini", [
+        {"id": "a", "prompt": "Classify this support message: I was charged twice.", "expected_route": "classify"}])
+    env = cli_env(EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("MY_JUDGE_KEY", None)
+    json_flag = ["--json"] if as_json else []
+    with FakeOpenAI(JUDGE_VERDICT) as judge, \
+            FakeOpenAI(lambda body, headers: Reply(content="an answer")) as upstream:
+        route_only = run_cli("run", suite, "--out", tmp_path / "a", "--judge", "judge-model", "--judge-base-url",
+                             judge.base_url, *json_flag, env={**env, "MY_JUDGE_KEY": "judge-key-0000"})
+        no_key = run_cli("run", suite, "--out", tmp_path / "b", "--upstream", f"*={upstream.base_url}", "--judge",
+                         "judge-model", "--judge-base-url", judge.base_url, "--judge-api-key-env", "MY_JUDGE_KEY",
+                         *json_flag, env=env)
+    for proc, why in ((route_only, "route-only (no content)"), (no_key, "no key in MY_JUDGE_KEY")):
+        assert proc.returncode == 0, proc.stderr
+        said = " ".join(proc.stderr.split())
+        assert said.count("judging skipped:") == 1 and why in said, said
+
+
+def test_outside_a_terminal_a_run_prints_a_progress_line_at_every_tenth_of_its_cases(tmp_path):
+    cases = make_cases(20)
+    suite = write_case_suite(tmp_path / "s", cases)
+    with FakeOpenAI(lambda body, headers: ok_reply(body["messages"][-1]["content"][1:5])) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "a")
+        quiet = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "b", "-q")
+    assert proc.returncode == 0 and quiet.returncode == 0, proc.stderr + quiet.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("progress:")]
+    assert [line.split(" cases")[0] for line in lines] == [f"progress: {n} of 20" for n in range(2, 21, 2)]
+    assert lines[-1] == "progress: 20 of 20 cases (0 misrouted, 0 errors)"
+    assert "progress:" not in quiet.stderr
+
+
+def test_a_cancellation_that_arrives_as_the_answer_does_stops_the_case(tmp_path):
+    """Ctrl-C cancels the run's workers; one whose answer completed in the same instant must stop
+    too (Python 3.11's asyncio.wait_for returned the answer instead, and that worker went on
+    sending every remaining case while the interrupted run waited for it)."""
+    import asyncio
+
+    from evalkit.records import Case
+    from evalkit.runner import RunOptions, send_case
+
+    class Target:
+        info = None
+
+        def __init__(self) -> None:
+            self.gate: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        async def send(self, messages, **kwargs):
+            await self.gate
+            return "answer"
+
+    async def scenario() -> str:
+        target = Target()
+        case = Case(id="c1", prompt="hello", expected_route="classify")
+        task = asyncio.ensure_future(send_case(case, case.own_messages(), target, RunOptions(timeout=30.0), None))
+        await asyncio.sleep(0)  # the call is now waiting for its answer
+        target.gate.set_result(None)  # the answer arrives ...
+        task.cancel()  # ... and Ctrl-C in the same instant
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "went on"
+
+    assert asyncio.run(scenario()) == "cancelled"

@@ -18,6 +18,7 @@ OPTION_NAMES = {
     "resume": "RUN_DIR", "baseline": "RUN_DIR", "run": "RUN_DIR", "suite": "SUITE", "upstream": "SLUG=URL",
     "timeout": "SECONDS", "backoff": "SECONDS", "ready-timeout": "SECONDS", "rpm": "N", "gate": "EXPR",
     "max-drop": "METRIC=DELTA", "shard": "I/N", "tag": "TAG", "fail-on": "LEVEL", "state-dir": "DIR",
+    "judge": "MODEL", "labeler": "MODEL", "route-header": "HEADER", "router-name": "NAME",
 }
 
 
@@ -51,6 +52,8 @@ def option_metavar(param: Any) -> str:
         return "SECONDS"
     if name.endswith("-rate"):
         return "RATE"
+    if name.endswith("model"):  # --model, --baseline-model, --classifier-model, --routing-model
+        return "MODEL"
     bare = getattr(param, "bare_type", None)  # typer's own parameter types
     type_name = bare() if callable(bare) else getattr(getattr(param, "type", None), "name", "")
     if type_name in ("int", "integer"):

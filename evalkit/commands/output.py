@@ -99,16 +99,21 @@ def _score(stats: ScoreStats | None) -> str:
     return f"{stats.mean:.2f} [{ci[0]:.2f}-{ci[1]:.2f}] n={stats.n}"
 
 
+def print_judge_skipped(block: JudgeSummary | None) -> None:
+    """On stderr, once: why judging was skipped (no key, route-only answers) and what to do."""
+    if block and not block.done and block.status == "skipped":
+        from evalkit.judge import ROUTE_ONLY_REASON
+
+        then = "to get answers" if block.reason == ROUTE_ONLY_REASON else "to turn it on"
+        err.print(f"judging skipped: {block.reason}; {then}: {block.fix}", markup=False, highlight=False)
+
+
 def print_judge(block: JudgeSummary | None) -> None:
     """The judge's figures in the terminal (per path), or why judging was skipped."""
     if not block:
         return
     if not block.done:
-        if block.status == "skipped":
-            from evalkit.judge import ROUTE_ONLY_REASON
-
-            then = "to get answers" if block.reason == ROUTE_ONLY_REASON else "to turn it on"
-            err.print(f"judging skipped: {block.reason}; {then}: {block.fix}", markup=False, highlight=False)
+        print_judge_skipped(block)
         if block.baseline is not None:
             print_baseline(block.baseline, criteria=[])
         return
@@ -292,7 +297,8 @@ def status_printer(quiet: bool) -> Callable[[str], None]:
 
 
 def progress_bar(quiet: bool) -> Callable[[str, int], Any]:
-    """A progress factory for the library's runs: a bar on stderr while it is a terminal."""
+    """A progress factory for the library's runs: a bar on stderr while it is a terminal; elsewhere
+    (a CI log, a file) a line at every tenth of the cases, ``progress: 26 of 252 cases (...)``."""
     @contextlib.contextmanager
     def progress(label: str, total: int) -> Iterator[Callable[[CaseResult], None]]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -301,6 +307,7 @@ def progress_bar(quiet: bool) -> Callable[[str, int], Any]:
                        TextColumn("{task.fields[misrouted]} misrouted, {task.fields[errors]} errors"),
                        TimeElapsedColumn(), console=err, disable=quiet or not err.is_terminal, transient=False)
         counters = {"misrouted": 0, "errors": 0}
+        lines, step = not quiet and not err.is_terminal, max(1, -(-total // 10))
         with bar:
             task_id = bar.add_task(label, total=total, misrouted=0, errors=0)
 
@@ -310,6 +317,10 @@ def progress_bar(quiet: bool) -> Callable[[str, int], Any]:
                 elif result.route != result.expected_route:
                     counters["misrouted"] += 1
                 bar.update(task_id, advance=1, misrouted=counters["misrouted"], errors=counters["errors"])
+                counters["done"] = done = counters.get("done", 0) + 1
+                if lines and (done % step == 0 or done == total):
+                    err.print(f"progress: {done} of {total} cases ({counters['misrouted']} misrouted, "
+                              f"{counters['errors']} errors)", markup=False, highlight=False)
 
             yield on_result
     return progress

@@ -15,10 +15,11 @@ from rich.markup import escape
 
 from evalkit.commands.console import err, out
 from evalkit.commands.options import judge_settings_from_options, parse_upstreams, ranged
-from evalkit.commands.output import (append_step_summary, print_compare, print_interrupted, print_json,
+from evalkit.commands.output import (append_step_summary, print_compare, print_interrupted, print_json, print_judge_skipped,
                                      print_review_warning, print_route_header_warning, print_run_verdict,
                                      print_summary, progress_bar, status_printer)
 from evalkit.errors import Interrupted, Terminated, UsageError
+from evalkit.runner import RESUME_PLACEHOLDER, ErrorBudgetExceeded, RouterUnreachable
 
 
 def run(
@@ -119,8 +120,13 @@ def run(
     except Interrupted as stop:
         print_interrupted(stop, resume_command(ctx, stop.run_dir))
         raise typer.Exit(stop.exit_code) from None
+    except (ErrorBudgetExceeded, RouterUnreachable) as stop:  # stopped early: the exact command that finishes it
+        if stop.where and stop.fix:
+            stop.fix = stop.fix.replace(RESUME_PLACEHOLDER, f"`{resume_command(ctx, stop.where)}`")
+        raise
     if as_json:
         print_json(result.summary)
+        print_judge_skipped(result.summary.judge)
         print_review_warning(result.summary)
         print_route_header_warning(result.summary, result.results)
     else:

@@ -50,8 +50,7 @@ def judge_stored(run_dir: RunDir, manifest: Manifest, results: Sequence[CaseResu
     if route_only_run(results, run_dir.read_results(BASELINE)):
         block = route_only_block(settings)  # said once, with the summary (commands.output.print_judge)
     elif key is None:
-        block = skipped_block(settings, str(run_dir.path))
-        status(f"judging skipped: {block.reason}; to turn it on: {block.fix}")
+        block = skipped_block(settings, str(run_dir.path))  # said once, with the summary (print_judge)
     else:
         judge = make_judge_client(settings, key, prices, client=client)
         block = judge_run_dir(run_dir, results, settings, judge=judge, descriptions=manifest.router.descriptions,

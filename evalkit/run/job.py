@@ -101,6 +101,7 @@ def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequenc
             manifest_options = {
                 "concurrency": concurrency, "defaults": suite.spec.defaults, "stream": spec.stream,
                 "prices": prices_used(prices, suite), **({"baseline_model": baseline_model} if baseline_model else {}),
+                **({"router": suite.router_path} if suite.router_path else {}),
                 "retries": rel.retries, "timeout_s": spec.timeout, "rpm": options.rpm,
                 "max_error_rate": rel.max_error_rate, "cache": rel.cache,
                 **gating_options(gate_exprs, str(baseline.path) if baseline is not None else None, shard, junit_cases,
