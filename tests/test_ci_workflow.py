@@ -228,9 +228,23 @@ def test_the_runner_reads_expressions_as_github_does():
 
 # --- the workflows' steps, run -----------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def evalkit_source(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """EVALKIT_SOURCE for the jobs: a wheel built once from a copy of this repository (pip's own
+    build, offline, as `pip install "evalkit @ git+https://..."` builds the checkout it fetches),
+    so that every job installs evalkit the way a runner does without rebuilding it each time."""
+    src = repository_copy(ROOT, tmp_path_factory.mktemp("evalkit-src"))
+    out = tmp_path_factory.mktemp("evalkit-wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    str(src), "-w", str(out)], check=True, timeout=600,
+                   env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    (wheel,) = out.glob("evalkit-*.whl")
+    return f"evalkit @ {wheel.as_uri()}"
+
+
 def user_repository(dest: Path) -> Path:
     """This repository as a user's checkout, its suite folder cut to a slice (the commands are what
-    is tested, not the size of the suite); EVALKIT_SOURCE "." installs evalkit from it."""
+    is tested, not the size of the suite)."""
     repo = repository_copy(ROOT, dest)
     shutil.rmtree(repo / "suites" / "saas-support")
     slice_suite(repo / "suites" / "saas-support",
@@ -258,8 +272,9 @@ def test_an_unset_evalkit_source_stops_the_job_with_a_clear_error(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_pr_workflow_stores_main_then_fails_a_pull_request_on_exactly_what_it_broke(tmp_path: Path):
-    runner = Runner(tmp_path / "runner", env_overrides={"EVALKIT_SOURCE": "."})
+def test_pr_workflow_stores_main_then_fails_a_pull_request_on_exactly_what_it_broke(tmp_path: Path,
+                                                                                  evalkit_source: str):
+    runner = Runner(tmp_path / "runner", env_overrides={"EVALKIT_SOURCE": evalkit_source})
     main = user_repository(tmp_path / "main")
     wf = EXAMPLES / "evalkit.yml"
 
@@ -318,8 +333,8 @@ def test_pr_workflow_stores_main_then_fails_a_pull_request_on_exactly_what_it_br
 
 
 @pytest.mark.slow
-def test_sharded_workflow_merges_four_shards_into_the_whole_suite(tmp_path: Path):
-    runner = Runner(tmp_path / "runner", env_overrides={"EVALKIT_SOURCE": "."})
+def test_sharded_workflow_merges_four_shards_into_the_whole_suite(tmp_path: Path, evalkit_source: str):
+    runner = Runner(tmp_path / "runner", env_overrides={"EVALKIT_SOURCE": evalkit_source})
     repo = user_repository(tmp_path / "repo")
     jobs = runner.run_workflow(EXAMPLES / "evalkit-sharded.yml", repo, event="pull_request", branch="feature",
                                pr_number=3)
