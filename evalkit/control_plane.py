@@ -33,13 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from evalkit.errors import ControlPlaneError, TargetError, UsageError
 from evalkit.httpclient import RetryPolicy, is_retryable_status, retry_after_seconds
 from evalkit.redact import Redactor, register_url, safe_url, terminal_safe
-from evalkit.router_config import NAME_RE, RouterConfig, parse_router_config
+from evalkit.router_config import MAX_NAME_LEN, NAME_RE, RouterConfig, parse_router_config
 from evalkit.targets import DO_TOKEN_ENV, TOKEN_PREFIX, check_control_plane_token
 
 DO_API_URL = "https://api.digitalocean.com"
 DO_API_URL_ENV = "EVALKIT_DO_API_URL"
 ROUTERS_PATH = "/v2/gen-ai/models/routers"
-MAX_NAME_LEN = 255  # DigitalOcean: lowercase, at most 255 characters, a-z, 0-9 and hyphens
 TEMP_MARK = "-evalkit-"
 SHORT_ID_LEN = 6
 TEMP_NAME_RE = re.compile(rf"{TEMP_MARK}[0-9a-f]{{{SHORT_ID_LEN}}}$")

@@ -88,10 +88,10 @@ class RouterUnreachable(RunError):
     """The first attempts of a run all failed to connect and none reached the router; the run was stopped."""
 
     def __init__(self, *, attempts: int, url: str | None, last_error: str) -> None:
-        from evalkit.targets import display_url
+        from evalkit.redact import safe_url
 
         self.attempts = attempts
-        where = f" at {display_url(url)}" if url else ""
+        where = f" at {safe_url(url)}" if url else ""
         super().__init__(
             f"the router{where} could not be reached: the first {attempts} connection attempts failed and "
             "none reached it; the run was stopped", got=last_error,

@@ -264,11 +264,6 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def display_url(url: str) -> str:
-    """``url`` fit for a message: no user name or password, every query value masked (``redact.safe_url``)."""
-    return safe_url(url) or url
-
-
 HEADER_NAME_RE = re.compile(r"[^a-z0-9!#$%&'*+.^_`|~-]")
 MAX_HEADER_NAMES = 40
 

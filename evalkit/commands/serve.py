@@ -10,7 +10,6 @@ from rich.markup import escape
 
 from evalkit.commands.console import err
 from evalkit.commands.options import parse_upstreams, ranged
-from evalkit.errors import UsageError
 
 
 def serve(
@@ -46,17 +45,6 @@ def serve(
     from evalkit.emulator.upstream import check_keys, parse_upstreams as parse_upstream_specs
     from evalkit.router_config import load_router_config
 
-    if not 0 < port < 65536:
-        raise UsageError("the port must be between 1 and 65535", where="--port", got=str(port), fix="e.g. --port 8080")
-    if affinity_ttl <= 0:
-        raise UsageError("the affinity TTL must be positive", where="--affinity-ttl", got=str(affinity_ttl),
-                         fix="e.g. --affinity-ttl 600")
-    if upstream_timeout <= 0:
-        raise UsageError("the upstream timeout must be positive", where="--upstream-timeout",
-                         got=str(upstream_timeout), fix="e.g. --upstream-timeout 120")
-    if not max_body_mb > 0:
-        raise UsageError("the request body limit must be positive", where="--max-body-mb", got=str(max_body_mb),
-                         fix="e.g. --max-body-mb 4")
     kinds = parse_fault_kinds(fault_kinds)
     FaultConfig(rate=fault_rate, kinds=kinds, latency_ms=latency_ms, seed=seed, timeout_s=fault_timeout).validate()
     configs = [load_router_config(p) for p in routers or []]

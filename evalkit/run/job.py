@@ -31,7 +31,8 @@ from evalkit.runner import ErrorBudgetExceeded, RouterUnreachable, RunOptions, r
 from evalkit.shard import shard_cases
 from evalkit.store import BASELINE, Run, RunDir, check_out_dir, utc_now
 from evalkit.suites import Suite
-from evalkit.targets import OpenAITarget, display_url
+from evalkit.redact import safe_url
+from evalkit.targets import OpenAITarget
 
 
 @dataclass
@@ -114,7 +115,7 @@ def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequenc
                 plan.manifest.options["allow_incomplete"] = True
         options.affinity_prefix = f"evalkit-{plan.run_dir.name}"
         plan.run_dir.write_manifest(plan.manifest)
-        status(f"running {len(plan.todo)} cases against {target.info.kind} ({display_url(target.info.base_url)})")
+        status(f"running {len(plan.todo)} cases against {target.info.kind} ({safe_url(target.info.base_url)})")
         fresh, stopped = _send(plan, target, options, baseline_model=baseline_model, prior=prior,
                                on_result=on_result, status=status)
     return _finish(plan, suite, cases, target, fresh, stopped, prices=prices, cache=options.cache, judge=judge,
@@ -335,10 +336,10 @@ def check_measured(results: Sequence[CaseResult], fresh: Sequence[CaseResult], *
                 "the router could not be reached: every case failed to connect or timed out")
         fix = ("check that the router is up and answering, or allow slow answers more time with --timeout"
                if timed_out else "check that the router is running and the base URL is right")
-        raise RunError(what, where=display_url(url), got=fresh[0].error, fix=f"{fix}; the run is in {run_dir}")
+        raise RunError(what, where=safe_url(url), got=fresh[0].error, fix=f"{fix}; the run is in {run_dir}")
     if results and all(r.status == "error" for r in results):
         statuses = Counter(f"HTTP {r.http_status}" if r.http_status is not None else "no answer" for r in results)
-        raise RunError(f"no case was scored: all {len(results)} cases failed", where=display_url(url),
+        raise RunError(f"no case was scored: all {len(results)} cases failed", where=safe_url(url),
                        got=", ".join(f"{k} x{v}" for k, v in statuses.most_common(5)) + f"; first: {results[0].error}",
                        fix="the errors are listed in report.html and results.jsonl; an HTML page or a redirect "
                            "usually means the base URL is not the router's API, HTTP 401/403 a wrong key, "
@@ -346,7 +347,7 @@ def check_measured(results: Sequence[CaseResult], fresh: Sequence[CaseResult], *
     notice = route_header_notice(results, header=header)
     if notice is not None and notice["all"]:
         raise RunError(f"no answer carried the route header '{header}': routing was not measured",
-                       where=display_url(url),
+                       where=safe_url(url),
                        got=f"{notice['n_missing']} answered cases; headers that came back: "
                            + (", ".join(notice["names"]) or "none recorded"),
                        fix=f"name the router's route header with --route-header NAME (presets: do, vllm-sr, "
