@@ -142,3 +142,18 @@ def test_description_update_flips_the_route_of_a_prompt_between_two_tasks(router
     resp = httpx.put(f"{base}/{created['uuid']}", json={"policies": policies}, headers=headers)
     assert resp.status_code == 200
     assert route_of(BETWEEN_PROMPT) == "customer-qa"  # the very next decision uses the new description
+
+
+def test_accepted_connections_have_nagle_off(router: LocalRouter) -> None:
+    # uvicorn writes a response's head and body separately; with Nagle on, the body waits for the
+    # client's delayed ACK (40 ms per request on a kept-alive connection). asyncio turns Nagle off
+    # only on sockets created with proto IPPROTO_TCP, so the listening socket must say so.
+    import socket
+
+    with httpx.Client(base_url=router.base_url, headers={"Authorization": "Bearer sk-do-local-test"}) as http:
+        http.get("/models").raise_for_status()
+        connections = list(router.server.server_state.connections)
+        assert connections
+        for protocol in connections:
+            sock = protocol.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

@@ -500,7 +500,9 @@ def listen_socket(host: str, port: int, *, fix: str = "") -> socket.socket:
     """A socket bound to ``host:port`` for uvicorn to serve on (``Server.serve(sockets=[...])``), so
     that a port in use is a ``RunError`` with a message (exit 3), where uvicorn would log it and exit."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP.
+    # Without it Nagle holds each response's body until the client's delayed ACK, 40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
