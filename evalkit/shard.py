@@ -50,9 +50,21 @@ def shard_cases(cases: Sequence[Case], index: int, count: int) -> list[Case]:
     return [c for c in cases if shard_of(shard_key(c), count) == index]
 
 
-def shard_order(runs: Sequence[Run]) -> list[int]:
+def missing_shards(runs: Sequence[Run]) -> list[str]:
+    """The shards (``I/N``) of the matrix that ``runs`` belong to which none of them is; empty for
+    runs without ``--shard`` (call after ``shard_order`` has checked that the runs belong together)."""
+    parsed = [parse_shard(s) for s in (r.manifest.options.get("shard") for r in runs) if s]
+    if not parsed:
+        return []
+    n = parsed[0][1]
+    seen = {i for i, _ in parsed}
+    return [f"{i}/{n}" for i in range(1, n + 1) if i not in seen]
+
+
+def shard_order(runs: Sequence[Run], *, allow_missing: bool = False) -> list[int]:
     """The order to join ``runs`` in (shard 1 first), after checking that they belong together:
-    same suite and router config, every shard of the matrix once."""
+    same suite and router config, every shard of the matrix once (or at most once with
+    ``allow_missing``: the merged run is then incomplete)."""
     if not runs:
         raise UsageError("no runs to merge", where="evalkit merge", fix="give the shard run directories: evalkit merge RUN... --out DIR")
     first = runs[0].manifest
@@ -85,17 +97,19 @@ def shard_order(runs: Sequence[Run]) -> list[int]:
                                   fix="give each shard once")
             seen[i] = str(run.path)
         missing_idx = [i for i in range(1, n + 1) if i not in seen]
-        if missing_idx:
+        if missing_idx and not allow_missing:
             raise RunDirError(f"shard(s) {', '.join(f'{i}/{n}' for i in missing_idx)} missing: the merged run would "
                               "not cover the whole suite", where="evalkit merge",
-                              fix="give every shard run of the matrix (download all shard artifacts)")
+                              fix="give every shard run of the matrix (download all shard artifacts), or add "
+                                  "--allow-incomplete to merge what is there and evaluate the gates on it")
         return sorted(range(len(runs)), key=lambda k: parsed[k][0])
     return list(range(len(runs)))
 
 
-def merge_runs(runs: Sequence[Run], *, run_id: str) -> tuple[Manifest, list[CaseResult]]:
-    """One manifest and one result list from shard runs of the same suite and router config."""
-    order = shard_order(runs)
+def merge_runs(runs: Sequence[Run], *, run_id: str, allow_missing: bool = False) -> tuple[Manifest, list[CaseResult]]:
+    """One manifest and one result list from shard runs of the same suite and router config; with
+    ``allow_missing`` a shard of the matrix may be absent (named in ``options["missing_shards"]``)."""
+    order = shard_order(runs, allow_missing=allow_missing)
     first = runs[0].manifest
     results: list[CaseResult] = []
     origin: dict[str, str] = {}
@@ -110,6 +124,9 @@ def merge_runs(runs: Sequence[Run], *, run_id: str) -> tuple[Manifest, list[Case
     ends = [r.manifest.finished_at for r in runs if r.manifest.finished_at]
     options: dict[str, Any] = {k: v for k, v in first.options.items() if k not in ("shard",)}
     options["merged_from"] = [runs[k].manifest.run_id for k in order]
+    absent = missing_shards(runs)
+    if absent:
+        options["missing_shards"] = absent
     counts_: dict[str, int] = {"cases": len(results), "ok": 0, "missing_route": 0, "error": 0}
     for r in results:
         counts_[r.status] += 1

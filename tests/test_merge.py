@@ -114,6 +114,37 @@ def test_merge_refuses_runs_that_do_not_make_a_whole(sharded, tmp_path: Path):
 
 
 @pytest.mark.slow
+def test_a_missing_shard_is_merged_with_allow_incomplete_and_every_report_says_how_to_complete_it(sharded,
+                                                                                                  tmp_path: Path):
+    shards = sharded["shards"]  # shards 3, 1, 4, 2 of 4
+    refused = run_cli("merge", *shards[:3], "--out", tmp_path / "m")
+    assert refused.returncode == 2 and "2/4 missing" in refused.stderr and "--allow-incomplete" in refused.stderr
+    assert not (tmp_path / "m").exists()
+
+    proc = run_cli("merge", *shards[:3], "--out", tmp_path / "m", "--allow-incomplete")
+    assert proc.returncode == 1, proc.stderr  # recall[reasoning] >= 0.9 still fails on the cases there are
+    (merged,) = (tmp_path / "m" / "mixed").iterdir()
+    n_missing = len((shards[3] / "results.jsonl").read_text().splitlines())
+    n_all = len(sharded["suite"].cases)
+    stderr = " ".join(proc.stderr.split())
+    assert f"shard(s) 2/4 missing: {n_missing} of {n_all} cases were not run" in stderr
+    manifest = json.loads((merged / "manifest.json").read_text())
+    summary = json.loads((merged / "summary.json").read_text())
+    assert manifest["options"]["missing_shards"] == ["2/4"] and manifest["options"]["allow_incomplete"] is True
+    assert summary["run"]["n_planned"] == n_all and summary["run"]["n_not_run"] == n_missing
+    assert summary["n_cases"] == n_all - n_missing
+    assert [g["passed"] for g in summary["gates"]] == [True, False]  # evaluated, not failed for being incomplete
+    # A merged run is completed by merging again, never by --resume: the terminal, both reports and
+    # `evalkit report` say so.
+    hint = "merge the shard runs again with the missing run (shard 2/4)"
+    assert hint in " ".join(proc.stdout.split()) and "--resume" not in proc.stdout
+    assert f"{hint}: <code>evalkit merge SHARD_RUN...</code>" in (merged / "report.html").read_text()
+    assert f"{hint}: `evalkit merge SHARD_RUN...`" in (merged / "summary.md").read_text()
+    again = run_cli("report", merged)
+    assert again.returncode == 0 and hint in " ".join(again.stderr.split()) and "--resume" not in again.stderr
+
+
+@pytest.mark.slow
 def test_merge_joins_unsharded_runs_of_disjoint_cases(tmp_path: Path):
     a = make_run(tmp_path / "a", [result("1", "classify", "classify"), result("2", "classify", "fallback")])
     b = make_run(tmp_path / "b", [result("3", "reasoning", "reasoning")],

@@ -33,8 +33,10 @@ def _round(value: float | None) -> str:
     return str(value if value is None else round(value, 3))
 
 
-def print_summary(summary: Summary, run_dir: Path, results: Sequence[CaseResult] = ()) -> None:
-    """The short terminal table after a run (``results``: its records, for the route-header warning)."""
+def print_summary(summary: Summary, run_dir: Path, results: Sequence[CaseResult] = (), *,
+                  finish: str | None = None) -> None:
+    """The short terminal table after a run (``results``: its records, for the route-header warning;
+    ``finish``: what completes an incomplete run, ``evalkit.finish.finish_hint``)."""
     ci = summary.accuracy_ci95
     head = Table(title=f"{escape(summary.suite)} · {summary.target.kind} · run {summary.run_id}",
                  show_header=False, title_justify="left")
@@ -51,7 +53,8 @@ def print_summary(summary: Summary, run_dir: Path, results: Sequence[CaseResult]
                            + f"), missing route {summary.n_missing_route}")
     if summary.run.n_not_run:
         head.add_row("incomplete", f"{summary.run.n_not_run} of {summary.run.n_planned} planned cases have no result "
-                                   "(figures cover the rest; finish with --resume RUN_DIR)", style="bold yellow")
+                                   f"(figures cover the rest; to complete it, {finish or f'add --resume {run_dir}'})",
+                     style="bold yellow")
     out.print(head)
     table = Table(title="per task", title_justify="left")
     for col in ("task", "precision", "recall", "f1", "support"):

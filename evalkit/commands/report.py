@@ -9,6 +9,7 @@ import typer
 
 from evalkit.commands.console import err
 from evalkit.commands.output import print_summary
+from evalkit.finish import finish_hint
 
 
 def report(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by `evalkit run`.")) -> None:
@@ -20,7 +21,7 @@ def report(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run di
     from evalkit.run import rerender
 
     run = rerender(run_dir)
-    print_summary(run.summary, run.path, run.results)
+    print_summary(run.summary, run.path, run.results, finish=finish_hint(run.manifest, run.path))
     print_incomplete_warning(run)
 
 
@@ -36,39 +37,12 @@ def print_incomplete_warning(run: Any) -> None:
     if info.n_not_run:
         how = f"run stopped before it finished ({info.stopped})" if info.stopped else "incomplete run"
         problems.append(f"{how}: {info.n_not_run} of {info.n_planned} cases have no result in {results}; "
-                        f"the figures cover the {run.summary.n_cases} that do. Finish it with "
-                        f"`{finish_command(run.manifest, run.path)}`")
+                        f"the figures cover the {run.summary.n_cases} that do. To complete it, "
+                        f"{finish_hint(run.manifest, run.path)}")
     if _torn(results):
         problems.append(f"{results} ends in a torn line (no newline, not a whole result): it was skipped")
     for problem in problems:
         err.print(f"[bold yellow]warning:[/bold yellow] {escape(problem)}", highlight=False)
-
-
-def finish_command(manifest: Any, run_path: Path) -> str:
-    """The ``evalkit run ... --resume RUN`` that finishes a stored run, from what its manifest
-    recorded: the suite, the router config given with --router, the target with its base URL,
-    model and route header, the shard and the baseline model (the options resume checks); shell-quoted."""
-    import shlex
-
-    from evalkit.targets import DEFAULT_ROUTE_HEADER
-
-    target, options = manifest.target, manifest.options
-    args = ["evalkit", "run", manifest.suite.path]
-    if options.get("router"):
-        args += ["--router", str(options["router"])]
-    if target.kind != "local":
-        args += ["--target", target.kind]
-        if target.kind == "openai" and target.base_url:
-            args += ["--base-url", target.base_url]
-        if target.model and target.model != f"router:{target.router_name or manifest.router.name}":
-            args += ["--model", target.model]
-    if target.route_header and target.route_header != DEFAULT_ROUTE_HEADER:
-        args += ["--route-header", target.route_header]
-    if options.get("shard"):
-        args += ["--shard", str(options["shard"])]
-    if options.get("baseline_model"):
-        args += ["--baseline-model", str(options["baseline_model"])]
-    return shlex.join([*args, "--resume", str(run_path)])
 
 
 def _torn(path: Path) -> bool:

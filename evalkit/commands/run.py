@@ -19,6 +19,7 @@ from evalkit.commands.output import (append_step_summary, print_compare, print_i
                                      print_review_warning, print_route_header_warning, print_run_verdict,
                                      print_summary, progress_bar, status_printer)
 from evalkit.errors import Interrupted, Terminated, UsageError
+from evalkit.finish import finish_hint
 from evalkit.runner import RESUME_PLACEHOLDER, ErrorBudgetExceeded, RouterUnreachable
 
 
@@ -130,7 +131,7 @@ def run(
         print_review_warning(result.summary)
         print_route_header_warning(result.summary, result.results)
     else:
-        print_summary(result.summary, result.path, result.results)
+        print_summary(result.summary, result.path, result.results, finish=finish_hint(result.manifest, result.path))
     raise typer.Exit(print_run_verdict(result, as_json=as_json))
 
 

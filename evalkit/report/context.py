@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+from evalkit.finish import finish_hint
 from evalkit.records import FALLBACK, CaseResult, Manifest
 from evalkit.report.sections import SECTIONS
 
@@ -142,6 +143,13 @@ def _headline(summary: Summary) -> list[dict[str, str]]:
     return [{"name": a, "value": b, "note": c} for a, b, c in headline]
 
 
+def _finish_parts(manifest: Manifest) -> list[tuple[str, bool]]:
+    """``finish_hint`` as (text, is code) spans, for each template to mark up its own way (the
+    spans are stripped: a template puts one space between two)."""
+    spans = [(part.strip(), bool(i % 2)) for i, part in enumerate(finish_hint(manifest, "RUN_DIR").split("`"))]
+    return [(text, code) for text, code in spans if text]
+
+
 def _case_lists(results: Sequence[CaseResult]) -> dict[str, Any]:
     """The misrouted and the failed cases, in pages."""
     wrong = [r for r in results if r.scored and r.route != r.expected_route]
@@ -215,6 +223,7 @@ def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Man
         "n_planned": run_info.n_planned if "run" in summary.model_fields_set else summary.n_cases,
         "n_not_run": run_info.n_not_run,
         "stopped": run_info.stopped,
+        "finish": _finish_parts(manifest) if run_info.n_not_run else [],
         "n_retried": run_info.n_retried,
         "n_classifier_errors": run_info.n_classifier_errors,
         "n_cached": run_info.n_cached,

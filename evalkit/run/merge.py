@@ -22,7 +22,8 @@ def merge_shards(paths: Sequence[str | Path], *, out: str | Path, gates: Sequenc
     cases) into a new run directory under ``out``; ``gates`` are added to the shards' own and
     ``baseline`` is compared with, as ``evalkit run --baseline`` does. Nothing is written before
     every check has passed. Cases without a result in any shard make the merged run incomplete:
-    its gates fail unless ``allow_incomplete``."""
+    its gates fail unless ``allow_incomplete``. A whole shard of the matrix missing is refused
+    unless ``allow_incomplete`` (its cases then count as not run)."""
     if junit_cases is not None:
         check_junit_cases(junit_cases)
     check_out_dir(out)
@@ -30,7 +31,7 @@ def merge_shards(paths: Sequence[str | Path], *, out: str | Path, gates: Sequenc
     extra = parse_gates(gates, where="--gate")
     if baseline is not None and not isinstance(baseline, Run):
         baseline = load_run(baseline)
-    manifest, results = merge_runs(runs, run_id=new_run_id())
+    manifest, results = merge_runs(runs, run_id=new_run_id(), allow_missing=allow_incomplete)
     check_tasks(extra, [*manifest.router.tasks, "fallback"], where="--gate")
     manifest.options["gates"] = [*(manifest.options.get("gates") or []), *(g.expr for g in extra)]
     if any(g.relative for g in parse_gates(manifest.options["gates"])) and baseline is None:
@@ -43,7 +44,7 @@ def merge_shards(paths: Sequence[str | Path], *, out: str | Path, gates: Sequenc
     manifest.options.pop("allow_incomplete", None)  # as the merge says, not as the shards ran
     if allow_incomplete:
         manifest.options["allow_incomplete"] = True
-    ordered = [runs[k] for k in shard_order(runs)]  # shard 1 first, as the merged results are
+    ordered = [runs[k] for k in shard_order(runs, allow_missing=allow_incomplete)]  # shard 1 first, as the merged results are
     with RunDir.create(out, manifest.suite.name, manifest.run_id, purpose="evalkit merge") as run_dir:
         run_dir.write_manifest(manifest)
         router = next((r.router for r in ordered if r.router is not None), None)

@@ -1,0 +1,45 @@
+"""How to complete an incomplete run, as every report of it says: the ``evalkit run ... --resume``
+command for a run that stopped early (rebuilt from its manifest), or the merge to redo for a
+merged run that lacks a shard's cases (a merged run cannot be resumed)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from evalkit.records import Manifest
+
+
+def finish_command(manifest: Manifest, run_path: Path | str) -> str:
+    """The ``evalkit run ... --resume RUN`` that finishes a stored run, from what its manifest
+    recorded: the suite, the router config given with --router, the target with its base URL,
+    model and route header, the shard and the baseline model (the options resume checks); shell-quoted."""
+    from evalkit.targets import DEFAULT_ROUTE_HEADER
+
+    target, options = manifest.target, manifest.options
+    args = ["evalkit", "run", manifest.suite.path]
+    if options.get("router"):
+        args += ["--router", str(options["router"])]
+    if target.kind != "local":
+        args += ["--target", target.kind]
+        if target.kind == "openai" and target.base_url:
+            args += ["--base-url", target.base_url]
+        if target.model and target.model != f"router:{target.router_name or manifest.router.name}":
+            args += ["--model", target.model]
+    if target.route_header and target.route_header != DEFAULT_ROUTE_HEADER:
+        args += ["--route-header", target.route_header]
+    if options.get("shard"):
+        args += ["--shard", str(options["shard"])]
+    if options.get("baseline_model"):
+        args += ["--baseline-model", str(options["baseline_model"])]
+    return shlex.join([*args, "--resume", str(run_path)])
+
+
+def finish_hint(manifest: Manifest, run_path: Path | str) -> str:
+    """What completes the run, as a phrase after "to complete it, ...": the resume command, or for a
+    merged run the merge to redo with the shard runs it lacked."""
+    if manifest.options.get("merged_from"):
+        missing = manifest.options.get("missing_shards") or []
+        which = f" (shard {', '.join(map(str, missing))})" if missing else ""
+        return f"merge the shard runs again with the missing run{'s' if len(missing) > 1 else ''}{which}: `evalkit merge SHARD_RUN...`"
+    return f"run `{finish_command(manifest, run_path)}`"
