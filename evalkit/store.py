@@ -592,9 +592,11 @@ class Run:
 
     @cached_property
     def summary(self) -> Summary:
-        """``summary.json``, or the same figures computed from the records when it is absent."""
+        """``summary.json``, or the same figures computed from the records when it is absent or
+        stale: a summary counting another number of results than ``results.jsonl`` holds (the file
+        was cut short, torn or appended to after the summary was written) is not trusted."""
         stored = self.dir.read_summary()
-        if stored is not None:
+        if stored is not None and stored.n_cases == len(self.results):
             return stored
         from evalkit.summary import build_summary
 

@@ -179,6 +179,25 @@ def test_gate_fails_on_a_run_stopped_after_6_of_20_cases_unless_allowed(tmp_path
     assert evalkit.gate(run_dir, "accuracy >= 0.9", allow_incomplete=True).passed is True
 
 
+def test_a_summary_older_than_its_results_is_not_trusted(finished_run):
+    """results.jsonl cut short (or torn) after the run wrote summary.json: gate, compare and the
+    Python API read the figures of the results there are, not the stale summary."""
+    import evalkit
+
+    _, run_dir, _, _ = finished_run
+    assert run_cli("gate", run_dir, "accuracy >= 0.9").returncode == 0  # whole: 5 of 5 routed right
+    stale = (run_dir / "summary.json").read_text()
+    path = run_dir / "results.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2]) + lines[2][:15])  # two results and a torn third
+    proc = run_cli("gate", run_dir, "accuracy >= 0.9")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "incomplete: 3 of 5 planned cases have no result" in " ".join(proc.stdout.split())
+    run = evalkit.load_run(run_dir)
+    assert run.summary.n_cases == 2 and run.summary.run.n_not_run == 3
+    assert (run_dir / "summary.json").read_text() == stale  # reading never rewrites the run
+
+
 def test_report_of_an_incomplete_run_says_so_and_its_stored_gates_fail(tmp_path: Path):
     run_dir = _six_of_twenty(tmp_path)
     proc = run_cli("report", run_dir)
