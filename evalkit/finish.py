@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from evalkit.records import Manifest
+if TYPE_CHECKING:  # the command line imports this module; records (pydantic) loads when a run does
+    from evalkit.records import Manifest
 
 
 def finish_command(manifest: Manifest, run_path: Path | str) -> str:

@@ -85,3 +85,18 @@ def test_a_ctrl_c_while_the_commands_are_imported_is_an_interruption_not_a_trace
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True,
                           text=True, timeout=120)
     assert (proc.returncode, proc.stderr.strip()) == (130, "interrupted"), proc.stderr
+
+
+def test_help_loads_no_run_machinery() -> None:
+    # A fresh interpreter is the point: what `evalkit --help` (and every command's start) imports
+    # before a command runs. The run machinery (pydantic records, the runner, httpx, numpy) loads
+    # only when a command needs it; `evalkit --help` stays near the interpreter's own start time.
+    code = ("import sys\nfrom evalkit.cli import main\nsys.argv = ['evalkit', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = ('pydantic', 'numpy', 'httpx', 'openai', 'onnxruntime', 'jinja2', 'evalkit.records', "
+            "'evalkit.runner', 'evalkit.targets', 'evalkit.store')\n"
+            "print(sorted(m for m in sys.modules if m in heavy), file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=cli_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage: evalkit" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == "[]"

@@ -20,7 +20,6 @@ from evalkit.commands.output import (append_step_summary, print_compare, print_i
                                      print_summary, progress_bar, status_printer)
 from evalkit.errors import Interrupted, Terminated, UsageError
 from evalkit.finish import finish_hint
-from evalkit.runner import RESUME_PLACEHOLDER, ErrorBudgetExceeded, RouterUnreachable
 
 
 def run(
@@ -79,6 +78,7 @@ def run(
     from evalkit.cost import load_prices
     from evalkit.report.junit import check_junit_cases
     from evalkit.run import Reliability, TargetSpec, check_candidate_options, gate_expressions, run_suite
+    from evalkit.runner import RESUME_PLACEHOLDER, ErrorBudgetExceeded, RouterUnreachable
     from evalkit.shard import parse_shard
     from evalkit.store import load_run
     from evalkit.suites import load_suite
