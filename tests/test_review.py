@@ -147,6 +147,7 @@ def test_cli_review_serves_on_loopback_and_stops_on_ctrl_c(suite):
 
     from tests.conftest import ROOT, cli_env
 
+    # A real process: Ctrl-C (SIGINT) stopping the server and the command's exit are the point.
     proc = subprocess.Popen([sys.executable, "-m", "evalkit", "suite", "review", str(suite)], cwd=ROOT, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
