@@ -8,7 +8,9 @@ control-plane base URL (``https://api.digitalocean.com``, or ``EVALKIT_DO_API_UR
 ``--api-url``, which tests point at ``evalkit serve``).
 
 An error answer keeps DigitalOcean's own ``id`` and ``message`` (``ControlPlaneError``, exit 2);
-an unreachable API is a ``TargetError`` (exit 3). The token never appears in a message: every
+an unreachable API is a ``TargetError`` (exit 3), and so is an answer whose body is larger than
+16 MiB once decompressed or in an encoding not asked for (read under the cap of
+``targets.capped_sync_client``, not retried). The token never appears in a message: every
 body, error and record that comes back is redacted (``evalkit.redact``) before it is shown, so a
 401 or a proxy page that echoes the ``Authorization`` header prints ``[redacted]``.
 
@@ -34,7 +36,8 @@ from evalkit.errors import ControlPlaneError, TargetError, UsageError
 from evalkit.httpclient import RetryPolicy, is_retryable_status, retry_after_seconds
 from evalkit.redact import Redactor, register_url, safe_url, terminal_safe
 from evalkit.router_config import MAX_NAME_LEN, NAME_RE, RouterConfig, parse_router_config
-from evalkit.targets import DO_TOKEN_ENV, TOKEN_PREFIX, check_control_plane_token
+from evalkit.targets import (DO_TOKEN_ENV, TOKEN_PREFIX, ResponseRefused, capped_sync_client,
+                             check_control_plane_token)
 
 DO_API_URL = "https://api.digitalocean.com"
 DO_API_URL_ENV = "EVALKIT_DO_API_URL"
@@ -160,8 +163,6 @@ class ControlPlane:
 
     def __init__(self, token: str, *, base_url: str = DO_API_URL, timeout: float = 30.0,
                  retries: int = 2, transport: Any = None, policy: RetryPolicy | None = None) -> None:
-        import httpx
-
         self.base_url = resolve_api_url(base_url)
         host = urlsplit(self.base_url).hostname
         if token.startswith(TOKEN_PREFIX) and self.base_url.startswith("http://") and not _is_loopback(host):
@@ -173,9 +174,10 @@ class ControlPlane:
         register_url(self.base_url)
         self._redactor = Redactor([token])
         self.shown_url = safe_url(self.base_url) or self.base_url
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
-                                  headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
-                                           "User-Agent": "evalkit"})
+        # every answer is read under the size cap of evalkit's clients (docs/reliability.md)
+        self._http = capped_sync_client(timeout, connect=None, base_url=self.base_url, transport=transport,
+                                        headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
+                                                 "User-Agent": "evalkit"})
 
     @classmethod
     def from_env(cls, api_url: str | None = None, *, var: str = DO_TOKEN_ENV, **kwargs: Any) -> "ControlPlane":
@@ -202,6 +204,10 @@ class ControlPlane:
             attempt += 1
             try:
                 response = self._http.request(method, path, json=json, params=params)
+            except (ResponseRefused, httpx.DecodingError) as exc:  # a hostile or broken body: not transient
+                raise TargetError(self._clean(f"the DigitalOcean control plane answered with a body evalkit does not "
+                                              f"read: {exc}"), where=f"{method} {self.shown_url}{path}",
+                                  fix=f"check that --api-url / {DO_API_URL_ENV} points at the DigitalOcean API") from None
             except httpx.HTTPError as exc:
                 if method in IDEMPOTENT and self.policy.allows(attempt):
                     self.policy.wait(attempt)

@@ -10,6 +10,9 @@ Keys come from environment variables and are never stored or printed.
 Every response body is read with a cap on its decompressed size (``DEFAULT_MAX_RESPONSE_BYTES``,
 16 MiB; docs/reliability.md): a gzip bomb from a router stops being read past the cap and the case
 is an error with ``error_code`` ``response_too_large``, never a process holding gigabytes.
+``capped_async_client`` / ``capped_sync_client`` build every other HTTP client of evalkit (judge,
+labeler, control plane, readiness probe, the local router's upstreams and routing models) with
+the same cap.
 
 With ``stream=True`` the target asks for server-sent events (with usage in the last chunk) and
 also measures the time to the first generated token; the non-streaming path is unchanged.
@@ -163,8 +166,8 @@ class OpenAITarget:
         except (ValueError, TypeError, AttributeError) as exc:  # a body that is not a chat completion
             raise TargetCallError(self._clean(f"malformed response body: {exc}") or "", http_status=200) from None
         except Exception as exc:  # the SDK's errors, from a stream only (the SDK is not imported otherwise)
-            refused = exc if isinstance(exc, ResponseRefused) else exc.__cause__
-            if isinstance(refused, ResponseRefused):  # raised inside the SDK's request, wrapped by it
+            refused = refusal_of(exc)
+            if refused is not None:  # raised inside the SDK's request (wrapped by an older SDK)
                 raise TargetCallError(refused.message, http_status=refused.status, retryable=False,
                                       code=refused.code) from None
             raise _sdk_error(exc, self._clean) from None
@@ -404,55 +407,153 @@ class _Inflater:
         return self._z.flush() if self._z is not None else b""
 
 
-def cap_responses(max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> Callable[[Any], Any]:
-    """An httpx response hook: the body is decompressed here, ``max_bytes`` at most, and reading
-    past that raises ``ResponseRefused`` (httpx then sees an uncompressed body)."""
+def refusal_of(exc: BaseException) -> ResponseRefused | None:
+    """The ``ResponseRefused`` behind an error: itself, or the cause an SDK wrapped it in (the
+    ``openai`` SDK lets it through as it is; older versions wrapped it in ``APIConnectionError``)."""
+    for candidate in (exc, exc.__cause__):
+        if isinstance(candidate, ResponseRefused):
+            return candidate
+    return None
+
+
+class _CappedBody:
+    """Counts one reading of a body: decompressed ``max_bytes`` at most, ``ResponseRefused`` past that.
+
+    Shared by the async and the sync stream wrappers of ``cap_responses``."""
+
+    def __init__(self, encoding: str, status: int, max_bytes: int) -> None:
+        self.inflater = _Inflater(encoding)
+        self.encoding = encoding
+        self.status = status
+        self.max_bytes = max_bytes
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._count(self.inflater.feed(chunk, self.max_bytes - self.total + 1))
+
+    def flush(self) -> bytes:
+        return self._count(self.inflater.flush())
+
+    def _count(self, out: bytes) -> bytes:
+        self.total += len(out)
+        if self.total > self.max_bytes:
+            raise ResponseRefused(f"response body is larger than {self.max_bytes:,} bytes"
+                                  + (f" once decompressed ({self.encoding})" if self.encoding else "")
+                                  + "; it was not read further", code=RESPONSE_TOO_LARGE, status=self.status)
+        return out
+
+
+def _accepted_encoding(response: Any) -> str | None:
+    """The response's Content-Encoding to decode under the cap (``""`` for none), None for one not asked for."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+        return None
+    return "" if encoding == "identity" else encoding
+
+
+def _bad_encoding(response: Any) -> ResponseRefused:
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    return ResponseRefused(f"response body has Content-Encoding {encoding[:40]!r}, which evalkit did not "
+                           f"ask for (it accepts {ACCEPT_ENCODING})", code=BAD_ENCODING, status=response.status_code)
+
+
+def _install(response: Any, stream: Any) -> None:
+    """``stream`` (decoding the body) in place of the response's own; httpx then sees no encoding."""
+    response.stream = stream
+    if "content-encoding" in response.headers:
+        del response.headers["content-encoding"]
+
+
+def cap_responses(max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, *, sync: bool = False) -> Callable[[Any], Any]:
+    """An httpx response hook (of an ``AsyncClient``, or of a ``Client`` with ``sync=True``): the
+    body is decompressed here, ``max_bytes`` at most, and reading past that raises
+    ``ResponseRefused`` (httpx then sees an uncompressed body)."""
     import httpx
 
     class CappedStream(httpx.AsyncByteStream):
         def __init__(self, inner: Any, encoding: str, status: int) -> None:
-            self.inner = inner
-            self.encoding = encoding
-            self.status = status
-
-        def _refuse(self) -> ResponseRefused:
-            return ResponseRefused(f"response body is larger than {max_bytes:,} bytes"
-                                   + (f" once decompressed ({self.encoding})" if self.encoding else "")
-                                   + "; it was not read further", code=RESPONSE_TOO_LARGE, status=self.status)
+            self.inner, self.encoding, self.status = inner, encoding, status
 
         async def __aiter__(self) -> Any:
-            inflater = _Inflater(self.encoding)
-            total = 0
+            body = _CappedBody(self.encoding, self.status, max_bytes)
             async for chunk in self.inner:
-                out = inflater.feed(chunk, max_bytes - total + 1)
-                total += len(out)
-                if total > max_bytes:
-                    raise self._refuse()
+                out = body.feed(chunk)
                 if out:
                     yield out
-            tail = inflater.flush()
-            total += len(tail)
-            if total > max_bytes:
-                raise self._refuse()
+            tail = body.flush()
             if tail:
                 yield tail
 
         async def aclose(self) -> None:
             await self.inner.aclose()
 
-    async def hook(response: Any) -> None:
-        encoding = response.headers.get("content-encoding", "").strip().lower()
-        if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
-            await response.aclose()
-            raise ResponseRefused(f"response body has Content-Encoding {encoding[:40]!r}, which evalkit did not "
-                                  f"ask for (it accepts {ACCEPT_ENCODING})", code=BAD_ENCODING,
-                                  status=response.status_code)
-        response.stream = CappedStream(response.stream, "" if encoding == "identity" else encoding,
-                                       response.status_code)
-        if "content-encoding" in response.headers:
-            del response.headers["content-encoding"]
+    class CappedSyncStream(httpx.SyncByteStream):
+        def __init__(self, inner: Any, encoding: str, status: int) -> None:
+            self.inner, self.encoding, self.status = inner, encoding, status
 
-    return hook
+        def __iter__(self) -> Any:
+            body = _CappedBody(self.encoding, self.status, max_bytes)
+            for chunk in self.inner:
+                out = body.feed(chunk)
+                if out:
+                    yield out
+            tail = body.flush()
+            if tail:
+                yield tail
+
+        def close(self) -> None:
+            self.inner.close()
+
+    async def hook(response: Any) -> None:
+        encoding = _accepted_encoding(response)
+        if encoding is None:
+            await response.aclose()
+            raise _bad_encoding(response)
+        _install(response, CappedStream(response.stream, encoding, response.status_code))
+
+    def sync_hook(response: Any) -> None:
+        encoding = _accepted_encoding(response)
+        if encoding is None:
+            response.close()
+            raise _bad_encoding(response)
+        _install(response, CappedSyncStream(response.stream, encoding, response.status_code))
+
+    return sync_hook if sync else hook
+
+
+def _capped_options(timeout: float, connect: float | None, max_response_bytes: int, headers: dict[str, str] | None,
+                    sync: bool) -> dict[str, Any]:
+    import httpx
+
+    return {"timeout": httpx.Timeout(timeout, connect=min(timeout, connect) if connect else timeout),
+            "headers": {**(headers or {}), "Accept-Encoding": ACCEPT_ENCODING},
+            "event_hooks": {"response": [cap_responses(max_response_bytes, sync=sync)]}}
+
+
+def capped_async_client(timeout: float, *, connect: float | None = CONNECT_TIMEOUT_S, max_connections: int = 1000,
+                        max_keepalive: int = 100, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                        headers: dict[str, str] | None = None, **options: Any) -> Any:
+    """An ``httpx.AsyncClient`` asking for ``gzip, deflate`` only and reading every response body
+    under the cap (``cap_responses``): what every async client of evalkit is (the router target,
+    the judge, the labeler, the local router's upstreams and its llm / arch-router classifiers).
+
+    ``timeout`` covers each phase, a connection ``connect`` seconds at most (None: ``timeout``); the
+    pool defaults to the ``openai`` SDK's own (1000 connections, 100 kept alive); ``options`` go
+    to ``httpx.AsyncClient`` as they are (``follow_redirects``, ``transport``...)."""
+    import httpx
+
+    return httpx.AsyncClient(limits=httpx.Limits(max_connections=max_connections,
+                                                 max_keepalive_connections=max_keepalive),
+                             **_capped_options(timeout, connect, max_response_bytes, headers, False), **options)
+
+
+def capped_sync_client(timeout: float, *, connect: float | None = CONNECT_TIMEOUT_S,
+                       max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, headers: dict[str, str] | None = None,
+                       **options: Any) -> Any:
+    """The ``httpx.Client`` twin of ``capped_async_client`` (the control plane, the readiness probe)."""
+    import httpx
+
+    return httpx.Client(**_capped_options(timeout, connect, max_response_bytes, headers, True), **options)
 
 
 def make_client(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S, concurrency: int = 16) -> Any:
@@ -510,16 +611,11 @@ def make_endpoint(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEO
                   concurrency: int = 16, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> ChatEndpoint:
     """A ``ChatEndpoint`` with a connection pool sized for the run's concurrency, whose response
     bodies are capped at ``max_response_bytes`` once decompressed (``cap_responses``)."""
-    import httpx
-
     # A connection that cannot be opened in 10 s will not open: a dead router fails fast
     # (runner.UNREACHABLE_AFTER) instead of spending the whole deadline on each attempt.
     register_url(base_url)
-    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4,
-                                                 max_keepalive_connections=concurrency + 4),
-                             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_S)),
-                             headers={"Accept-Encoding": ACCEPT_ENCODING},
-                             event_hooks={"response": [cap_responses(max_response_bytes)]})
+    http = capped_async_client(timeout, max_connections=concurrency + 4, max_keepalive=concurrency + 4,
+                               max_response_bytes=max_response_bytes)
     return ChatEndpoint(base_url, api_key, http=http, timeout=timeout)
 
 
@@ -572,7 +668,8 @@ def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: floa
     policy = policy or RetryPolicy(base=interval, cap=5.0, retry_after_max=30.0)
     import openai
 
-    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=min(timeout, 30.0))
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=min(timeout, 30.0),
+                           http_client=capped_sync_client(min(timeout, 30.0), connect=None, follow_redirects=True))
     clean = Redactor([api_key])
     shown = safe_url(base_url)
     deadline = time.monotonic() + timeout
@@ -591,7 +688,12 @@ def wait_until_answers(base_url: str, api_key: str, model: str, *, timeout: floa
                     raise TargetError(f"the inference endpoint refused the key ({last})", where=shown,
                                       fix=f"check the model access key in {DO_KEY_ENV}") from None
                 retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
-            except openai.APIConnectionError as exc:
+            except (openai.APIConnectionError, ResponseRefused) as exc:
+                refused = refusal_of(exc)
+                if refused is not None:  # an answer too large or in an encoding not asked for: not transient
+                    raise TargetError(f"{model} answered with a body evalkit does not read: {refused.message}",
+                                      where=shown, fix="check that the inference URL points at an "
+                                                       "OpenAI-compatible endpoint") from None
                 last = clean.text(f"connection failed: {exc.__cause__ or exc}") or ""
             delay = policy.delay(attempts, retry_after)
             if time.monotonic() + delay > deadline:

@@ -365,3 +365,123 @@ def test_an_upstream_answering_json_nested_too_deeply_is_not_a_500_of_the_local_
     else:  # a client error is passed back, in the OpenAI error format
         assert resp.status_code == 400, resp.text[:300]
         assert resp.json()["error"]["message"].startswith("[[[")
+
+
+# -- every other client: the control plane, the classifiers, the labeler, the readiness probe -----
+
+BOMB = DEFAULT_MAX_RESPONSE_BYTES + 1024
+CAP_TEXT = f"larger than {DEFAULT_MAX_RESPONSE_BYTES:,} bytes once decompressed (gzip)"
+
+
+class GzipControlPlane:
+    """A control plane on 127.0.0.1 answering the router list gzip-compressed, ``size`` bytes inflated."""
+
+    def __init__(self, size: int) -> None:
+        from starlette.applications import Starlette
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        router = {"uuid": "0b8a4c7e-1111-4222-8333-944455556666", "name": "support-router", "config": {}}
+        body = json.dumps({"model_routers": [router], "links": {}}).encode()
+        padded = body[:-1] + b', "padding": "' + b" " * max(0, size - len(body)) + b'"}'
+        self.seen = 0
+
+        async def routers(request: Any) -> Response:
+            self.seen += 1
+            return Response(gzip.compress(padded, 9), headers={"content-encoding": "gzip",
+                                                               "content-type": "application/json"})
+
+        self.server = LocalRouter(Starlette(routes=[Route("/v2/gen-ai/models/routers", routers)])).start()
+
+    def __enter__(self) -> "GzipControlPlane":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
+def test_a_gzip_bomb_from_the_control_plane_is_a_clear_error_and_not_retried() -> None:
+    token = "dop_v1_" + "5a" * 32
+    with GzipControlPlane(BOMB) as plane:
+        proc = run_cli("router", "list", env=cli_env(DIGITALOCEAN_TOKEN=token, EVALKIT_DO_API_URL=plane.server.root_url))
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr and token not in proc.stderr + proc.stdout
+    assert CAP_TEXT in proc.stderr and f"GET {plane.server.root_url}/v2/gen-ai/models/routers" in proc.stderr
+    assert plane.seen == 1  # a refused body is not transient: no retry
+
+
+def test_a_compressed_control_plane_answer_under_the_cap_is_read() -> None:
+    with GzipControlPlane(200_000) as plane:
+        proc = run_cli("router", "list", "--json",
+                       env=cli_env(DIGITALOCEAN_TOKEN="dop_v1_" + "5a" * 32, EVALKIT_DO_API_URL=plane.server.root_url))
+    assert proc.returncode == 0, proc.stderr
+    assert [r["name"] for r in json.loads(proc.stdout)["model_routers"]] == ["support-router"]
+
+
+def routing_classifier(kind: str, base_url: str) -> Any:
+    from evalkit.emulator.classifier import make_classifier
+
+    return make_classifier(kind, llm_model="routing-model", llm_base_url=base_url, timeout_s=30)
+
+
+@pytest.mark.parametrize("kind", ["llm", "arch-router"])
+def test_a_gzip_bomb_from_the_routing_model_is_a_classifier_error_and_the_server_keeps_serving(kind: str) -> None:
+    with FakeOpenAI(gzip_reply(BOMB, content='{"route": "reasoning"}')) as fake:
+        with local_router(routing_classifier(kind, fake.base_url)) as lr:
+            replies = [httpx.post(f"{lr.base_url}/chat/completions", json=chat_body(f"hello {i}"), timeout=60)
+                       for i in range(2)]
+    for resp in replies:
+        error = assert_openai_error(resp, 502)
+        assert error["code"] == "classifier_failed" and CAP_TEXT in error["message"], error
+
+
+@pytest.mark.parametrize("kind", ["llm", "arch-router"])
+def test_a_compressed_routing_answer_under_the_cap_routes(kind: str) -> None:
+    with FakeOpenAI(gzip_reply(200_000, content='{"route": "reasoning"}')) as fake:
+        with local_router(routing_classifier(kind, fake.base_url)) as lr:
+            resp = httpx.post(f"{lr.base_url}/chat/completions", json=chat_body("hello"), timeout=60)
+        sent = fake.request_headers
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.headers[ROUTE] == "reasoning"
+    assert sent and all(h["accept-encoding"] == "gzip, deflate" for h in sent)
+
+
+def test_a_gzip_bomb_from_the_labeling_model_is_an_error_per_case() -> None:
+    from evalkit.traffic.labeler import LabelerSettings, propose_labels
+
+    router = parse_router_config(json.dumps(TUTORIAL_ROUTER))
+    with FakeOpenAI(gzip_reply(BOMB, content='{"route": "reasoning"}')) as fake:
+        outcome = propose_labels(LabelerSettings(model="m", base_url=fake.base_url), "k", ["a", "b"], router)
+    assert outcome.routes == [None, None] and outcome.failures["error"] == 2
+    assert outcome.first_error and CAP_TEXT in outcome.first_error
+    with FakeOpenAI(gzip_reply(200_000, content='{"route": "reasoning"}')) as fake:
+        outcome = propose_labels(LabelerSettings(model="m", base_url=fake.base_url), "k", ["a", "b"], router)
+    assert outcome.routes == ["reasoning", "reasoning"] and not outcome.failures
+
+
+def test_a_gzip_bomb_answering_the_readiness_probe_is_a_clear_error_at_once() -> None:
+    from evalkit.errors import TargetError
+    from evalkit.targets import wait_until_answers
+
+    with FakeOpenAI(gzip_reply(BOMB)) as fake:
+        with pytest.raises(TargetError) as caught:
+            wait_until_answers(fake.base_url, "k", "m", timeout=30, interval=0.01)
+        n_sent = len(fake.requests)
+    assert CAP_TEXT in str(caught.value) and n_sent == 1
+    with FakeOpenAI(gzip_reply(200_000)) as fake:
+        assert wait_until_answers(fake.base_url, "k", "m", timeout=30) == 1
+
+
+def test_a_gzip_bomb_from_the_judge_is_a_grade_error_not_a_crash(tmp_path: Path) -> None:
+    with FakeOpenAI(Reply(content="Open Billing.", headers={ROUTE: "classify"})) as fake, \
+            FakeOpenAI(gzip_reply(BOMB, content="Fine.\nVERDICT: 4")) as judge:
+        proc = run_cli("run", bomb_suite(tmp_path / "suite"), "--target", "openai", "--base-url", fake.base_url,
+                       "--out", tmp_path / "runs", "--retries", "0", "-q", "--judge", "judge-x",
+                       "--judge-base-url", judge.base_url, "--judge-api-key-env", "JUDGE_KEY",
+                       env=cli_env(JUDGE_KEY="judge-key-0000", EVALKIT_CACHE_DIR=str(tmp_path / "cache")))
+        n_judged = len(judge.requests)
+    assert "Traceback" not in proc.stderr and proc.returncode == 0, proc.stderr
+    grades = [json.loads(line) for line in next((tmp_path / "runs").glob("*/*/judge.jsonl")).read_text().splitlines()]
+    assert {g["id"] for g in grades} == {"c0", "c1"}
+    assert all(g["status"] == "error" and CAP_TEXT in g["rationale"] for g in grades), grades
+    assert n_judged == len(grades)  # one call per grade: a refused body is not retried

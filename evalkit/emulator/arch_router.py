@@ -222,9 +222,13 @@ class ArchRouterClassifier:
         if self._client is None or self._slots is None or self._loop is not loop:
             import openai  # a new event loop (a server restarted with the same classifier): new pool
 
+            from evalkit.targets import capped_async_client
+
             self._loop = loop
+            # the model's answer is read under the size cap of evalkit's clients (docs/reliability.md)
             self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key or "none",
-                                              max_retries=self.retries, timeout=self.timeout_s)
+                                              max_retries=self.retries, timeout=self.timeout_s,
+                                              http_client=capped_async_client(self.timeout_s, follow_redirects=True))
             self._slots = asyncio.Semaphore(self.max_concurrency)
         return self._client, self._slots
 
@@ -237,6 +241,8 @@ class ArchRouterClassifier:
     async def classify_conversation(self, messages: list[Any], router: "RouterConfig") -> Decision:
         import openai
 
+        from evalkit.targets import ResponseRefused, refusal_of
+
         prompt = build_arch_router_prompt(messages, router)
         client, slots = self._session()
         try:
@@ -248,9 +254,10 @@ class ArchRouterClassifier:
             detail = shown(self._redact(str(getattr(exc, "message", "") or "")))
             raise LlmClassifierError(f"classifier error: routing model '{self.model}' at {_url(self.base_url)} answered "
                                      f"HTTP {exc.status_code}: {detail}") from None
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, ResponseRefused) as exc:
+            refused = refusal_of(exc)  # an answer too large, or in an encoding not asked for
             raise LlmClassifierError(f"classifier error: routing model '{self.model}' at {_url(self.base_url)} failed: "
-                                     f"{type(exc).__name__}") from None
+                                     f"{refused.message if refused else type(exc).__name__}") from None
         try:
             answer = completion.choices[0].message.content
         except (AttributeError, IndexError, TypeError):

@@ -272,19 +272,27 @@ class LlmClassifier:
         if self._client is None:
             import openai
 
+            from evalkit.targets import capped_async_client
+
+            # the model's answer is read under the size cap of evalkit's clients (docs/reliability.md)
             self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key or "none",
-                                              max_retries=1, timeout=self.timeout_s)
+                                              max_retries=1, timeout=self.timeout_s,
+                                              http_client=capped_async_client(self.timeout_s, follow_redirects=True))
         return self._client
 
     async def classify(self, text: str, router: "RouterConfig") -> Decision:
         import openai
 
+        from evalkit.targets import ResponseRefused, refusal_of
+
         prompt = build_llm_prompt(text, router)
         try:
             completion = await self._openai().chat.completions.create(
                 model=self.model, messages=[{"role": "user", "content": prompt}], temperature=0)
-        except openai.OpenAIError as exc:
-            raise LlmClassifierError(f"routing model '{self.model}' failed: {type(exc).__name__}") from None
+        except (openai.OpenAIError, ResponseRefused) as exc:
+            refused = refusal_of(exc)
+            raise LlmClassifierError(f"routing model '{self.model}' failed: "
+                                     f"{refused.message if refused else type(exc).__name__}") from None
         answer = completion.choices[0].message.content if completion.choices else None
         route = parse_llm_route(answer, router.task_names)
         if route is None:

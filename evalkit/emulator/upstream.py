@@ -213,16 +213,11 @@ class UpstreamClient:
         self._client: Any = None
 
     def _http(self) -> Any:
-        import httpx
-
-        from evalkit.targets import ACCEPT_ENCODING, cap_responses
+        from evalkit.targets import capped_async_client
 
         if self._client is None:
             # an upstream's answer is decompressed under the same cap as a router's (docs/reliability.md)
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
-                                             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-                                             headers={"Accept-Encoding": ACCEPT_ENCODING},
-                                             event_hooks={"response": [cap_responses()]})
+            self._client = capped_async_client(self.timeout_s, max_connections=256, max_keepalive=64)
         return self._client
 
     async def complete(self, up: Upstream, body: dict[str, Any]) -> UpstreamReply:

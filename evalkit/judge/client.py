@@ -21,6 +21,7 @@ from evalkit.errors import TargetError
 from evalkit.httpclient import RetryPolicy, is_retryable_status, retry_after_seconds
 from evalkit.judge.prompts import PROMPT_VERSION
 from evalkit.redact import Redactor
+from evalkit.targets import ResponseRefused, refusal_of
 
 CACHE_ENV = "EVALKIT_CACHE_DIR"
 
@@ -153,7 +154,12 @@ class JudgeClient:
             except openai.APITimeoutError:
                 last = JudgeCallError("judge request timed out")
             except openai.APIConnectionError as exc:
+                refused = refusal_of(exc)  # wrapped by an older SDK
+                if refused is not None:
+                    raise JudgeCallError(f"judge reply refused: {refused.message}", http_status=refused.status) from None
                 last = JudgeCallError(f"judge connection failed: {exc.__cause__ or exc}")
+            except ResponseRefused as exc:  # too large once decompressed, or an encoding not asked for: no retry
+                raise JudgeCallError(f"judge reply refused: {exc.message}", http_status=exc.status) from None
             except (ValueError, TypeError) as exc:
                 last = JudgeCallError(f"judge reply is not a chat completion: {exc}", http_status=200)
             except RecursionError:  # JSON nested deeper than the parser goes: a hostile body, not a crash

@@ -86,8 +86,12 @@ def propose_labels(settings: LabelerSettings, key: str, texts: Sequence[str], ro
     async def go() -> LabelerOutcome:
         import openai
 
+        from evalkit.targets import capped_async_client
+
+        # the labeling model's answers are read under the size cap of evalkit's clients (docs/reliability.md)
         raw = client or openai.AsyncOpenAI(base_url=settings.base_url, api_key=key, max_retries=0,
-                                           timeout=settings.timeout)
+                                           timeout=settings.timeout,
+                                           http_client=capped_async_client(settings.timeout, follow_redirects=True))
         labeler = JudgeClient(raw, model=settings.model, cache=VerdictCache(None), price=None,
                               concurrency=settings.concurrency, max_completion_tokens=None)
         try:
