@@ -157,3 +157,29 @@ def test_accepted_connections_have_nagle_off(router: LocalRouter) -> None:
         for protocol in connections:
             sock = protocol.transport.get_extra_info("socket")
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_a_client_that_hangs_up_mid_body_leaves_no_traceback(router: LocalRouter,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    # What Ctrl-C on `evalkit run` does to requests in flight: the body stops half way and the
+    # connection closes. The server has nobody to answer; it must not log an ASGI traceback.
+    import logging
+    import socket
+    import time
+
+    body = json.dumps({"model": "router:cost-governance-demo", "messages": [{"role": "user", "content": "hi"}]})
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-do-local-test\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body) + 100}\r\n\r\n")
+    with caplog.at_level(logging.ERROR):
+        with socket.create_connection((router.host, router.port)) as sock:
+            sock.sendall(head.encode() + body.encode())
+            deadline = time.monotonic() + 5
+            while not router.server.server_state.tasks and time.monotonic() < deadline:
+                time.sleep(0.01)  # the request is being read
+        deadline = time.monotonic() + 5
+        while router.server.server_state.tasks and time.monotonic() < deadline:
+            time.sleep(0.01)  # the app has finished with the hung-up request
+        assert not router.server.server_state.tasks
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+    with httpx.Client(base_url=router.base_url, headers={"Authorization": "Bearer sk-do-local-test"}) as http:
+        assert http.get("/models").status_code == 200  # and it keeps serving

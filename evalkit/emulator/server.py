@@ -44,7 +44,7 @@ from typing import Any, AsyncIterator, Mapping
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -263,10 +263,17 @@ def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = N
             *control_plane_routes(state),
         ],
         middleware=[Middleware(BearerAuth, key=api_key)],
+        exception_handlers={ClientDisconnect: client_gone},
         lifespan=lifespan,
     )
     app.state.router_state = state
     return app
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up while its request was being read (a run stopped with Ctrl-C): nobody is
+    left to answer, and it is no error of the server's (no traceback in the log)."""
+    return Response(status_code=499)
 
 
 async def chat_completions(state: RouterState, request: Request) -> Response:
