@@ -362,3 +362,19 @@ def test_a_cancellation_that_arrives_as_the_answer_does_stops_the_case(tmp_path)
         return "went on"
 
     assert asyncio.run(scenario()) == "cancelled"
+
+
+def test_the_printed_resume_command_never_shows_url_credentials(tmp_path):
+    # A dead router stops the run early and prints the command that finishes it, built from the
+    # options given: user info and query values of a URL are masked there too, and it says so.
+    from evalkit.emulator.server import free_port
+
+    suite = write_case_suite(tmp_path / "s", make_cases(12))  # more than the dead-router rule's 6 attempts
+    url = f"http://alice:secretpw@127.0.0.1:{free_port()}/v1?key=abc123"
+    proc = run_cli("run", suite, "--target", "openai", "--base-url", url, "--out", tmp_path / "runs", "-q",
+                   "--retries", "0")
+    assert proc.returncode == 3, proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "--resume" in output and "put back the URL's credentials and query values" in output
+    for secret in ("secretpw", "alice", "abc123"):
+        assert secret not in output, secret

@@ -182,7 +182,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def resume_command(ctx: typer.Context, run_dir: str) -> str:
     """The command that finishes an interrupted run: ``evalkit run`` with every option the user gave
     on the command line (long names), ``--resume RUN_DIR`` last; shell-quoted."""
+    from evalkit.redact import safe_url
+
     args = ["evalkit", "run"]
+    masked = False
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name or "")
         if param.name == "resume" or source is None or source.name != "COMMANDLINE":
@@ -200,8 +203,13 @@ def resume_command(ctx: typer.Context, run_dir: str) -> str:
                 args.append(max(secondary, key=len))
             continue
         for item in (value if param.multiple else [value]):
-            args += [long_name, str(item)]
-    return shlex.join([*args, "--resume", run_dir])
+            shown = str(item)
+            if long_name.endswith("-url"):  # user info and query values never printed (redact.safe_url)
+                shown = safe_url(shown) or shown
+                masked = masked or shown != str(item)
+            args += [long_name, shown]
+    command = shlex.join([*args, "--resume", run_dir])
+    return command + ("  # put back the URL's credentials and query values, masked here" if masked else "")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,37 @@ class TargetSpec:
         if self.kind not in TARGET_KINDS:
             raise UsageError(f"unknown target '{self.kind}'", where="--target",
                              fix=f"use one of: {', '.join(TARGET_KINDS)}")
+        self._check_options_fit_the_target()
+        if self.base_url is not None and not re.match(r"^https?://[^\s/?#]+", self.base_url):
+            raise UsageError("the router's base URL is not an http(s) URL", where="--base-url",
+                             got=self.base_url.rpartition("@")[2][:200],  # never a user:password@ part
+                             fix="give the OpenAI-compatible base URL with its scheme, e.g. http://localhost:8000/v1")
         if not self.timeout > 0:
             raise UsageError("the per-request timeout must be a positive number of seconds", where="--timeout",
                              got=str(self.timeout), fix="e.g. --timeout 120 (the default)")
+
+    def _check_options_fit_the_target(self) -> None:
+        """An option of another kind of target would be ignored without a word, and the run would
+        measure some other router than the user meant (``--base-url`` without ``--target openai``
+        measures the embedded local router)."""
+        remote = {"--base-url": self.base_url, "--model": self.model, "--api-key-env": self.api_key_env}
+        local = {"--threshold": self.threshold, "--upstream": self.upstreams or None,
+                 "--classifier": None if self.classifier == "embedding" else self.classifier,
+                 "--classifier-model": self.classifier_model, "--classifier-base-url": self.classifier_base_url,
+                 "--classifier-api-key-env": self.classifier_api_key_env}
+        if self.kind == "local":
+            given = [name for name, value in remote.items() if value is not None]
+            if given:
+                raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for a remote router, but "
+                                 "the target is the embedded local router (--target local, the default)",
+                                 where=given[0], fix="add --target openai (any OpenAI-compatible router) or --target "
+                                                     f"do (DigitalOcean), or leave {', '.join(given)} out")
+        else:
+            given = [name for name, value in local.items() if value is not None]
+            if given:
+                raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the embedded local "
+                                 f"router, but the target is --target {self.kind}", where=given[0],
+                                 fix=f"leave {', '.join(given)} out, or run with --target local")
+        if self.api_url is not None and self.kind != "do":
+            raise UsageError("--api-url is DigitalOcean's control-plane URL, for --target do", where="--api-url",
+                             fix="add --target do, or leave --api-url out")
