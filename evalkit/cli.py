@@ -10,6 +10,10 @@ commands print through ``evalkit.commands.console`` and register on the app they
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Any
+
 import typer
 
 from evalkit import __version__
@@ -63,6 +67,37 @@ def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[Bas
     return tuple(errors), tuple(aborts)
 
 
+STDOUT_CLOSED_EXIT = 141  # 128 + SIGPIPE, what a shell reports for a tool that died writing to a closed pipe
+
+
+class StdoutClosed(Exception):
+    """Whoever read stdout went away (``evalkit compare A B | head``). Not an OSError, so that click
+    does not turn it into exit 1, the code of a failed gate."""
+
+
+def _stdout_closed_apart(invoke: Any) -> Any:
+    def wrapped(ctx: Any) -> Any:
+        try:
+            return invoke(ctx)
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
+    return wrapped
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises no second broken pipe."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # captured in-process (tests): nothing to redirect
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``) and return its exit code.
 
@@ -77,8 +112,13 @@ def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
     bind_consoles()
     click_errors, aborts = _click_exceptions()
     stops: tuple[type[BaseException], ...] = (*aborts, KeyboardInterrupt)
+    command = humanise(typer.main.get_command(app))
+    command.invoke = _stdout_closed_apart(command.invoke)
     try:
-        rc = humanise(typer.main.get_command(app)).main(args=argv, prog_name=prog_name, standalone_mode=False)
+        rc = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except StdoutClosed:
+        _silence_stdout()
+        return STDOUT_CLOSED_EXIT
     except EvalkitError as exc:
         from rich.markup import escape
 

@@ -100,3 +100,24 @@ def test_help_loads_no_run_machinery() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Usage: evalkit" in proc.stdout
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("expr, normal_exit", [("accuracy >= 0.5", 0), ("accuracy >= 0.99", 1)])
+def test_stdout_closed_by_its_reader_is_exit_141_not_a_failed_gate(tmp_path: Path, expr: str, normal_exit: int) -> None:
+    # A real process and a real pipe are the point: `evalkit gate RUN EXPR | head` where head has
+    # gone. Exit 1 would read as "a gate failed" in CI; a closed stdout is 141, as for any Unix tool.
+    import os
+
+    from tests.run_helpers import make_run, result
+
+    run_dir = make_run(tmp_path / "r", [result("a", "classify", "classify"), result("b", "classify", "fallback")])
+    args = [sys.executable, "-m", "evalkit", "gate", str(run_dir), expr]
+    assert subprocess.run(args, env=cli_env(), capture_output=True, timeout=60).returncode == normal_exit
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before evalkit writes a byte
+    try:
+        proc = subprocess.run(args, env=cli_env(), stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr

@@ -52,6 +52,12 @@ def _safe(renderable: Any) -> Any:
 class SafeConsole(Console):
     """A rich ``Console`` that prints remote text without its control sequences or any registered key."""
 
+    def on_broken_pipe(self) -> None:
+        """Whoever read the output went away (``| head``): rich would exit 1, the code of a failed
+        gate; the command line turns this into its own exit code instead (``evalkit.cli``)."""
+        self.quiet = True
+        raise BrokenPipeError()
+
     def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
         markup = kwargs.get("markup")
         markup = self._markup if markup is None else markup
