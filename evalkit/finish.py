@@ -1,6 +1,6 @@
 """How to complete an incomplete run, as every report of it says: the ``evalkit run ... --resume``
-command for a run that stopped early (rebuilt from its manifest), or the merge to redo for a
-merged run that lacks a shard's cases (a merged run cannot be resumed)."""
+command (rebuilt from its manifest), and for a merged run that lacks cases the other way too,
+finishing the shards and merging again."""
 
 from __future__ import annotations
 
@@ -38,10 +38,13 @@ def finish_command(manifest: Manifest, run_path: Path | str) -> str:
 
 
 def finish_hint(manifest: Manifest, run_path: Path | str) -> str:
-    """What completes the run, as a phrase after "to complete it, ...": the resume command, or for a
-    merged run the merge to redo with the shard runs it lacked."""
-    if manifest.options.get("merged_from"):
-        missing = manifest.options.get("missing_shards") or []
-        which = f" (shard {', '.join(map(str, missing))})" if missing else ""
-        return f"merge the shard runs again with the missing run{'s' if len(missing) > 1 else ''}{which}: `evalkit merge SHARD_RUN...`"
-    return f"run `{finish_command(manifest, run_path)}`"
+    """What completes the run, as a phrase after "to complete it, ": the resume command (a merged
+    run resumes like any run: the cases no shard gave are sent and appended), and for a merged run
+    the other way too, finishing the shards and merging again."""
+    command = f"run `{finish_command(manifest, run_path)}`"
+    if not manifest.options.get("merged_from"):
+        return command
+    missing = manifest.options.get("missing_shards") or []
+    shards = f"run the missing shard{'s' if len(missing) > 1 else ''} ({', '.join(map(str, missing))})" if missing \
+        else "resume the shard runs that stopped early"
+    return f"{command}, or {shards} and merge again"

@@ -134,14 +134,24 @@ def test_a_missing_shard_is_merged_with_allow_incomplete_and_every_report_says_h
     assert summary["run"]["n_planned"] == n_all and summary["run"]["n_not_run"] == n_missing
     assert summary["n_cases"] == n_all - n_missing
     assert [g["passed"] for g in summary["gates"]] == [True, False]  # evaluated, not failed for being incomplete
-    # A merged run is completed by merging again, never by --resume: the terminal, both reports and
-    # `evalkit report` say so.
-    hint = "merge the shard runs again with the missing run (shard 2/4)"
-    assert hint in " ".join(proc.stdout.split()) and "--resume" not in proc.stdout
-    assert f"{hint}: <code>evalkit merge SHARD_RUN...</code>" in (merged / "report.html").read_text()
-    assert f"{hint}: `evalkit merge SHARD_RUN...`" in (merged / "summary.md").read_text()
+    # The terminal, both reports and `evalkit report` say how to complete it: resume the merged run
+    # (the command works as printed) or run the missing shard and merge again.
+    hint = "or run the missing shard (2/4) and merge again"
+    terminal = " ".join(proc.stdout.replace("│", " ").split())  # the table's cells wrap
+    assert hint in terminal and "--resume" in terminal
+    assert f"--resume RUN_DIR</code>, {hint}" in (merged / "report.html").read_text()
+    assert f"--resume RUN_DIR`, {hint}" in (merged / "summary.md").read_text()
     again = run_cli("report", merged)
-    assert again.returncode == 0 and hint in " ".join(again.stderr.split()) and "--resume" not in again.stderr
+    warning = " ".join(again.stderr.split())
+    assert again.returncode == 0 and hint in warning
+    import shlex
+
+    command = shlex.split(warning[warning.index("`evalkit run") + 1:warning.index("`, or run")])
+    assert command[-2:] == ["--resume", str(merged)]
+    finished = run_cli(*command[1:])
+    assert finished.returncode == 1, finished.stderr  # complete now: recall[reasoning] >= 0.9 fails as on the whole run
+    rows = (merged / "results.jsonl").read_text().splitlines()
+    assert len(rows) == n_all and len({json.loads(r)["id"] for r in rows}) == n_all
 
 
 @pytest.mark.slow

@@ -143,11 +143,16 @@ def _headline(summary: Summary) -> list[dict[str, str]]:
     return [{"name": a, "value": b, "note": c} for a, b, c in headline]
 
 
-def _finish_parts(manifest: Manifest) -> list[tuple[str, bool]]:
-    """``finish_hint`` as (text, is code) spans, for each template to mark up its own way (the
-    spans are stripped: a template puts one space between two)."""
-    spans = [(part.strip(), bool(i % 2)) for i, part in enumerate(finish_hint(manifest, "RUN_DIR").split("`"))]
-    return [(text, code) for text, code in spans if text]
+def _finish_parts(manifest: Manifest) -> list[tuple[str, bool, bool]]:
+    """``finish_hint`` as (text, is code, a space before it) spans, for each template to mark up
+    its own way (the spans are stripped; the space flag keeps the words apart, not the comma)."""
+    raw = finish_hint(manifest, "RUN_DIR").split("`")
+    parts: list[tuple[str, bool, bool]] = []
+    for i, part in enumerate(raw):
+        if part.strip():
+            space = bool(parts) and (part[:1].isspace() or raw[i - 1][-1:].isspace())
+            parts.append((part.strip(), bool(i % 2), space))
+    return parts
 
 
 def _case_lists(results: Sequence[CaseResult]) -> dict[str, Any]:
