@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -126,6 +127,8 @@ def test_serve_persists_routers_across_a_restart(tmp_path: Path, fake: FakeOpenA
 @pytest.mark.parametrize("args, message", [
     (["--fault-rate", "2"], "--fault-rate: the fault rate must be between 0 and 1"),
     (["--fault-kinds", "500,teapot"], "unknown fault kind 'teapot'"),
+    (["--fault-kinds", ""], "--fault-kinds is empty"),  # not silently every kind, timeouts included
+    (["--fault-kinds", " , "], "--fault-kinds is empty"),
     (["--upstream", "no-equals-sign"], "an upstream must be SLUG=URL"),
     (["--upstream", "m=ftp://example"], "is not an http(s) URL"),
     (["--upstream", "m=http://127.0.0.1:9/v1@EVALKIT_UNSET_VAR_XYZ"], "EVALKIT_UNSET_VAR_XYZ"),
@@ -204,3 +207,29 @@ def test_run_target_local_streams_through_the_router_to_an_upstream(tmp_path: Pa
     assert (result["prompt_tokens"], result["completion_tokens"]) == (12, 4)
     assert result["ttft_ms"] is not None
     assert fake.requests[0]["stream"] is True
+
+
+@pytest.mark.slow
+def test_a_drill_without_seed_prints_the_seed_it_drew_and_that_seed_replays_it(tmp_path: Path) -> None:
+    router = tmp_path / "router.json"
+    router.write_text(json.dumps(TUTORIAL_ROUTER))
+    env = cli_env(EVALKIT_SERVE_API_KEY=SERVE_KEY)
+    body = {"model": f"router:{TUTORIAL_ROUTER['name']}", "messages": [{"role": "user", "content": "hi"}]}
+
+    def drill(extra: list[str]) -> tuple[list[int], str]:
+        served = Served([str(router), "--classifier", "tfidf", "--fault-rate", "0.5", "--fault-kinds", "429,500",
+                         *extra], env)
+        try:
+            with httpx.Client(base_url=served.root, headers={"Authorization": f"Bearer {SERVE_KEY}"}) as http:
+                codes = [http.post("/v1/chat/completions", json=body).status_code for _ in range(24)]
+        finally:
+            stderr = served.stop()
+        return codes, stderr
+
+    first, stderr = drill([])
+    assert "seed None" not in stderr
+    seed = re.search(r"seed (\d+) \(the same faults again: --seed \1\)", stderr)
+    assert seed, stderr
+    again, _ = drill(["--seed", seed.group(1)])
+    assert again == first and {200, 429, 500} <= set(first)
+

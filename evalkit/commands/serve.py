@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from evalkit.commands.console import err
 from evalkit.commands.options import parse_upstreams, ranged
+from evalkit.errors import UsageError
 
 
 def serve(
@@ -45,7 +46,14 @@ def serve(
     from evalkit.emulator.upstream import check_keys, parse_upstreams as parse_upstream_specs
     from evalkit.router_config import load_router_config
 
+    if fault_kinds is not None and not fault_kinds.strip(" ,"):
+        raise UsageError("--fault-kinds is empty", where="--fault-kinds", got=repr(fault_kinds),
+                         fix="name the kinds, e.g. --fault-kinds 429,500, or leave the option out for every kind")
     kinds = parse_fault_kinds(fault_kinds)
+    if seed is None and (fault_rate > 0 or latency_ms > 0):
+        import random
+
+        seed = random.SystemRandom().randrange(2**31)  # drawn here, so that it can be printed and replayed
     FaultConfig(rate=fault_rate, kinds=kinds, latency_ms=latency_ms, seed=seed, timeout_s=fault_timeout).validate()
     configs = [load_router_config(p) for p in routers or []]
     catalog = load_prices(prices)
@@ -80,7 +88,8 @@ def serve(
     err.print(f"control plane:   {root}/v2/gen-ai/models/routers"
               + (f" (state in {state_dir})" if state_dir else " (memory only: add --state-dir to persist)"))
     if fault_rate > 0 or latency_ms > 0:
-        err.print(f"fault injection: rate {fault_rate:g}, kinds {','.join(kinds)}, latency {latency_ms:g} ms, seed {seed}")
+        err.print(f"fault injection: rate {fault_rate:g}, kinds {','.join(kinds)}, latency {latency_ms:g} ms, seed {seed} "
+                  f"(the same faults again: --seed {seed})")
     server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="warning", lifespan="on",
                                            access_log=False))
     try:  # as uvicorn.run, on the socket bound above
