@@ -68,7 +68,7 @@ def judge_command(
     with RunDir(run.path).lock_for_run("evalkit judge"):  # one writer: not beside a resume or another judge
         run = load_run(run.path)  # as it is now that no other process writes it
         judge_stored(run.dir, run.manifest, run.results, settings, key=key, prices=load_prices(prices),
-                     status=status_printer(quiet))
+                     status=status_printer(quiet), raise_unreachable=True)
         summary = finalize(run.dir, run.manifest, run.results)
     if as_json:
         print_json(summary.judge)
