@@ -1,5 +1,6 @@
 """Judging a stored run again (`evalkit judge RUN`): a judge that cannot be reached loses no earlier
-grade, a failed grade gives way to the earlier reply for the very same prompt."""
+grade, a failed grade gives way to the earlier reply for the very same prompt, and the run's key
+variable is remembered (its name only) and used by default at the same URL."""
 
 from __future__ import annotations
 
@@ -87,3 +88,36 @@ def test_keep_earlier_only_for_the_same_case_model_version_prompt_and_samples():
                         prompt_sha256="p1")
     merged_pairs, kept_pairs = keep_earlier([failed], [pair])
     assert kept_pairs == 1 and merged_pairs[0].winner == "router"
+
+
+def test_rejudge_uses_the_key_variable_the_run_was_judged_with(tmp_path):
+    """Judged with --judge-api-key-env JUDGE_KEY; judged again without the option: JUDGE_KEY's key
+    is sent (not MODEL_ACCESS_KEY's), the manifest holds the variable's name and never the key;
+    another URL does not get the run's key by default, and an explicit --judge-api-key-env wins."""
+    other_key = "sk-other-secret-0815"
+    default_key = "sk-default-secret-1234"
+    env = cli_env(JUDGE_KEY=JUDGE_KEY, OTHER_KEY=other_key, MODEL_ACCESS_KEY=default_key,
+                  EVALKIT_CACHE_DIR=str(tmp_path / "cache"))
+    with FakeOpenAI(judge_handler) as judge, FakeOpenAI(judge_handler) as elsewhere:
+        run_dir = judged_run(tmp_path, judge, env, ids=("c1",))
+        manifest = (run_dir / "manifest.json").read_text()
+        assert json.loads(manifest)["judge"]["api_key_env"] == "JUDGE_KEY" and JUDGE_KEY not in manifest
+
+        def keys_sent(*args: str, env: dict[str, str] = env) -> dict[str, set[str]]:
+            judge.request_headers.clear()
+            elsewhere.request_headers.clear()
+            proc = run_cli("judge", run_dir, *args, "--no-judge-cache", "--quiet", env=env)
+            assert proc.returncode == 0, proc.stderr + proc.stdout
+            return {name: {h["authorization"] for h in server.request_headers}
+                    for name, server in (("judge", judge), ("elsewhere", elsewhere))}
+
+        assert keys_sent() == {"judge": {f"Bearer {JUDGE_KEY}"}, "elsewhere": set()}
+        # the remembered variable is named when it is not set
+        proc = run_cli("judge", run_dir, env={k: v for k, v in env.items() if k != "JUDGE_KEY"})
+        assert proc.returncode == 2
+        assert "environment variable JUDGE_KEY is not set (the variable this run was judged with)" in proc.stderr
+        assert keys_sent("--judge-base-url", elsewhere.base_url) == {"judge": set(),
+                                                                     "elsewhere": {f"Bearer {default_key}"}}
+        assert keys_sent("--judge-base-url", judge.base_url, "--judge-api-key-env", "OTHER_KEY") == {
+            "judge": {f"Bearer {other_key}"}, "elsewhere": set()}
+        assert json.loads((run_dir / "manifest.json").read_text())["judge"]["api_key_env"] == "OTHER_KEY"
