@@ -546,6 +546,29 @@ def test_judge_command_on_an_unreachable_judge_exits_3_and_keeps_the_run(tmp_pat
     assert {r["status"] for r in rows} == {"error"}
 
 
+@pytest.mark.slow
+def test_unreachable_judge_keeps_every_earlier_file_of_a_judged_run(e2e, tmp_path):
+    """The run judged with a baseline and pairwise verdicts, judged again while the judge is down
+    (no cache): exit 3, and the judge files, the manifest, the summary and the reports are byte for
+    byte as they were."""
+    from evalkit.emulator.server import free_port
+
+    files = ("judge.jsonl", "baseline_judge.jsonl", "pairwise.jsonl", "manifest.json", "summary.json", "summary.md",
+             "report.html")
+    run_dir = tmp_path / "run"
+    shutil.copytree(e2e["run_dir"], run_dir)
+    before = {name: (run_dir / name).read_bytes() for name in files}
+    assert any(r["status"] == "scored" for r in read_jsonl(run_dir / "baseline_judge.jsonl"))
+    assert any(r["status"] == "scored" for r in read_jsonl(run_dir / "pairwise.jsonl"))
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    proc = run_cli("judge", run_dir, "--judge-base-url", dead, "--judge-api-key-env", "JUDGE_KEY", "--judge-pairwise",
+                   "--no-judge-cache", "--timeout", "2", env=e2e["env"])
+    assert proc.returncode == 3, proc.stderr + proc.stdout
+    assert "the judge could not be reached" in proc.stderr and "the earlier grades are kept" in proc.stderr
+    assert "Traceback" not in proc.stderr and JUDGE_KEY not in proc.stderr
+    assert {name: (run_dir / name).read_bytes() for name in files} == before
+
+
 def test_personal_access_token_as_judge_key_is_refused_before_the_run(tmp_path):
     suite = write_suite(tmp_path / "mini", [{"id": "c1", "prompt": prompt_of("c1"), "expected_route": "classify"}])
     env = cli_env(JUDGE_KEY="dop_v1_abcdef")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -12,12 +12,15 @@ from evalkit.commands.options import judge_settings_from_options, ranged
 from evalkit.commands.output import print_json, print_judge, status_printer
 from evalkit.errors import RunDirError, RunError, UsageError
 
+if TYPE_CHECKING:
+    from evalkit.records import JudgeInfo
+
 
 def judge_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by `evalkit run`."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Judge model (default: the one this run was judged with)."),
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="Judge's OpenAI-compatible base URL (default: DigitalOcean serverless inference)."),
-    judge_api_key_env: str = typer.Option("MODEL_ACCESS_KEY", "--judge-api-key-env", help="Environment variable holding the judge's key."),
+    judge_api_key_env: Optional[str] = typer.Option(None, "--judge-api-key-env", help="Environment variable holding the judge's key (default: the one this run was judged with at the same URL, else MODEL_ACCESS_KEY)."),
     judge_samples: int = typer.Option(1, "--judge-samples", callback=ranged("--judge-samples"), help="Judge each answer K times and take the median (reports agreement)."),
     judge_pairwise: bool = typer.Option(False, "--judge-pairwise", help="When the run has a baseline: also judge router vs baseline pairwise, in both orders."),
     judge_cache: bool = typer.Option(True, "--judge-cache/--no-judge-cache", help="Reuse cached verdicts ($EVALKIT_CACHE_DIR/judge)."),
@@ -32,6 +35,7 @@ def judge_command(
     run again costs nothing. A route-only run (answers without text) has nothing to judge: exit 2."""
     from evalkit.cost import load_prices
     from evalkit.judge import ROUTE_ONLY_FIX, ROUTE_ONLY_REASON, JudgeSettings, resolve_judge_key, route_only_run
+    from evalkit.judge.job import DEFAULT_JUDGE_KEY_ENV
     from evalkit.run import finalize, judge_stored
     from evalkit.redact import REDACTED, safe_url
     from evalkit.store import BASELINE, JUDGE, REPORT_HTML, RunDir, load_run
@@ -55,20 +59,24 @@ def judge_command(
                          fix="give the judge's URL again with --judge-base-url")
     settings: JudgeSettings = judge_settings_from_options(
         model, base_url=judge_base_url or stored_url,
-        api_key_env=judge_api_key_env, samples=judge_samples,
+        api_key_env=judge_api_key_env or DEFAULT_JUDGE_KEY_ENV, samples=judge_samples,
         pairwise=judge_pairwise, cache=judge_cache, concurrency=concurrency, timeout=timeout,
         baseline_model=baseline)
+    remembered = stored_key_env(previous, settings.base_url) if judge_api_key_env is None else None
+    settings.api_key_env = remembered or settings.api_key_env
     if route_only_run(run.results, run.dir.read_results(BASELINE)):
         raise RunDirError(f"nothing to judge: {ROUTE_ONLY_REASON}", where=str(run.path), fix=ROUTE_ONLY_FIX)
     key = resolve_judge_key(settings)
     if key is None:
-        raise UsageError(f"no judge key: environment variable {settings.api_key_env} is not set", where="--judge-api-key-env",
+        source = " (the variable this run was judged with)" if remembered else ""
+        raise UsageError(f"no judge key: environment variable {settings.api_key_env} is not set{source}",
+                         where="--judge-api-key-env",
                          fix=f"export {settings.api_key_env}=<model access key>, or name another variable with "
                              "--judge-api-key-env")
     with RunDir(run.path).lock_for_run("evalkit judge"):  # one writer: not beside a resume or another judge
         run = load_run(run.path)  # as it is now that no other process writes it
         judge_stored(run.dir, run.manifest, run.results, settings, key=key, prices=load_prices(prices),
-                     status=status_printer(quiet))
+                     status=status_printer(quiet), raise_unreachable=True)
         summary = finalize(run.dir, run.manifest, run.results)
     if as_json:
         print_json(summary.judge)
@@ -81,6 +89,17 @@ def judge_command(
         raise RunError("the judge could not be reached: every judge call failed", where=safe_url(settings.base_url),
                        got=called[0].rationale,
                        fix="check --judge-base-url, the judge model and its key; the failures are in judge.jsonl")
+
+
+def stored_key_env(previous: JudgeInfo | None, base_url: str) -> str | None:
+    """The key variable the run was judged with, when the judge is reached at the same URL (a key
+    is never sent by default to an endpoint it was not used with); None otherwise."""
+    from evalkit.redact import safe_url
+
+    if previous is None or not previous.api_key_env or not previous.base_url:
+        return None
+    same = (safe_url(base_url) or "").rstrip("/") == previous.base_url.rstrip("/")
+    return previous.api_key_env if same else None
 
 
 def register(app: typer.Typer) -> None:

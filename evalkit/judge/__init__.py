@@ -13,9 +13,9 @@ from typing import Any, Sequence
 
 from evalkit.judge.aggregate import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci, judge_summary
 from evalkit.judge.client import JudgeClient, VerdictCache, default_cache_dir
-from evalkit.judge.job import (ROUTE_ONLY_FIX, ROUTE_ONLY_REASON, Judgement, JudgeSettings, eligibility,
-                               judge_command, judge_run_dir, make_judge_client, resolve_judge_key, route_only_block,
-                               route_only_run, skipped_block)
+from evalkit.judge.job import (ROUTE_ONLY_FIX, ROUTE_ONLY_REASON, Judgement, JudgeSettings, JudgeUnreachable,
+                               eligibility, every_call_failed, judge_command, judge_run_dir, keep_earlier,
+                               make_judge_client, resolve_judge_key, route_only_block, route_only_run, skipped_block)
 from evalkit.judge.prompts import CRITERIA, PROMPT_VERSION, RUBRICS, build_pairwise_prompt, build_prompt, neutralise
 from evalkit.judge.records import JudgeRecord, PairRecord
 from evalkit.judge.verdict import Verdict, combine_samples, parse_pairwise, parse_verdict
@@ -24,9 +24,11 @@ from evalkit.records import CaseResult, JudgeInfo
 __all__ = [
     "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "CRITERIA", "PROMPT_VERSION", "ROUTE_ONLY_FIX", "ROUTE_ONLY_REASON",
     "RUBRICS",
-    "JudgeClient", "JudgeRecord", "JudgeSettings", "Judgement", "PairRecord", "Verdict", "VerdictCache",
+    "JudgeClient", "JudgeRecord", "JudgeSettings", "JudgeUnreachable", "Judgement", "PairRecord", "Verdict",
+    "VerdictCache",
     "bootstrap_ci", "build_pairwise_prompt", "build_prompt", "combine_samples", "default_cache_dir", "eligibility",
-    "judge_block", "judge_command", "judge_run_dir", "judge_summary", "make_judge_client", "neutralise",
+    "every_call_failed", "judge_block", "judge_command", "judge_run_dir", "judge_summary", "keep_earlier",
+    "make_judge_client", "neutralise",
     "parse_pairwise", "parse_verdict", "resolve_judge_key", "route_only_block", "route_only_run", "skipped_block",
 ]
 

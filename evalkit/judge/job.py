@@ -157,6 +157,15 @@ def _sum_cost(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a + b
 
 
+def prompt_fingerprint(*prompts: list[dict[str, Any]]) -> str:
+    """SHA-256 of the judge prompt(s) a record graded (the messages, as sent)."""
+    import hashlib
+    import json
+
+    payload = json.dumps(list(prompts), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
 async def grade(judge: JudgeClient, result: CaseResult, criterion: str, *, description: str | None,
                 samples: int) -> JudgeRecord:
     """One case, one criterion: K samples folded into one record."""
@@ -165,6 +174,7 @@ async def grade(judge: JudgeClient, result: CaseResult, criterion: str, *, descr
         return JudgeRecord(**common, status="no_answer", rationale=NO_ANSWER)
     messages = build_prompt(criterion, request=result.prompt, answer=result.content or "",
                             task=result.expected_route, description=description, reference=result.reference)
+    common["prompt_sha256"] = prompt_fingerprint(messages)
     outs = await asyncio.gather(*(judge.complete(messages, sample=i) for i in range(samples)),
                                 return_exceptions=True)
     verdicts: list[Verdict | None] = []
@@ -220,7 +230,8 @@ async def compare_pair(judge: JudgeClient, router: CaseResult, baseline: CaseRes
     prompts = [build_pairwise_prompt(answer_a=router.content or "", answer_b=baseline.content or "", **base),
                build_pairwise_prompt(answer_a=baseline.content or "", answer_b=router.content or "", **base)]
     outs = await asyncio.gather(*(judge.complete(p) for p in prompts), return_exceptions=True)
-    common: dict[str, Any] = dict(id=router.id, judge_model=judge.model, prompt_version=PROMPT_VERSION)
+    common: dict[str, Any] = dict(id=router.id, judge_model=judge.model, prompt_version=PROMPT_VERSION,
+                                  prompt_sha256=prompt_fingerprint(*prompts))
     choices: list[str | None] = []
     rationales: list[str] = []
     problems: list[str] = []
@@ -295,6 +306,64 @@ def make_judge_client(settings: JudgeSettings, key: str, prices: dict[str, Price
                        secrets=[key])
 
 
+def _grade_key(record: JudgeRecord | PairRecord) -> tuple[Any, ...]:
+    """What must match for an earlier grade to stand in for a failed one: the case (and criterion),
+    the judge model, the prompt version, the very prompt graded, and the number of samples."""
+    criterion = record.criterion if isinstance(record, JudgeRecord) else None
+    n_samples = len(record.samples) if isinstance(record, JudgeRecord) else len(record.orders)
+    return (record.id, criterion, record.judge_model, record.prompt_version, record.prompt_sha256, n_samples)
+
+
+def keep_earlier(new: Sequence[Any], earlier: Sequence[Any]) -> tuple[list[Any], int]:
+    """``new`` with every ``error`` grade (every call failed) replaced by the earlier grade of the
+    same case, criterion, judge model, prompt version, prompt and sample count when that one is a
+    judge's reply (``scored`` or ``unscored``); and how many were kept. Pure."""
+    replies = {_grade_key(r): r for r in earlier if r.status in ("scored", "unscored") and r.prompt_sha256}
+    merged: list[Any] = []
+    kept = 0
+    for record in new:
+        previous = replies.get(_grade_key(record)) if record.status == "error" else None
+        if previous is None:
+            merged.append(record)
+            continue
+        kept += 1  # nothing was paid for it in this run
+        merged.append(previous.model_copy(update={"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
+                                                  "n_cached": 0}))
+    return merged, kept
+
+
+def every_call_failed(records: Sequence[JudgeRecord], pairs: Sequence[PairRecord] = ()) -> bool:
+    """True when the judge was asked something and every grade is an error (it could not be reached)."""
+    called: list[JudgeRecord | PairRecord] = [*(r for r in records if r.status != "no_answer"), *pairs]
+    return bool(called) and all(r.status == "error" for r in called)
+
+
+class JudgeUnreachable(Exception):
+    """Every judge call failed while the run directory already held judge files: they are kept
+    untouched (as is the manifest's judge block), so no earlier grade is lost."""
+
+    def __init__(self, first_error: str) -> None:
+        super().__init__(first_error)
+        self.first_error = first_error
+
+
+def _judge_all(results: Sequence[CaseResult], baseline: Sequence[CaseResult],
+               settings: JudgeSettings, judge: JudgeClient, descriptions: dict[str, str]) -> Judgement:
+    async def go() -> Judgement:
+        try:
+            records = await judge_results(results, judge, descriptions=descriptions, samples=settings.samples)
+            base_records = (await judge_results(baseline, judge, descriptions=descriptions, samples=settings.samples)
+                            if baseline else [])
+            pairs = (await judge_pairs(results, baseline, judge, descriptions=descriptions)
+                     if baseline and settings.pairwise else [])
+            return Judgement(records=records, baseline_results=list(baseline), baseline_records=base_records,
+                             pairs=pairs)
+        finally:
+            await judge.close()
+
+    return asyncio.run(go())
+
+
 def judge_run_dir(run_dir: RunDir, results: Sequence[CaseResult], settings: JudgeSettings, *,
                   judge: JudgeClient, descriptions: dict[str, str],
                   status: Callable[[str], None] = lambda s: None) -> JudgeInfo:
@@ -303,25 +372,28 @@ def judge_run_dir(run_dir: RunDir, results: Sequence[CaseResult], settings: Judg
     Returns the manifest's judge block (settings, counts, tokens, cost); the caller stores it.
     Files are written whole at the end (temporary file, then rename), so an interrupted judge
     leaves the previous files intact; the verdict cache keeps what was already paid for.
+
+    Nothing already graded is lost: when every call fails and the run directory holds judge
+    files, they are left untouched and ``JudgeUnreachable`` is raised; otherwise a grade whose
+    calls all failed gives way to the earlier reply for the same prompt (``keep_earlier``).
     """
     from evalkit.store import BASELINE, utc_now
 
     baseline = run_dir.read_results(BASELINE)
     n_todo = sum(1 for r in results if eligibility(r) == "judge") + sum(1 for r in baseline if eligibility(r) == "judge")
     status(f"judging {n_todo} answers with {settings.model} ({settings.samples} sample(s) per criterion)")
-
-    async def go() -> tuple[list[JudgeRecord], list[JudgeRecord], list[PairRecord]]:
-        try:
-            records = await judge_results(results, judge, descriptions=descriptions, samples=settings.samples)
-            base_records = (await judge_results(baseline, judge, descriptions=descriptions, samples=settings.samples)
-                            if baseline else [])
-            pairs = (await judge_pairs(results, baseline, judge, descriptions=descriptions)
-                     if baseline and settings.pairwise else [])
-            return records, base_records, pairs
-        finally:
-            await judge.close()
-
-    records, base_records, pairs = asyncio.run(go())
+    new = _judge_all(results, baseline, settings, judge, descriptions)
+    earlier = run_dir.read_judgement()
+    if every_call_failed([*new.records, *new.baseline_records], new.pairs) and (
+            earlier.records or earlier.baseline_records or earlier.pairs):
+        graded: list[JudgeRecord | PairRecord] = [*new.records, *new.baseline_records, *new.pairs]
+        first = next(r for r in graded if r.status == "error")
+        raise JudgeUnreachable(first.rationale)
+    records, kept = keep_earlier(new.records, earlier.records)
+    base_records, kept_base = keep_earlier(new.baseline_records, earlier.baseline_records)
+    pairs, kept_pairs = keep_earlier(new.pairs, earlier.pairs)
+    if kept + kept_base + kept_pairs:
+        status(f"kept {kept + kept_base + kept_pairs} earlier grade(s) whose judge calls failed this time")
     run_dir.write_judgement(Judgement(records=records, baseline_results=baseline, baseline_records=base_records,
                                       pairs=pairs))
     everything: list[JudgeRecord | PairRecord] = [*records, *base_records, *pairs]

@@ -37,6 +37,9 @@ class JudgeRecord(BaseModel):
     completion_tokens: int = 0
     cost_usd: float | None = 0.0
     n_cached: int = 0
+    prompt_sha256: str | None = None
+    """SHA-256 of the judge prompt (criterion, case, reference, task description and answer): an
+    earlier grade stands in for a failed one only when it graded the very same prompt."""
 
 
 PairWinner = Literal["router", "baseline", "tie"]
@@ -63,6 +66,8 @@ class PairRecord(BaseModel):
     completion_tokens: int = 0
     cost_usd: float | None = 0.0
     n_cached: int = 0
+    prompt_sha256: str | None = None
+    """SHA-256 of both orders' prompts (see ``JudgeRecord.prompt_sha256``)."""
 
 
 # -- summary.json's ``judge`` section ----------------------------------------------------------

@@ -41,10 +41,14 @@ def run_overlap(run_dir: RunDir, manifest: Manifest, results: Sequence[CaseResul
 
 def judge_stored(run_dir: RunDir, manifest: Manifest, results: Sequence[CaseResult], settings: JudgeSettings, *,
                  key: str | None, prices: dict[str, Price], status: Callable[[str], None] = lambda s: None,
-                 client: Any = None) -> JudgeInfo:
+                 client: Any = None, raise_unreachable: bool = False) -> JudgeInfo | None:
     """Judge a stored run (or record why not: no key, or route-only answers with no text to judge)
-    and keep the judge's settings in the manifest."""
-    from evalkit.judge import judge_run_dir, route_only_block, route_only_run
+    and keep the judge's settings in the manifest.
+
+    When every judge call failed and the run already held judge files, those files and the
+    manifest's judge block are left as they were (the earlier grades are kept) and the result is
+    None, or with ``raise_unreachable`` a ``RunError`` (exit 3) saying so."""
+    from evalkit.judge import JudgeUnreachable, judge_run_dir, route_only_block, route_only_run
     from evalkit.store import BASELINE
 
     if route_only_run(results, run_dir.read_results(BASELINE)):
@@ -53,8 +57,20 @@ def judge_stored(run_dir: RunDir, manifest: Manifest, results: Sequence[CaseResu
         block = skipped_block(settings, str(run_dir.path))  # said once, with the summary (print_judge)
     else:
         judge = make_judge_client(settings, key, prices, client=client)
-        block = judge_run_dir(run_dir, results, settings, judge=judge, descriptions=manifest.router.descriptions,
-                              status=status)
+        try:
+            block = judge_run_dir(run_dir, results, settings, judge=judge,
+                                  descriptions=manifest.router.descriptions, status=status)
+        except JudgeUnreachable as exc:
+            if raise_unreachable:
+                from evalkit.errors import RunError
+                from evalkit.redact import safe_url
+
+                raise RunError("the judge could not be reached: every judge call failed; the earlier grades are "
+                               "kept (judge files, summary and reports are as they were)",
+                               where=safe_url(settings.base_url), got=exc.first_error,
+                               fix="check --judge-base-url, the judge model and its key, then judge again") from None
+            status(f"the judge could not be reached ({exc.first_error}): the earlier grades are kept")
+            return None
     manifest.judge = block
     run_dir.write_manifest(manifest)
     return block
