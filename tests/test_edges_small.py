@@ -64,7 +64,7 @@ def test_a_run_where_every_case_errored_says_so_and_claims_no_figure(tmp_path: P
     prints no interval, no per-task 0.000 and no "every scored case took its expected route"."""
     tasks = ["classify", "customer-qa", "reasoning"]
     results = [result(f"c{i}", tasks[i % 3], None, status="error", error="HTTP 500 from the router",
-                      http_status=500) for i in range(6)]
+                      http_status=500, tags=["billing"]) for i in range(6)]
     run_dir = make_run(tmp_path / "run", results)
     proc = run_cli("report", run_dir)
     assert proc.returncode == 0, proc.stderr
@@ -78,6 +78,8 @@ def test_a_run_where_every_case_errored_says_so_and_claims_no_figure(tmp_path: P
     assert "Routing figures are complete" not in text
     assert "every scored case took its expected route" not in text
     assert "0.0% to 0.0%" not in text
+    tag_row = text.split("Per tag", 1)[1].split("Cost and latency", 1)[0]
+    assert "billing 0 n/a n/a" in tag_row and "0.0%-0.0%" not in tag_row  # n, accuracy, interval
 
     top = markdown.split("| Metric", 1)[0]
     assert "nothing was scored" in top and "all 6 cases ended in an error" in top
