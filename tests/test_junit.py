@@ -101,6 +101,17 @@ def test_a_clean_run_without_gates_has_no_test_cases(tmp_path: Path):
     assert totals(run / "junit.xml")[:2] == (0, 0)
 
 
+def test_a_run_where_every_case_errored_does_not_say_no_case_was_misrouted(tmp_path: Path):
+    """Nothing scored is not a clean run: the routing suite's system-out says no routing was measured."""
+    rows = [result(f"e{i}", "classify", None, status="error", error="HTTP 500", http_status=500) for i in range(3)]
+    run = make_run(tmp_path / "run", rows)
+    routing = suites_by_name(run / "junit.xml")["routing"]
+    out = system_out(routing)
+    assert "no misrouted case" not in out
+    assert "no case was scored (3 of 3 cases ended in an error)" in out
+    assert properties(routing)["n_scored"] == "0"
+
+
 def side(run_id: str, rows) -> RunSide:
     return RunSide(run_id=run_id, results=list(rows), labels=["classify", "customer-qa", "reasoning", "fallback"],
                    suite="demo")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from evalkit.errors import Interrupted
     from evalkit.gates import GateResult
     from evalkit.judge.records import JudgeSummary, ScoreStats
-    from evalkit.records import CaseResult
+    from evalkit.records import CaseResult, Manifest
     from evalkit.store import Run
     from evalkit.summary import Summary
 
@@ -30,20 +30,41 @@ def fmt_pct(value: float | None) -> str:
 
 
 def _round(value: float | None) -> str:
-    return str(value if value is None else round(value, 3))
+    return "n/a" if value is None else str(round(value, 3))
+
+
+def _manifest(run_dir: Path) -> Manifest | None:
+    """The run's manifest, for what the summary does not hold (its shard); None when unreadable."""
+    from evalkit.errors import EvalkitError
+    from evalkit.store import RunDir
+
+    try:
+        return RunDir(run_dir).read_manifest()
+    except (EvalkitError, OSError):
+        return None
 
 
 def print_summary(summary: Summary, run_dir: Path, results: Sequence[CaseResult] = (), *,
-                  finish: str | None = None) -> None:
+                  finish: str | None = None, manifest: Manifest | None = None) -> None:
     """The short terminal table after a run (``results``: its records, for the route-header warning;
-    ``finish``: what completes an incomplete run, ``evalkit.finish.finish_hint``)."""
-    ci = summary.accuracy_ci95
+    ``finish``: what completes an incomplete run, ``evalkit.finish.finish_hint``; ``manifest``: the
+    run's, read from ``run_dir`` when not given)."""
+    from evalkit.report.context import interval, nothing_scored, shard_scope, task_rows
+
+    manifest = manifest or _manifest(run_dir)
+    shard = shard_scope(manifest) if manifest is not None else None
     head = Table(title=f"{escape(summary.suite)} · {summary.target.kind} · run {summary.run_id}",
                  show_header=False, title_justify="left")
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("accuracy", f"{fmt_pct(summary.accuracy)}  (95% CI {fmt_pct(ci[0])}-{fmt_pct(ci[1])}, "
-                             f"n={summary.n_scored})")
+    if shard:
+        head.add_row("shard", f"{escape(shard)}: figures cover this shard only (evalkit merge joins the shards)",
+                     style="bold yellow")
+    empty = nothing_scored(summary, results)
+    if empty:
+        head.add_row("nothing scored", escape(empty), style="bold red")
+    head.add_row("accuracy", f"{fmt_pct(summary.accuracy)}  (95% CI {interval(summary.accuracy_ci95, summary.n_scored, sep='-')}"
+                             f", n={summary.n_scored})" if summary.n_scored else "n/a  (no case scored, n=0)")
     head.add_row("macro-F1 / kappa", f"{_round(summary.macro_f1)} / {_round(summary.cohen_kappa)}")
     head.add_row("fallback rate", f"{fmt_pct(summary.fallback_rate)}  (false fallback "
                                   f"{fmt_pct(summary.false_fallback_rate)}, false match {fmt_pct(summary.false_match_rate)})")
@@ -59,8 +80,8 @@ def print_summary(summary: Summary, run_dir: Path, results: Sequence[CaseResult]
     table = Table(title="per task", title_justify="left")
     for col in ("task", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "task" else "right")
-    for task, v in summary.per_task.items():
-        table.add_row(escape(task), f"{v.precision:.3f}", f"{v.recall:.3f}", f"{v.f1:.3f}", str(v.support))
+    for row in task_rows(summary):
+        table.add_row(escape(row["task"]), row["precision"], row["recall"], row["f1"], str(row["support"]))
     out.print(table)
     if summary.judge:
         print_judge(summary.judge)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Sequence
 
 from evalkit.finish import finish_hint
@@ -76,6 +77,66 @@ def heatmap(confusion: Confusion) -> dict[str, Any]:
     }
 
 
+def interval(ci: Sequence[float] | None, n: int, *, sep: str = " to ") -> str:
+    """A 95% interval as text; "n/a" when nothing was measured (n == 0: the stored [0, 0] is no interval)."""
+    if not n or not ci or len(ci) != 2:
+        return "n/a"
+    return f"{pct(ci[0])}{sep}{pct(ci[1])}"
+
+
+def _predicted(confusion: Confusion) -> dict[str, int]:
+    """How many scored cases were routed to each column of the confusion matrix (its column sums)."""
+    return {col: sum(row[j] for row in confusion.matrix if j < len(row)) for j, col in enumerate(confusion.columns)}
+
+
+def task_rows(summary: Summary) -> list[dict[str, Any]]:
+    """Precision, recall and F1 per task as text, "n/a" where the figure is undefined.
+
+    summary.json stores 0.0 where a denominator is 0 (scikit-learn's convention); a report must not
+    print that as a measured 0.000. Precision is undefined when no case was routed to the task (the
+    confusion matrix's column sum), recall when the task has no support, F1 when both are 0. A task
+    missing from the matrix's columns keeps its stored figures (its count of predictions is unknown).
+    """
+    predicted = _predicted(summary.confusion) if summary.n_scored else {}
+    rows = []
+    for lab, v in summary.per_task.items():
+        n_pred = predicted.get(lab, 0 if not summary.n_scored else None)
+        rows.append({
+            "task": lab, "support": v.support, "is_fallback": lab == FALLBACK, "predicted": n_pred,
+            "precision": "n/a" if n_pred == 0 else num(v.precision),
+            "recall": "n/a" if v.support == 0 else num(v.recall),
+            "f1": "n/a" if v.support == 0 and n_pred == 0 else num(v.f1),
+        })
+    return rows
+
+
+def shard_scope(manifest: Manifest) -> str | None:
+    """What a shard run covers, e.g. "shard 2/4 of suite saas-support (88 of its 252 cases)"; None
+    for a run of the whole suite (``manifest.options["shard"]`` is set by ``evalkit run --shard``,
+    ``manifest.counts["planned"]`` is the shard's share of the cases)."""
+    shard = manifest.options.get("shard")
+    if not shard:
+        return None
+    planned = manifest.counts.get("planned")
+    share = "a share" if planned is None else str(planned)
+    return f"shard {shard} of suite {manifest.suite.name} ({share} of its {manifest.suite.n_cases} cases)"
+
+
+def nothing_scored(summary: Summary, results: Sequence[CaseResult]) -> str | None:
+    """Why every routing figure is empty when no case was scored (every case an error, or no
+    result at all), with the commonest errors; None when some case was scored."""
+    if summary.n_scored:
+        return None
+    if not summary.n_cases:
+        return "no case has a result, so no routing figure (accuracy, macro-F1, kappa, per-task figures) could be computed"
+    kinds = Counter(f"HTTP {r.http_status}" if r.http_status else " ".join((r.error or "error").split())[:80]
+                    for r in results if r.status == "error")
+    common = "; ".join(f"{n}× {kind}" for kind, n in kinds.most_common(3))
+    every = "the only case" if summary.n_cases == 1 else f"all {summary.n_cases} cases"
+    return (f"{every} ended in an error{f' ({common})' if common else ''}, so no routing figure (accuracy, "
+            "macro-F1, kappa, per-task figures, confusion matrix) could be computed")
+
+
 def gate_rows(summary: Summary) -> list[dict[str, Any]]:
     """Gate verdicts for the templates: the expression, the figure, the verdict and its message."""
     return [{"expr": g.expr, "value": "n/a" if g.value is None else f"{g.value:.4g}",
@@ -129,10 +190,11 @@ def comparison_block(diff: Comparison | None) -> dict[str, Any] | None:
 
 def _headline(summary: Summary) -> list[dict[str, str]]:
     """The figures at the top of the report, each with a note saying what it means."""
-    ci = summary.accuracy_ci95
     n_classifier = summary.run.n_classifier_errors
+    accuracy_note = (f"95% CI {interval(summary.accuracy_ci95, summary.n_scored)}" if summary.n_scored
+                     else "no case was scored")
     headline = [
-        ("Accuracy", pct(summary.accuracy), f"95% CI {pct(ci[0])} to {pct(ci[1])}"),
+        ("Accuracy", pct(summary.accuracy), accuracy_note),
         ("Macro-F1", num(summary.macro_f1), "mean F1 over tasks"),
         ("Cohen's kappa", num(summary.cohen_kappa), "agreement beyond chance"),
         ("Fallback rate", pct(summary.fallback_rate), f"false fallback {pct(summary.false_fallback_rate)}"),
@@ -189,15 +251,11 @@ def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Man
 
     summary = Summary.coerce(summary)
     diff = Comparison.coerce(diff) if diff is not None else None
-    per_task = [
-        {"task": lab, "precision": num(v.precision), "recall": num(v.recall), "f1": num(v.f1),
-         "support": v.support, "is_fallback": lab == FALLBACK}
-        for lab, v in summary.per_task.items()
-    ]
     run_info = summary.run
+    n_planned = run_info.n_planned if "run" in summary.model_fields_set else summary.n_cases
     tags = [
         {"tag": tag, "n": v.n_scored, "accuracy": pct(v.accuracy),
-         "ci": f"{pct(v.accuracy_ci95[0])}-{pct(v.accuracy_ci95[1])}",
+         "ci": interval(v.accuracy_ci95, v.n_scored, sep="-"),
          "fallback_rate": pct(v.fallback_rate)}
         for tag, v in summary.per_tag.items()
     ]
@@ -208,8 +266,12 @@ def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Man
         for path, v in sorted(cost.per_path.items())
     ]
     lat = summary.latency
+    shard = shard_scope(manifest)
+    header_notice = route_header_notice(results, header=manifest.target.route_header)
     return {
-        "title": f"evalkit: {manifest.suite.name}",
+        "title": f"evalkit: {manifest.suite.name}" + (f" (shard {manifest.options['shard']})" if shard else ""),
+        "shard": shard,
+        "nothing_scored": nothing_scored(summary, results),
         "suite": manifest.suite.model_dump(),
         "router": manifest.router.model_dump(),
         "target": manifest.target.model_dump(),
@@ -223,9 +285,9 @@ def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Man
         "n_missing": summary.n_missing_route,
         "headline": _headline(summary),
         "heatmap": heatmap(summary.confusion),
-        "per_task": per_task,
+        "per_task": task_rows(summary),
         **_case_lists(results),
-        "n_planned": run_info.n_planned if "run" in summary.model_fields_set else summary.n_cases,
+        "n_planned": n_planned,
         "n_not_run": run_info.n_not_run,
         "stopped": run_info.stopped,
         "finish": _finish_parts(manifest) if run_info.n_not_run else [],
@@ -233,9 +295,12 @@ def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Man
         "n_classifier_errors": run_info.n_classifier_errors,
         "n_cached": run_info.n_cached,
         "tags": tags,
-        "route_only": summary.route_only,
+        # summary.route_only is vacuously true when every case is an error: no answer, no claim.
+        "route_only": summary.route_only and summary.n_scored > 0,
+        # Routing was measured when some scored case carried a route header and most did (no notice).
+        "routing_measured": summary.n_scored > summary.n_missing_route and header_notice is None,
         "review_warning": summary.review.warning,
-        "route_header_notice": route_header_notice(results, header=manifest.target.route_header),
+        "route_header_notice": header_notice,
         "cost_rows": cost_rows,
         "cost_total": usd(cost.known_usd if "known_usd" in cost.model_fields_set else cost.total_usd),
         "cost_unknown": cost.n_unknown_cost,

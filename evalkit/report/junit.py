@@ -134,7 +134,13 @@ def _misroute_listing(results: Sequence[CaseResult], diff: Comparison | None) ->
             + ("a case fails only when the change broke it, see the 'regressed' test suite)"
                if diff else "without a baseline run a misroute is not a test failure; gate on the figures, "
                             "or give --baseline RUN to fail on the cases a change broke)"))
-    return len(wrong), "\n".join([head, *lines]) if wrong else "no misrouted case"
+    if wrong:
+        return len(wrong), "\n".join([head, *lines])
+    if not any(r.scored for r in results):  # "no misrouted case" would read as a clean run
+        n_errors = sum(1 for r in results if r.status == "error")
+        return 0, (f"no case was scored ({n_errors} of {len(results)} cases ended in an error): routing was not "
+                   "measured" if results else "no case has a result: routing was not measured")
+    return 0, "no misrouted case"
 
 
 def junit_document(*, name: str, gates: Sequence[GateResult], results: Sequence[CaseResult],
