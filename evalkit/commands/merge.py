@@ -38,7 +38,8 @@ def merge(
     if as_json:
         print_json(merged.summary)
     else:
-        print_summary(merged.summary, merged.path, merged.results, finish=finish_hint(merged.manifest, merged.path))
+        print_summary(merged.summary, merged.path, merged.results, finish=finish_hint(merged.manifest, merged.path),
+                      manifest=merged.manifest)
     raise typer.Exit(print_run_verdict(merged, as_json=as_json))
 
 

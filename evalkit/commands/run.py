@@ -131,7 +131,8 @@ def run(
         print_review_warning(result.summary)
         print_route_header_warning(result.summary, result.results)
     else:
-        print_summary(result.summary, result.path, result.results, finish=finish_hint(result.manifest, result.path))
+        print_summary(result.summary, result.path, result.results, finish=finish_hint(result.manifest, result.path),
+                      manifest=result.manifest)
     raise typer.Exit(print_run_verdict(result, as_json=as_json))
 
 
