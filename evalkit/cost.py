@@ -317,6 +317,20 @@ def _mean_profile(rows: Sequence[Any]) -> tuple[Decimal, Decimal] | None:
             Decimal(sum(r.completion_tokens for r in usable)) / n)
 
 
+def suite_mix(cases: dict[str, int], monthly_requests: int) -> dict[str, int]:
+    """``monthly_requests`` split in proportion to the suite's cases per task (largest remainder,
+    so the parts add up to the whole)."""
+    total = sum(cases.values())
+    if not total:
+        return {}
+    exact = {t: Decimal(monthly_requests) * n / total for t, n in cases.items()}
+    parts = {t: int(v) for t, v in exact.items()}
+    rest = monthly_requests - sum(parts.values())
+    for t in sorted(exact, key=lambda t: exact[t] - parts[t], reverse=True)[:rest]:
+        parts[t] += 1
+    return parts
+
+
 def misroute_matrix(results: Sequence[Any], *, labels: Sequence[str], prices: Mapping[str, Price],
                     traffic: Mapping[str, int] | None = None,
                     monthly_requests: int = DEFAULT_MONTHLY_REQUESTS) -> dict[str, Any]:
@@ -333,7 +347,7 @@ def misroute_matrix(results: Sequence[Any], *, labels: Sequence[str], prices: Ma
     - ``monthly_delta_usd`` = delta x the task's monthly requests x the cell's share of the row
       in this run, i.e. what this misroute adds to (or takes off) the monthly bill at the
       observed misroute rate. Monthly requests per task come from ``traffic``, or from the
-      suite's own mix scaled to ``monthly_requests``.
+      suite's own mix scaled to ``monthly_requests`` in whole requests (``suite_mix``).
     """
     from evalkit.metrics import confusion_columns
 
@@ -341,13 +355,13 @@ def misroute_matrix(results: Sequence[Any], *, labels: Sequence[str], prices: Ma
     labels = list(labels)
     columns = confusion_columns(labels, [_path_of(r) for r in scored])
     models = route_models(scored)
-    n = len(scored)
     by_cell: dict[tuple[str, str], list[Any]] = {}
     by_row: dict[str, list[Any]] = {}
     for r in scored:
         by_cell.setdefault((r.expected_route, _path_of(r)), []).append(r)
         by_row.setdefault(r.expected_route, []).append(r)
     basis = "traffic" if traffic is not None else "suite mix"
+    mix = suite_mix({e: len(row) for e, row in by_row.items()}, monthly_requests)
     rows_out = []
     total_effect: Decimal | None = Decimal(0)
     for e in labels:
@@ -358,10 +372,8 @@ def misroute_matrix(results: Sequence[Any], *, labels: Sequence[str], prices: Ma
         profile = _mean_profile(diagonal) or _mean_profile(row)
         if correct is None and not diagonal and profile is not None and e in models:
             correct = exact_request_cost(prices.get(models[e]), *profile)
-        if traffic is not None:
-            monthly = Decimal(traffic.get(e, 0))
-        else:
-            monthly = Decimal(monthly_requests) * row_n / n if n else Decimal(0)
+        # whole requests a month, as `evalkit cost` tables them (the suite's mix by largest remainder)
+        monthly = Decimal((traffic if traffic is not None else mix).get(e, 0))
         cells = []
         row_effect: Decimal | None = Decimal(0)
         for col in columns:

@@ -9,7 +9,6 @@ its suite mix scaled to ``--monthly-requests``). The arithmetic is ``evalkit.cos
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -107,25 +106,11 @@ def _tokens(text: str, task: str) -> tuple[float, float]:
     return prompt, completion
 
 
-def suite_mix(cases: dict[str, int], monthly_requests: int) -> dict[str, int]:
-    """``monthly_requests`` split in proportion to the suite's cases per task (largest remainder,
-    so the parts add up to the whole)."""
-    total = sum(cases.values())
-    if not total:
-        return {}
-    exact = {t: Decimal(monthly_requests) * n / total for t, n in cases.items()}
-    parts = {t: int(v) for t, v in exact.items()}
-    rest = monthly_requests - sum(parts.values())
-    for t in sorted(exact, key=lambda t: exact[t] - parts[t], reverse=True)[:rest]:
-        parts[t] += 1
-    return parts
-
-
 def build_profiles(*, traffic: dict[str, Any] | None, run_info: dict[str, dict[str, Any]] | None,
                    requests: dict[str, str], tokens: dict[str, str], models: dict[str, str],
                    monthly_requests: int) -> tuple[list[Any], list[str]]:
     """Task profiles from flags, a traffic file and a run (explicit beats derived), and notes."""
-    from evalkit.cost import TaskProfile
+    from evalkit.cost import TaskProfile, suite_mix
 
     notes: list[str] = []
     file_tasks = (traffic or {}).get("tasks", {})

@@ -7,6 +7,8 @@ Expected values are computed here from the catalog's literal prices and the toke
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 import re
 import shlex
@@ -330,12 +332,19 @@ def test_misroute_matrix_agrees_with_catalog_prices_and_the_runs_tokens(scripted
     rows = {row["expected"]: row for row in m["rows"]}
     assert m["columns"][:4] == ["classify", "customer-qa", "reasoning", "fallback"]
     assert m["basis"] == "suite mix" and m["monthly_requests"] == 1_000_000
+    # Whole requests a month per task, as `evalkit cost` tables them: the suite's shares of
+    # 1,000,000, floored, the requests left over going to the largest remainders.
+    shares = {t: Fraction(1_000_000 * n, n_scored) for t, n in Counter(v[0] for v in SCRIPT.values()).items()}
+    whole_mix = {t: int(f) for t, f in shares.items()}
+    for t in sorted(shares, key=lambda t: shares[t] - whole_mix[t], reverse=True)[:1_000_000 - sum(whole_mix.values())]:
+        whole_mix[t] += 1
+    assert sum(whole_mix.values()) == 1_000_000
     for expected in ("classify", "customer-qa", "reasoning"):
         row = rows[expected]
         row_n = sum(1 for v in SCRIPT.values() if v[0] == expected)
         correct = hand_matrix_cell(expected, expected)
         assert row["correct_usd"] == pytest.approx(float(correct), rel=1e-9)
-        monthly = Fraction(1_000_000 * row_n, n_scored)
+        monthly = Fraction(whole_mix[expected])
         effect_sum = Fraction(0)
         for cell in row["cells"]:
             count = sum(1 for v in SCRIPT.values() if v[0] == expected and v[1] == cell["route"])
@@ -430,6 +439,10 @@ def test_route_only_run_says_its_costs_are_not_real(tmp_path: Path) -> None:
     assert "no savings figures" in proc.stdout and "--tokens" in proc.stdout
     data = json.loads(run_cli("cost", "--run", run_dir, "--json").stdout)
     assert data["warnings"] and data["savings_withheld"]
+    # the misroute lines count the same requests a month as the table above them
+    table = {t["task"]: t["requests"] for t in data["tasks"]}
+    assert {r["expected"]: r["monthly_requests"] for r in data["misroute"]["rows"] if r["expected"] in table} == table
+    assert sum(table.values()) == 1_000_000
     assert data["single_model"] and all(s["savings_pct"] is None and s["savings_usd"] is None
                                         for s in data["single_model"])
     # with real token counts the savings are figures again (the route-only warning stays first)
