@@ -23,7 +23,7 @@ from evalkit.judge import JudgeSettings, resolve_judge_key
 from evalkit.records import Case, CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
 from evalkit.report.junit import DEFAULT_JUNIT_CASES, check_junit_cases
 from evalkit.run.finalize import finalize, judge_stored
-from evalkit.run.gating import gate_expressions, gating_options
+from evalkit.run.gating import check_baseline_cases, gate_expressions, gating_options
 from evalkit.run.resume import Prior, read_prior
 from evalkit.run.spec import Reliability, TargetSpec
 from evalkit.run.startup import cache_scope, open_target
@@ -70,6 +70,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
                               suite_name=suite.name)
     gate_exprs = gate_expressions(suite, gates, baseline_given=baseline is not None or shard is not None)
     cases = suite.cases if shard is None else shard_cases(suite.cases, *shard)
+    if baseline is not None:
+        check_baseline_cases(baseline, suite, cases)
     # The run directory's writer lock is held from here to the end. A resumed run is checked first
     # (writing nothing, so bad input leaves the folder as it was), then locked and read again, so
     # that no other writer can add to its results between the read and the appends.
