@@ -60,3 +60,39 @@ def test_a_baseline_of_the_same_suite_with_changed_cases_is_still_compared(tmp_p
     assert base.returncode == 0 and proc.returncode == 0, base.stderr + proc.stderr
     (run_dir,) = run_dirs(tmp_path / "runs")
     assert (run_dir / "compare.html").exists()
+
+
+def progress_lines(stderr: str) -> list[tuple[int, int]]:
+    import re
+
+    return [(int(m[1]), int(m[2])) for m in re.finditer(r"progress: (\d+) of (\d+) cases", stderr)]
+
+
+def test_the_progress_of_a_resumed_run_counts_its_stored_results_and_ends_at_every_case(tmp_path):
+    cases = make_cases(20)
+    suite = write_case_suite(tmp_path / "s", cases)
+    with FakeOpenAI(answer) as fake:
+        first = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "runs",
+                        "--concurrency", "1")
+        (run_dir,) = run_dirs(tmp_path / "runs")
+        kept = (run_dir / "results.jsonl").read_text().splitlines(keepends=True)[:7]
+        (run_dir / "results.jsonl").write_text("".join(kept))  # as a run killed after its 7th result left it
+        resumed = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--concurrency", "1",
+                          "--resume", run_dir)
+    assert first.returncode == 0 and resumed.returncode == 0, first.stderr + resumed.stderr
+    counts = progress_lines(resumed.stderr)
+    assert counts and all(total == 20 for _, total in counts), counts
+    assert counts[-1] == (20, 20) and all(done > 7 for done, _ in counts), counts
+    assert len(result_lines(run_dir)) == 20
+
+
+def test_the_progress_of_a_shard_ends_at_the_shards_cases(tmp_path):
+    suite = write_case_suite(tmp_path / "s", make_cases(20))
+    with FakeOpenAI(answer) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "runs",
+                       "--shard", "1/2")
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    n = len(result_lines(run_dir))
+    assert 0 < n < 20
+    assert progress_lines(proc.stderr)[-1] == (n, n)

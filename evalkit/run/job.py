@@ -64,6 +64,9 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     to finish). ``junit_cases``: ``regressed`` (misroutes fail only against a baseline) or ``all``.
     ``allow_incomplete``: gates pass or fail on the cases that have a result even when the run
     stopped before every case had one (otherwise every gate of an incomplete run fails).
+    ``on_result`` may have a ``begin(total, stored)`` method (the command line's progress has): it is
+    called before the first request with the number of cases of the run and the results it already
+    has (a resumed run's), so that a progress count ends at ``total``.
     """
     rel = reliability or Reliability()
     judge_key = _check_inputs(spec, rel, out, concurrency=concurrency, judge=judge, junit_cases=junit_cases,
@@ -117,7 +120,11 @@ def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequenc
                 plan.manifest.options["allow_incomplete"] = True
         options.affinity_prefix = f"evalkit-{plan.run_dir.name}"
         plan.run_dir.write_manifest(plan.manifest)
-        status(f"running {len(plan.todo)} cases against {target.info.kind} ({safe_url(target.info.base_url)})")
+        begin = getattr(on_result, "begin", None)
+        if callable(begin):
+            begin(len(cases), list(plan.results))
+        had = f" (the other {len(plan.results)} of {len(cases)} have a result)" if plan.results else ""
+        status(f"running {len(plan.todo)} cases{had} against {target.info.kind} ({safe_url(target.info.base_url)})")
         fresh, stopped = _send(plan, target, options, baseline_model=baseline_model, prior=prior,
                                on_result=on_result, status=status)
     return _finish(plan, suite, cases, target, fresh, stopped, prices=prices, cache=options.cache, judge=judge,
