@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from tests.conftest import run_cli
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, Reply
 from evalkit.records import Case
 from tests.fault_helpers import make_cases, ok_reply, write_case_suite
 
@@ -96,3 +96,77 @@ def test_the_progress_of_a_shard_ends_at_the_shards_cases(tmp_path):
     n = len(result_lines(run_dir))
     assert 0 < n < 20
     assert progress_lines(proc.stderr)[-1] == (n, n)
+
+
+def printed_command(stderr: str, before: str) -> list[str]:
+    import shlex
+
+    message = " ".join(stderr.split())
+    start = message.index("`evalkit run") + 1
+    return shlex.split(message[start:message.index(before, start)])
+
+
+def test_a_refused_key_stops_the_run_early_naming_its_variable_and_the_printed_resume_finishes_it(tmp_path):
+    from tests.conftest import cli_env
+
+    cases = make_cases(40)
+    suite = write_case_suite(tmp_path / "s", cases)
+    secret = "sk-wrong-0123456789abcdef"
+    good = {"key": "sk-right-0123456789abcdef"}
+
+    def decide(body, headers):
+        if headers.get("authorization") != f"Bearer {good['key']}":
+            return Reply(status=401, error_message="Incorrect API key provided")
+        return answer(body, headers)
+
+    with FakeOpenAI(decide) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "runs",
+                       "--api-key-env", "MY_ROUTER_KEY", "--concurrency", "4", "-q",
+                       env=cli_env(MY_ROUTER_KEY=secret))
+        refused = len(fake.requests)
+        assert proc.returncode == 3, proc.stderr
+        said = " ".join(proc.stderr.split())
+        assert "refused the API key" in said and "$MY_ROUTER_KEY" in said and "Traceback" not in said, said
+        (run_dir,) = run_dirs(tmp_path / "runs")
+        assert refused < len(cases) // 2
+        assert result_lines(run_dir) == []  # the refused cases have no result: the resume sends them
+        command = printed_command(proc.stderr, "`")
+        assert command[-2:] == ["--resume", str(run_dir)]
+        finished = run_cli(*command[1:], env=cli_env(MY_ROUTER_KEY=good["key"]))
+    assert secret not in proc.stdout + proc.stderr
+    for path in run_dir.iterdir():
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
+    assert finished.returncode == 0, finished.stderr
+    lines = result_lines(run_dir)
+    assert sorted(r["id"] for r in lines) == sorted(c.id for c in cases)
+    assert all(r["status"] == "ok" for r in lines)
+
+
+def test_a_few_refused_answers_among_good_ones_do_not_stop_the_run(tmp_path):
+    cases = make_cases(20)
+    suite = write_case_suite(tmp_path / "s", cases)
+    refused = {f"c{i:03d}" for i in range(0, 20, 3)}  # the first answer is refused, the next gets through
+
+    def decide(body, headers):
+        if body["messages"][-1]["content"][1:5] in refused:
+            return Reply(status=403, error_message="forbidden for this model")
+        return answer(body, headers)
+
+    with FakeOpenAI(decide) as fake:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", fake.base_url, "--out", tmp_path / "runs",
+                       "--concurrency", "1", "-q")
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    lines = result_lines(run_dir)
+    assert sorted(r["id"] for r in lines) == sorted(c.id for c in cases)
+    assert sorted(r["id"] for r in lines if r["status"] == "error") == sorted(refused)
+
+
+def test_a_refused_keys_message_names_the_variable_the_key_is_read_from():
+    from evalkit.run.job import key_hint
+    from evalkit.run.spec import TargetSpec
+
+    assert "$MODEL_ACCESS_KEY" in key_hint(TargetSpec(kind="do"))
+    assert "$ROUTER_KEY" in key_hint(TargetSpec(kind="do", api_key_env="ROUTER_KEY"))
+    assert "--api-key-env" in key_hint(TargetSpec(kind="openai", base_url="http://127.0.0.1:1/v1"))

@@ -78,7 +78,7 @@ def run(
     from evalkit.cost import load_prices
     from evalkit.report.junit import check_junit_cases
     from evalkit.run import Reliability, TargetSpec, check_candidate_options, gate_expressions, run_suite
-    from evalkit.runner import RESUME_PLACEHOLDER, ErrorBudgetExceeded, RouterUnreachable
+    from evalkit.runner import RESUME_PLACEHOLDER, StoppedEarly
     from evalkit.shard import parse_shard
     from evalkit.store import load_run
     from evalkit.suites import load_suite
@@ -121,7 +121,7 @@ def run(
     except Interrupted as stop:
         print_interrupted(stop, resume_command(ctx, stop.run_dir))
         raise typer.Exit(stop.exit_code) from None
-    except (ErrorBudgetExceeded, RouterUnreachable) as stop:  # stopped early: the exact command that finishes it
+    except StoppedEarly as stop:  # budget, dead router, refused key: the exact command that finishes it
         if stop.where and stop.fix:
             stop.fix = stop.fix.replace(RESUME_PLACEHOLDER, f"`{resume_command(ctx, stop.where)}`")
         raise

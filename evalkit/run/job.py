@@ -27,7 +27,7 @@ from evalkit.run.gating import check_baseline_cases, gate_expressions, gating_op
 from evalkit.run.resume import Prior, read_prior
 from evalkit.run.spec import Reliability, TargetSpec
 from evalkit.run.startup import cache_scope, open_target
-from evalkit.runner import ErrorBudgetExceeded, RouterUnreachable, RunOptions, run_cases
+from evalkit.runner import RunOptions, StoppedEarly, run_cases
 from evalkit.shard import shard_cases
 from evalkit.store import BASELINE, Run, RunDir, check_out_dir, utc_now
 from evalkit.suites import Suite
@@ -164,7 +164,21 @@ def _runner_options(suite: Suite, spec: TargetSpec, rel: Reliability, *, concurr
                       temperature=defaults.get("temperature"), prices=prices, retries=rel.retries,
                       backoff_base=rel.backoff_base, timeout=spec.timeout, rpm=rel.rpm_for(spec.kind),
                       max_error_rate=rel.max_error_rate, n_planned=n_planned, seed=rel.seed, cache=cache,
-                      status=status)
+                      status=status, key_hint=key_hint(spec))
+
+
+def key_hint(spec: TargetSpec) -> str:
+    """Where the target's key comes from, as a refused key's message names it (never the key itself)."""
+    from evalkit.targets import DO_KEY_ENV
+
+    if spec.kind == "local":
+        return "the upstream keys (--upstream SLUG=URL@ENVVAR: the key in $ENVVAR)"
+    if spec.api_key_env:
+        return f"the key in ${spec.api_key_env} (--api-key-env {spec.api_key_env})"
+    if spec.kind == "do":
+        return f"the key in ${DO_KEY_ENV} (or name another variable with --api-key-env)"
+    return ("the key: none was sent; put the router's key in an environment variable and name it with "
+            "--api-key-env VAR")
 
 
 def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[str, Any]) -> Manifest:
@@ -254,7 +268,7 @@ def _send(plan: _Plan, target: OpenAITarget, options: RunOptions, *, baseline_mo
 
         try:
             run_stoppable(go())
-        except (ErrorBudgetExceeded, RouterUnreachable) as exc:
+        except StoppedEarly as exc:
             return fresh, exc
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): keep what is complete
             return fresh, Interrupted(signal_name="SIGTERM" if isinstance(exc, Terminated) else "SIGINT",
