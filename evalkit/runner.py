@@ -80,19 +80,50 @@ RESUME_PLACEHOLDER = "`evalkit run SUITE --resume RUN_DIR`"  # `evalkit run` rep
 
 
 class StoppedEarly(RunError):
-    """The runner stopped the run before every case was sent; a resume finishes it."""
+    """The runner stopped the run before every case was sent; a resume finishes it.
+
+    ``resume_overrides``: options the resume command must give differently (option name -> value),
+    e.g. a larger ``max_error_rate`` when the stored errors would spend the budget again."""
+
+    def __init__(self, what: str, **kw: Any) -> None:
+        super().__init__(what, **kw)
+        self.resume_overrides: dict[str, str] = {}
 
 
 class ErrorBudgetExceeded(StoppedEarly):
-    """More cases failed than the run's error budget allows; the run was stopped."""
+    """More cases failed than the run's error budget allows; the run was stopped (or, resumed with
+    a budget its stored errors already spend, ``before_sending``: not started)."""
 
-    def __init__(self, *, errors: int, allowed: int, n_planned: int, rate: float) -> None:
+    def __init__(self, *, errors: int, allowed: int, n_planned: int, rate: float, before_sending: bool = False) -> None:
         self.errors, self.allowed, self.n_planned, self.rate = errors, allowed, n_planned, rate
         super().__init__(
+            f"error budget already spent: the run has {errors} failed cases of {n_planned}, more than the "
+            f"{rate:g} budget (--max-error-rate) allows ({allowed}); nothing was sent" if before_sending else
             f"error budget exceeded: {errors} of {n_planned} cases failed, more than the "
             f"{rate:g} budget allows ({allowed}); the run was stopped",
             fix="check the router (the run's report lists the errors), then finish the run with "
                 f"{RESUME_PLACEHOLDER} or raise --max-error-rate")
+
+    def for_resume(self, remaining: int) -> None:
+        """Make the fix's resume command one that can finish: failed cases keep their error (a resume
+        sends only the ``remaining`` cases without a result), so it allows the errors so far plus
+        the budget's share of the cases left (at least one)."""
+        extra = max(1, math.ceil(self.rate * remaining))
+        rate = suggest_rate(self.errors + extra, self.n_planned)
+        self.resume_overrides = {"max_error_rate": f"{rate:g}"}
+        self.fix = (f"check the router (the run's report lists the errors), then finish the run with "
+                    f"{RESUME_PLACEHOLDER} or raise --max-error-rate further. A resume sends only the "
+                    f"{remaining} cases without a result: the {self.errors} failed cases stay errors and count "
+                    f"against its budget, so that command gives --max-error-rate {rate:g} (those {self.errors} "
+                    f"and {extra} more for the cases left)")
+
+
+def suggest_rate(errors: int, n_planned: int) -> float:
+    """The smallest --max-error-rate, in steps of 0.001, whose budget allows ``errors`` of ``n_planned``."""
+    rate = math.ceil(errors * 1000 / n_planned) / 1000
+    while math.floor(rate * n_planned) < errors and rate < 1:
+        rate = round(rate + 0.001, 3)
+    return min(rate, 1.0)
 
 
 class RouterUnreachable(StoppedEarly):

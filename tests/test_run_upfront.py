@@ -170,3 +170,44 @@ def test_a_refused_keys_message_names_the_variable_the_key_is_read_from():
     assert "$MODEL_ACCESS_KEY" in key_hint(TargetSpec(kind="do"))
     assert "$ROUTER_KEY" in key_hint(TargetSpec(kind="do", api_key_env="ROUTER_KEY"))
     assert "--api-key-env" in key_hint(TargetSpec(kind="openai", base_url="http://127.0.0.1:1/v1"))
+
+
+def test_the_command_printed_by_an_error_budget_stop_finishes_the_run_against_the_same_faulty_router(tmp_path):
+    cases = make_cases(40)
+    suite = write_case_suite(tmp_path / "s", cases)
+    failing = {"c003", "c013", "c023", "c033"}  # one case in ten, against a budget of 0.05 (2 of 40)
+
+    def decide(body, headers):
+        if body["messages"][-1]["content"][1:5] in failing:
+            return Reply(status=500)
+        return answer(body, headers)
+
+    common = ("--target", "openai", "--concurrency", "1", "--retries", "0", "-q")
+    with FakeOpenAI(decide) as fake:
+        first = run_cli("run", suite, "--base-url", fake.base_url, "--out", tmp_path / "runs", *common,
+                        "--max-error-rate", "0.05")
+        assert first.returncode == 3, first.stderr
+        (run_dir,) = run_dirs(tmp_path / "runs")
+        assert "error budget exceeded: 3 of 40" in " ".join(first.stderr.split())
+        stored = len(result_lines(run_dir))
+        # Resumed with the same budget, the three stored errors spend it before a single request.
+        sent = len(fake.requests)
+        again = run_cli("run", suite, "--base-url", fake.base_url, *common, "--max-error-rate", "0.05",
+                        "--resume", run_dir)
+        assert again.returncode == 3, again.stderr
+        said = " ".join(again.stderr.split())
+        assert "error budget already spent" in said and "nothing was sent" in said, said
+        assert len(fake.requests) == sent and len(result_lines(run_dir)) == stored
+        # Both messages print a larger budget; the first's command finishes the run as printed, the
+        # router as faulty as before.
+        rates = []
+        for proc in (first, again):
+            command = printed_command(proc.stderr, "` or raise")
+            assert command[-2:] == ["--resume", str(run_dir)]
+            rates.append(float(command[command.index("--max-error-rate") + 1]))
+        assert rates[0] == rates[1] > 0.05
+        finished = run_cli(*printed_command(first.stderr, "` or raise")[1:])
+    assert finished.returncode == 0, finished.stderr
+    lines = result_lines(run_dir)
+    assert sorted(r["id"] for r in lines) == sorted(c.id for c in cases)
+    assert sorted(r["id"] for r in lines if r["status"] == "error") == sorted(failing)

@@ -123,7 +123,8 @@ def run(
         raise typer.Exit(stop.exit_code) from None
     except StoppedEarly as stop:  # budget, dead router, refused key: the exact command that finishes it
         if stop.where and stop.fix:
-            stop.fix = stop.fix.replace(RESUME_PLACEHOLDER, f"`{resume_command(ctx, stop.where)}`")
+            stop.fix = stop.fix.replace(RESUME_PLACEHOLDER,
+                                        f"`{resume_command(ctx, stop.where, stop.resume_overrides)}`")
         raise
     if as_json:
         print_json(result.summary)
@@ -179,11 +180,16 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def resume_command(ctx: typer.Context, run_dir: str) -> str:
+def resume_command(ctx: typer.Context, run_dir: str, overrides: dict[str, str] | None = None) -> str:
     """The command that finishes an interrupted run: ``evalkit run`` with every option the user gave
-    on the command line (long names), ``--resume RUN_DIR`` last; shell-quoted."""
+    on the command line (long names), ``--resume RUN_DIR`` last; shell-quoted. ``overrides`` (option
+    name -> value) replace or add options, e.g. a larger ``max_error_rate``."""
     args = ["evalkit", "run"]
+    overrides = dict(overrides or {})
     for param in ctx.command.params:
+        if param.name in overrides:
+            args += [max(param.opts, key=len), overrides.pop(param.name)]
+            continue
         source = ctx.get_parameter_source(param.name or "")
         if param.name == "resume" or source is None or source.name != "COMMANDLINE":
             continue

@@ -24,10 +24,10 @@ from evalkit.records import Case, CaseResult, Manifest, RouterInfo, SuiteInfo, T
 from evalkit.report.junit import DEFAULT_JUNIT_CASES, check_junit_cases
 from evalkit.run.finalize import finalize, judge_stored
 from evalkit.run.gating import check_baseline_cases, gate_expressions, gating_options
-from evalkit.run.resume import Prior, read_prior
+from evalkit.run.resume import Prior, check_budget_left, read_prior
 from evalkit.run.spec import Reliability, TargetSpec
 from evalkit.run.startup import cache_scope, open_target
-from evalkit.runner import RunOptions, StoppedEarly, run_cases
+from evalkit.runner import ErrorBudgetExceeded, RunOptions, StoppedEarly, run_cases
 from evalkit.shard import shard_cases
 from evalkit.store import BASELINE, Run, RunDir, check_out_dir, utc_now
 from evalkit.suites import Suite
@@ -80,7 +80,8 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     # that no other writer can add to its results between the read and the appends.
     locked: list[RunDir] = []
     if rel.resume is not None:
-        read_prior(RunDir(rel.resume), suite, spec, cases, shard, baseline_model)
+        check_budget_left(read_prior(RunDir(rel.resume), suite, spec, cases, shard, baseline_model), cases,
+                          rel.max_error_rate)
         locked.append(RunDir(rel.resume).lock_for_run("evalkit run --resume"))
     try:
         return _run_locked(suite, spec, rel, cases, locked, out=out, prices=prices, concurrency=concurrency,
@@ -269,6 +270,8 @@ def _send(plan: _Plan, target: OpenAITarget, options: RunOptions, *, baseline_mo
         try:
             run_stoppable(go())
         except StoppedEarly as exc:
+            if isinstance(exc, ErrorBudgetExceeded):
+                exc.for_resume(remaining=len(plan.todo) - len(fresh))
             return fresh, exc
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): keep what is complete
             return fresh, Interrupted(signal_name="SIGTERM" if isinstance(exc, Terminated) else "SIGINT",
