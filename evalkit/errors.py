@@ -20,7 +20,10 @@ nothing else prints tracebacks for expected failures::
     │   │   ├── emulator.upstream.UpstreamFailure         an upstream attempt of the local router (fails over)
     │   │   ├── emulator.classifier.LlmClassifierError    the local router's routing model failed
     │   │   └── control_plane.LeftoverRouterError         a temporary router could not be deleted
-    │   ├── runner.ErrorBudgetExceeded   too many cases failed
+    │   ├── runner.StoppedEarly     the runner stopped the run early; a resume finishes it
+    │   │   ├── runner.ErrorBudgetExceeded   too many cases failed
+    │   │   ├── runner.RouterUnreachable     the first connection attempts all failed
+    │   │   └── runner.KeyRefused            the first answers were all HTTP 401/403
     │   ├── ModelError              the packaged embedding model is missing, damaged or misconfigured
     │   └── Interrupted             Ctrl-C (exit 130) or SIGTERM (exit 143) stopped a run; what was complete is written
     └── pytest_plugin.EvalkitGateError  a gate test of the pytest plugin failed (exit_code 1)

@@ -21,6 +21,10 @@ here:
   (a resume sends them), and ``ErrorBudgetExceeded`` is raised;
 - a dead router fails fast: when the first ``UNREACHABLE_AFTER`` attempts all failed to open a
   connection and none reached the router, the run stops the same way with ``RouterUnreachable``;
+- a refused key fails fast: when the first ``REFUSED_AFTER`` answers are all HTTP 401/403, the
+  run stops with ``KeyRefused``. Until an answer gets through, the results of refused cases are
+  held back: a stop drops them (those cases have no result, so the resume that follows a fixed
+  key sends them), an answer that gets through writes them;
 - a long ``Retry-After`` (``RunOptions.long_wait_s`` or more) is said on ``RunOptions.status``.
 """
 
@@ -42,6 +46,8 @@ from evalkit.records import Case, CaseResult
 from evalkit.targets import TargetCallError, TargetResponse, header_names
 
 UNREACHABLE_AFTER = 6   # failed connection attempts, with none that reached the router, before a run stops
+REFUSED_AFTER = 6       # HTTP 401/403 answers, with none that got through, before a run stops
+AUTH_REFUSED = (401, 403)
 LONG_WAIT_S = 2.0       # a Retry-After at least this long is announced on the status line
 
 
@@ -66,25 +72,61 @@ class RunOptions:
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # session -> rebuilt history
     seed: int | None = None                       # seeds the backoff jitter
     status: Callable[[str], None] = lambda message: None  # status lines (a long Retry-After pause)
+    key_hint: str = "the API key"                 # where the key comes from, for a refused key's message
     long_wait_s: float = LONG_WAIT_S
 
 
 RESUME_PLACEHOLDER = "`evalkit run SUITE --resume RUN_DIR`"  # `evalkit run` replaces it with the exact command
 
 
-class ErrorBudgetExceeded(RunError):
-    """More cases failed than the run's error budget allows; the run was stopped."""
+class StoppedEarly(RunError):
+    """The runner stopped the run before every case was sent; a resume finishes it.
 
-    def __init__(self, *, errors: int, allowed: int, n_planned: int, rate: float) -> None:
+    ``resume_overrides``: options the resume command must give differently (option name -> value),
+    e.g. a larger ``max_error_rate`` when the stored errors would spend the budget again."""
+
+    def __init__(self, what: str, **kw: Any) -> None:
+        super().__init__(what, **kw)
+        self.resume_overrides: dict[str, str] = {}
+
+
+class ErrorBudgetExceeded(StoppedEarly):
+    """More cases failed than the run's error budget allows; the run was stopped (or, resumed with
+    a budget its stored errors already spend, ``before_sending``: not started)."""
+
+    def __init__(self, *, errors: int, allowed: int, n_planned: int, rate: float, before_sending: bool = False) -> None:
         self.errors, self.allowed, self.n_planned, self.rate = errors, allowed, n_planned, rate
         super().__init__(
+            f"error budget already spent: the run has {errors} failed cases of {n_planned}, more than the "
+            f"{rate:g} budget (--max-error-rate) allows ({allowed}); nothing was sent" if before_sending else
             f"error budget exceeded: {errors} of {n_planned} cases failed, more than the "
             f"{rate:g} budget allows ({allowed}); the run was stopped",
             fix="check the router (the run's report lists the errors), then finish the run with "
                 f"{RESUME_PLACEHOLDER} or raise --max-error-rate")
 
+    def for_resume(self, remaining: int) -> None:
+        """Make the fix's resume command one that can finish: failed cases keep their error (a resume
+        sends only the ``remaining`` cases without a result), so it allows the errors so far plus
+        the budget's share of the cases left (at least one)."""
+        extra = max(1, math.ceil(self.rate * remaining))
+        rate = suggest_rate(self.errors + extra, self.n_planned)
+        self.resume_overrides = {"max_error_rate": f"{rate:g}"}
+        self.fix = (f"check the router (the run's report lists the errors), then finish the run with "
+                    f"{RESUME_PLACEHOLDER} or raise --max-error-rate further. A resume sends only the "
+                    f"{remaining} cases without a result: the {self.errors} failed cases stay errors and count "
+                    f"against its budget, so that command gives --max-error-rate {rate:g} (those {self.errors} "
+                    f"and {extra} more for the cases left)")
 
-class RouterUnreachable(RunError):
+
+def suggest_rate(errors: int, n_planned: int) -> float:
+    """The smallest --max-error-rate, in steps of 0.001, whose budget allows ``errors`` of ``n_planned``."""
+    rate = math.ceil(errors * 1000 / n_planned) / 1000
+    while math.floor(rate * n_planned) < errors and rate < 1:
+        rate = round(rate + 0.001, 3)
+    return min(rate, 1.0)
+
+
+class RouterUnreachable(StoppedEarly):
     """The first attempts of a run all failed to connect and none reached the router; the run was stopped."""
 
     def __init__(self, *, attempts: int, url: str | None, last_error: str) -> None:
@@ -97,6 +139,21 @@ class RouterUnreachable(RunError):
             "none reached it; the run was stopped", got=last_error,
             fix="check that the router is running and the base URL (--base-url) is right, then finish the run "
                 f"with {RESUME_PLACEHOLDER}")
+
+
+class KeyRefused(StoppedEarly):
+    """The first answers of a run were all HTTP 401/403: the router refused the key; the run was stopped."""
+
+    def __init__(self, *, answers: int, url: str | None, last_error: str, key_hint: str) -> None:
+        from evalkit.redact import safe_url
+
+        self.answers = answers
+        where = f" at {safe_url(url)}" if url else ""
+        super().__init__(
+            f"the router{where} refused the API key: the first {answers} answers were all HTTP 401/403 "
+            "(authentication) and none got through; the run was stopped (the refused cases have no result, "
+            "so the resume sends them)", got=last_error,
+            fix=f"check {key_hint}, then finish the run with {RESUME_PLACEHOLDER}")
 
 
 def work_units(cases: Iterable[Case]) -> list[list[Case]]:
@@ -199,6 +256,9 @@ class _RunState:
     stop_event: asyncio.Event | None = None
     reached: bool = False        # some attempt got an HTTP answer from the router
     unreachable: int = 0         # attempts that could not open a connection
+    admitted: bool = False       # some answer was not a 401/403: the key is not refused
+    refused: int = 0             # 401/403 answers while none got through
+    held: list[CaseResult] = field(default_factory=list)  # refused cases' results, until the key is known good
 
     def stop(self, why: RunError) -> None:
         if self.stopped is None:
@@ -210,6 +270,14 @@ class _RunState:
         """Count an attempt toward the dead-router check: stop once the first ones all failed to connect."""
         if error is None or error.http_status is not None:
             self.reached = True
+        if error is None or (error.http_status is not None and error.http_status not in AUTH_REFUSED):
+            self.admitted = True
+        elif error.http_status in AUTH_REFUSED and not self.admitted:
+            self.refused += 1
+            if self.refused >= REFUSED_AFTER:
+                info = getattr(target, "info", None)
+                self.stop(KeyRefused(answers=self.refused, url=getattr(info, "base_url", None),
+                                     last_error=error.message, key_hint=self.options.key_hint))
         elif error.unreachable and not self.reached:
             self.unreachable += 1
             if self.unreachable >= UNREACHABLE_AFTER:
@@ -237,6 +305,14 @@ async def run_cases(cases: Iterable[Case], target: Any, options: RunOptions,
     units: Iterator[list[Case]] = iter(work_units(cases))
 
     def record(result: CaseResult) -> None:
+        if not state.admitted and result.status == "error" and result.http_status in AUTH_REFUSED:
+            state.held.append(result)  # written once an answer gets through; dropped if the key is refused
+            return
+        while state.admitted and state.held:
+            count(state.held.pop(0))
+        count(result)
+
+    def count(result: CaseResult) -> None:
         on_result(result)
         if result.status == "error":
             state.errors += 1
@@ -266,6 +342,9 @@ async def run_cases(cases: Iterable[Case], target: Any, options: RunOptions,
         if everyone.done() and not everyone.cancelled():
             with contextlib.suppress(BaseException):
                 everyone.exception()  # retrieved, so asyncio does not warn about it
+    if not isinstance(state.stopped, KeyRefused):
+        while state.held:  # a run of refused cases too short to stop, or stopped for another reason
+            count(state.held.pop(0))
     if state.stopped is not None:
         raise state.stopped
 

@@ -322,7 +322,9 @@ def status_printer(quiet: bool) -> Callable[[str], None]:
 
 def progress_bar(quiet: bool) -> Callable[[str, int], Any]:
     """A progress factory for the library's runs: a bar on stderr while it is a terminal; elsewhere
-    (a CI log, a file) a line at every tenth of the cases, ``progress: 26 of 252 cases (...)``."""
+    (a CI log, a file) a line at every tenth of the cases, ``progress: 26 of 252 cases (...)``.
+    A resumed run counts the results it already had (``begin``): 1280 stored and 1720 sent of
+    3000 cases end at ``3000 of 3000``."""
     @contextlib.contextmanager
     def progress(label: str, total: int) -> Iterator[Callable[[CaseResult], None]]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -330,21 +332,41 @@ def progress_bar(quiet: bool) -> Callable[[str, int], Any]:
         bar = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[misrouted]} misrouted, {task.fields[errors]} errors"),
                        TimeElapsedColumn(), console=err, disable=quiet or not err.is_terminal, transient=False)
-        counters = {"misrouted": 0, "errors": 0}
-        lines, step = not quiet and not err.is_terminal, max(1, -(-total // 10))
         with bar:
-            task_id = bar.add_task(label, total=total, misrouted=0, errors=0)
-
-            def on_result(result: CaseResult) -> None:
-                if result.status == "error":
-                    counters["errors"] += 1
-                elif result.route != result.expected_route:
-                    counters["misrouted"] += 1
-                bar.update(task_id, advance=1, misrouted=counters["misrouted"], errors=counters["errors"])
-                counters["done"] = done = counters.get("done", 0) + 1
-                if lines and (done % step == 0 or done == total):
-                    err.print(f"progress: {done} of {total} cases ({counters['misrouted']} misrouted, "
-                              f"{counters['errors']} errors)", markup=False, highlight=False)
-
-            yield on_result
+            yield RunProgress(bar, bar.add_task(label, total=total, misrouted=0, errors=0), total,
+                              lines=not quiet and not err.is_terminal)
     return progress
+
+
+class RunProgress:
+    """The ``on_result`` of a run drawing its progress; ``begin`` sets the count the run starts from."""
+
+    def __init__(self, bar: Any, task_id: Any, total: int, *, lines: bool) -> None:
+        self.bar, self.task_id, self.lines = bar, task_id, lines
+        self.done = self.misrouted = self.errors = 0
+        self.set_total(total)
+
+    def set_total(self, total: int) -> None:
+        self.total, self.step = total, max(1, -(-total // 10))
+
+    def begin(self, total: int, stored: Sequence[CaseResult]) -> None:
+        """The run has ``total`` cases (a shard's share, say) and ``stored`` results already (a resumed run)."""
+        self.set_total(total)
+        for result in stored:
+            self._count(result)
+        self.bar.update(self.task_id, total=total, completed=self.done, misrouted=self.misrouted, errors=self.errors)
+
+    def _count(self, result: CaseResult) -> None:
+        self.done += 1
+        if result.status == "error":
+            self.errors += 1
+        elif result.route != result.expected_route:
+            self.misrouted += 1
+
+    def __call__(self, result: CaseResult) -> None:
+        before = self.done
+        self._count(result)
+        self.bar.update(self.task_id, completed=self.done, misrouted=self.misrouted, errors=self.errors)
+        if self.lines and (self.done // self.step > before // self.step or self.done == self.total):
+            err.print(f"progress: {self.done} of {self.total} cases ({self.misrouted} misrouted, "
+                      f"{self.errors} errors)", markup=False, highlight=False)

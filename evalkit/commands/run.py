@@ -78,7 +78,7 @@ def run(
     from evalkit.cost import load_prices
     from evalkit.report.junit import check_junit_cases
     from evalkit.run import Reliability, TargetSpec, check_candidate_options, gate_expressions, run_suite
-    from evalkit.runner import RESUME_PLACEHOLDER, ErrorBudgetExceeded, RouterUnreachable
+    from evalkit.runner import RESUME_PLACEHOLDER, StoppedEarly
     from evalkit.shard import parse_shard
     from evalkit.store import load_run
     from evalkit.suites import load_suite
@@ -121,9 +121,10 @@ def run(
     except Interrupted as stop:
         print_interrupted(stop, resume_command(ctx, stop.run_dir))
         raise typer.Exit(stop.exit_code) from None
-    except (ErrorBudgetExceeded, RouterUnreachable) as stop:  # stopped early: the exact command that finishes it
+    except StoppedEarly as stop:  # budget, dead router, refused key: the exact command that finishes it
         if stop.where and stop.fix:
-            stop.fix = stop.fix.replace(RESUME_PLACEHOLDER, f"`{resume_command(ctx, stop.where)}`")
+            stop.fix = stop.fix.replace(RESUME_PLACEHOLDER,
+                                        f"`{resume_command(ctx, stop.where, stop.resume_overrides)}`")
         raise
     if as_json:
         print_json(result.summary)
@@ -180,14 +181,19 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def resume_command(ctx: typer.Context, run_dir: str) -> str:
+def resume_command(ctx: typer.Context, run_dir: str, overrides: dict[str, str] | None = None) -> str:
     """The command that finishes an interrupted run: ``evalkit run`` with every option the user gave
-    on the command line (long names), ``--resume RUN_DIR`` last; shell-quoted."""
+    on the command line (long names), ``--resume RUN_DIR`` last; shell-quoted. ``overrides`` (option
+    name -> value) replace or add options, e.g. a larger ``max_error_rate``."""
     from evalkit.redact import safe_url
 
     args = ["evalkit", "run"]
     masked = False
+    overrides = dict(overrides or {})
     for param in ctx.command.params:
+        if param.name in overrides:
+            args += [max(param.opts, key=len), overrides.pop(param.name)]
+            continue
         source = ctx.get_parameter_source(param.name or "")
         if param.name == "resume" or source is None or source.name != "COMMANDLINE":
             continue

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from evalkit.comparison import Comparison
 from evalkit.errors import RunDirError, UsageError
 from evalkit.gates import GateResult, as_mapping, check_tasks, evaluate_gate, parse_gates
-from evalkit.records import Manifest
+from evalkit.records import Case, Manifest
 from evalkit.report.junit import DEFAULT_JUNIT_CASES, check_junit_cases
 from evalkit.store import Run, RunDir, load_run
 from evalkit.suites import Suite
@@ -34,6 +34,25 @@ def gate_expressions(suite: Suite, extra: Sequence[str], *, baseline_given: bool
                          where="--gate" if relative[0] in extra else f"{suite.folder / 'suite.yaml'} at gates",
                          fix="pass --baseline RUN (a stored run directory), or use an absolute threshold")
     return exprs
+
+
+def check_baseline_cases(baseline: Run, suite: Suite, cases: Sequence[Case]) -> None:
+    """Refuse, before any traffic, a ``--baseline`` run that has no case id in common with the cases
+    to run: the comparison at the end would have nothing to pair. A baseline of the same suite whose
+    cases changed (another hash), or of another suite sharing some case ids, is compared on the
+    shared ids (the comparison says how the suites differ)."""
+    ids = {c.id for c in cases}
+    if any(r.id in ids for r in baseline.results):
+        return
+    base_suite = baseline.manifest.suite.name
+    same = base_suite == suite.name
+    raise UsageError(
+        f"the baseline run is of suite '{base_suite}' and shares no case id with suite '{suite.name}' "
+        "(cases are compared by id): the comparison would have nothing to compare",
+        where=f"--baseline {baseline.path}",
+        got=f"{len(baseline.results)} results in the baseline run, {len(ids)} cases in {suite.folder}",
+        fix=("the suite's case ids all changed since that run: start a run without --baseline" if same else
+             f"give a run directory of suite '{suite.name}' (one under OUT/{suite.name}/), or leave out --baseline"))
 
 
 def gating_options(gates: Sequence[str], baseline_path: str | None, shard: tuple[int, int] | None,

@@ -23,11 +23,11 @@ from evalkit.judge import JudgeSettings, resolve_judge_key
 from evalkit.records import Case, CaseResult, Manifest, RouterInfo, SuiteInfo, TargetInfo
 from evalkit.report.junit import DEFAULT_JUNIT_CASES, check_junit_cases
 from evalkit.run.finalize import finalize, judge_stored
-from evalkit.run.gating import gate_expressions, gating_options
-from evalkit.run.resume import Prior, read_prior
+from evalkit.run.gating import check_baseline_cases, gate_expressions, gating_options
+from evalkit.run.resume import Prior, check_budget_left, read_prior
 from evalkit.run.spec import Reliability, TargetSpec
 from evalkit.run.startup import cache_scope, open_target
-from evalkit.runner import ErrorBudgetExceeded, RouterUnreachable, RunOptions, run_cases
+from evalkit.runner import ErrorBudgetExceeded, RunOptions, StoppedEarly, run_cases
 from evalkit.shard import shard_cases
 from evalkit.store import BASELINE, Run, RunDir, check_out_dir, utc_now
 from evalkit.suites import Suite
@@ -64,18 +64,24 @@ def run_suite(suite: Suite, spec: TargetSpec, *, out: str | Path, prices: dict[s
     to finish). ``junit_cases``: ``regressed`` (misroutes fail only against a baseline) or ``all``.
     ``allow_incomplete``: gates pass or fail on the cases that have a result even when the run
     stopped before every case had one (otherwise every gate of an incomplete run fails).
+    ``on_result`` may have a ``begin(total, stored)`` method (the command line's progress has): it is
+    called before the first request with the number of cases of the run and the results it already
+    has (a resumed run's), so that a progress count ends at ``total``.
     """
     rel = reliability or Reliability()
     judge_key = _check_inputs(spec, rel, out, concurrency=concurrency, judge=judge, junit_cases=junit_cases,
                               suite_name=suite.name)
     gate_exprs = gate_expressions(suite, gates, baseline_given=baseline is not None or shard is not None)
     cases = suite.cases if shard is None else shard_cases(suite.cases, *shard)
+    if baseline is not None:
+        check_baseline_cases(baseline, suite, cases)
     # The run directory's writer lock is held from here to the end. A resumed run is checked first
     # (writing nothing, so bad input leaves the folder as it was), then locked and read again, so
     # that no other writer can add to its results between the read and the appends.
     locked: list[RunDir] = []
     if rel.resume is not None:
-        read_prior(RunDir(rel.resume), suite, spec, cases, shard, baseline_model)
+        check_budget_left(read_prior(RunDir(rel.resume), suite, spec, cases, shard, baseline_model), cases,
+                          rel.max_error_rate)
         locked.append(RunDir(rel.resume).lock_for_run("evalkit run --resume"))
     try:
         return _run_locked(suite, spec, rel, cases, locked, out=out, prices=prices, concurrency=concurrency,
@@ -115,7 +121,11 @@ def _run_locked(suite: Suite, spec: TargetSpec, rel: Reliability, cases: Sequenc
                 plan.manifest.options["allow_incomplete"] = True
         options.affinity_prefix = f"evalkit-{plan.run_dir.name}"
         plan.run_dir.write_manifest(plan.manifest)
-        status(f"running {len(plan.todo)} cases against {target.info.kind} ({safe_url(target.info.base_url)})")
+        begin = getattr(on_result, "begin", None)
+        if callable(begin):
+            begin(len(cases), list(plan.results))
+        had = f" (the other {len(plan.results)} of {len(cases)} have a result)" if plan.results else ""
+        status(f"running {len(plan.todo)} cases{had} against {target.info.kind} ({safe_url(target.info.base_url)})")
         fresh, stopped = _send(plan, target, options, baseline_model=baseline_model, prior=prior,
                                on_result=on_result, status=status)
     return _finish(plan, suite, cases, target, fresh, stopped, prices=prices, cache=options.cache, judge=judge,
@@ -155,7 +165,21 @@ def _runner_options(suite: Suite, spec: TargetSpec, rel: Reliability, *, concurr
                       temperature=defaults.get("temperature"), prices=prices, retries=rel.retries,
                       backoff_base=rel.backoff_base, timeout=spec.timeout, rpm=rel.rpm_for(spec.kind),
                       max_error_rate=rel.max_error_rate, n_planned=n_planned, seed=rel.seed, cache=cache,
-                      status=status)
+                      status=status, key_hint=key_hint(spec))
+
+
+def key_hint(spec: TargetSpec) -> str:
+    """Where the target's key comes from, as a refused key's message names it (never the key itself)."""
+    from evalkit.targets import DO_KEY_ENV
+
+    if spec.kind == "local":
+        return "the upstream keys (--upstream SLUG=URL@ENVVAR: the key in $ENVVAR)"
+    if spec.api_key_env:
+        return f"the key in ${spec.api_key_env} (--api-key-env {spec.api_key_env})"
+    if spec.kind == "do":
+        return f"the key in ${DO_KEY_ENV} (or name another variable with --api-key-env)"
+    return ("the key: none was sent; put the router's key in an environment variable and name it with "
+            "--api-key-env VAR")
 
 
 def new_manifest(run_id: str, suite: Suite, target: TargetInfo, options: dict[str, Any]) -> Manifest:
@@ -245,7 +269,9 @@ def _send(plan: _Plan, target: OpenAITarget, options: RunOptions, *, baseline_mo
 
         try:
             run_stoppable(go())
-        except (ErrorBudgetExceeded, RouterUnreachable) as exc:
+        except StoppedEarly as exc:
+            if isinstance(exc, ErrorBudgetExceeded):
+                exc.for_resume(remaining=len(plan.todo) - len(fresh))
             return fresh, exc
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): keep what is complete
             return fresh, Interrupted(signal_name="SIGTERM" if isinstance(exc, Terminated) else "SIGINT",

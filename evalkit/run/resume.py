@@ -11,6 +11,7 @@ most ``--concurrency`` such cases per interruption.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 from evalkit.errors import RunDirError, UsageError
 from evalkit.records import Case, CaseResult, Manifest, TargetInfo
 from evalkit.run.spec import TargetSpec
-from evalkit.runner import session_history
+from evalkit.runner import ErrorBudgetExceeded, session_history
 from evalkit.store import BASELINE, MANIFEST, RESULTS, RunDir
 from evalkit.suites import Suite
 from evalkit.targets import DO_INFERENCE_URL, resolve_route_header
@@ -177,3 +178,20 @@ def session_histories(cases: Sequence[Case], answers: dict[str, str | None]) -> 
             history = session_history([*history, *case.own_messages()], answers[case.id])
         histories[sid] = history
     return histories
+
+
+def check_budget_left(prior: Prior, cases: Sequence[Case], max_error_rate: float | None) -> None:
+    """Refuse, before anything is sent, to resume with an error budget the stored errors already spend:
+    failed cases keep their error (a resume sends only the cases without a result), so the first new
+    error would stop the run again. The error's fix gives a budget that leaves room for the rest."""
+    remaining = len(cases) - len(prior.results)
+    if max_error_rate is None or not cases or remaining <= 0:
+        return
+    errors = sum(1 for r in prior.results if r.status == "error")
+    allowed = math.floor(max_error_rate * len(cases))
+    if errors > allowed:
+        stop = ErrorBudgetExceeded(errors=errors, allowed=allowed, n_planned=len(cases), rate=max_error_rate,
+                                   before_sending=True)
+        stop.for_resume(remaining)
+        stop.where = str(prior.run_dir.path)
+        raise stop
