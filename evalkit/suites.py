@@ -18,12 +18,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from evalkit.errors import SuiteError, short
+from evalkit.errors import InputError, SuiteError, UsageError, short
+from evalkit.gates import parse_gate
 from evalkit.records import LABEL_SOURCES, Case
 from evalkit.router_config import RouterConfig, load_router_config
 from evalkit.safe_yaml import load_yaml
@@ -126,12 +127,10 @@ def suite_file(path: str | Path) -> Path:
 def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Suite:
     """Load and validate a suite; ``router_path`` replaces the router config it names."""
     yaml_path = suite_file(path)
-    spec = _load_spec(yaml_path)
+    spec, rpath, router = _spec_and_router(yaml_path, router_path)
     folder = yaml_path.parent
-    rpath = Path(router_path) if router_path else _inside(folder, spec.router, "router", yaml_path)
     if not spec.cases.startswith("hf://"):
         _inside(folder, spec.cases, "cases", yaml_path)
-    router = load_router_config(rpath)
     cases_ref = spec.cases
     cases = list(iter_cases(folder, cases_ref, router, columns=spec.columns))
     if not cases:
@@ -147,6 +146,50 @@ def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Su
         digest.update(cases_ref.encode())
     return Suite(spec=spec, folder=folder, router=router, cases=cases, hash=digest.hexdigest()[:12],
                  cases_path=_cases_where(folder, cases_ref), router_path=str(router_path) if router_path else None)
+
+
+def _spec_and_router(yaml_path: Path, router_path: str | Path | None) -> tuple[SuiteSpec, Path, RouterConfig]:
+    """suite.yaml and its router config, with every problem of suite.yaml at once: its keys, its
+    gate expressions and the tasks its gates name (checked against the router config used)."""
+    spec, data, problems, place = _read_spec(yaml_path)
+    folder = yaml_path.parent
+    ref = spec.router if spec is not None else data.get("router", "router.json")
+    router: RouterConfig | None = None
+    rpath: Path | None = None
+    try:
+        if router_path or isinstance(ref, str):
+            rpath = Path(router_path) if router_path else _inside(folder, ref, "router", yaml_path)
+            router = load_router_config(rpath)
+    except InputError:
+        if not problems:
+            raise  # the router config's own problems come once suite.yaml has none
+    if router is not None:
+        problems.extend(_gate_problems(data.get("gates"), router.labels, place, router_path))
+    if problems or spec is None or router is None or rpath is None:
+        problems.sort(key=lambda p: int(p.where.rpartition(":")[2]) if p.where.rpartition(":")[2].isdigit() else 0)
+        raise_problems(problems, SuiteError, source=str(yaml_path))
+    return spec, rpath, router
+
+
+def _gate_problems(gates: Any, labels: list[str], place: Callable[[tuple[Any, ...]], str],
+                   router_path: str | Path | None) -> list[Problem]:
+    """The problems of suite.yaml's gate expressions (each at its line): malformed, an unknown
+    metric or a task the router config does not have, with the near name."""
+    problems: list[Problem] = []
+    for i, expr in enumerate(gates if isinstance(gates, list) else ()):
+        if not isinstance(expr, str):
+            continue  # the schema reports it
+        try:
+            gate = parse_gate(expr)
+        except UsageError as exc:
+            problems.append(Problem(place(("gates", i)), exc.what, exc.got, exc.fix))
+            continue
+        if gate.task is not None and gate.task not in labels:
+            given = f" (the router config {router_path}, given instead of the suite's own)" if router_path else ""
+            problems.append(Problem(place(("gates", i)),
+                                    f"gate names unknown task '{gate.task}'{did_you_mean(gate.task, labels)}",
+                                    repr(expr), f"the router's tasks{given} are: {', '.join(labels)}"))
+    return problems
 
 
 def _inside(folder: Path, ref: str, key: str, yaml_path: Path) -> Path:
@@ -175,7 +218,9 @@ def _cases_where(folder: Path, ref: str) -> str:
     return ref if ref.startswith("hf://") else str(folder / ref)
 
 
-def _load_spec(path: Path) -> SuiteSpec:
+def _read_spec(path: Path) -> tuple[SuiteSpec | None, dict[str, Any], list[Problem], Callable[..., str]]:
+    """suite.yaml: its spec (None when invalid), its mapping, the problems of its keys and a
+    function placing a key path (``("gates", 1)``) at its line. Unreadable YAML raises at once."""
     where = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -215,9 +260,7 @@ def _load_spec(path: Path) -> SuiteSpec:
             if name not in allowed:
                 kind = "columns maps unknown case field" if key == "columns" else "unknown default"
                 problems.append(Problem(place((key, name)), f"{kind} '{name}'{did_you_mean(name, allowed)}", None, fix))
-    if problems or spec is None:
-        raise_problems(problems, SuiteError, source=where)
-    return spec
+    return spec, data, problems, place
 
 
 def _key_lines(node: Any) -> dict[tuple[Any, ...], int]:

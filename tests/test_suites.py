@@ -173,3 +173,36 @@ def test_csv_reviewed_column_reads_as_a_boolean(tmp_path: Path):
                                       "a,Classify: refund,classify,router,false\n"
                                       "b,How do I export?,customer-qa,human,true\n")
     assert [c.reviewed for c in load_suite(folder).cases] == [False, True]
+
+
+def test_every_problem_of_suite_yaml_at_once_with_lines_and_near_names(tmp_path: Path):
+    """Schema problems and gate problems of suite.yaml come together, each at its line, with the
+    near metric or task name (the README: a file's problems are reported at once)."""
+    yaml_text = ("name: x\nrouter: router.json\ncases: cases.jsonl\n"
+                 "defaults: {temperature: 5}\n"         # line 4
+                 "gates:\n"
+                 "  - acuracy >= 0.9\n"                 # line 6
+                 "  - recall[reasonin] >= 0.5\n"        # line 7
+                 "  - recall(reasoning) >= 0.5\n"       # line 8
+                 "extra_key: 1\n")                      # line 9
+    folder = write_suite(tmp_path / "bad", GOOD, suite_yaml=yaml_text)
+    with pytest.raises(SuiteError) as info:
+        load_suite(folder)
+    text = str(info.value)
+    assert "5 problems" in text
+    assert "suite.yaml:4: temperature must be a number between 0 and 2" in text
+    assert "suite.yaml:6: unknown metric 'acuracy' (did you mean 'accuracy'?)" in text
+    assert "suite.yaml:7: gate names unknown task 'reasonin' (did you mean 'reasoning'?)" in text
+    assert "suite.yaml:8: malformed gate expression" in text
+    assert "suite.yaml:9: unknown key 'extra_key'" in text
+
+
+def test_gate_tasks_of_suite_yaml_are_checked_against_the_router_given(tmp_path: Path):
+    folder = write_suite(tmp_path / "s", GOOD, suite_yaml=(
+        "name: x\nrouter: router.json\ncases: cases.jsonl\ngates:\n  - recall[classify] >= 0.9\n"))
+    other = json.loads((folder / "router.json").read_text())
+    other["policies"][0]["custom_task"]["name"] = "sorting"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(SuiteError, match=r"suite.yaml:5: gate names unknown task 'classify'") as info:
+        load_suite(folder, router_path=tmp_path / "other.json")
+    assert "other.json" in str(info.value)
