@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -132,7 +133,8 @@ def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Su
     if not spec.cases.startswith("hf://"):
         _inside(folder, spec.cases, "cases", yaml_path)
     cases_ref = spec.cases
-    cases = list(iter_cases(folder, cases_ref, router, columns=spec.columns))
+    mismatch = _RouterNote(path=str(rpath), own=str(folder / spec.router) if router_path else None)
+    cases = list(iter_cases(folder, cases_ref, router, columns=spec.columns, router_note=mismatch))
     if not cases:
         raise SuiteError("the suite has no cases", where=_cases_where(folder, cases_ref),
                          fix="add at least one case: {\"id\": ..., \"prompt\": ..., \"expected_route\": ...}")
@@ -282,11 +284,21 @@ def _key_lines(node: Any) -> dict[tuple[Any, ...], int]:
     return lines
 
 
-def iter_cases(folder: Path, ref: str, router: RouterConfig, *, columns: dict[str, str] | None = None
-               ) -> Iterator[Case]:
+@dataclass(frozen=True)
+class _RouterNote:
+    """Which router config the cases are checked against, for the message when its tasks are not the suite's."""
+
+    path: str
+    own: str | None = None  # the suite's own router config, when another one was given instead
+
+
+def iter_cases(folder: Path, ref: str, router: RouterConfig, *, columns: dict[str, str] | None = None,
+               router_note: _RouterNote | None = None) -> Iterator[Case]:
     """Yield validated cases in file order; at the end, one SuiteError listing every problem found
-    (up to 20 of them). A file that cannot be read on (invalid JSON, not UTF-8) stops there."""
-    validator = _CaseValidator(router, columns or {})
+    (up to 20 of them). A file that cannot be read on (invalid JSON, not UTF-8) stops there. When
+    most cases expect a task the router config does not have, the error says the router config
+    does not match the suite (one message, not a problem per case)."""
+    validator = _CaseValidator(router, columns or {}, router_note)
     try:
         for where, row in _iter_rows(folder, ref):
             case = validator.validate(row, where)
@@ -571,8 +583,12 @@ class _CaseIn(BaseModel):
 class _CaseValidator:
     """Checks rows one at a time (``_CaseIn``), keeping what cross-row checks need and the problems."""
 
-    def __init__(self, router: RouterConfig, columns: dict[str, str]) -> None:
+    def __init__(self, router: RouterConfig, columns: dict[str, str], router_note: _RouterNote | None = None) -> None:
         self.labels = router.labels
+        self.task_names = router.task_names
+        self.router_note = router_note
+        self.routes: Counter[str] = Counter()  # the expected routes written in the cases
+        self.unknown_routes: Counter[str] = Counter()  # those the router config does not have
         self.columns = columns
         self.reverse = {theirs: ours for ours, theirs in columns.items()}
         self.ids: dict[str, str] = {}
@@ -612,6 +628,11 @@ class _CaseValidator:
         data = self._mapped(row, where, line)
         if data is None:
             return None
+        route = data.get("expected_route")
+        if isinstance(route, str):
+            self.routes[route] += 1
+            if route not in self.labels:
+                self.unknown_routes[route] += 1
         cid = data.get("id")
         label = f"case '{cid}': " if isinstance(cid, str) and cid.strip() else ""
         duplicate = self._check_id(cid, where)
@@ -681,6 +702,24 @@ class _CaseValidator:
         return True
 
     def finish(self, source: str) -> None:
-        """Raise every problem found (the first ``MAX_REPORTED`` and how many more), if any."""
+        """Raise every problem found (the first ``MAX_REPORTED`` and how many more), if any; or,
+        when most cases expect tasks the router config lacks, the one problem behind them."""
+        n_unknown = sum(self.unknown_routes.values())
+        if self.router_note is not None and n_unknown >= 2 and 2 * n_unknown > sum(self.routes.values()):
+            note = self.router_note
+            fix = (f"use the suite's own router config ({note.own}) or a router config whose task names are the "
+                   "suite's expected routes" if note.own else
+                   f"make the task names of {note.path} the suite's expected routes, or relabel the cases")
+            raise SuiteError(f"the router config's tasks do not match the suite's expected routes: {n_unknown} of "
+                             f"{sum(self.routes.values())} cases expect a task that {note.path} does not have",
+                             where=note.path, fix=fix,
+                             got=f"router config tasks: {_some(self.task_names)}; "
+                                 f"expected routes of {source}: {_some(list(self.routes))}")
         if self.n_problems:
             raise_problems(self.problems, SuiteError, source=source, total=self.n_problems)
+
+
+def _some(names: list[str], limit: int = 8) -> str:
+    """``a, b, c`` or ``a, b, ... (12 in all)``."""
+    shown = ", ".join(names[:limit])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > limit else shown

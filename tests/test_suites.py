@@ -206,3 +206,43 @@ def test_gate_tasks_of_suite_yaml_are_checked_against_the_router_given(tmp_path:
     with pytest.raises(SuiteError, match=r"suite.yaml:5: gate names unknown task 'classify'") as info:
         load_suite(folder, router_path=tmp_path / "other.json")
     assert "other.json" in str(info.value)
+
+
+def _renamed_router(folder: Path, out: Path) -> Path:
+    body = json.loads((folder / "router.json").read_text())
+    for i, policy in enumerate(body["policies"]):
+        policy["custom_task"]["name"] = f"domain-{i}"
+    out.write_text(json.dumps(body))
+    return out
+
+
+def test_a_router_config_with_other_tasks_is_named_as_the_cause(tmp_path: Path):
+    """Most cases expecting tasks the router config lacks: one message saying the router config
+    does not match the suite, naming both sets of names and the file, not a problem per case."""
+    folder = write_suite(tmp_path / "s", GOOD)
+    other = _renamed_router(folder, tmp_path / "other-router.json")
+    with pytest.raises(SuiteError) as info:
+        load_suite(folder, router_path=other)
+    text = str(info.value)
+    assert "the router config's tasks do not match the suite's expected routes" in text
+    assert "4 of 4 cases" in text and str(other) in text
+    assert "domain-0" in text and "classify, customer-qa" in text
+    assert str(folder / "router.json") in text  # the fix names the suite's own router config
+    assert "problems" not in text and "unknown task" not in text
+    proc = run_cli("run", folder, "--router", other, "--out", tmp_path / "out", "-q")
+    assert proc.returncode == 2 and "do not match the suite's expected routes" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_typo_in_one_case_is_still_reported_at_its_line(tmp_path: Path):
+    rows = [*GOOD, {"id": "d", "prompt": "Why?", "expected_route": "reasonin"}]
+    with pytest.raises(SuiteError, match=r"cases.jsonl:5.*unknown task 'reasonin' \(did you mean 'reasoning'\?\)"):
+        load_suite(write_suite(tmp_path / "s", rows))
+
+
+def test_overlap_with_a_suite_of_other_tasks_names_the_mismatch(tmp_path: Path):
+    folder = write_suite(tmp_path / "s", GOOD)
+    other = _renamed_router(folder, tmp_path / "other-router.json")
+    proc = run_cli("overlap", other, "--suite", folder)
+    assert proc.returncode == 2, proc.stderr
+    assert "do not match the suite's expected routes" in proc.stderr and "Traceback" not in proc.stderr
