@@ -703,9 +703,12 @@ class _CaseValidator:
 
     def finish(self, source: str) -> None:
         """Raise every problem found (the first ``MAX_REPORTED`` and how many more), if any; or,
-        when most cases expect tasks the router config lacks, the one problem behind them."""
+        when most cases expect tasks the router config lacks, and most of those names are not near
+        one of its tasks (typos get their line and did-you-mean), the one problem behind them."""
         n_unknown = sum(self.unknown_routes.values())
-        if self.router_note is not None and n_unknown >= 2 and 2 * n_unknown > sum(self.routes.values()):
+        near = [r for r in self.unknown_routes if did_you_mean(r, self.labels)]  # typos of the router's tasks
+        if (self.router_note is not None and n_unknown >= 2 and 2 * n_unknown > sum(self.routes.values())
+                and 2 * len(near) < len(self.unknown_routes)):
             note = self.router_note
             fix = (f"use the suite's own router config ({note.own}) or a router config whose task names are the "
                    "suite's expected routes" if note.own else

@@ -246,3 +246,10 @@ def test_overlap_with_a_suite_of_other_tasks_names_the_mismatch(tmp_path: Path):
     proc = run_cli("overlap", other, "--suite", folder)
     assert proc.returncode == 2, proc.stderr
     assert "do not match the suite's expected routes" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_typo_repeated_in_most_cases_is_not_taken_for_another_router(tmp_path: Path):
+    rows = [{"id": f"t{i}", "prompt": "Classify: refund", "expected_route": "clasify"} for i in range(5)]
+    with pytest.raises(SuiteError, match=r"5 problems") as info:
+        load_suite(write_suite(tmp_path / "s", [GOOD[0], *rows]))
+    assert "did you mean 'classify'?" in str(info.value) and "do not match" not in str(info.value)
