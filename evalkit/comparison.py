@@ -26,6 +26,7 @@ from pydantic import Field
 
 from evalkit import SCHEMA_VERSION
 from evalkit.errors import UsageError
+from evalkit.gates import missing_cases
 from evalkit.records import FALLBACK, CaseResult, Document
 from evalkit.metrics import rates_from_counts
 from evalkit.router_config import RouterConfig, diff_configs
@@ -275,9 +276,7 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
     if a.suite != b.suite:
         warnings.append(f"the runs are of different suites (A: {a.suite}, B: {b.suite}); "
                         f"only the {len(ids)} cases with the same id are compared")
-    if only_a or only_b:
-        warnings.append(f"the suites differ: {len(only_a)} cases only in A and {len(only_b)} only in B are left out; "
-                        f"{len(ids)} cases with the same id are compared")
+    warnings.extend(_coverage_warnings(a, b, only_a, only_b, len(ids)))
     reworded = [cid for cid in ids if by_a[cid].prompt != by_b[cid].prompt]
     if reworded:
         warnings.append(f"the suites differ: {len(reworded)} matched cases have a different prompt in A and B "
@@ -349,6 +348,25 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
                     "failed": failed},
         "settings": {"seed": seed, "n_boot": n_boot, "alpha": alpha, "bootstrap": "paired percentile"},
     }
+
+
+def _coverage_warnings(a: RunSide, b: RunSide, only_a: Sequence[str], only_b: Sequence[str], n_matched: int) -> list[str]:
+    """Why cases are left out: a run of the same suite without a result for some of them (stopped
+    early, cut short) is incomplete; runs of different suites have different cases."""
+    same_suite = bool(a.suite_hash) and a.suite_hash == b.suite_hash
+    warnings = []
+    for name, side, lacking in (("A", a, only_b), ("B", b, only_a)):
+        missing, planned = missing_cases(side.summary or {})
+        if missing:
+            warnings.append(f"run {name} is incomplete: {missing} of {planned} planned cases have no result; "
+                            f"the comparison covers the {n_matched} cases both have")
+        elif same_suite and lacking:
+            warnings.append(f"run {name} has no result for {len(lacking)} cases of the other run of the same suite "
+                            f"(a shard?); the comparison covers the {n_matched} cases both have")
+    if not same_suite and (only_a or only_b):
+        warnings.append(f"the suites differ: {len(only_a)} cases only in A and {len(only_b)} only in B are left out; "
+                        f"{n_matched} cases with the same id are compared")
+    return warnings
 
 
 def _flips(both: list[tuple[CaseResult, CaseResult]], labels: Sequence[str]) -> tuple[list[dict[str, Any]], ...]:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from evalkit.errors import UsageError
 from evalkit.metrics import wilson_interval
 from evalkit.records import FALLBACK, Document
+from evalkit.validation import did_you_mean
 
 Op = Literal[">=", "<=", ">", "<"]
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -123,15 +124,16 @@ def parse_gate(expr: str, *, where: str = "gate") -> Gate:
     if task is not None:
         task = task.strip()
         if metric not in TASK_METRICS:
-            raise UsageError(f"'{metric}' is not a per-task metric", where=where, got=repr(expr),
+            raise UsageError(f"'{metric}' is not a per-task metric{did_you_mean(metric, TASK_METRICS)}", where=where, got=repr(expr),
                              fix=f"per-task metrics are {', '.join(TASK_METRICS)}, e.g. 'recall[reasoning] >= 0.85'")
     elif "." in metric:
         root = metric.split(".", 1)[0]
         if root not in DOTTED_ROOTS:
-            raise UsageError(f"unknown metric '{metric}'", where=where, got=repr(expr),
-                             fix=f"dotted metrics start with one of {', '.join(DOTTED_ROOTS)} (e.g. latency.p95_ms)")
+            raise UsageError(f"unknown metric '{metric}'{did_you_mean(metric, [r + metric[len(root):] for r in DOTTED_ROOTS])}", where=where,
+                             got=repr(expr), fix=f"dotted metrics start with one of {', '.join(DOTTED_ROOTS)} (e.g. latency.p95_ms)")
     elif metric not in SCALAR_METRICS:
-        hint = f"; did you mean '{metric}[TASK]'?" if metric in TASK_METRICS else ""
+        hint = (f"; did you mean '{metric}[TASK]'?" if metric in TASK_METRICS
+                else did_you_mean(metric, SCALAR_METRICS) or did_you_mean(metric, TASK_METRICS).replace("'?)", "[TASK]'?)"))
         raise UsageError(f"unknown metric '{metric}'{hint}", where=where, got=repr(expr),
                          fix=f"use a summary.json figure ({', '.join(SCALAR_METRICS)}), a per-task one "
                              f"({'/'.join(TASK_METRICS)}[TASK]) or a dotted path such as latency.p95_ms")
@@ -151,7 +153,7 @@ def check_tasks(gates: Sequence[Gate], labels: Sequence[str], *, where: str = "g
     """Reject a per-task gate naming a task the router does not have (before any traffic)."""
     for g in gates:
         if g.task is not None and g.task not in labels:
-            raise UsageError(f"gate names unknown task '{g.task}'", where=where, got=repr(g.expr),
+            raise UsageError(f"gate names unknown task '{g.task}'{did_you_mean(g.task, labels)}", where=where, got=repr(g.expr),
                              fix=f"the router's tasks are: {', '.join(labels)}")
 
 
@@ -161,7 +163,7 @@ def lookup(summary: SummaryLike, gate: Gate) -> tuple[float | None, int | None, 
     if gate.task is not None:
         per_task = summary.get("per_task") or {}
         if gate.task not in per_task:
-            raise UsageError(f"gate names unknown task '{gate.task}'", where=f"gate '{gate.expr}'",
+            raise UsageError(f"gate names unknown task '{gate.task}'{did_you_mean(gate.task, list(per_task))}", where=f"gate '{gate.expr}'",
                              fix=f"the run's tasks are: {', '.join(per_task) or '(none)'}")
         value = per_task[gate.task].get(gate.metric)
         return _with_interval(summary, gate, value)

@@ -16,14 +16,16 @@ import hashlib
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from evalkit.errors import SuiteError, short
+from evalkit.errors import InputError, SuiteError, UsageError, short
+from evalkit.gates import parse_gate
 from evalkit.records import LABEL_SOURCES, Case
 from evalkit.router_config import RouterConfig, load_router_config
 from evalkit.safe_yaml import load_yaml
@@ -126,14 +128,13 @@ def suite_file(path: str | Path) -> Path:
 def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Suite:
     """Load and validate a suite; ``router_path`` replaces the router config it names."""
     yaml_path = suite_file(path)
-    spec = _load_spec(yaml_path)
+    spec, rpath, router = _spec_and_router(yaml_path, router_path)
     folder = yaml_path.parent
-    rpath = Path(router_path) if router_path else _inside(folder, spec.router, "router", yaml_path)
     if not spec.cases.startswith("hf://"):
         _inside(folder, spec.cases, "cases", yaml_path)
-    router = load_router_config(rpath)
     cases_ref = spec.cases
-    cases = list(iter_cases(folder, cases_ref, router, columns=spec.columns))
+    mismatch = _RouterNote(path=str(rpath), own=str(folder / spec.router) if router_path else None)
+    cases = list(iter_cases(folder, cases_ref, router, columns=spec.columns, router_note=mismatch))
     if not cases:
         raise SuiteError("the suite has no cases", where=_cases_where(folder, cases_ref),
                          fix="add at least one case: {\"id\": ..., \"prompt\": ..., \"expected_route\": ...}")
@@ -147,6 +148,50 @@ def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Su
         digest.update(cases_ref.encode())
     return Suite(spec=spec, folder=folder, router=router, cases=cases, hash=digest.hexdigest()[:12],
                  cases_path=_cases_where(folder, cases_ref), router_path=str(router_path) if router_path else None)
+
+
+def _spec_and_router(yaml_path: Path, router_path: str | Path | None) -> tuple[SuiteSpec, Path, RouterConfig]:
+    """suite.yaml and its router config, with every problem of suite.yaml at once: its keys, its
+    gate expressions and the tasks its gates name (checked against the router config used)."""
+    spec, data, problems, place = _read_spec(yaml_path)
+    folder = yaml_path.parent
+    ref = spec.router if spec is not None else data.get("router", "router.json")
+    router: RouterConfig | None = None
+    rpath: Path | None = None
+    try:
+        if router_path or isinstance(ref, str):
+            rpath = Path(router_path) if router_path else _inside(folder, ref, "router", yaml_path)
+            router = load_router_config(rpath)
+    except InputError:
+        if not problems:
+            raise  # the router config's own problems come once suite.yaml has none
+    if router is not None:
+        problems.extend(_gate_problems(data.get("gates"), router.labels, place, router_path))
+    if problems or spec is None or router is None or rpath is None:
+        problems.sort(key=lambda p: int(p.where.rpartition(":")[2]) if p.where.rpartition(":")[2].isdigit() else 0)
+        raise_problems(problems, SuiteError, source=str(yaml_path))
+    return spec, rpath, router
+
+
+def _gate_problems(gates: Any, labels: list[str], place: Callable[[tuple[Any, ...]], str],
+                   router_path: str | Path | None) -> list[Problem]:
+    """The problems of suite.yaml's gate expressions (each at its line): malformed, an unknown
+    metric or a task the router config does not have, with the near name."""
+    problems: list[Problem] = []
+    for i, expr in enumerate(gates if isinstance(gates, list) else ()):
+        if not isinstance(expr, str):
+            continue  # the schema reports it
+        try:
+            gate = parse_gate(expr)
+        except UsageError as exc:
+            problems.append(Problem(place(("gates", i)), exc.what, exc.got, exc.fix))
+            continue
+        if gate.task is not None and gate.task not in labels:
+            given = f" (the router config {router_path}, given instead of the suite's own)" if router_path else ""
+            problems.append(Problem(place(("gates", i)),
+                                    f"gate names unknown task '{gate.task}'{did_you_mean(gate.task, labels)}",
+                                    repr(expr), f"the router's tasks{given} are: {', '.join(labels)}"))
+    return problems
 
 
 def _inside(folder: Path, ref: str, key: str, yaml_path: Path) -> Path:
@@ -175,7 +220,9 @@ def _cases_where(folder: Path, ref: str) -> str:
     return ref if ref.startswith("hf://") else str(folder / ref)
 
 
-def _load_spec(path: Path) -> SuiteSpec:
+def _read_spec(path: Path) -> tuple[SuiteSpec | None, dict[str, Any], list[Problem], Callable[..., str]]:
+    """suite.yaml: its spec (None when invalid), its mapping, the problems of its keys and a
+    function placing a key path (``("gates", 1)``) at its line. Unreadable YAML raises at once."""
     where = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -215,9 +262,7 @@ def _load_spec(path: Path) -> SuiteSpec:
             if name not in allowed:
                 kind = "columns maps unknown case field" if key == "columns" else "unknown default"
                 problems.append(Problem(place((key, name)), f"{kind} '{name}'{did_you_mean(name, allowed)}", None, fix))
-    if problems or spec is None:
-        raise_problems(problems, SuiteError, source=where)
-    return spec
+    return spec, data, problems, place
 
 
 def _key_lines(node: Any) -> dict[tuple[Any, ...], int]:
@@ -239,11 +284,21 @@ def _key_lines(node: Any) -> dict[tuple[Any, ...], int]:
     return lines
 
 
-def iter_cases(folder: Path, ref: str, router: RouterConfig, *, columns: dict[str, str] | None = None
-               ) -> Iterator[Case]:
+@dataclass(frozen=True)
+class _RouterNote:
+    """Which router config the cases are checked against, for the message when its tasks are not the suite's."""
+
+    path: str
+    own: str | None = None  # the suite's own router config, when another one was given instead
+
+
+def iter_cases(folder: Path, ref: str, router: RouterConfig, *, columns: dict[str, str] | None = None,
+               router_note: _RouterNote | None = None) -> Iterator[Case]:
     """Yield validated cases in file order; at the end, one SuiteError listing every problem found
-    (up to 20 of them). A file that cannot be read on (invalid JSON, not UTF-8) stops there."""
-    validator = _CaseValidator(router, columns or {})
+    (up to 20 of them). A file that cannot be read on (invalid JSON, not UTF-8) stops there. When
+    most cases expect a task the router config does not have, the error says the router config
+    does not match the suite (one message, not a problem per case)."""
+    validator = _CaseValidator(router, columns or {}, router_note)
     try:
         for where, row in _iter_rows(folder, ref):
             case = validator.validate(row, where)
@@ -528,8 +583,12 @@ class _CaseIn(BaseModel):
 class _CaseValidator:
     """Checks rows one at a time (``_CaseIn``), keeping what cross-row checks need and the problems."""
 
-    def __init__(self, router: RouterConfig, columns: dict[str, str]) -> None:
+    def __init__(self, router: RouterConfig, columns: dict[str, str], router_note: _RouterNote | None = None) -> None:
         self.labels = router.labels
+        self.task_names = router.task_names
+        self.router_note = router_note
+        self.routes: Counter[str] = Counter()  # the expected routes written in the cases
+        self.unknown_routes: Counter[str] = Counter()  # those the router config does not have
         self.columns = columns
         self.reverse = {theirs: ours for ours, theirs in columns.items()}
         self.ids: dict[str, str] = {}
@@ -569,6 +628,11 @@ class _CaseValidator:
         data = self._mapped(row, where, line)
         if data is None:
             return None
+        route = data.get("expected_route")
+        if isinstance(route, str):
+            self.routes[route] += 1
+            if route not in self.labels:
+                self.unknown_routes[route] += 1
         cid = data.get("id")
         label = f"case '{cid}': " if isinstance(cid, str) and cid.strip() else ""
         duplicate = self._check_id(cid, where)
@@ -638,6 +702,27 @@ class _CaseValidator:
         return True
 
     def finish(self, source: str) -> None:
-        """Raise every problem found (the first ``MAX_REPORTED`` and how many more), if any."""
+        """Raise every problem found (the first ``MAX_REPORTED`` and how many more), if any; or,
+        when most cases expect tasks the router config lacks, and most of those names are not near
+        one of its tasks (typos get their line and did-you-mean), the one problem behind them."""
+        n_unknown = sum(self.unknown_routes.values())
+        near = [r for r in self.unknown_routes if did_you_mean(r, self.labels)]  # typos of the router's tasks
+        if (self.router_note is not None and n_unknown >= 2 and 2 * n_unknown > sum(self.routes.values())
+                and 2 * len(near) < len(self.unknown_routes)):
+            note = self.router_note
+            fix = (f"use the suite's own router config ({note.own}) or a router config whose task names are the "
+                   "suite's expected routes" if note.own else
+                   f"make the task names of {note.path} the suite's expected routes, or relabel the cases")
+            raise SuiteError(f"the router config's tasks do not match the suite's expected routes: {n_unknown} of "
+                             f"{sum(self.routes.values())} cases expect a task that {note.path} does not have",
+                             where=note.path, fix=fix,
+                             got=f"router config tasks: {_some(self.task_names)}; "
+                                 f"expected routes of {source}: {_some(list(self.routes))}")
         if self.n_problems:
             raise_problems(self.problems, SuiteError, source=source, total=self.n_problems)
+
+
+def _some(names: list[str], limit: int = 8) -> str:
+    """``a, b, c`` or ``a, b, ... (12 in all)``."""
+    shown = ", ".join(names[:limit])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > limit else shown

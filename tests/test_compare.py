@@ -360,3 +360,29 @@ def test_compare_lists_flips_by_expected_task_then_id_in_words(tmp_path: Path):
                                           "  q1: customer-qa case now routed correctly (was routed to classify): prompt of q1"]
     diff = json.loads((tmp_path / "o" / "diff.json").read_text())
     assert [f["id"] for f in diff["regressed"]] == ["c1", "c2", "c10", "q9", "q10", "r1", "f1"]
+
+
+def test_a_run_cut_short_is_called_incomplete_not_another_suite(tmp_path: Path):
+    """B is A's suite with results.jsonl cut to 60 of 100 lines: the same suite hash, so the 40
+    cases only in A are B's missing results, not a difference between the suites."""
+    ra = [result(f"c{i}", "classify", "classify") for i in range(100)]
+    a, b = make_run(tmp_path / "ra", ra), make_run(tmp_path / "rb", ra)
+    lines = (b / "results.jsonl").read_text().splitlines(keepends=True)
+    (b / "results.jsonl").write_text("".join(lines[:60]))
+    proc = run_cli("compare", a, b, "--out", tmp_path / "cmp")
+    text = proc.stdout + proc.stderr
+    assert "run B is incomplete: 40 of 100 planned cases have no result; the comparison covers the 60 cases both have" \
+        in text, text
+    assert "the suites differ" not in text
+    diff = json.loads((tmp_path / "cmp" / "diff.json").read_text())
+    assert diff["n_matched"] == 60 and not any("run A" in w for w in diff["warnings"])
+
+
+def test_runs_of_the_same_suite_missing_each_others_cases_are_not_other_suites():
+    a = [result("x1", "classify", "classify"), result("x2", "classify", "classify")]
+    b = [result("x1", "classify", "classify"), result("x3", "classify", "classify")]
+    diff = compare_runs(side(a, suite_hash="h1"), side(b, "b", suite_hash="h1"))
+    assert not any("the suites differ" in w for w in diff["warnings"])
+    assert any(w.startswith("run B has no result for 1 cases") for w in diff["warnings"])
+    other = compare_runs(side(a, suite_hash="h1"), side(b, "b", suite_hash="h2"))
+    assert any("the suites differ: 1 cases only in A and 1 only in B" in w for w in other["warnings"])

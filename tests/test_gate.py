@@ -63,6 +63,15 @@ def test_unknown_metric_and_misplaced_task_are_rejected():
         parse_gate("recall >= 0.9")
 
 
+def test_unknown_names_in_gates_get_the_near_name():
+    with pytest.raises(UsageError, match=r"unknown metric 'acuracy' \(did you mean 'accuracy'\?\)"):
+        parse_gate("acuracy >= 0.9")
+    with pytest.raises(UsageError, match=r"'recal' is not a per-task metric \(did you mean 'recall'\?\)"):
+        parse_gate("recal[reasoning] >= 0.9")
+    with pytest.raises(UsageError, match=r"unknown metric 'latncy.p95_ms' \(did you mean 'latency.p95_ms'\?\)"):
+        parse_gate("latncy.p95_ms <= 900")
+
+
 def test_failed_proportion_gate_reports_n_and_wilson_interval():
     summary = summary_of(reasoning_results(39))
     verdict = evaluate_gate(parse_gate("recall[reasoning] >= 0.85"), summary)
@@ -146,6 +155,10 @@ def test_gate_command_exit_codes_and_messages(stored_run: Path):
     bad = run_cli("gate", stored_run, "recall[reasoning] => 0.85")
     assert bad.returncode == 2
     assert "METRIC OP VALUE" in bad.stderr and "Traceback" not in bad.stderr
+    typo = run_cli("gate", stored_run, "accurcy >= 0.5")
+    assert typo.returncode == 2 and "did you mean 'accuracy'?" in typo.stderr
+    task = run_cli("gate", stored_run, "recall[reasonin] >= 0.5")
+    assert task.returncode == 2 and "did you mean 'reasoning'?" in task.stderr
     assert (stored_run / "summary.json").read_bytes() == before
 
 
@@ -188,6 +201,8 @@ def test_run_rejects_bad_gates_before_any_traffic(tmp_path: Path):
                          (("--shard", "1/2", "--baseline", str(base)), "do not go together"),
                          (("--baseline", str(tmp_path / "missing")), "run directory not found"),
                          (("--gate", "recall[billing] >= 0.9"), "unknown task 'billing'"),
+                         (("--gate", "recall[reasonin] >= 0.9"), "did you mean 'reasoning'?"),
+                         (("--gate", "acuracy >= 0.9"), "did you mean 'accuracy'?"),
                          (("--gate", "accuracy >= baseline - 0.02"), "--baseline"),
                          (("--shard", "5/4"), "I/N")):
         proc = run_cli("run", suite, "--out", tmp_path / "out", "-q", *args)
@@ -200,6 +215,6 @@ def test_malformed_gate_in_suite_yaml_names_the_file(tmp_path: Path):
     suite = slice_suite(tmp_path / "s", per_task=1, gates=["accuracy >= 0.9", "recall(reasoning) >= 0.5"])
     proc = run_cli("run", suite, "--out", tmp_path / "out", "-q")
     assert proc.returncode == 2
-    assert "suite.yaml at gates" in proc.stderr and "malformed gate expression" in proc.stderr
+    assert "suite.yaml:6: malformed gate expression" in proc.stderr  # the line of the second gate
     assert "recall(reasoning) >= 0.5" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()

@@ -14,7 +14,7 @@ import pytest
 
 from evalkit.records import CaseResult
 from evalkit.store import RESULTS, ResultWriter, iter_results, repair_results
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.conftest import ROOT, TUTORIAL_ROUTER, cli_env, run_cli
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.fault_helpers import Recorder, make_cases, ok_reply, write_case_suite
 
@@ -124,6 +124,23 @@ def test_resume_with_a_changed_suite_is_refused_and_leaves_the_run_untouched(tmp
     assert snapshot(tmp_path) == before_suite
     assert {k: v for k, v in before.items() if k.startswith("runs")} == \
         {k: v for k, v in snapshot(tmp_path).items() if k.startswith("runs")}
+
+
+def test_resume_with_another_router_config_names_the_router_config(tmp_path):
+    """The suite's hash covers its router config: when that is what changed (--router), the
+    refusal says so and names --router, not only "not of the suite given"."""
+    suite = write_case_suite(tmp_path / "s", make_cases(4))
+    other = json.loads(json.dumps(TUTORIAL_ROUTER))
+    other["policies"][0]["custom_task"]["description"] += " Also invoices."  # same tasks, another config
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with FakeOpenAI(Recorder(lambda cid, a, b: ok_reply(cid))) as fake:
+        assert run_cli("run", suite, *openai_args(fake, tmp_path / "runs")).returncode == 0
+        run_dir = next((tmp_path / "runs").glob("*/*"))
+        proc = run_cli("run", suite, *openai_args(fake, tmp_path / "runs", "--resume", str(run_dir),
+                                                  "--router", str(tmp_path / "other.json")))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the router config differs from the run's" in proc.stderr
+    assert f"--router {tmp_path / 'other.json'}" in proc.stderr and "resume with no --router" in proc.stderr
 
 
 # --- kill -9 at random points ----------------------------------------------------------------

@@ -173,3 +173,83 @@ def test_csv_reviewed_column_reads_as_a_boolean(tmp_path: Path):
                                       "a,Classify: refund,classify,router,false\n"
                                       "b,How do I export?,customer-qa,human,true\n")
     assert [c.reviewed for c in load_suite(folder).cases] == [False, True]
+
+
+def test_every_problem_of_suite_yaml_at_once_with_lines_and_near_names(tmp_path: Path):
+    """Schema problems and gate problems of suite.yaml come together, each at its line, with the
+    near metric or task name (the README: a file's problems are reported at once)."""
+    yaml_text = ("name: x\nrouter: router.json\ncases: cases.jsonl\n"
+                 "defaults: {temperature: 5}\n"         # line 4
+                 "gates:\n"
+                 "  - acuracy >= 0.9\n"                 # line 6
+                 "  - recall[reasonin] >= 0.5\n"        # line 7
+                 "  - recall(reasoning) >= 0.5\n"       # line 8
+                 "extra_key: 1\n")                      # line 9
+    folder = write_suite(tmp_path / "bad", GOOD, suite_yaml=yaml_text)
+    with pytest.raises(SuiteError) as info:
+        load_suite(folder)
+    text = str(info.value)
+    assert "5 problems" in text
+    assert "suite.yaml:4: temperature must be a number between 0 and 2" in text
+    assert "suite.yaml:6: unknown metric 'acuracy' (did you mean 'accuracy'?)" in text
+    assert "suite.yaml:7: gate names unknown task 'reasonin' (did you mean 'reasoning'?)" in text
+    assert "suite.yaml:8: malformed gate expression" in text
+    assert "suite.yaml:9: unknown key 'extra_key'" in text
+
+
+def test_gate_tasks_of_suite_yaml_are_checked_against_the_router_given(tmp_path: Path):
+    folder = write_suite(tmp_path / "s", GOOD, suite_yaml=(
+        "name: x\nrouter: router.json\ncases: cases.jsonl\ngates:\n  - recall[classify] >= 0.9\n"))
+    other = json.loads((folder / "router.json").read_text())
+    other["policies"][0]["custom_task"]["name"] = "sorting"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(SuiteError, match=r"suite.yaml:5: gate names unknown task 'classify'") as info:
+        load_suite(folder, router_path=tmp_path / "other.json")
+    assert "other.json" in str(info.value)
+
+
+def _renamed_router(folder: Path, out: Path) -> Path:
+    body = json.loads((folder / "router.json").read_text())
+    for i, policy in enumerate(body["policies"]):
+        policy["custom_task"]["name"] = f"domain-{i}"
+    out.write_text(json.dumps(body))
+    return out
+
+
+def test_a_router_config_with_other_tasks_is_named_as_the_cause(tmp_path: Path):
+    """Most cases expecting tasks the router config lacks: one message saying the router config
+    does not match the suite, naming both sets of names and the file, not a problem per case."""
+    folder = write_suite(tmp_path / "s", GOOD)
+    other = _renamed_router(folder, tmp_path / "other-router.json")
+    with pytest.raises(SuiteError) as info:
+        load_suite(folder, router_path=other)
+    text = str(info.value)
+    assert "the router config's tasks do not match the suite's expected routes" in text
+    assert "4 of 4 cases" in text and str(other) in text
+    assert "domain-0" in text and "classify, customer-qa" in text
+    assert str(folder / "router.json") in text  # the fix names the suite's own router config
+    assert "problems" not in text and "unknown task" not in text
+    proc = run_cli("run", folder, "--router", other, "--out", tmp_path / "out", "-q")
+    assert proc.returncode == 2 and "do not match the suite's expected routes" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_typo_in_one_case_is_still_reported_at_its_line(tmp_path: Path):
+    rows = [*GOOD, {"id": "d", "prompt": "Why?", "expected_route": "reasonin"}]
+    with pytest.raises(SuiteError, match=r"cases.jsonl:5.*unknown task 'reasonin' \(did you mean 'reasoning'\?\)"):
+        load_suite(write_suite(tmp_path / "s", rows))
+
+
+def test_overlap_with_a_suite_of_other_tasks_names_the_mismatch(tmp_path: Path):
+    folder = write_suite(tmp_path / "s", GOOD)
+    other = _renamed_router(folder, tmp_path / "other-router.json")
+    proc = run_cli("overlap", other, "--suite", folder)
+    assert proc.returncode == 2, proc.stderr
+    assert "do not match the suite's expected routes" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_typo_repeated_in_most_cases_is_not_taken_for_another_router(tmp_path: Path):
+    rows = [{"id": f"t{i}", "prompt": "Classify: refund", "expected_route": "clasify"} for i in range(5)]
+    with pytest.raises(SuiteError, match=r"5 problems") as info:
+        load_suite(write_suite(tmp_path / "s", [GOOD[0], *rows]))
+    assert "did you mean 'classify'?" in str(info.value) and "do not match" not in str(info.value)

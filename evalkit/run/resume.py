@@ -59,6 +59,15 @@ def _check_same_run(manifest: Manifest, where: str, suite: Suite, spec: TargetSp
                     shard: tuple[int, int] | None, baseline_model: str | None) -> None:
     """The run to resume must be of the same suite, target, shard and baseline model."""
     if manifest.suite.name != suite.name or manifest.suite.hash != suite.hash:
+        run_router = manifest.options.get("router")
+        if manifest.suite.name == suite.name and manifest.router.hash != suite.router.hash and (
+                run_router or suite.router_path):
+            ran, now = (f"--router {r}" if r else "the suite's own router config" for r in (run_router, suite.router_path))
+            raise RunDirError(
+                f"the router config differs from the run's: this run used {ran} (hash {manifest.router.hash}), "
+                f"not {now if now != ran else 'its edited contents'} (hash {suite.router.hash})", where=where,
+                fix=f"resume with {ran if run_router else 'no --router'} (the router config the run started with), "
+                    "or start a new run without --resume")
         raise RunDirError(
             f"this run is of suite '{manifest.suite.name}' (hash {manifest.suite.hash}), not of the suite "
             f"given ('{suite.name}', hash {suite.hash}): the suite, its router config or its cases changed",
