@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover - Windows: no flock, run directories are
 from evalkit import SCHEMA_VERSION
 from evalkit.errors import RunDirError, RunError, UsageError
 from evalkit.records import CaseResult, Manifest
+from evalkit.validation import json_line_problem
 
 if TYPE_CHECKING:
     import pandas
@@ -234,10 +235,12 @@ def iter_results(path: str | Path) -> Iterator[CaseResult]:
                 continue
             try:
                 data = json.loads(raw.decode("utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
                 if not raw.endswith(b"\n"):
                     return  # torn last line from an interrupted run
-                raise RunDirError(f"line {lineno} is not valid JSON", where=f"{path}:{lineno}",
+                what = (f"not valid JSON: {json_line_problem(exc, lineno)}" if isinstance(exc, json.JSONDecodeError)
+                        else f"line {lineno} is not valid JSON")
+                raise RunDirError(what, where=f"{path}:{lineno}",
                                   fix=f"{path.name} is written by evalkit; restore it or re-run the suite") from None
             try:
                 yield CaseResult.model_validate(data)
@@ -261,7 +264,9 @@ def _read_jsonl(path: Path, model: type[BaseModel]) -> list[Any]:
             except (ValueError, RecursionError) as exc:  # bad JSON or a ValidationError
                 if not line.endswith("\n"):
                     break  # torn last line of an interrupted write
-                raise RunDirError(f"line {lineno} is not a valid record ({exc.__class__.__name__})", where=str(path),
+                what = (f"not valid JSON: {json_line_problem(exc, lineno)}" if isinstance(exc, json.JSONDecodeError)
+                        else f"line {lineno} is not a valid record ({exc.__class__.__name__})")
+                raise RunDirError(what, where=f"{path}:{lineno}",
                                   fix=f"delete {path.name} and judge the run again (cached verdicts cost nothing)") from None
     return out
 

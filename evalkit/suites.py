@@ -29,7 +29,8 @@ from evalkit.gates import parse_gate
 from evalkit.records import LABEL_SOURCES, Case
 from evalkit.router_config import RouterConfig, load_router_config
 from evalkit.safe_yaml import load_yaml
-from evalkit.validation import MAX_REPORTED, Problem, did_you_mean, invalid, problems_from, raise_problems
+from evalkit.validation import (MAX_REPORTED, Problem, did_you_mean, invalid, json_line_problem, problems_from,
+                                raise_problems)
 
 SUITE_FILE = "suite.yaml"
 SUITE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -361,7 +362,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise SuiteError(f"invalid JSON: {exc.msg} (column {exc.colno})", where=f"{where}:{lineno}",
+                raise SuiteError(f"invalid JSON: {json_line_problem(exc, lineno)}", where=f"{where}:{lineno}",
                                  fix="each line must be one complete JSON object") from None
             except RecursionError:
                 raise SuiteError("JSON nested too deeply", where=f"{where}:{lineno}",

@@ -13,6 +13,7 @@ and keys, unknown task names).
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, NoReturn
 
@@ -59,6 +60,29 @@ def did_you_mean(word: Any, choices: Iterable[str]) -> str:
         return ""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def json_line_problem(exc: json.JSONDecodeError, lineno: int) -> str:
+    """What is wrong with line ``lineno`` of a JSON Lines file, in words a user can act on.
+
+    ``exc`` comes from ``json.loads`` of that one line (its newline included). Python's own message
+    misleads here: the newline ending a line cut inside a string is an "invalid control character",
+    and a line cut inside an object fails at "line 2 column 1" of the one-line document. A column
+    is 1-based, in characters, of the character where parsing failed, and is given only when it
+    points at something on the line.
+    """
+    doc, pos = exc.doc, exc.pos
+    cut_short = f"line {lineno} ends before its JSON object does (cut short, or a newline inside a string?)"
+    if exc.msg.startswith("Unterminated string"):
+        return f"{cut_short}: the string opened at column {pos + 1} is never closed"
+    if not doc[pos:].strip():  # failed on the line's end: nothing but the newline was left
+        return cut_short
+    if exc.msg.startswith("Invalid control character"):
+        return (f"a raw control character (e.g. a tab or newline) inside a string at column {pos + 1} "
+                f"(found: {doc[pos]!r}): escape it as \\t / \\n")
+    if exc.msg.startswith("Extra data"):
+        return f"more than one JSON value on line {lineno}: another starts at column {pos + 1} (one object a line)"
+    return f"{exc.msg} at column {pos + 1}"
 
 
 def json_path(loc: Iterable[Any]) -> str:

@@ -125,7 +125,18 @@ CATALOGUE: dict[str, Bad] = {
                                   ["suite.yaml:2", "unknown key 'routerr'", "fix:"]),
     "suite-yaml-is-a-list": Bad(lambda t: run_args(t, suite_yaml="- name: x\n"), ["suite.yaml", "must be a mapping", "fix:"]),
     "cases-truncated-json": Bad(lambda t: cases_text(t, json.dumps(GOOD_CASES[0]) + "\n" + json.dumps(GOOD_CASES[1])[:25] + "\n"),
-                                ["cases.jsonl:2", "invalid JSON", "fix:"]),
+                                ["cases.jsonl:2", "invalid JSON", "line 2 ends before its JSON object does",
+                                 "a newline inside a string?", "fix:"]),
+    # Python says "line 2 column 1" of the one-line document for this: the line, not a column, is the news.
+    "cases-line-cut-mid-object": Bad(lambda t: cases_text(t, '{"id": "q1", "prompt": "hi",\n'),
+                                     ["cases.jsonl:1", "line 1 ends before its JSON object does", "fix:"]),
+    # '{"id": "q1", "prompt": "a' is 25 characters: the tab is the 26th.
+    "cases-raw-tab-in-string": Bad(lambda t: cases_text(t, '{"id": "q1", "prompt": "a\tb", "expected_route": "classify"}\n'),
+                                   ["cases.jsonl:1", "raw control character", "inside a string at column 26",
+                                    "escape it as \\t / \\n", "fix:"]),
+    "cases-two-objects-on-a-line": Bad(lambda t: cases_text(t, json.dumps(GOOD_CASES[0]) + " " + json.dumps(GOOD_CASES[1]) + "\n"),
+                                       ["cases.jsonl:1", "more than one JSON value on line 1",
+                                        f"column {len(json.dumps(GOOD_CASES[0])) + 2}", "fix:"]),
     "cases-deeply-nested": Bad(lambda t: cases_text(t, '{"id": ' + "[" * 200_000 + "\n"),
                                ["cases.jsonl:1", "fix:"]),
     "cases-line-is-a-list": Bad(lambda t: cases_text(t, '["q1", "hi", "classify"]\n'),
@@ -212,6 +223,11 @@ CATALOGUE: dict[str, Bad] = {
     "run-folder-garbage-results-line": Bad(lambda t: run_folder(t, results=json.dumps(GOOD_RESULT) + "\nnot json\n"
                                                                 + json.dumps({**GOOD_RESULT, "id": "q2"}) + "\n"),
                                            ["results.jsonl:2", "not valid JSON", "fix:"]),
+    "run-folder-results-line-cut-short": Bad(lambda t: run_folder(t, results=json.dumps(GOOD_RESULT) + "\n"
+                                                                  + json.dumps({**GOOD_RESULT, "id": "q2"})[:30] + "\n"
+                                                                  + json.dumps({**GOOD_RESULT, "id": "q3"}) + "\n"),
+                                             ["results.jsonl:2", "not valid JSON", "line 2 ends before its JSON object does",
+                                              "fix:"]),
     "run-folder-result-wrong-status": Bad(lambda t: run_folder(t, results=json.dumps({**GOOD_RESULT, "status": "maybe"}) + "\n"),
                                           ["results.jsonl:1", "field 'status'", "fix:"]),
     "run-folder-binary-results": Bad(lambda t: run_folder(t, results=b"\x00\xff\xfe" * 50 + b"\n"),

@@ -218,6 +218,55 @@ def test_the_finish_command_of_report_on_an_incomplete_run_works_as_printed(tmp_
     assert all(r["status"] == "ok" and r["route"] == r["expected_route"] for r in lines)
 
 
+def _finish_command(text: str) -> list[str]:
+    """The resume command a report prints after "To complete it, run", as words."""
+    import shlex
+
+    text = re.sub(r"</?code>", "`", text)  # report.html marks the command up as code, summary.md in backticks
+    text = " ".join(unescape(re.sub(r"<[^>]+>", "", text)).split())
+    start = text.index("To complete it, run `") + len("To complete it, run `")
+    return shlex.split(text[start:text.index("`", start)])
+
+
+def test_the_reports_of_a_stopped_run_name_its_directory_in_the_resume_command(tmp_path: Path) -> None:
+    """summary.md and report.html of a run stopped early print the command that finishes it with
+    the run directory itself (not a RUN_DIR placeholder), as written by `evalkit run` and again by
+    `evalkit report`; the command from summary.md, run as printed, finishes the run."""
+    from tests.fake_openai import FakeOpenAI, Reply
+    from tests.fault_helpers import make_cases, ok_reply, write_case_suite
+
+    cases = make_cases(12)
+    suite = write_case_suite(tmp_path / "my suites" / "s", cases)
+    broken = {"on": True}
+
+    def decide(body: dict, headers: dict) -> object:
+        cid = body["messages"][-1]["content"][1:5]
+        return Reply(status=502, error_message="bad gateway") if broken["on"] and cid >= "c003" else ok_reply(cid)
+
+    with FakeOpenAI(decide) as router:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", router.base_url, "--out", tmp_path / "my runs",
+                       "--retries", "0", "--max-error-rate", "0.1", "--concurrency", "1", "-q")
+        assert proc.returncode == 3, proc.stderr  # the error budget stopped it
+        run_dir = next((tmp_path / "my runs").glob("*/*"))
+        assert str(run_dir) in " ".join(proc.stderr.split())  # the terminal names it
+        for name in ("summary.md", "report.html"):
+            command = _finish_command((run_dir / name).read_text())
+            assert command[:2] == ["evalkit", "run"] and command[-2:] == ["--resume", str(run_dir)], (name, command)
+        written = (run_dir / "summary.md").read_text()
+        proc = run_cli("report", run_dir)
+        assert proc.returncode == 0, proc.stderr
+        assert _finish_command((run_dir / "summary.md").read_text()) == _finish_command(written)
+        assert _finish_command((run_dir / "report.html").read_text()) == _finish_command(written)
+        stored = {json.loads(line)["id"] for line in (run_dir / "results.jsonl").read_text().splitlines()}
+        assert 0 < len(stored) < len(cases)
+        broken["on"] = False
+        finished = run_cli(*_finish_command(written)[1:])
+        assert finished.returncode == 0, finished.stderr
+    lines = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in lines) == sorted(c.id for c in cases)  # each case once: the rest were sent
+    assert all(r["status"] == "ok" for r in lines if r["id"] not in stored)
+
+
 def test_every_judge_model_of_the_docs_examples_has_a_price_with_its_source() -> None:
     from evalkit.cost import load_prices
 

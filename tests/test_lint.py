@@ -92,6 +92,9 @@ def test_lint_exit_codes(tmp_path: Path) -> None:
     clean = write(tmp_path, TUTORIAL_ROUTER, "clean.json")
     proc = run_cli("lint", clean, "--strict")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The verdict is the command's result: on stdout, where `evalkit lint X > out.txt` keeps it.
+    assert proc.stdout.strip().endswith(f"{clean}: valid (3 tasks: classify, customer-qa, reasoning); 0 warning(s)")
+    assert proc.stderr == ""
     warned = json.loads(json.dumps(TUTORIAL_ROUTER))
     warned["policies"][0]["custom_task"]["description"] = "general questions"
     warned_path = write(tmp_path, warned, "warned.json")
@@ -111,6 +114,7 @@ def test_lint_json(tmp_path: Path) -> None:
     proc = run_cli("lint", write(tmp_path, warned), "--json")
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
+    assert proc.stderr == ""  # the one JSON document is all there is, on stdout
     assert data["valid"] is True and data["n_warnings"] == 1
     assert data["findings"][0]["code"] == "task-name-not-slug"
     proc = run_cli("lint", write(tmp_path, "{\"name\": \"Bad Name\"}", "bad.json"), "--json")

@@ -139,12 +139,13 @@ def test_a_missing_shard_is_merged_with_allow_incomplete_and_every_report_says_h
     hint = "or run the missing shard (2/4) and merge again"
     terminal = " ".join(proc.stdout.replace("│", " ").split())  # the table's cells wrap
     assert hint in terminal and "--resume" in terminal
-    assert f"--resume RUN_DIR</code>, {hint}" in (merged / "report.html").read_text()
-    assert f"--resume RUN_DIR`, {hint}" in (merged / "summary.md").read_text()
+    import shlex
+
+    assert f"--resume {shlex.quote(str(merged))}</code>, {hint}" in (merged / "report.html").read_text()
+    assert f"--resume {shlex.quote(str(merged))}`, {hint}" in (merged / "summary.md").read_text()
     again = run_cli("report", merged)
     warning = " ".join(again.stderr.split())
     assert again.returncode == 0 and hint in warning
-    import shlex
 
     command = shlex.split(warning[warning.index("`evalkit run") + 1:warning.index("`, or run")])
     assert command[-2:] == ["--resume", str(merged)]

@@ -164,7 +164,17 @@ def test_a_damaged_judge_file_names_its_line(tmp_path: Path):
     (copy / "judge.jsonl").write_text("".join([lines[0], '{"id": "x"}\n', *lines[1:]]))
     with pytest.raises(RunDirError, match="line 2 is not a valid record") as info:
         load_run(copy).grades
-    assert info.value.where.endswith("judge.jsonl")
+    assert info.value.where.endswith("judge.jsonl:2")
+
+
+def test_a_judge_line_cut_short_says_so(tmp_path: Path):
+    copy = tmp_path / "run"
+    shutil.copytree(JUDGED, copy)
+    lines = (copy / "judge.jsonl").read_text().splitlines(keepends=True)
+    (copy / "judge.jsonl").write_text("".join([lines[0], lines[1][:20] + "\n", *lines[2:]]))
+    with pytest.raises(RunDirError, match="line 2 ends before its JSON object does") as info:
+        load_run(copy).grades
+    assert info.value.where.endswith("judge.jsonl:2")
 
 
 def test_to_pandas_has_one_row_per_case_and_a_column_per_judged_criterion():

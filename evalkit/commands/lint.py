@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from evalkit.commands.console import err, out
+from evalkit.commands.console import out
 
 LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
@@ -58,7 +58,7 @@ def lint(
             if f.fix and f.level != "info":
                 out.print(f"  fix: {f.fix}", highlight=False, markup=False)
         tasks = ", ".join(config.task_names)
-        err.print(f"{router_json}: valid ({len(config.tasks)} tasks: {tasks}); {len(warnings)} warning(s)",
+        out.print(f"{router_json}: valid ({len(config.tasks)} tasks: {tasks}); {len(warnings)} warning(s)",
                   highlight=False, markup=False)
     if strict and warnings:
         raise typer.Exit(1)

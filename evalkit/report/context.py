@@ -10,6 +10,8 @@ from evalkit.records import FALLBACK, CaseResult, Manifest
 from evalkit.report.sections import SECTIONS
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from evalkit.comparison import Comparison
     from evalkit.summary import Confusion, Summary
 
@@ -205,10 +207,12 @@ def _headline(summary: Summary) -> list[dict[str, str]]:
     return [{"name": a, "value": b, "note": c} for a, b, c in headline]
 
 
-def _finish_parts(manifest: Manifest) -> list[tuple[str, bool, bool]]:
+def _finish_parts(manifest: Manifest, run_path: str | Path | None) -> list[tuple[str, bool, bool]]:
     """``finish_hint`` as (text, is code, a space before it) spans, for each template to mark up
-    its own way (the spans are stripped; the space flag keeps the words apart, not the comma)."""
-    raw = finish_hint(manifest, "RUN_DIR").split("`")
+    its own way (the spans are stripped; the space flag keeps the words apart, not the comma).
+    ``run_path``: the run directory as the reports are written into it (the command then works as
+    printed, as the terminal's does); the placeholder RUN_DIR only when no directory is known."""
+    raw = finish_hint(manifest, "RUN_DIR" if run_path is None else run_path).split("`")
     parts: list[tuple[str, bool, bool]] = []
     for i, part in enumerate(raw):
         if part.strip():
@@ -242,9 +246,10 @@ def _case_lists(results: Sequence[CaseResult]) -> dict[str, Any]:
 
 
 def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Manifest, *,
-                  diff: Comparison | None = None) -> dict[str, Any]:
+                  diff: Comparison | None = None, run_path: str | Path | None = None) -> dict[str, Any]:
     """A plain dict for the templates; ``diff`` is the comparison with the run's baseline, if any
-    (each also accepted as the mapping its JSON file holds)."""
+    (each also accepted as the mapping its JSON file holds); ``run_path`` the run directory the
+    reports go into, which the resume command of an incomplete run names."""
     from evalkit.comparison import Comparison
     from evalkit.metrics import route_header_notice
     from evalkit.summary import Summary
@@ -290,7 +295,7 @@ def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Man
         "n_planned": n_planned,
         "n_not_run": run_info.n_not_run,
         "stopped": run_info.stopped,
-        "finish": _finish_parts(manifest) if run_info.n_not_run else [],
+        "finish": _finish_parts(manifest, run_path) if run_info.n_not_run else [],
         "n_retried": run_info.n_retried,
         "n_classifier_errors": run_info.n_classifier_errors,
         "n_cached": run_info.n_cached,

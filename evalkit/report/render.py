@@ -104,7 +104,7 @@ def write_reports(run_dir: str | Path, summary: Summary, results: Sequence[CaseR
     run = RunDir(run_dir)
     summary = Summary.coerce(summary)
     diff = Comparison.coerce(diff) if diff is not None else None
-    context = build_context(summary, results, manifest, diff=diff)
+    context = build_context(summary, results, manifest, diff=diff, run_path=run_dir)
     paths = {"html": run.file(REPORT_HTML), "markdown": run.file(SUMMARY_MD), "junit": run.file(JUNIT)}
     if "html" in only:
         run.write_text(REPORT_HTML, render_html(context))
