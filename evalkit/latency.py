@@ -53,6 +53,24 @@ def latency_summary(results: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
+def unstreamed_note(results: Sequence[Any], *, stream: bool) -> str | None:
+    """Why a run that asked to stream (``--stream``) has no time to first token for some or all of
+    its answers: the router answered route-only (no model generated text; the local router without
+    an upstream answers with one JSON body, not a stream). None when nothing is missing."""
+    if not stream:
+        return None
+    answered = [r for r in results if r.status != "error" and r.latency_ms is not None]
+    plain = [r for r in answered if r.route_only and r.ttft_ms is None]
+    if not plain:
+        return None
+    if len(plain) == len(answered):
+        return ("--stream measured no time to first token: the router answered route-only (no upstream, no "
+                "model generated text) without streaming, so TTFT is absent; give the router an upstream "
+                "(--upstream SLUG=URL) to measure it")
+    return (f"--stream: {len(plain)} of {len(answered)} answers were route-only (no model generated text) and "
+            f"not streamed, so they have no time to first token; TTFT covers the other {len(answered) - len(plain)}")
+
+
 def router_overhead(router: Sequence[Any], direct: Sequence[Any]) -> dict[str, Any]:
     """What the router adds per request, from two runs of the same cases: one through the router,
     one sent straight to a model.

@@ -22,9 +22,13 @@ here:
 - a dead router fails fast: when the first ``UNREACHABLE_AFTER`` attempts all failed to open a
   connection and none reached the router, the run stops the same way with ``RouterUnreachable``;
 - a refused key fails fast: when the first ``REFUSED_AFTER`` answers are all HTTP 401/403, the
-  run stops with ``KeyRefused``. Until an answer gets through, the results of refused cases are
-  held back: a stop drops them (those cases have no result, so the resume that follows a fixed
-  key sends them), an answer that gets through writes them;
+  run stops with ``KeyRefused``;
+- until an answer gets through, the results of cases that failed only by not connecting or with
+  a 401/403 are held back (``_RunState.holds_back``): such a failure says nothing about the case
+  (the router is not running yet, the key is wrong). A dead-router or refused-key stop drops them
+  (those cases have no result, so the resume that follows a started router or a fixed key sends
+  them); an answer that gets through, another stop or the end of the run writes them as the
+  errors they are (after their retries);
 - a long ``Retry-After`` (``RunOptions.long_wait_s`` or more) is said on ``RunOptions.status``.
 """
 
@@ -83,7 +87,11 @@ class StoppedEarly(RunError):
     """The runner stopped the run before every case was sent; a resume finishes it.
 
     ``resume_overrides``: options the resume command must give differently (option name -> value),
-    e.g. a larger ``max_error_rate`` when the stored errors would spend the budget again."""
+    e.g. a larger ``max_error_rate`` when the stored errors would spend the budget again.
+    ``drops_held``: the stop drops the held-back results (see ``_RunState.holds_back``), so the
+    resume sends those cases again."""
+
+    drops_held = False
 
     def __init__(self, what: str, **kw: Any) -> None:
         super().__init__(what, **kw)
@@ -129,6 +137,8 @@ def suggest_rate(errors: int, n_planned: int) -> float:
 class RouterUnreachable(StoppedEarly):
     """The first attempts of a run all failed to connect and none reached the router; the run was stopped."""
 
+    drops_held = True
+
     def __init__(self, *, attempts: int, url: str | None, last_error: str) -> None:
         from evalkit.redact import safe_url
 
@@ -136,13 +146,16 @@ class RouterUnreachable(StoppedEarly):
         where = f" at {safe_url(url)}" if url else ""
         super().__init__(
             f"the router{where} could not be reached: the first {attempts} connection attempts failed and "
-            "none reached it; the run was stopped", got=last_error,
+            "none reached it; the run was stopped (the cases that could not connect have no result, so the "
+            "resume sends them)", got=last_error,
             fix="check that the router is running and the base URL (--base-url) is right, then finish the run "
                 f"with {RESUME_PLACEHOLDER}")
 
 
 class KeyRefused(StoppedEarly):
     """The first answers of a run were all HTTP 401/403: the router refused the key; the run was stopped."""
+
+    drops_held = True
 
     def __init__(self, *, answers: int, url: str | None, last_error: str, key_hint: str) -> None:
         from evalkit.redact import safe_url
@@ -258,7 +271,7 @@ class _RunState:
     unreachable: int = 0         # attempts that could not open a connection
     admitted: bool = False       # some answer was not a 401/403: the key is not refused
     refused: int = 0             # 401/403 answers while none got through
-    held: list[CaseResult] = field(default_factory=list)  # refused cases' results, until the key is known good
+    held: list[CaseResult] = field(default_factory=list)  # results held back until an answer gets through
 
     def stop(self, why: RunError) -> None:
         if self.stopped is None:
@@ -285,6 +298,23 @@ class _RunState:
                 self.stop(RouterUnreachable(attempts=self.unreachable, url=getattr(info, "base_url", None),
                                             last_error=error.message))
 
+    def holds_back(self, error: TargetCallError | None) -> bool:
+        """Whether a case's failure is held back: until an answer gets through, a 401/403 (the key may
+        be wrong) or a case none of whose attempts could open a connection (``send_case`` leaves
+        ``unreachable`` set only then: the router may not be running yet) says nothing about the case.
+        Held results are written once an answer gets through or the run ends; a stop whose
+        ``drops_held`` is set drops them."""
+        if error is None or self.admitted:
+            return False
+        return error.http_status in AUTH_REFUSED or error.unreachable
+
+    def release_held(self) -> list[CaseResult]:
+        """The held results to write now (in the order they failed): all of them once an answer got through."""
+        if not self.admitted:
+            return []
+        released, self.held = self.held, []
+        return released
+
     def allowed_errors(self) -> int | None:
         o = self.options
         if o.max_error_rate is None or not o.n_planned:
@@ -305,11 +335,8 @@ async def run_cases(cases: Iterable[Case], target: Any, options: RunOptions,
     units: Iterator[list[Case]] = iter(work_units(cases))
 
     def record(result: CaseResult) -> None:
-        if not state.admitted and result.status == "error" and result.http_status in AUTH_REFUSED:
-            state.held.append(result)  # written once an answer gets through; dropped if the key is refused
-            return
-        while state.admitted and state.held:
-            count(state.held.pop(0))
+        for held in state.release_held():
+            count(held)
         count(result)
 
     def count(result: CaseResult) -> None:
@@ -342,9 +369,10 @@ async def run_cases(cases: Iterable[Case], target: Any, options: RunOptions,
         if everyone.done() and not everyone.cancelled():
             with contextlib.suppress(BaseException):
                 everyone.exception()  # retrieved, so asyncio does not warn about it
-    if not isinstance(state.stopped, KeyRefused):
-        while state.held:  # a run of refused cases too short to stop, or stopped for another reason
-            count(state.held.pop(0))
+    if not getattr(state.stopped, "drops_held", False):
+        held, state.held = state.held, []
+        for result in held:  # a run too short to stop, or stopped for another reason: they are errors
+            count(result)
     if state.stopped is not None:
         raise state.stopped
 
@@ -360,7 +388,10 @@ async def run_unit(unit: list[Case], target: Any, options: RunOptions,
         affinity = f"{options.affinity_prefix}-{case.session}" if case.session else None
         response, error, attempts, cached = await _send_or_cached(case, messages, target, options, affinity, state)
         result = build_result(case, response, error, attempts=attempts, prices=options.prices, cached=cached)
-        on_result(result)
+        if state is not None and state.holds_back(error):
+            state.held.append(result)  # written once an answer gets through; a dead-router or refused-key stop drops it
+        else:
+            on_result(result)
         if case.session:
             history = session_history(messages, response.content if response else None)
 
@@ -412,6 +443,7 @@ async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, opt
     policy = RetryPolicy(retries=options.retries, base=options.backoff_base, cap=options.backoff_max,
                          retry_after_max=options.retry_after_max, rng=state.rng)
     attempts = 0
+    connected = False  # some attempt opened a connection (an answer, a read timeout, a dropped connection)
     while True:
         attempts += 1
         await state.limiter.acquire()
@@ -433,9 +465,11 @@ async def send_case(case: Case, messages: list[dict[str, Any]], target: Any, opt
         except TargetCallError as exc:
             error = exc
         state.attempted(error, target)
+        connected = connected or not error.unreachable
         if not error.retryable or not policy.allows(attempts):
             if attempts > 1:
                 error.what = f"{error.what} (gave up after {attempts} attempts)"
+            error.unreachable = not connected  # the case's error: unreachable when no attempt connected
             return None, error, attempts
         if error.http_status == 429 and error.retry_after is not None:
             _pause_for_retry_after(state, error.retry_after)

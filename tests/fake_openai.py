@@ -9,7 +9,9 @@ Every ``FakeOpenAI`` of the session is served by one shared server, each under i
 (``base_url`` is ``http://127.0.0.1:PORT/fake-N/v1``): a fresh handler and request log for each,
 without starting and stopping a server for each. Once one is closed, requests to its path get
 HTTP 410, so a late request of a finished test never reaches the next one. ``own_server=True``
-gives one its own server, for a test that watches the server's connections (``wait_idle``).
+gives one its own server, for a test that watches the server's connections (``wait_idle``);
+``port=N`` (implies ``own_server``) serves it on that port, for a test that starts a router where
+a run found none.
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ _SHARED = _SharedServer()
 class FakeOpenAI:
     """Scripted OpenAI-compatible server. Use as a context manager."""
 
-    def __init__(self, handler: Handler | list[Reply] | Reply | None = None, *, own_server: bool = False) -> None:
+    def __init__(self, handler: Handler | list[Reply] | Reply | None = None, *, own_server: bool = False,
+                 port: int | None = None) -> None:
         if handler is None:
             handler = Reply()
         if isinstance(handler, Reply):
@@ -120,10 +123,10 @@ class FakeOpenAI:
         self.request_queries: list[str] = []  # the query string of each chat request
         self._server: LocalRouter | None = None
         self._lease: int | None = None
-        if own_server:
+        if own_server or port is not None:
             app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"]),
                                     Route("/v1/models", self._models, methods=["GET"])])
-            self._server = LocalRouter(app)
+            self._server = LocalRouter(app, port=port)
             self._base_url = self._server.base_url
         else:
             self._lease, self._base_url = _SHARED.lease()

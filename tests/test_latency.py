@@ -210,3 +210,30 @@ def test_overhead_command_with_a_router_run_and_a_direct_run(tmp_path: Path) -> 
     assert got["cost"]["router_usd"] == pytest.approx(sum(x["cost_usd"] for x in r.values()), rel=1e-12)
     text = run_cli("cost", "--overhead", router_run, direct_run)
     assert text.returncode == 0 and "Router overhead over 15 paired cases" in text.stdout
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_stream_against_a_route_only_router_says_ttft_is_absent(tmp_path: Path, as_json: bool) -> None:
+    # `evalkit serve` without an upstream: it routes and answers with one JSON body, never a stream.
+    from evalkit.emulator import LocalRouter, create_app
+    from evalkit.emulator.classifier import TfidfClassifier
+    from evalkit.suites import load_suite
+
+    suite = small_suite(tmp_path / "lat")
+    with LocalRouter(create_app([load_suite(suite).router], classifier=TfidfClassifier())) as router:
+        proc = run_cli("run", suite, "--target", "openai", "--base-url", router.base_url, "--out", tmp_path / "out",
+                       "--stream", "-q", *(["--json"] if as_json else []))
+    assert proc.returncode in (0, 1), proc.stderr
+    (run_dir,) = (tmp_path / "out" / suite.name).iterdir()
+    results = read_results(run_dir)
+    assert results and all(r["route_only"] and r["ttft_ms"] is None for r in results if r["status"] != "error")
+    said = " ".join(proc.stderr.split())
+    assert "--stream measured no time to first token" in said and "route-only" in said, said
+    assert said.count("measured no time to first token") == 1
+    report = (run_dir / "report.html").read_text()
+    assert "--stream measured no time to first token" in report
+
+
+def test_a_streamed_run_has_no_route_only_note(plain_and_streamed: dict[str, Any]) -> None:
+    report = (plain_and_streamed["streamed"] / "report.html").read_text()
+    assert "TTFT p50 ms" in report and "no time to first token" not in report

@@ -211,3 +211,26 @@ def test_the_command_printed_by_an_error_budget_stop_finishes_the_run_against_th
     lines = result_lines(run_dir)
     assert sorted(r["id"] for r in lines) == sorted(c.id for c in cases)
     assert sorted(r["id"] for r in lines if r["status"] == "error") == sorted(failing)
+
+
+def test_a_dead_router_keeps_no_result_for_cases_that_could_not_connect_so_the_printed_resume_sends_them(tmp_path):
+    from evalkit.emulator.server import free_port
+
+    cases = make_cases(30)
+    suite = write_case_suite(tmp_path / "s", cases)
+    port = free_port()  # nothing listens here yet: the router is not started
+    proc = run_cli("run", suite, "--target", "openai", "--base-url", f"http://127.0.0.1:{port}/v1",
+                   "--out", tmp_path / "runs", "--concurrency", "4", "--retries", "1", "--backoff", "0.01", "-q")
+    assert proc.returncode == 3, proc.stderr
+    assert "could not be reached" in proc.stderr and "Traceback" not in proc.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert result_lines(run_dir) == []  # no case reached the router: none has a result, the resume sends them
+    command = printed_command(proc.stderr, "`")
+    assert command[-2:] == ["--resume", str(run_dir)]
+    with FakeOpenAI(answer, port=port) as router:  # the router, started where the run looked for it
+        finished = run_cli(*command[1:])
+    assert finished.returncode == 0, finished.stderr
+    assert len(router.requests) == len(cases)
+    lines = result_lines(run_dir)
+    assert sorted(r["id"] for r in lines) == sorted(c.id for c in cases)
+    assert all(r["status"] == "ok" for r in lines), [r for r in lines if r["status"] != "ok"][:2]

@@ -90,6 +90,16 @@ def print_summary(summary: Summary, run_dir: Path, results: Sequence[CaseResult]
     out.print(f"report: {run_dir / REPORT_HTML}")
     print_review_warning(summary)
     print_route_header_warning(summary, results)
+    print_unstreamed_note(manifest, results)
+
+
+def print_unstreamed_note(manifest: Manifest | None, results: Sequence[CaseResult]) -> None:
+    """On stderr: a run asked to stream (--stream) but route-only answers were not streamed, so TTFT is absent."""
+    from evalkit.latency import unstreamed_note
+
+    note = unstreamed_note(results, stream=bool(manifest and manifest.options.get("stream")))
+    if note:
+        err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
 
 
 def print_route_header_warning(summary: Summary, results: Sequence[CaseResult]) -> None:

@@ -17,7 +17,7 @@ from evalkit.commands.console import err, out
 from evalkit.commands.options import judge_settings_from_options, parse_upstreams, ranged
 from evalkit.commands.output import (append_step_summary, print_compare, print_interrupted, print_json, print_judge_skipped,
                                      print_review_warning, print_route_header_warning, print_run_verdict,
-                                     print_summary, progress_bar, status_printer)
+                                     print_summary, print_unstreamed_note, progress_bar, status_printer)
 from evalkit.errors import Interrupted, Terminated, UsageError
 from evalkit.finish import finish_hint
 
@@ -131,6 +131,7 @@ def run(
         print_judge_skipped(result.summary.judge)
         print_review_warning(result.summary)
         print_route_header_warning(result.summary, result.results)
+        print_unstreamed_note(result.manifest, result.results)
     else:
         print_summary(result.summary, result.path, result.results, finish=finish_hint(result.manifest, result.path),
                       manifest=result.manifest)

@@ -251,6 +251,7 @@ def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Man
     (each also accepted as the mapping its JSON file holds); ``run_path`` the run directory the
     reports go into, which the resume command of an incomplete run names."""
     from evalkit.comparison import Comparison
+    from evalkit.latency import unstreamed_note
     from evalkit.metrics import route_header_notice
     from evalkit.summary import Summary
 
@@ -311,6 +312,7 @@ def build_context(summary: Summary, results: Sequence[CaseResult], manifest: Man
         "cost_unknown": cost.n_unknown_cost,
         "latency": {"p50_ms": num(lat.p50_ms, 1), "p95_ms": num(lat.p95_ms, 1), "p99_ms": num(lat.p99_ms, 1),
                     "mean_ms": num(lat.mean_ms, 1)},
+        "unstreamed_note": unstreamed_note(results, stream=bool(manifest.options.get("stream"))),
         "gates": gate_rows(summary),
         "comparison": comparison_block(diff),
         "labels": summary.labels,
