@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -211,6 +212,32 @@ _KINDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _not_header_safe(value: str, what: str) -> tuple[str, str] | None:
+    """What is wrong with ``value`` and an ASCII form of it when it has a character outside
+    printable ASCII (else None).
+
+    The router names the matched task in a response header (``x-model-router-selected-route``) and
+    the local router the models it tried in another; HTTP header values are ASCII in practice (a
+    Latin-1 byte is decoded differently by different clients, anything beyond it cannot be sent).
+    """
+    bad = sorted({c for c in value if not " " <= c <= "~"}, key=value.index)
+    if not bad:
+        return None
+    shown = ", ".join(repr(c) if c.isprintable() else f"U+{ord(c):04X}" for c in bad[:5])
+    ascii_form = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    near = "".join(c for c in ascii_form if " " <= c <= "~").strip()
+    return (f"{what} has characters outside printable ASCII ({shown}): the router reports it in an HTTP "
+            "response header, which carries ASCII only", near if near and len(near) * 2 > len(value) else "")
+
+
+def _task_name_ascii(value: str, what: str) -> None:
+    bad = _not_header_safe(value, what)
+    if bad:
+        raise invalid(bad[0], f"rename it with ASCII letters, digits, '-', '_' and spaces "
+                              f"(e.g. \"{bad[1] or 'customer-qa'}\"), and use the new name as expected_route "
+                              "in the suite's cases and in its gates")
+
+
 def _model_list(models: list[str], *, limit: int | None) -> list[str]:
     if not models:
         raise invalid("the model list is empty", "give at least one model slug", got=models)
@@ -220,6 +247,10 @@ def _model_list(models: list[str], *, limit: int | None) -> list[str]:
     for j, m in enumerate(models):
         if not m.strip():
             raise invalid("a model slug must be a non-empty string", "e.g. \"openai-gpt-oss-20b\"", got=m, path=f"[{j}]")
+        bad = _not_header_safe(m, "model slug")
+        if bad:
+            raise invalid(bad[0], "give the model's slug as the provider lists it (ASCII, e.g. \"openai-gpt-oss-20b\")",
+                          got=m, path=f"[{j}]")
     return models
 
 
@@ -236,6 +267,7 @@ class _CustomTaskIn(_Input):
     def _name(cls, value: str) -> str:
         if not value.strip():
             raise invalid("task name is missing or empty", "give the task a name, e.g. \"classify\"")
+        _task_name_ascii(value, "task name")
         return value
 
     @field_validator("description")
@@ -267,6 +299,8 @@ class _PolicyIn(_Input):
     def _slug(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise invalid("task_slug must be a non-empty string", "give a preset task slug")
+        if value is not None:
+            _task_name_ascii(value, "task_slug")
         return value
 
     @model_validator(mode="after")

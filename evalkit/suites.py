@@ -131,8 +131,6 @@ def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Su
     yaml_path = suite_file(path)
     spec, rpath, router = _spec_and_router(yaml_path, router_path)
     folder = yaml_path.parent
-    if not spec.cases.startswith("hf://"):
-        _inside(folder, spec.cases, "cases", yaml_path)
     cases_ref = spec.cases
     mismatch = _RouterNote(path=str(rpath), own=str(folder / spec.router) if router_path else None)
     cases = list(iter_cases(folder, cases_ref, router, columns=spec.columns, router_note=mismatch))
@@ -152,32 +150,65 @@ def load_suite(path: str | Path, *, router_path: str | Path | None = None) -> Su
 
 
 def _spec_and_router(yaml_path: Path, router_path: str | Path | None) -> tuple[SuiteSpec, Path, RouterConfig]:
-    """suite.yaml and its router config, with every problem of suite.yaml at once: its keys, its
-    gate expressions and the tasks its gates name (checked against the router config used)."""
+    """suite.yaml and its router config, with every problem of suite.yaml at once: its keys, the
+    router and cases files it names (missing, outside the folder), its gate expressions and the
+    tasks its gates name (checked against the router config used, once that loads)."""
     spec, data, problems, place = _read_spec(yaml_path)
     folder = yaml_path.parent
     ref = spec.router if spec is not None else data.get("router", "router.json")
+    cases_ref = data.get("cases")
+    if isinstance(cases_ref, str) and cases_ref.strip() and not cases_ref.startswith("hf://"):
+        problems.extend(_file_problems(folder, cases_ref, "cases", yaml_path, place))
     router: RouterConfig | None = None
     rpath: Path | None = None
+    if router_path is None and isinstance(ref, str):
+        missing = _file_problems(folder, ref, "router", yaml_path, place)
+        problems.extend(missing)
+        rpath = None if missing else folder / ref
+    elif router_path:
+        rpath = Path(router_path)
     try:
-        if router_path or isinstance(ref, str):
-            rpath = Path(router_path) if router_path else _inside(folder, ref, "router", yaml_path)
-            router = load_router_config(rpath)
-    except InputError:
+        router = load_router_config(rpath) if rpath is not None else None
+    except InputError as exc:
         if not problems:
             raise  # the router config's own problems come once suite.yaml has none
-    if router is not None:
-        problems.extend(_gate_problems(data.get("gates"), router.labels, place, router_path))
+        if rpath is not None and not rpath.is_file():  # --router names no file: one more problem
+            problems.append(Problem(exc.where or str(rpath), f"{exc.what} (--router)", exc.got, exc.fix))
+    problems.extend(_gate_problems(data.get("gates"), router.labels if router else None, place, router_path))
     if problems or spec is None or router is None or rpath is None:
         problems.sort(key=lambda p: int(p.where.rpartition(":")[2]) if p.where.rpartition(":")[2].isdigit() else 0)
         raise_problems(problems, SuiteError, source=str(yaml_path))
     return spec, rpath, router
 
 
-def _gate_problems(gates: Any, labels: list[str], place: Callable[[tuple[Any, ...]], str],
+def _file_problems(folder: Path, ref: str, key: str, yaml_path: Path,
+                   place: Callable[[tuple[Any, ...]], str]) -> list[Problem]:
+    """The problem of a file suite.yaml names under ``key`` (outside the suite folder, missing, a
+    folder, or a case file of an unknown type), at the key's line; empty when it is fine."""
+    try:
+        path = _inside(folder, ref, key, yaml_path)
+    except SuiteError as exc:
+        return [Problem(place((key,)), exc.what, exc.got, exc.fix)]
+    noun = "router config" if key == "router" else "case file"
+    if not path.exists():
+        fix = ("check the 'router' entry of suite.yaml: the DigitalOcean router create body (router.json) "
+               "beside it" if key == "router" else
+               "check the 'cases' entry of suite.yaml (a .jsonl, .csv or .parquet file beside it)")
+        return [Problem(place((key,)), f"{noun} not found: {path}", f"{key}: {ref}", fix)]
+    if path.is_dir():
+        return [Problem(place((key,)), f"expected a {noun} file, got a folder: {path}", f"{key}: {ref}",
+                        f"name the file inside the folder, e.g. {key}: {ref.rstrip('/')}/"
+                        f"{'router.json' if key == 'router' else 'cases.jsonl'}")]
+    if key == "cases" and path.suffix.lower() not in TABLE_SUFFIXES:
+        return [Problem(place((key,)), f"unsupported case file type '{path.suffix.lower()}'", f"{key}: {ref}",
+                        "use .jsonl, .csv, .parquet or hf://<dataset>[:split]")]
+    return []
+
+
+def _gate_problems(gates: Any, labels: list[str] | None, place: Callable[[tuple[Any, ...]], str],
                    router_path: str | Path | None) -> list[Problem]:
     """The problems of suite.yaml's gate expressions (each at its line): malformed, an unknown
-    metric or a task the router config does not have, with the near name."""
+    metric or (with the router config's ``labels``) a task it does not have, with the near name."""
     problems: list[Problem] = []
     for i, expr in enumerate(gates if isinstance(gates, list) else ()):
         if not isinstance(expr, str):
@@ -187,7 +218,7 @@ def _gate_problems(gates: Any, labels: list[str], place: Callable[[tuple[Any, ..
         except UsageError as exc:
             problems.append(Problem(place(("gates", i)), exc.what, exc.got, exc.fix))
             continue
-        if gate.task is not None and gate.task not in labels:
+        if labels is not None and gate.task is not None and gate.task not in labels:
             given = f" (the router config {router_path}, given instead of the suite's own)" if router_path else ""
             problems.append(Problem(place(("gates", i)),
                                     f"gate names unknown task '{gate.task}'{did_you_mean(gate.task, labels)}",

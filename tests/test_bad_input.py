@@ -109,6 +109,9 @@ CATALOGUE: dict[str, Bad] = {
                              ["policies[0].selection_policy.prefer", "cheapest", "fix:"]),
     "router-name-uppercase": Bad(lambda t: router_edit(t, lambda b: b.update(name="My Router")),
                                  ["router.json at name", "lowercase", "fix:"]),
+    "router-task-name-not-ascii": Bad(lambda t: router_edit(t, lambda b: b["policies"][1]["custom_task"].update(name="客户问答")),
+                                      ["router.json at policies[1].custom_task.name", "客户问答",
+                                       "outside printable ASCII", "HTTP response header", "rename it with ASCII", "fix:"]),
     "router-deeply-nested": Bad(lambda t: router_text(t, "[" * 200_000), ["router.json", "nested too deeply", "fix:"]),
     "router-name-over-255": Bad(lambda t: router_edit(t, lambda b: b.update(name="r" * 300)),
                                 ["router.json at name", "300 characters", "at most 255", "fix:"]),
@@ -161,6 +164,10 @@ CATALOGUE: dict[str, Bad] = {
         ["cases.jsonl:1", "broken turn order", "fix:"]),
     "cases-file-missing": Bad(lambda t: run_args(t, suite_yaml="name: s\ncases: gone.jsonl\n"),
                               ["gone.jsonl", "case file not found", "fix:"]),
+    "suite-yaml-every-problem-at-once": Bad(lambda t: run_args(t, suite_yaml=(
+        "name: s\nrouter: nope.json\ncases: nope.jsonl\ngates: [\"acuracy >= 0.5\"]\nfoo: 1\n")),
+        ["4 problems", "suite.yaml:2: router config not found", "nope.json", "suite.yaml:3: case file not found",
+         "nope.jsonl", "suite.yaml:4: unknown metric 'acuracy'", "suite.yaml:5: unknown key 'foo'", "fix:"]),
     "cases-unsupported-type": Bad(lambda t: cases_text(t, "hello", name="cases.txt"),
                                   ["cases.txt", "unsupported case file type", "fix:"]),
     "cases-outside-the-suite": Bad(lambda t: (t / "elsewhere.jsonl").write_text(json.dumps(GOOD_CASES[0]) + "\n")

@@ -74,6 +74,8 @@ def test_get_unknown_uuid_is_404(http: httpx.Client) -> None:
     (lambda b: b["policies"][1]["custom_task"].__setitem__("description", ""), "policies[1].custom_task.description"),
     (lambda b: b["policies"][2].__setitem__("selection_policy", {"prefer": "smartest"}), "policies[2].selection_policy.prefer"),
     (lambda b: b.__setitem__("colour", "blue"), "colour"),
+    (lambda b: b["policies"][1]["custom_task"].__setitem__("name", "客户问答"), "policies[1].custom_task.name"),
+    (lambda b: b["policies"][2].__setitem__("models", ["modèle"]), "policies[2].models[0]"),
 ])
 def test_invalid_body_is_400_naming_the_field(http: httpx.Client, mutate: Any, field: str) -> None:
     data = body()
@@ -83,6 +85,24 @@ def test_invalid_body_is_400_naming_the_field(http: httpx.Client, mutate: Any, f
     err = resp.json()
     assert err["id"] == "invalid_argument"
     assert f"at {field}:" in err["message"]
+
+
+def test_task_names_a_header_cannot_carry_are_400_on_create_and_update(http: httpx.Client) -> None:
+    data = body()
+    data["policies"][0]["custom_task"]["name"] = "客户问答"
+    resp = http.post(ROUTERS, json=data)
+    assert resp.status_code == 400
+    err = resp.json()
+    assert set(err) == {"id", "message"} and err["id"] == "invalid_argument"
+    assert "policies[0].custom_task.name: task name has characters outside printable ASCII" in err["message"]
+    assert "客户问答" in err["message"] and "rename it with ASCII letters" in err["message"]
+    assert http.get(ROUTERS).json()["model_routers"] == []
+    made = http.post(ROUTERS, json=body()).json()["model_router"]
+    policies = json.loads(json.dumps(made["config"]["policies"]))
+    policies[1]["custom_task"]["name"] = "pregunta-del-niño"
+    resp = http.put(f"{ROUTERS}/{made['uuid']}", json={"policies": policies})
+    assert resp.status_code == 400 and "policies[1].custom_task.name" in resp.json()["message"]
+    assert http.get(f"{ROUTERS}/{made['uuid']}").json()["model_router"]["config"] == made["config"]
 
 
 def test_body_that_is_not_an_object_is_400(http: httpx.Client) -> None:

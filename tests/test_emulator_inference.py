@@ -183,3 +183,19 @@ def test_a_client_that_hangs_up_mid_body_leaves_no_traceback(router: LocalRouter
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
     with httpx.Client(base_url=router.base_url, headers={"Authorization": "Bearer sk-do-local-test"}) as http:
         assert http.get("/models").status_code == 200  # and it keeps serving
+
+
+def test_a_header_value_http_cannot_carry_is_a_json_error_not_a_crash(router: LocalRouter) -> None:
+    # Router configs refuse such task names and model slugs; a model named in the request still
+    # reaches the attempts header, where Starlette cannot encode it: a clear OpenAI-format 500
+    # (Starlette's own answer to the exception would be a plain-text 500 and a traceback).
+    with httpx.Client(base_url=router.base_url, timeout=30,
+                      headers={"authorization": "Bearer sk-do-local-test"}) as http:
+        resp = http.post("/chat/completions", json={"model": "模型-一", "messages": [{"role": "user", "content": "hi"}]})
+        assert resp.status_code == 500
+        err = resp.json()["error"]
+        assert err["type"] == "server_error" and err["code"] == "header_not_encodable"
+        assert "模型-一" in err["message"] and "HTTP header values are ASCII" in err["message"]
+        ok = http.post("/chat/completions", json={"model": "router:cost-governance-demo",
+                                                  "messages": [{"role": "user", "content": CLASSIFY_PROMPT}]})
+        assert ok.status_code == 200 and ok.headers[ROUTE] == "classify"

@@ -108,6 +108,23 @@ def test_lint_exit_codes(tmp_path: Path) -> None:
     assert "policies[0].models" in proc.stderr and "at most 3" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_lint_refuses_task_names_a_header_cannot_carry(tmp_path: Path) -> None:
+    # The route header carries the task name: beyond Latin-1 the local router could not send it,
+    # and Latin-1 letters are read differently by different HTTP clients; all problems at once.
+    bad = json.loads(json.dumps(TUTORIAL_ROUTER))
+    bad["policies"][0]["custom_task"]["name"] = "客户问答"
+    bad["policies"][2]["custom_task"]["name"] = "razonamiento-lógico"
+    proc = run_cli("lint", write(tmp_path, bad))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "2 problems" in proc.stderr and "Traceback" not in proc.stderr
+    for where, found in (("policies[0].custom_task.name", "客户问答"), ("policies[2].custom_task.name", "ó")):
+        assert f"at {where}: task name has characters outside printable ASCII" in proc.stderr
+        assert found in proc.stderr
+    assert "rename it with ASCII letters, digits" in proc.stderr
+    assert 'e.g. "razonamiento-logico"' in proc.stderr
+    assert "valid" not in proc.stdout
+
+
 def test_lint_json(tmp_path: Path) -> None:
     warned = json.loads(json.dumps(TUTORIAL_ROUTER))
     warned["policies"][1]["custom_task"]["name"] = "Customer QA"

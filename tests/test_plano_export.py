@@ -58,7 +58,7 @@ def test_the_bundled_routers_export_with_every_task(router_file: str) -> None:
 
 def test_awkward_names_and_descriptions_survive_and_cannot_break_the_document(tmp_path: Path) -> None:
     body = json.loads(json.dumps(TUTORIAL_ROUTER))
-    body["policies"][0]["custom_task"] = {"name": "a\nversion: evil # x", "description": "- starts like a list: 'q' \"dq\" # not a comment\nline two ünïcode"}
+    body["policies"][0]["custom_task"] = {"name": "a: version: evil # x", "description": "- starts like a list: 'q' \"dq\" # not a comment\nline two ünïcode"}
     body["policies"][1]["custom_task"]["description"] = "yes"
     body["policies"][0]["selection_policy"] = {"prefer": "fastest"}  # its name goes into a header comment
     body["policies"][2]["selection_policy"] = {"prefer": "fastest"}
@@ -73,7 +73,7 @@ def test_awkward_names_and_descriptions_survive_and_cannot_break_the_document(tm
     assert "openai-gpt-oss-20b" in stderr and "not tried in order" in stderr
     comments = [line for line in text.splitlines() if line.startswith("#")]
     assert text.splitlines()[: len(comments)] == comments  # one block of comments, then the document
-    assert any("task 'a version: evil # x' prefers fastest" in c for c in comments)
+    assert any("task 'a: version: evil # x' prefers fastest" in c for c in comments)
 
 
 def test_a_preset_task_is_exported_with_a_note(tmp_path: Path) -> None:

@@ -253,3 +253,46 @@ def test_a_typo_repeated_in_most_cases_is_not_taken_for_another_router(tmp_path:
     with pytest.raises(SuiteError, match=r"5 problems") as info:
         load_suite(write_suite(tmp_path / "s", [GOOD[0], *rows]))
     assert "did you mean 'classify'?" in str(info.value) and "do not match" not in str(info.value)
+
+
+def test_missing_router_and_cases_files_come_with_the_other_problems_of_suite_yaml(tmp_path: Path):
+    """A router config or case file that does not exist is a problem of suite.yaml at its line,
+    reported with its unknown keys and gate problems, not one attempt after another."""
+    yaml_text = ("name: x\n"
+                 "router: nope.json\n"                  # line 2
+                 "cases: nope.jsonl\n"                  # line 3
+                 "gates:\n"
+                 "  - acuracy >= 0.5\n"                 # line 5
+                 "  - recall(foo) >= 1\n"               # line 6
+                 "foo: 1\n")                            # line 7
+    folder = write_suite(tmp_path / "bad", GOOD, suite_yaml=yaml_text)
+    with pytest.raises(SuiteError) as info:
+        load_suite(folder)
+    text = str(info.value)
+    assert "5 problems" in text
+    assert f"suite.yaml:2: router config not found: {folder / 'nope.json'}" in text
+    assert f"suite.yaml:3: case file not found: {folder / 'nope.jsonl'}" in text
+    assert "suite.yaml:5: unknown metric 'acuracy' (did you mean 'accuracy'?)" in text
+    assert "suite.yaml:6: malformed gate expression" in text
+    assert "suite.yaml:7: unknown key 'foo'" in text
+    assert text.index("suite.yaml:2:") < text.index("suite.yaml:3:") < text.index("suite.yaml:7:")
+
+
+def test_a_missing_router_given_instead_is_reported_with_the_problems_of_suite_yaml(tmp_path: Path):
+    folder = write_suite(tmp_path / "s", GOOD, suite_yaml=(
+        "name: x\nrouter: router.json\ncases: gone.csv\ngates:\n  - acuracy >= 0.9\n"))
+    with pytest.raises(SuiteError) as info:
+        load_suite(folder, router_path=tmp_path / "other.json")
+    text = str(info.value)
+    assert "3 problems" in text
+    assert f"{tmp_path / 'other.json'}: router config not found (--router)" in text
+    assert "suite.yaml:3: case file not found" in text and "suite.yaml:5: unknown metric 'acuracy'" in text
+
+
+def test_a_case_file_of_an_unknown_type_is_a_problem_of_suite_yaml(tmp_path: Path):
+    folder = write_suite(tmp_path / "s", GOOD, suite_yaml="name: x\nrouter: router.json\ncases: cases.txt\nbogus: 1\n")
+    (folder / "cases.txt").write_text("hello\n")
+    with pytest.raises(SuiteError) as info:
+        load_suite(folder)
+    text = str(info.value)
+    assert "suite.yaml:3: unsupported case file type '.txt'" in text and "suite.yaml:4: unknown key 'bogus'" in text

@@ -54,7 +54,7 @@ from evalkit.emulator.classifier import DEFAULT_THRESHOLD, EmbeddingClassifier, 
 from evalkit.emulator.faults import DEFAULT_FAULT_TIMEOUT_S, RETRY_AFTER_S, FaultConfig, FaultInjector, parse_fault_kinds
 from evalkit.emulator.policies import LatencyStats, order_pool
 from evalkit.emulator.state import RouterStore
-from evalkit.errors import RunError
+from evalkit.errors import RunError, short
 from evalkit.emulator.upstream import (DEFAULT_UPSTREAM_TIMEOUT_S, WILDCARD, Upstream, UpstreamClient, UpstreamFailure,
                                        UpstreamReply, parse_upstreams)
 from evalkit.records import FALLBACK, message_text
@@ -263,11 +263,26 @@ def create_app(routers: list[RouterConfig] | None = None, *, classifier: Any = N
             *control_plane_routes(state),
         ],
         middleware=[Middleware(BearerAuth, key=api_key)],
-        exception_handlers={ClientDisconnect: client_gone},
+        exception_handlers={ClientDisconnect: client_gone, UnicodeEncodeError: header_unsendable},
         lifespan=lifespan,
     )
     app.state.router_state = state
     return app
+
+
+async def header_unsendable(request: Request, exc: Exception) -> Response:
+    """A response header value HTTP cannot carry (a name outside Latin-1, e.g. a model named in the
+    request): a 500 saying so in the plane's error format, not a traceback. Router configs refuse
+    task names and model slugs outside printable ASCII, so this is a last line of defence."""
+    if not (isinstance(exc, UnicodeEncodeError) and exc.encoding == "latin-1"):
+        raise exc
+    value = exc.object if isinstance(exc.object, str) else ""
+    message = (f"the router cannot send a response header holding {short(value)}: HTTP header values "
+               "are ASCII; use ASCII names for models, routers and tasks")
+    log.warning("%s %s: %s", request.method, request.url.path, message)
+    if request.url.path.startswith("/v2/"):
+        return JSONResponse({"id": "server_error", "message": message}, status_code=500)
+    return openai_error(500, message, type_="server_error", code="header_not_encodable")
 
 
 async def client_gone(request: Request, exc: Exception) -> Response:
