@@ -386,3 +386,22 @@ def test_runs_of_the_same_suite_missing_each_others_cases_are_not_other_suites()
     assert any(w.startswith("run B has no result for 1 cases") for w in diff["warnings"])
     other = compare_runs(side(a, suite_hash="h1"), side(b, "b", suite_hash="h2"))
     assert any("the suites differ: 1 cases only in A and 1 only in B" in w for w in other["warnings"])
+
+
+@pytest.mark.parametrize("where", ["file", "unmakeable"])
+def test_compare_out_that_cannot_be_a_folder_is_a_usage_error(tmp_path: Path, where: str):
+    """--out naming a file, or a folder that cannot be made, exits 2 with what and how to fix (as
+    `evalkit run` and `merge` do), not a traceback and not exit 1 (a regression, to CI)."""
+    ra = [result(f"c{i}", "classify", "classify") for i in range(5)]
+    a, b = make_run(tmp_path / "ra", ra), make_run(tmp_path / "rb", ra)
+    if where == "file":
+        out = tmp_path / "taken.txt"
+        out.write_text("not a folder")
+    else:
+        blocker = tmp_path / "blocker"
+        blocker.write_text("a file where a folder would go")
+        out = blocker / "sub" / "cmp"
+    proc = run_cli("compare", a, b, "--out", out)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"--out {out}" in proc.stderr and "fix: give --out a folder you can write to" in proc.stderr

@@ -47,6 +47,7 @@ def compare(
     diff = compare_runs(a, b, seed=seed, n_boot=n_boot, alpha=alpha, max_drop=drops,
                         fail_on_significant_regression=fail_on_significant_regression)
     folder = out_dir or Path("reports") / "compare" / f"{diff.a.run_id}-vs-{diff.b.run_id}"
+    _make_out_dir(folder)
     paths = write_compare(diff, folder, junit_results=b.results, junit_cases=junit_cases)
     if as_json:
         print_json(diff)
@@ -54,6 +55,21 @@ def compare(
         print_compare(diff, paths)
     append_step_summary(paths["markdown"])
     raise typer.Exit(1 if diff.failed else 0)
+
+
+def _make_out_dir(folder: Path) -> None:
+    """The report folder, made now: a file in its place, or a folder that cannot be made, is a
+    usage error (exit 2) naming --out, as for `evalkit run` and `merge`, not a traceback."""
+    from evalkit.errors import UsageError
+    from evalkit.store import check_out_dir
+
+    check_out_dir(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"the report folder cannot be created: {exc.strerror or exc}", where=f"--out {folder}",
+                         fix="give --out a folder you can write to (it is created when missing), "
+                             "e.g. --out reports/compare") from None
 
 
 def register(app: typer.Typer) -> None:
