@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -36,6 +36,7 @@ DEFAULT_SEED = 0
 DEFAULT_N_BOOT = 2000
 DEFAULT_ALPHA = 0.05
 MAX_DROP_FORM = "METRIC=DROP, e.g. --max-drop accuracy=0.02 or --max-drop recall[reasoning]=5%"
+MAX_DROP_API_FORM = 'a mapping METRIC: DROP, e.g. max_drop={"accuracy": 0.02, "recall[reasoning]": "5%"}'
 
 # +1: higher is better; -1: lower is better; 0: neither (reported, not gateable).
 DIRECTIONS = {"accuracy": 1, "macro_f1": 1, "match_rate": 0, "fallback_rate": 0,
@@ -60,31 +61,107 @@ class RunSide:
     judge: list[dict[str, Any]] | None = None
 
 
+# How the checks name each setting: the command line's options, or the Python API's arguments.
+CLI_NAMES = {"alpha": "--alpha", "seed": "--seed", "n_boot": "--bootstrap", "max_drop": "--max-drop",
+             "allow_incomplete": "--allow-incomplete"}
+API_NAMES = {"alpha": "evalkit.compare(alpha=...)", "seed": "evalkit.compare(seed=...)",
+             "n_boot": "evalkit.compare(n_boot=...)", "max_drop": "evalkit.compare(max_drop=...)",
+             "allow_incomplete": "allow_incomplete=True"}
+_EXAMPLES = {"alpha": "0.05", "seed": "0", "n_boot": "2000"}
+
+
+def _shown(value: Any) -> str:
+    """A value as the user would have typed it: ``2`` rather than ``2.0``."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def check_settings(*, alpha: Any, seed: Any, n_boot: Any, names: dict[str, str] = CLI_NAMES) -> None:
+    """Refuse settings of a comparison outside their range (``UsageError``, exit 2), naming the
+    option (``names``: the command line's, or the Python API's arguments) and the fix. The one
+    check of ``evalkit compare`` and ``evalkit.compare()``."""
+    def fail(key: str, noun: str, allowed: str, value: Any) -> None:
+        where = names[key]
+        fix = f"e.g. {where} {_EXAMPLES[key]}" if where.startswith("--") else \
+            f"e.g. evalkit.compare(A, B, {key}={_EXAMPLES[key]})"
+        raise UsageError(f"{noun} must be {allowed}", where=where, got=_shown(value), fix=fix)
+
+    if not _is_number(alpha) or not 0 < alpha < 1:
+        fail("alpha", "the significance level", "between 0 and 1 (> 0, < 1)", alpha)
+    if not _is_int(seed) or seed < 0:
+        fail("seed", "the seed", "zero or more (a whole number)", seed)
+    if not _is_int(n_boot) or n_boot < 1:
+        fail("n_boot", "the number of bootstrap resamples", "at least 1 (a whole number)", n_boot)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(float(value))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def parse_max_drop(values: Sequence[str] | None, *, labels: Sequence[str] | None = None) -> dict[str, float]:
-    """``accuracy=0.02`` pairs; the metric must have a direction (higher or lower is better)."""
-    out: dict[str, float] = {}
+    """``accuracy=0.02`` pairs (``--max-drop``), checked by ``check_max_drop``."""
+    pairs: dict[str, str] = {}
     for value in values or []:
         metric, sep, amount = value.partition("=")
         metric = metric.strip()
         if not sep or not metric or not amount.strip():
-            raise UsageError("malformed --max-drop", where="--max-drop", got=repr(value), fix=f"write {MAX_DROP_FORM}")
+            raise UsageError("malformed value", where="--max-drop", got=repr(value), fix=f"write {MAX_DROP_FORM}")
+        pairs[metric] = amount.strip()
+    return check_max_drop(pairs, labels=labels)
+
+
+def _drop_amount(amount: Any) -> float | None:
+    """A drop as a number: ``0.02``, or a percentage ``"2%"``; None when it is not a number."""
+    if _is_number(amount):
+        return float(amount)
+    if isinstance(amount, str):
+        text = amount.strip()
         try:
-            text = amount.strip()
-            drop = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+            value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
         except ValueError:
-            raise UsageError("--max-drop needs a number after '='", where="--max-drop", got=repr(value),
-                             fix=f"write {MAX_DROP_FORM}") from None
-        if drop < 0 or math.isnan(drop):
-            raise UsageError("--max-drop must be zero or positive (the largest worsening allowed)",
-                             where="--max-drop", got=repr(value), fix=f"write {MAX_DROP_FORM}")
+            return None
+        return value if math.isfinite(value) else None
+    return None
+
+
+def check_max_drop(drops: Mapping[str, Any] | None, *, labels: Sequence[str] | None = None,
+                   names: dict[str, str] = CLI_NAMES) -> dict[str, float]:
+    """Each metric's largest worsening allowed (a fraction, or a percentage string ``"5%"``),
+    checked: a number from 0 to 1 (every gateable metric is a rate or a score from 0 to 1, so a
+    larger drop could never fail), of a metric with a better direction, of a task of the runs
+    (``labels``). ``UsageError`` (exit 2) naming the option and the fix otherwise."""
+    where = names["max_drop"]
+    form = MAX_DROP_FORM if where.startswith("--") else MAX_DROP_API_FORM
+    out: dict[str, float] = {}
+    for metric, amount in (drops or {}).items():
+        got = f"{metric}={amount}" if where.startswith("--") else f"{{{metric!r}: {amount!r}}}"
+        drop = _drop_amount(amount)
+        if not isinstance(metric, str) or not metric.strip():
+            raise UsageError("a metric name is missing", where=where, got=got, fix=f"write {form}")
+        if drop is None:
+            raise UsageError(f"the largest drop of {metric} is not a number", where=where, got=got,
+                             fix=f"write {form}")
+        if drop < 0:
+            raise UsageError(f"the largest drop of {metric} must be zero or positive (the largest worsening allowed)",
+                             where=where, got=got, fix=f"write {form}")
         if metric_direction(metric) == 0:
             gateable = [m for m, d in DIRECTIONS.items() if d] + ["recall[TASK]", "precision[TASK]"]
-            raise UsageError(f"'{metric}' has no better direction to drop from", where="--max-drop", got=repr(value),
+            raise UsageError(f"'{metric}' has no better direction to drop from", where=where, got=got,
                              fix=f"use one of: {', '.join(gateable)}")
         task = _task_of(metric)
         if task is not None and labels is not None and task not in labels:
-            raise UsageError(f"--max-drop names unknown task '{task}'", where="--max-drop", got=repr(value),
+            raise UsageError(f"unknown task '{task}' in {metric}", where=where, got=got,
                              fix=f"the runs' tasks are: {', '.join(labels)}")
+        if drop > 1:
+            raise UsageError(f"a drop of {drop:g} is more than {metric} can drop: it runs from 0 to 1 (0% to 100%), "
+                             "so the check could never fail", where=where, got=got,
+                             fix=f"write the drop as a fraction up to 1 or a percentage up to 100%: {form}")
         out[metric] = drop
     return out
 
@@ -550,4 +627,4 @@ class Comparison(Document):
 
 
 __all__ = ["Comparison", "MetricDelta", "RunSide", "compare_runs", "metric_deltas", "mcnemar_exact", "parse_max_drop",
-           "judge_deltas", "cost_deltas", "metric_direction"]
+           "check_max_drop", "check_settings", "judge_deltas", "cost_deltas", "metric_direction"]

@@ -405,3 +405,62 @@ def test_compare_out_that_cannot_be_a_folder_is_a_usage_error(tmp_path: Path, wh
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"--out {out}" in proc.stderr and "fix: give --out a folder you can write to" in proc.stderr
+
+
+def _two_runs(tmp_path: Path) -> tuple[Path, Path]:
+    ra = [result(f"c{i}", "classify", "classify") for i in range(6)]
+    return make_run(tmp_path / "ra", ra), make_run(tmp_path / "rb", ra)
+
+
+@pytest.mark.parametrize("kwargs,where,needle", [
+    ({"max_drop": {"accuracy": "abc"}}, "max_drop", "the largest drop of accuracy is not a number"),
+    ({"max_drop": {"accuracy": None}}, "max_drop", "not a number"),
+    ({"max_drop": {"bogus": 0.1}}, "max_drop", "'bogus' has no better direction"),
+    ({"max_drop": {"recall[nope]": 0.1}}, "max_drop", "unknown task 'nope' in recall[nope]"),
+    ({"max_drop": {"accuracy": -1}}, "max_drop", "must be zero or positive"),
+    ({"max_drop": {"accuracy": 1.5}}, "max_drop", "it runs from 0 to 1"),
+    ({"max_drop": {"accuracy": "150%"}}, "max_drop", "it runs from 0 to 1"),
+    ({"max_drop": ["accuracy"]}, "max_drop", "must map a metric"),
+    ({"alpha": 5}, "alpha", "must be between 0 and 1"),
+    ({"alpha": float("nan")}, "alpha", "must be between 0 and 1"),
+    ({"seed": -1}, "seed", "must be zero or more"),
+    ({"seed": 1.5}, "seed", "must be zero or more"),
+    ({"n_boot": 0}, "n_boot", "must be at least 1"),
+])
+def test_the_python_api_checks_what_the_command_line_checks(tmp_path: Path, kwargs, where, needle):
+    """evalkit.compare() refuses the settings `evalkit compare` refuses, with an InputError naming
+    the argument, what was found and the fix (docs/python-api.md), not a raw TypeError/ValueError
+    nor a silent acceptance."""
+    import evalkit
+    from evalkit.errors import InputError
+
+    a, b = _two_runs(tmp_path)
+    with pytest.raises(InputError) as info:
+        evalkit.compare(a, b, **kwargs)
+    message = info.value.message
+    assert message.startswith(f"evalkit.compare({where}=...): ") and needle in message, message
+    assert "fix: " in message
+
+
+def test_the_python_api_takes_drops_as_the_command_line_writes_them(tmp_path: Path):
+    import evalkit
+
+    a, b = _two_runs(tmp_path)
+    diff = evalkit.compare(a, b, max_drop={"accuracy": "2%", "recall[classify]": 0.05, "error_rate": 1})
+    assert {c.metric: c.max_drop for c in diff.checks if c.metric != "mcnemar"} == \
+        {"accuracy": pytest.approx(0.02), "recall[classify]": 0.05, "error_rate": 1.0}
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("accuracy=150%", "a drop of 1.5 is more than accuracy can drop: it runs from 0 to 1"),
+    ("recall[classify]=2", "a drop of 2 is more than recall[classify] can drop"),
+    ("recall[nope]=0.1", "unknown task 'nope' in recall[nope]"),
+    ("accuracy=lots", "the largest drop of accuracy is not a number"),
+])
+def test_max_drop_refuses_drops_past_the_metrics_range_and_names_the_option_once(tmp_path: Path, value, needle):
+    a, b = _two_runs(tmp_path)
+    proc = run_cli("compare", a, b, "--max-drop", value, "--out", tmp_path / "cmp")
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: --max-drop: {needle}" in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[0].count("--max-drop") == 1  # the option is named once, up front
+    assert f"found: {value}" in proc.stderr and not (tmp_path / "cmp").exists()
