@@ -28,12 +28,13 @@ def _as_run(run: Run | str | Path) -> Run:
 
 def compare(run_a: Run | str | Path, run_b: Run | str | Path, *, seed: int = 0, n_boot: int = 2000,
             alpha: float = 0.05, max_drop: Mapping[str, float | str] | None = None,
-            fail_on_significant_regression: bool = True) -> Comparison:
+            fail_on_significant_regression: bool = True, allow_incomplete: bool = False) -> Comparison:
     """The paired comparison of run A (before) and run B (after), case by case: what ``evalkit
     compare`` writes as diff.json. ``max_drop`` maps a metric to the largest worsening allowed
     (``{"accuracy": 0.02}``, or a percentage ``{"recall[reasoning]": "5%"}``); the comparison's
     ``failed`` says whether a check failed. Settings are checked as ``evalkit compare`` checks its
-    options: ``UsageError`` (an ``InputError``) naming the argument and the fix."""
+    options: ``UsageError`` (an ``InputError``) naming the argument and the fix. When a run is
+    incomplete (cases planned without a result) a check fails, unless ``allow_incomplete``."""
     from evalkit.comparison import API_NAMES, Comparison, check_max_drop, check_settings, compare_runs
     from evalkit.errors import UsageError
 
@@ -46,7 +47,8 @@ def compare(run_a: Run | str | Path, run_b: Run | str | Path, *, seed: int = 0, 
     drops = check_max_drop(max_drop, labels=labels, names=API_NAMES)
     return Comparison.model_validate(compare_runs(a.side(), b.side(), seed=seed, n_boot=n_boot, alpha=alpha,
                                                   max_drop=drops,
-                                                  fail_on_significant_regression=fail_on_significant_regression))
+                                                  fail_on_significant_regression=fail_on_significant_regression,
+                                                  allow_incomplete=allow_incomplete))
 
 
 def gate(run: Run | str | Path, expressions: Sequence[str] | str, *,

@@ -338,22 +338,24 @@ def _flip(ra: CaseResult, rb: CaseResult) -> dict[str, Any]:
 
 def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: int = DEFAULT_N_BOOT,
                  alpha: float = DEFAULT_ALPHA, max_drop: dict[str, float] | None = None,
-                 fail_on_significant_regression: bool = True) -> dict[str, Any]:
-    """The paired comparison of run A (before) and run B (after), as diff.json holds it."""
+                 fail_on_significant_regression: bool = True, allow_incomplete: bool = False) -> dict[str, Any]:
+    """The paired comparison of run A (before) and run B (after), as diff.json holds it.
+
+    An incomplete run (cases planned without a result) fails the comparison's checks, saying which
+    run and how many cases are missing, unless ``allow_incomplete``: deltas over part of a suite
+    do not stand for it (as ``evalkit gate`` fails every gate of an incomplete run)."""
     by_a = {r.id: r for r in a.results}
     by_b = {r.id: r for r in b.results}
     ids = [cid for cid in by_a if cid in by_b]
     if not ids:
-        raise UsageError("the two runs share no case id: nothing to compare", where=f"{a.path} vs {b.path}",
-                         got=f"{len(by_a)} cases in A ({a.suite}), {len(by_b)} in B ({b.suite})",
-                         fix="compare two runs of the same suite (cases are matched by id)")
+        _nothing_to_compare(a, b)
     only_a = [cid for cid in by_a if cid not in by_b]
     only_b = [cid for cid in by_b if cid not in by_a]
     warnings = []
     if a.suite != b.suite:
         warnings.append(f"the runs are of different suites (A: {a.suite}, B: {b.suite}); "
                         f"only the {len(ids)} cases with the same id are compared")
-    warnings.extend(_coverage_warnings(a, b, only_a, only_b, len(ids)))
+    warnings.extend(_coverage_warnings(a, b, only_a, only_b, len(ids), allow_incomplete=allow_incomplete))
     reworded = [cid for cid in ids if by_a[cid].prompt != by_b[cid].prompt]
     if reworded:
         warnings.append(f"the suites differ: {len(reworded)} matched cases have a different prompt in A and B "
@@ -388,20 +390,9 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
     config = diff_configs(a.router, b.router) if a.router is not None and b.router is not None else None
 
     by_metric = {m["metric"]: m for m in metrics}
-    checks = []
-    for metric, drop in (max_drop or {}).items():
-        row = by_metric.get(metric)
-        direction = metric_direction(metric)
-        delta = row["delta"] if row else None
-        worsening = None if delta is None else -delta * direction
-        passed = worsening is not None and worsening <= drop + 1e-12
-        word = "drop" if direction > 0 else "rise"
-        shown = "no value in both runs" if delta is None else (
-            f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f}; 95% CI {row['ci95'][0]:+.3f} to {row['ci95'][1]:+.3f})"  # type: ignore[index]
-            if row["ci95"] else f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f})")  # type: ignore[index]
-        checks.append({"check": f"max-{word} {metric}={drop:g}", "metric": metric, "max_drop": drop, "delta": delta,
-                       "passed": passed,
-                       "message": f"Max {word} of {metric} ({drop:g}) {'passed' if passed else 'failed'}: {shown}"})
+    checks = _drop_checks(max_drop or {}, by_metric)
+    if not allow_incomplete:
+        checks.extend(_completeness_checks(a, b))
     if fail_on_significant_regression:
         checks.append({"check": "no significant regression", "metric": "mcnemar", "max_drop": None, "delta": None,
                        "passed": not significant_regression,
@@ -423,20 +414,91 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
         "verdict": {"significant_regression": significant_regression,
                     "significant_improvement": significant_improvement,
                     "failed": failed},
-        "settings": {"seed": seed, "n_boot": n_boot, "alpha": alpha, "bootstrap": "paired percentile"},
+        "settings": {"seed": seed, "n_boot": n_boot, "alpha": alpha, "bootstrap": "paired percentile",
+                     "allow_incomplete": allow_incomplete},
     }
 
 
-def _coverage_warnings(a: RunSide, b: RunSide, only_a: Sequence[str], only_b: Sequence[str], n_matched: int) -> list[str]:
+def _drop_checks(max_drop: dict[str, float], by_metric: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A check per ``max_drop`` metric: passed when its point delta worsens by no more than the drop."""
+    checks = []
+    for metric, drop in (max_drop or {}).items():
+        row = by_metric.get(metric)
+        direction = metric_direction(metric)
+        delta = row["delta"] if row else None
+        worsening = None if delta is None else -delta * direction
+        passed = worsening is not None and worsening <= drop + 1e-12
+        word = "drop" if direction > 0 else "rise"
+        shown = "no value in both runs" if delta is None else (
+            f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f}; 95% CI {row['ci95'][0]:+.3f} to {row['ci95'][1]:+.3f})"  # type: ignore[index]
+            if row["ci95"] else f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f})")  # type: ignore[index]
+        checks.append({"check": f"max-{word} {metric}={drop:g}", "metric": metric, "max_drop": drop, "delta": delta,
+                       "passed": passed,
+                       "message": f"Max {word} of {metric} ({drop:g}) {'passed' if passed else 'failed'}: {shown}"})
+    return checks
+
+
+RESUME_FIX = ("finish it with `evalkit run SUITE --resume {path}` (or merge every shard) and compare again, "
+              "or pass --allow-incomplete (allow_incomplete=True in Python) to compare the cases both runs have")
+
+
+def _missing(side: RunSide) -> tuple[int, int]:
+    """(cases without a result, cases planned) of one run: its summary's run section; a run with
+    no result at all is missing every planned case, whatever its summary says."""
+    missing, planned = missing_cases(side.summary or {})
+    if not side.results and planned:
+        missing = planned
+    return missing, planned
+
+
+def _completeness_checks(a: RunSide, b: RunSide) -> list[dict[str, Any]]:
+    """A failed check per incomplete run: which run, how many of its planned cases have no result,
+    how to finish it."""
+    checks = []
+    for name, side in (("A", a), ("B", b)):
+        missing, planned = _missing(side)
+        if missing:
+            checks.append({"check": f"run {name} complete", "metric": "completeness", "max_drop": None,
+                           "delta": None, "passed": False,
+                           "message": (f"Run {name} ({side.run_id}) is incomplete: {missing} of {planned} planned cases "
+                                       f"have no result, so the comparison covers part of the suite; "
+                                       + RESUME_FIX.format(path=side.path or "RUN_DIR"))})
+    return checks
+
+
+def _nothing_to_compare(a: RunSide, b: RunSide) -> None:
+    """No case id in both runs: nothing to compare (exit 2, no check can say anything). Runs of
+    the same suite share no case because one of them has no result (an unreachable router), so
+    that run is named, incomplete, with how to finish it; otherwise the suites differ."""
+    same_suite = (bool(a.suite_hash) and a.suite_hash == b.suite_hash) or (bool(a.suite) and a.suite == b.suite)
+    empty = [(name, side) for name, side in (("A", a), ("B", b)) if not side.results or _missing(side)[0]]
+    if same_suite and empty:
+        name, side = empty[-1]
+        missing, planned = _missing(side)
+        has = f"no result (0 of {planned} planned cases)" if not side.results else \
+            f"results for none of the other run's cases ({missing} of {planned} planned cases have no result)"
+        raise UsageError(f"run {name} is incomplete: it has {has}, so the two runs of suite '{side.suite}' "
+                         "have no case to compare", where=side.path or f"run {name}",
+                         got=f"{len(a.results)} results in A ({a.run_id}), {len(b.results)} in B ({b.run_id})",
+                         fix=f"finish it with `evalkit run SUITE --resume {side.path or 'RUN_DIR'}` once the router "
+                             "answers (or merge every shard), then compare again")
+    raise UsageError("the two runs share no case id: nothing to compare", where=f"{a.path} vs {b.path}",
+                     got=f"{len(a.results)} cases in A ({a.suite}), {len(b.results)} in B ({b.suite})",
+                     fix="compare two runs of the same suite (cases are matched by id)")
+
+
+def _coverage_warnings(a: RunSide, b: RunSide, only_a: Sequence[str], only_b: Sequence[str], n_matched: int, *,
+                       allow_incomplete: bool = False) -> list[str]:
     """Why cases are left out: a run of the same suite without a result for some of them (stopped
     early, cut short) is incomplete; runs of different suites have different cases."""
     same_suite = bool(a.suite_hash) and a.suite_hash == b.suite_hash
     warnings = []
     for name, side, lacking in (("A", a, only_b), ("B", b, only_a)):
-        missing, planned = missing_cases(side.summary or {})
+        missing, planned = _missing(side)
         if missing:
             warnings.append(f"run {name} is incomplete: {missing} of {planned} planned cases have no result; "
-                            f"the comparison covers the {n_matched} cases both have")
+                            f"the comparison covers the {n_matched} cases both have"
+                            + (" (compared anyway: --allow-incomplete)" if allow_incomplete else ""))
         elif same_suite and lacking:
             warnings.append(f"run {name} has no result for {len(lacking)} cases of the other run of the same suite "
                             f"(a shard?); the comparison covers the {n_matched} cases both have")

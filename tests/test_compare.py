@@ -464,3 +464,80 @@ def test_max_drop_refuses_drops_past_the_metrics_range_and_names_the_option_once
     assert f"error: --max-drop: {needle}" in proc.stderr, proc.stderr
     assert proc.stderr.splitlines()[0].count("--max-drop") == 1  # the option is named once, up front
     assert f"found: {value}" in proc.stderr and not (tmp_path / "cmp").exists()
+
+
+def _cut(run_dir: Path, keep: int) -> Path:
+    """The run with results.jsonl cut to its first ``keep`` lines: a run stopped early (the
+    manifest still plans every case)."""
+    lines = (run_dir / "results.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "results.jsonl").write_text("".join(lines[:keep]))
+    return run_dir
+
+
+def test_an_incomplete_run_fails_the_comparison_unless_allowed(tmp_path: Path):
+    """B of the same suite with 11 of 80 results: identical routing on those 11 is no evidence
+    about the other 69, so a check fails (exit 1) naming run B and the 69 missing cases, as
+    `evalkit gate` fails an incomplete run; --allow-incomplete compares the 11 and says so."""
+    ra = [result(f"c{i}", "classify", "classify") for i in range(80)]
+    a, b = make_run(tmp_path / "ra", ra), _cut(make_run(tmp_path / "rb", ra), 11)
+    proc = run_cli("compare", a, b, "--out", tmp_path / "strict")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL Run B (rb) is incomplete: 69 of 80 planned cases have no result" in proc.stdout, proc.stdout
+    assert f"--resume {b}" in proc.stdout and "--allow-incomplete" in proc.stdout
+    md = (tmp_path / "strict" / "compare.md").read_text()
+    assert "❌ **Regression**" in md and "Run B (rb) is incomplete: 69 of 80 planned cases" in md
+    assert "Run B (rb) is incomplete: 69 of 80" in (tmp_path / "strict" / "compare.html").read_text()
+    diff = json.loads((tmp_path / "strict" / "diff.json").read_text())
+    assert [c["check"] for c in diff["checks"] if not c["passed"]] == ["run B complete"]
+
+    allowed = run_cli("compare", a, b, "--out", tmp_path / "allowed", "--allow-incomplete")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "run B is incomplete: 69 of 80 planned cases have no result; the comparison covers the 11 cases both " \
+           "have (compared anyway: --allow-incomplete)" in allowed.stderr
+    assert "compared anyway: --allow-incomplete" in (tmp_path / "allowed" / "compare.md").read_text()
+
+    swapped = run_cli("compare", b, a, "--out", tmp_path / "swapped")  # the baseline is the incomplete one
+    assert swapped.returncode == 1 and "FAIL Run A (rb) is incomplete: 69 of 80" in swapped.stdout
+
+
+def test_the_python_api_fails_an_incomplete_comparison_unless_allowed(tmp_path: Path):
+    import evalkit
+
+    ra = [result(f"c{i}", "classify", "classify") for i in range(20)]
+    a, b = make_run(tmp_path / "ra", ra), _cut(make_run(tmp_path / "rb", ra), 5)
+    strict = evalkit.compare(a, b)
+    assert strict.failed and any("15 of 20 planned cases have no result" in c.message for c in strict.checks)
+    assert not evalkit.compare(a, b, allow_incomplete=True).failed
+
+
+def test_an_empty_run_of_the_same_suite_is_called_incomplete_not_another_suite(tmp_path: Path):
+    """B has no result at all (its router was unreachable): the runs are of the same suite, so the
+    message says B has none of its planned cases and how to finish it, not that the suites
+    differ; nothing can be compared, with or without --allow-incomplete (exit 2, no report)."""
+    ra = [result(f"c{i}", "classify", "classify") for i in range(25)]
+    a, b = make_run(tmp_path / "ra", ra, suite="saas-support"), _cut(make_run(tmp_path / "rb", ra, suite="saas-support"), 0)
+    for extra in ((), ("--allow-incomplete",)):
+        proc = run_cli("compare", a, b, "--out", tmp_path / "cmp", *extra)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert f"error: {b}: run B is incomplete: it has no result (0 of 25 planned cases)" in proc.stderr, proc.stderr
+        assert f"fix: finish it with `evalkit run SUITE --resume {b}`" in proc.stderr
+        assert "share no case id" not in proc.stderr and "same suite (cases" not in proc.stderr
+        assert not (tmp_path / "cmp").exists()
+
+
+def test_run_with_an_incomplete_baseline_fails_unless_allowed(tmp_path: Path):
+    """`evalkit run --baseline` compares as `evalkit compare` does: an incomplete baseline fails the
+    comparison (exit 1), and the run's --allow-incomplete covers its comparison as its gates."""
+    suite = slice_suite(tmp_path / "suite", per_task=3)
+    first = run_cli("run", suite, "--out", tmp_path / "main", "-q", "--json")
+    assert first.returncode == 0, first.stderr
+    base = _cut(tmp_path / "main" / "suite" / json.loads(first.stdout)["run_id"], 4)
+    strict = run_cli("run", suite, "--out", tmp_path / "pr", "-q", "--json", "--baseline", base)
+    assert strict.returncode == 1, strict.stderr
+    run = tmp_path / "pr" / "suite" / json.loads(strict.stdout)["run_id"]
+    diff = json.loads((run / "diff.json").read_text())
+    assert [c["check"] for c in diff["checks"] if not c["passed"]] == ["run A complete"]
+    assert "is incomplete: 8 of 12 planned cases have no result" in (run / "summary.md").read_text()
+    allowed = run_cli("run", suite, "--out", tmp_path / "pr2", "-q", "--json", "--baseline", base, "--allow-incomplete")
+    assert allowed.returncode == 0, allowed.stderr

@@ -20,13 +20,15 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap (same seed, same intervals)."),
     n_boot: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the delta intervals."),
     junit_cases: str = typer.Option("regressed", "--junit-cases", help="junit.xml test cases: regressed (the cases B broke fail, the ones it fixed pass) or all (every case B misroutes fails)."),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Compare the cases both runs have when a run is incomplete (cases planned without a result), instead of failing."),
     as_json: bool = typer.Option(False, "--json", help="Print diff.json on stdout instead of the table."),
 ) -> None:
     """Compare two runs case by case: metric deltas with paired bootstrap intervals, McNemar's exact
     test, fixed and regressed cases, judge and cost deltas, the router config diff.
 
     Writes diff.json, compare.html, compare.md and junit.xml. Exits 1 when a --max-drop check
-    fails or (by default) routing got significantly worse.
+    fails, (by default) routing got significantly worse, or a run is incomplete (unless
+    --allow-incomplete).
     """
     from evalkit.api import compare as compare_runs
     from evalkit.comparison import check_settings, parse_max_drop
@@ -40,7 +42,8 @@ def compare(
     labels = list(dict.fromkeys([*a.manifest.router.tasks, *b.manifest.router.tasks, "fallback"]))
     drops = parse_max_drop(max_drop, labels=labels)
     diff = compare_runs(a, b, seed=seed, n_boot=n_boot, alpha=alpha, max_drop=drops,
-                        fail_on_significant_regression=fail_on_significant_regression)
+                        fail_on_significant_regression=fail_on_significant_regression,
+                        allow_incomplete=allow_incomplete)
     folder = out_dir or Path("reports") / "compare" / f"{diff.a.run_id}-vs-{diff.b.run_id}"
     _make_out_dir(folder)
     paths = write_compare(diff, folder, junit_results=b.results, junit_cases=junit_cases)
