@@ -27,17 +27,28 @@ def _as_run(run: Run | str | Path) -> Run:
 
 
 def compare(run_a: Run | str | Path, run_b: Run | str | Path, *, seed: int = 0, n_boot: int = 2000,
-            alpha: float = 0.05, max_drop: Mapping[str, float] | None = None,
-            fail_on_significant_regression: bool = True) -> Comparison:
+            alpha: float = 0.05, max_drop: Mapping[str, float | str] | None = None,
+            fail_on_significant_regression: bool = True, allow_incomplete: bool = False) -> Comparison:
     """The paired comparison of run A (before) and run B (after), case by case: what ``evalkit
     compare`` writes as diff.json. ``max_drop`` maps a metric to the largest worsening allowed
-    (``{"accuracy": 0.02}``); the comparison's ``failed`` says whether a check failed."""
-    from evalkit.comparison import Comparison, compare_runs
+    (``{"accuracy": 0.02}``, or a percentage ``{"recall[reasoning]": "5%"}``); the comparison's
+    ``failed`` says whether a check failed. Settings are checked as ``evalkit compare`` checks its
+    options: ``UsageError`` (an ``InputError``) naming the argument and the fix. When a run is
+    incomplete (cases planned without a result) a check fails, unless ``allow_incomplete``."""
+    from evalkit.comparison import API_NAMES, Comparison, check_max_drop, check_settings, compare_runs
+    from evalkit.errors import UsageError
 
+    check_settings(alpha=alpha, seed=seed, n_boot=n_boot, names=API_NAMES)
+    if max_drop is not None and not isinstance(max_drop, Mapping):
+        raise UsageError("max_drop must map a metric to its largest drop", where=API_NAMES["max_drop"],
+                         got=repr(max_drop), fix='e.g. max_drop={"accuracy": 0.02, "recall[reasoning]": "5%"}')
     a, b = _as_run(run_a), _as_run(run_b)
+    labels = list(dict.fromkeys([*a.manifest.router.tasks, *b.manifest.router.tasks, "fallback"]))
+    drops = check_max_drop(max_drop, labels=labels, names=API_NAMES)
     return Comparison.model_validate(compare_runs(a.side(), b.side(), seed=seed, n_boot=n_boot, alpha=alpha,
-                                                  max_drop=dict(max_drop or {}),
-                                                  fail_on_significant_regression=fail_on_significant_regression))
+                                                  max_drop=drops,
+                                                  fail_on_significant_regression=fail_on_significant_regression,
+                                                  allow_incomplete=allow_incomplete))
 
 
 def gate(run: Run | str | Path, expressions: Sequence[str] | str, *,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -36,6 +36,7 @@ DEFAULT_SEED = 0
 DEFAULT_N_BOOT = 2000
 DEFAULT_ALPHA = 0.05
 MAX_DROP_FORM = "METRIC=DROP, e.g. --max-drop accuracy=0.02 or --max-drop recall[reasoning]=5%"
+MAX_DROP_API_FORM = 'a mapping METRIC: DROP, e.g. max_drop={"accuracy": 0.02, "recall[reasoning]": "5%"}'
 
 # +1: higher is better; -1: lower is better; 0: neither (reported, not gateable).
 DIRECTIONS = {"accuracy": 1, "macro_f1": 1, "match_rate": 0, "fallback_rate": 0,
@@ -60,31 +61,107 @@ class RunSide:
     judge: list[dict[str, Any]] | None = None
 
 
+# How the checks name each setting: the command line's options, or the Python API's arguments.
+CLI_NAMES = {"alpha": "--alpha", "seed": "--seed", "n_boot": "--bootstrap", "max_drop": "--max-drop",
+             "allow_incomplete": "--allow-incomplete"}
+API_NAMES = {"alpha": "evalkit.compare(alpha=...)", "seed": "evalkit.compare(seed=...)",
+             "n_boot": "evalkit.compare(n_boot=...)", "max_drop": "evalkit.compare(max_drop=...)",
+             "allow_incomplete": "allow_incomplete=True"}
+_EXAMPLES = {"alpha": "0.05", "seed": "0", "n_boot": "2000"}
+
+
+def _shown(value: Any) -> str:
+    """A value as the user would have typed it: ``2`` rather than ``2.0``."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def check_settings(*, alpha: Any, seed: Any, n_boot: Any, names: dict[str, str] = CLI_NAMES) -> None:
+    """Refuse settings of a comparison outside their range (``UsageError``, exit 2), naming the
+    option (``names``: the command line's, or the Python API's arguments) and the fix. The one
+    check of ``evalkit compare`` and ``evalkit.compare()``."""
+    def fail(key: str, noun: str, allowed: str, value: Any) -> None:
+        where = names[key]
+        fix = f"e.g. {where} {_EXAMPLES[key]}" if where.startswith("--") else \
+            f"e.g. evalkit.compare(A, B, {key}={_EXAMPLES[key]})"
+        raise UsageError(f"{noun} must be {allowed}", where=where, got=_shown(value), fix=fix)
+
+    if not _is_number(alpha) or not 0 < alpha < 1:
+        fail("alpha", "the significance level", "between 0 and 1 (> 0, < 1)", alpha)
+    if not _is_int(seed) or seed < 0:
+        fail("seed", "the seed", "zero or more (a whole number)", seed)
+    if not _is_int(n_boot) or n_boot < 1:
+        fail("n_boot", "the number of bootstrap resamples", "at least 1 (a whole number)", n_boot)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(float(value))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def parse_max_drop(values: Sequence[str] | None, *, labels: Sequence[str] | None = None) -> dict[str, float]:
-    """``accuracy=0.02`` pairs; the metric must have a direction (higher or lower is better)."""
-    out: dict[str, float] = {}
+    """``accuracy=0.02`` pairs (``--max-drop``), checked by ``check_max_drop``."""
+    pairs: dict[str, str] = {}
     for value in values or []:
         metric, sep, amount = value.partition("=")
         metric = metric.strip()
         if not sep or not metric or not amount.strip():
-            raise UsageError("malformed --max-drop", where="--max-drop", got=repr(value), fix=f"write {MAX_DROP_FORM}")
+            raise UsageError("malformed value", where="--max-drop", got=repr(value), fix=f"write {MAX_DROP_FORM}")
+        pairs[metric] = amount.strip()
+    return check_max_drop(pairs, labels=labels)
+
+
+def _drop_amount(amount: Any) -> float | None:
+    """A drop as a number: ``0.02``, or a percentage ``"2%"``; None when it is not a number."""
+    if _is_number(amount):
+        return float(amount)
+    if isinstance(amount, str):
+        text = amount.strip()
         try:
-            text = amount.strip()
-            drop = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+            value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
         except ValueError:
-            raise UsageError("--max-drop needs a number after '='", where="--max-drop", got=repr(value),
-                             fix=f"write {MAX_DROP_FORM}") from None
-        if drop < 0 or math.isnan(drop):
-            raise UsageError("--max-drop must be zero or positive (the largest worsening allowed)",
-                             where="--max-drop", got=repr(value), fix=f"write {MAX_DROP_FORM}")
+            return None
+        return value if math.isfinite(value) else None
+    return None
+
+
+def check_max_drop(drops: Mapping[str, Any] | None, *, labels: Sequence[str] | None = None,
+                   names: dict[str, str] = CLI_NAMES) -> dict[str, float]:
+    """Each metric's largest worsening allowed (a fraction, or a percentage string ``"5%"``),
+    checked: a number from 0 to 1 (every gateable metric is a rate or a score from 0 to 1, so a
+    larger drop could never fail), of a metric with a better direction, of a task of the runs
+    (``labels``). ``UsageError`` (exit 2) naming the option and the fix otherwise."""
+    where = names["max_drop"]
+    form = MAX_DROP_FORM if where.startswith("--") else MAX_DROP_API_FORM
+    out: dict[str, float] = {}
+    for metric, amount in (drops or {}).items():
+        got = f"{metric}={amount}" if where.startswith("--") else f"{{{metric!r}: {amount!r}}}"
+        drop = _drop_amount(amount)
+        if not isinstance(metric, str) or not metric.strip():
+            raise UsageError("a metric name is missing", where=where, got=got, fix=f"write {form}")
+        if drop is None:
+            raise UsageError(f"the largest drop of {metric} is not a number", where=where, got=got,
+                             fix=f"write {form}")
+        if drop < 0:
+            raise UsageError(f"the largest drop of {metric} must be zero or positive (the largest worsening allowed)",
+                             where=where, got=got, fix=f"write {form}")
         if metric_direction(metric) == 0:
             gateable = [m for m, d in DIRECTIONS.items() if d] + ["recall[TASK]", "precision[TASK]"]
-            raise UsageError(f"'{metric}' has no better direction to drop from", where="--max-drop", got=repr(value),
+            raise UsageError(f"'{metric}' has no better direction to drop from", where=where, got=got,
                              fix=f"use one of: {', '.join(gateable)}")
         task = _task_of(metric)
         if task is not None and labels is not None and task not in labels:
-            raise UsageError(f"--max-drop names unknown task '{task}'", where="--max-drop", got=repr(value),
+            raise UsageError(f"unknown task '{task}' in {metric}", where=where, got=got,
                              fix=f"the runs' tasks are: {', '.join(labels)}")
+        if drop > 1:
+            raise UsageError(f"a drop of {drop:g} is more than {metric} can drop: it runs from 0 to 1 (0% to 100%), "
+                             "so the check could never fail", where=where, got=got,
+                             fix=f"write the drop as a fraction up to 1 or a percentage up to 100%: {form}")
         out[metric] = drop
     return out
 
@@ -261,22 +338,24 @@ def _flip(ra: CaseResult, rb: CaseResult) -> dict[str, Any]:
 
 def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: int = DEFAULT_N_BOOT,
                  alpha: float = DEFAULT_ALPHA, max_drop: dict[str, float] | None = None,
-                 fail_on_significant_regression: bool = True) -> dict[str, Any]:
-    """The paired comparison of run A (before) and run B (after), as diff.json holds it."""
+                 fail_on_significant_regression: bool = True, allow_incomplete: bool = False) -> dict[str, Any]:
+    """The paired comparison of run A (before) and run B (after), as diff.json holds it.
+
+    An incomplete run (cases planned without a result) fails the comparison's checks, saying which
+    run and how many cases are missing, unless ``allow_incomplete``: deltas over part of a suite
+    do not stand for it (as ``evalkit gate`` fails every gate of an incomplete run)."""
     by_a = {r.id: r for r in a.results}
     by_b = {r.id: r for r in b.results}
     ids = [cid for cid in by_a if cid in by_b]
     if not ids:
-        raise UsageError("the two runs share no case id: nothing to compare", where=f"{a.path} vs {b.path}",
-                         got=f"{len(by_a)} cases in A ({a.suite}), {len(by_b)} in B ({b.suite})",
-                         fix="compare two runs of the same suite (cases are matched by id)")
+        _nothing_to_compare(a, b)
     only_a = [cid for cid in by_a if cid not in by_b]
     only_b = [cid for cid in by_b if cid not in by_a]
     warnings = []
     if a.suite != b.suite:
         warnings.append(f"the runs are of different suites (A: {a.suite}, B: {b.suite}); "
                         f"only the {len(ids)} cases with the same id are compared")
-    warnings.extend(_coverage_warnings(a, b, only_a, only_b, len(ids)))
+    warnings.extend(_coverage_warnings(a, b, only_a, only_b, len(ids), allow_incomplete=allow_incomplete))
     reworded = [cid for cid in ids if by_a[cid].prompt != by_b[cid].prompt]
     if reworded:
         warnings.append(f"the suites differ: {len(reworded)} matched cases have a different prompt in A and B "
@@ -311,20 +390,9 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
     config = diff_configs(a.router, b.router) if a.router is not None and b.router is not None else None
 
     by_metric = {m["metric"]: m for m in metrics}
-    checks = []
-    for metric, drop in (max_drop or {}).items():
-        row = by_metric.get(metric)
-        direction = metric_direction(metric)
-        delta = row["delta"] if row else None
-        worsening = None if delta is None else -delta * direction
-        passed = worsening is not None and worsening <= drop + 1e-12
-        word = "drop" if direction > 0 else "rise"
-        shown = "no value in both runs" if delta is None else (
-            f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f}; 95% CI {row['ci95'][0]:+.3f} to {row['ci95'][1]:+.3f})"  # type: ignore[index]
-            if row["ci95"] else f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f})")  # type: ignore[index]
-        checks.append({"check": f"max-{word} {metric}={drop:g}", "metric": metric, "max_drop": drop, "delta": delta,
-                       "passed": passed,
-                       "message": f"Max {word} of {metric} ({drop:g}) {'passed' if passed else 'failed'}: {shown}"})
+    checks = _drop_checks(max_drop or {}, by_metric)
+    if not allow_incomplete:
+        checks.extend(_completeness_checks(a, b))
     if fail_on_significant_regression:
         checks.append({"check": "no significant regression", "metric": "mcnemar", "max_drop": None, "delta": None,
                        "passed": not significant_regression,
@@ -346,20 +414,91 @@ def compare_runs(a: RunSide, b: RunSide, *, seed: int = DEFAULT_SEED, n_boot: in
         "verdict": {"significant_regression": significant_regression,
                     "significant_improvement": significant_improvement,
                     "failed": failed},
-        "settings": {"seed": seed, "n_boot": n_boot, "alpha": alpha, "bootstrap": "paired percentile"},
+        "settings": {"seed": seed, "n_boot": n_boot, "alpha": alpha, "bootstrap": "paired percentile",
+                     "allow_incomplete": allow_incomplete},
     }
 
 
-def _coverage_warnings(a: RunSide, b: RunSide, only_a: Sequence[str], only_b: Sequence[str], n_matched: int) -> list[str]:
+def _drop_checks(max_drop: dict[str, float], by_metric: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A check per ``max_drop`` metric: passed when its point delta worsens by no more than the drop."""
+    checks = []
+    for metric, drop in (max_drop or {}).items():
+        row = by_metric.get(metric)
+        direction = metric_direction(metric)
+        delta = row["delta"] if row else None
+        worsening = None if delta is None else -delta * direction
+        passed = worsening is not None and worsening <= drop + 1e-12
+        word = "drop" if direction > 0 else "rise"
+        shown = "no value in both runs" if delta is None else (
+            f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f}; 95% CI {row['ci95'][0]:+.3f} to {row['ci95'][1]:+.3f})"  # type: ignore[index]
+            if row["ci95"] else f"{row['a']:.3f} -> {row['b']:.3f} ({delta:+.3f})")  # type: ignore[index]
+        checks.append({"check": f"max-{word} {metric}={drop:g}", "metric": metric, "max_drop": drop, "delta": delta,
+                       "passed": passed,
+                       "message": f"Max {word} of {metric} ({drop:g}) {'passed' if passed else 'failed'}: {shown}"})
+    return checks
+
+
+RESUME_FIX = ("finish it with `evalkit run SUITE --resume {path}` (or merge every shard) and compare again, "
+              "or pass --allow-incomplete (allow_incomplete=True in Python) to compare the cases both runs have")
+
+
+def _missing(side: RunSide) -> tuple[int, int]:
+    """(cases without a result, cases planned) of one run: its summary's run section; a run with
+    no result at all is missing every planned case, whatever its summary says."""
+    missing, planned = missing_cases(side.summary or {})
+    if not side.results and planned:
+        missing = planned
+    return missing, planned
+
+
+def _completeness_checks(a: RunSide, b: RunSide) -> list[dict[str, Any]]:
+    """A failed check per incomplete run: which run, how many of its planned cases have no result,
+    how to finish it."""
+    checks = []
+    for name, side in (("A", a), ("B", b)):
+        missing, planned = _missing(side)
+        if missing:
+            checks.append({"check": f"run {name} complete", "metric": "completeness", "max_drop": None,
+                           "delta": None, "passed": False,
+                           "message": (f"Run {name} ({side.run_id}) is incomplete: {missing} of {planned} planned cases "
+                                       f"have no result, so the comparison covers part of the suite; "
+                                       + RESUME_FIX.format(path=side.path or "RUN_DIR"))})
+    return checks
+
+
+def _nothing_to_compare(a: RunSide, b: RunSide) -> None:
+    """No case id in both runs: nothing to compare (exit 2, no check can say anything). Runs of
+    the same suite share no case because one of them has no result (an unreachable router), so
+    that run is named, incomplete, with how to finish it; otherwise the suites differ."""
+    same_suite = (bool(a.suite_hash) and a.suite_hash == b.suite_hash) or (bool(a.suite) and a.suite == b.suite)
+    empty = [(name, side) for name, side in (("A", a), ("B", b)) if not side.results or _missing(side)[0]]
+    if same_suite and empty:
+        name, side = empty[-1]
+        missing, planned = _missing(side)
+        has = f"no result (0 of {planned} planned cases)" if not side.results else \
+            f"results for none of the other run's cases ({missing} of {planned} planned cases have no result)"
+        raise UsageError(f"run {name} is incomplete: it has {has}, so the two runs of suite '{side.suite}' "
+                         "have no case to compare", where=side.path or f"run {name}",
+                         got=f"{len(a.results)} results in A ({a.run_id}), {len(b.results)} in B ({b.run_id})",
+                         fix=f"finish it with `evalkit run SUITE --resume {side.path or 'RUN_DIR'}` once the router "
+                             "answers (or merge every shard), then compare again")
+    raise UsageError("the two runs share no case id: nothing to compare", where=f"{a.path} vs {b.path}",
+                     got=f"{len(a.results)} cases in A ({a.suite}), {len(b.results)} in B ({b.suite})",
+                     fix="compare two runs of the same suite (cases are matched by id)")
+
+
+def _coverage_warnings(a: RunSide, b: RunSide, only_a: Sequence[str], only_b: Sequence[str], n_matched: int, *,
+                       allow_incomplete: bool = False) -> list[str]:
     """Why cases are left out: a run of the same suite without a result for some of them (stopped
     early, cut short) is incomplete; runs of different suites have different cases."""
     same_suite = bool(a.suite_hash) and a.suite_hash == b.suite_hash
     warnings = []
     for name, side, lacking in (("A", a, only_b), ("B", b, only_a)):
-        missing, planned = missing_cases(side.summary or {})
+        missing, planned = _missing(side)
         if missing:
             warnings.append(f"run {name} is incomplete: {missing} of {planned} planned cases have no result; "
-                            f"the comparison covers the {n_matched} cases both have")
+                            f"the comparison covers the {n_matched} cases both have"
+                            + (" (compared anyway: --allow-incomplete)" if allow_incomplete else ""))
         elif same_suite and lacking:
             warnings.append(f"run {name} has no result for {len(lacking)} cases of the other run of the same suite "
                             f"(a shard?); the comparison covers the {n_matched} cases both have")
@@ -550,4 +689,4 @@ class Comparison(Document):
 
 
 __all__ = ["Comparison", "MetricDelta", "RunSide", "compare_runs", "metric_deltas", "mcnemar_exact", "parse_max_drop",
-           "judge_deltas", "cost_deltas", "metric_direction"]
+           "check_max_drop", "check_settings", "judge_deltas", "cost_deltas", "metric_direction"]

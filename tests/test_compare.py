@@ -386,3 +386,158 @@ def test_runs_of_the_same_suite_missing_each_others_cases_are_not_other_suites()
     assert any(w.startswith("run B has no result for 1 cases") for w in diff["warnings"])
     other = compare_runs(side(a, suite_hash="h1"), side(b, "b", suite_hash="h2"))
     assert any("the suites differ: 1 cases only in A and 1 only in B" in w for w in other["warnings"])
+
+
+@pytest.mark.parametrize("where", ["file", "unmakeable"])
+def test_compare_out_that_cannot_be_a_folder_is_a_usage_error(tmp_path: Path, where: str):
+    """--out naming a file, or a folder that cannot be made, exits 2 with what and how to fix (as
+    `evalkit run` and `merge` do), not a traceback and not exit 1 (a regression, to CI)."""
+    ra = [result(f"c{i}", "classify", "classify") for i in range(5)]
+    a, b = make_run(tmp_path / "ra", ra), make_run(tmp_path / "rb", ra)
+    if where == "file":
+        out = tmp_path / "taken.txt"
+        out.write_text("not a folder")
+    else:
+        blocker = tmp_path / "blocker"
+        blocker.write_text("a file where a folder would go")
+        out = blocker / "sub" / "cmp"
+    proc = run_cli("compare", a, b, "--out", out)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"--out {out}" in proc.stderr and "fix: give --out a folder you can write to" in proc.stderr
+
+
+def _two_runs(tmp_path: Path) -> tuple[Path, Path]:
+    ra = [result(f"c{i}", "classify", "classify") for i in range(6)]
+    return make_run(tmp_path / "ra", ra), make_run(tmp_path / "rb", ra)
+
+
+@pytest.mark.parametrize("kwargs,where,needle", [
+    ({"max_drop": {"accuracy": "abc"}}, "max_drop", "the largest drop of accuracy is not a number"),
+    ({"max_drop": {"accuracy": None}}, "max_drop", "not a number"),
+    ({"max_drop": {"bogus": 0.1}}, "max_drop", "'bogus' has no better direction"),
+    ({"max_drop": {"recall[nope]": 0.1}}, "max_drop", "unknown task 'nope' in recall[nope]"),
+    ({"max_drop": {"accuracy": -1}}, "max_drop", "must be zero or positive"),
+    ({"max_drop": {"accuracy": 1.5}}, "max_drop", "it runs from 0 to 1"),
+    ({"max_drop": {"accuracy": "150%"}}, "max_drop", "it runs from 0 to 1"),
+    ({"max_drop": ["accuracy"]}, "max_drop", "must map a metric"),
+    ({"alpha": 5}, "alpha", "must be between 0 and 1"),
+    ({"alpha": float("nan")}, "alpha", "must be between 0 and 1"),
+    ({"seed": -1}, "seed", "must be zero or more"),
+    ({"seed": 1.5}, "seed", "must be zero or more"),
+    ({"n_boot": 0}, "n_boot", "must be at least 1"),
+])
+def test_the_python_api_checks_what_the_command_line_checks(tmp_path: Path, kwargs, where, needle):
+    """evalkit.compare() refuses the settings `evalkit compare` refuses, with an InputError naming
+    the argument, what was found and the fix (docs/python-api.md), not a raw TypeError/ValueError
+    nor a silent acceptance."""
+    import evalkit
+    from evalkit.errors import InputError
+
+    a, b = _two_runs(tmp_path)
+    with pytest.raises(InputError) as info:
+        evalkit.compare(a, b, **kwargs)
+    message = info.value.message
+    assert message.startswith(f"evalkit.compare({where}=...): ") and needle in message, message
+    assert "fix: " in message
+
+
+def test_the_python_api_takes_drops_as_the_command_line_writes_them(tmp_path: Path):
+    import evalkit
+
+    a, b = _two_runs(tmp_path)
+    diff = evalkit.compare(a, b, max_drop={"accuracy": "2%", "recall[classify]": 0.05, "error_rate": 1})
+    assert {c.metric: c.max_drop for c in diff.checks if c.metric != "mcnemar"} == \
+        {"accuracy": pytest.approx(0.02), "recall[classify]": 0.05, "error_rate": 1.0}
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("accuracy=150%", "a drop of 1.5 is more than accuracy can drop: it runs from 0 to 1"),
+    ("recall[classify]=2", "a drop of 2 is more than recall[classify] can drop"),
+    ("recall[nope]=0.1", "unknown task 'nope' in recall[nope]"),
+    ("accuracy=lots", "the largest drop of accuracy is not a number"),
+])
+def test_max_drop_refuses_drops_past_the_metrics_range_and_names_the_option_once(tmp_path: Path, value, needle):
+    a, b = _two_runs(tmp_path)
+    proc = run_cli("compare", a, b, "--max-drop", value, "--out", tmp_path / "cmp")
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: --max-drop: {needle}" in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[0].count("--max-drop") == 1  # the option is named once, up front
+    assert f"found: {value}" in proc.stderr and not (tmp_path / "cmp").exists()
+
+
+def _cut(run_dir: Path, keep: int) -> Path:
+    """The run with results.jsonl cut to its first ``keep`` lines: a run stopped early (the
+    manifest still plans every case)."""
+    lines = (run_dir / "results.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "results.jsonl").write_text("".join(lines[:keep]))
+    return run_dir
+
+
+def test_an_incomplete_run_fails_the_comparison_unless_allowed(tmp_path: Path):
+    """B of the same suite with 11 of 80 results: identical routing on those 11 is no evidence
+    about the other 69, so a check fails (exit 1) naming run B and the 69 missing cases, as
+    `evalkit gate` fails an incomplete run; --allow-incomplete compares the 11 and says so."""
+    ra = [result(f"c{i}", "classify", "classify") for i in range(80)]
+    a, b = make_run(tmp_path / "ra", ra), _cut(make_run(tmp_path / "rb", ra), 11)
+    proc = run_cli("compare", a, b, "--out", tmp_path / "strict")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL Run B (rb) is incomplete: 69 of 80 planned cases have no result" in proc.stdout, proc.stdout
+    assert f"--resume {b}" in proc.stdout and "--allow-incomplete" in proc.stdout
+    md = (tmp_path / "strict" / "compare.md").read_text()
+    assert "❌ **Regression**" in md and "Run B (rb) is incomplete: 69 of 80 planned cases" in md
+    assert "Run B (rb) is incomplete: 69 of 80" in (tmp_path / "strict" / "compare.html").read_text()
+    diff = json.loads((tmp_path / "strict" / "diff.json").read_text())
+    assert [c["check"] for c in diff["checks"] if not c["passed"]] == ["run B complete"]
+
+    allowed = run_cli("compare", a, b, "--out", tmp_path / "allowed", "--allow-incomplete")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "run B is incomplete: 69 of 80 planned cases have no result; the comparison covers the 11 cases both " \
+           "have (compared anyway: --allow-incomplete)" in allowed.stderr
+    assert "compared anyway: --allow-incomplete" in (tmp_path / "allowed" / "compare.md").read_text()
+
+    swapped = run_cli("compare", b, a, "--out", tmp_path / "swapped")  # the baseline is the incomplete one
+    assert swapped.returncode == 1 and "FAIL Run A (rb) is incomplete: 69 of 80" in swapped.stdout
+
+
+def test_the_python_api_fails_an_incomplete_comparison_unless_allowed(tmp_path: Path):
+    import evalkit
+
+    ra = [result(f"c{i}", "classify", "classify") for i in range(20)]
+    a, b = make_run(tmp_path / "ra", ra), _cut(make_run(tmp_path / "rb", ra), 5)
+    strict = evalkit.compare(a, b)
+    assert strict.failed and any("15 of 20 planned cases have no result" in c.message for c in strict.checks)
+    assert not evalkit.compare(a, b, allow_incomplete=True).failed
+
+
+def test_an_empty_run_of_the_same_suite_is_called_incomplete_not_another_suite(tmp_path: Path):
+    """B has no result at all (its router was unreachable): the runs are of the same suite, so the
+    message says B has none of its planned cases and how to finish it, not that the suites
+    differ; nothing can be compared, with or without --allow-incomplete (exit 2, no report)."""
+    ra = [result(f"c{i}", "classify", "classify") for i in range(25)]
+    a, b = make_run(tmp_path / "ra", ra, suite="saas-support"), _cut(make_run(tmp_path / "rb", ra, suite="saas-support"), 0)
+    for extra in ((), ("--allow-incomplete",)):
+        proc = run_cli("compare", a, b, "--out", tmp_path / "cmp", *extra)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert f"error: {b}: run B is incomplete: it has no result (0 of 25 planned cases)" in proc.stderr, proc.stderr
+        assert f"fix: finish it with `evalkit run SUITE --resume {b}`" in proc.stderr
+        assert "share no case id" not in proc.stderr and "same suite (cases" not in proc.stderr
+        assert not (tmp_path / "cmp").exists()
+
+
+def test_run_with_an_incomplete_baseline_fails_unless_allowed(tmp_path: Path):
+    """`evalkit run --baseline` compares as `evalkit compare` does: an incomplete baseline fails the
+    comparison (exit 1), and the run's --allow-incomplete covers its comparison as its gates."""
+    suite = slice_suite(tmp_path / "suite", per_task=3)
+    first = run_cli("run", suite, "--out", tmp_path / "main", "-q", "--json")
+    assert first.returncode == 0, first.stderr
+    base = _cut(tmp_path / "main" / "suite" / json.loads(first.stdout)["run_id"], 4)
+    strict = run_cli("run", suite, "--out", tmp_path / "pr", "-q", "--json", "--baseline", base)
+    assert strict.returncode == 1, strict.stderr
+    run = tmp_path / "pr" / "suite" / json.loads(strict.stdout)["run_id"]
+    diff = json.loads((run / "diff.json").read_text())
+    assert [c["check"] for c in diff["checks"] if not c["passed"]] == ["run A complete"]
+    assert "is incomplete: 8 of 12 planned cases have no result" in (run / "summary.md").read_text()
+    allowed = run_cli("run", suite, "--out", tmp_path / "pr2", "-q", "--json", "--baseline", base, "--allow-incomplete")
+    assert allowed.returncode == 0, allowed.stderr

@@ -154,7 +154,8 @@ def compare_with_deployed(deployed: Run, candidate: Run, *, deployed_config: Rou
     # Both runs used the same suite.yaml and cases; the suite hash also covers the router file,
     # which is the one thing meant to differ here, so the deployed side's hash stands for both.
     side_b = dataclasses.replace(candidate.side(), router=candidate_config, suite_hash=side_a.suite_hash)
-    comparison = Comparison.model_validate(compare_runs(side_a, side_b))
+    allow = bool(candidate.manifest.options.get("allow_incomplete"))  # as for --baseline (compare_with_baseline)
+    comparison = Comparison.model_validate(compare_runs(side_a, side_b, allow_incomplete=allow))
     folder = Path(out) / "compare" / f"{deployed.run_id}-vs-{candidate.run_id}"
     paths = write_compare(comparison, folder, junit_results=side_b.results,
                           junit_cases=candidate.manifest.options.get("junit_cases") or DEFAULT_JUNIT_CASES)

@@ -107,7 +107,11 @@ def gate_verdicts(run_dir: RunDir, manifest: Manifest, summary: Summary,
 
 
 def compare_with_baseline(baseline: Run, run: Run) -> Comparison:
-    """The paired comparison of a baseline run (A) with this run (B), with the default settings."""
+    """The paired comparison of a baseline run (A) with this run (B), with the default settings.
+
+    An incomplete baseline (or run) fails the comparison's checks, so the run exits 1, unless the
+    run was made with ``--allow-incomplete``, which then covers its comparison as it does its gates."""
     from evalkit.comparison import compare_runs
 
-    return Comparison.model_validate(compare_runs(baseline.side(), run.side()))
+    allow = bool(run.manifest.options.get("allow_incomplete"))
+    return Comparison.model_validate(compare_runs(baseline.side(), run.side(), allow_incomplete=allow))
