@@ -248,3 +248,13 @@ def test_a_run_that_cannot_complete_is_a_collection_error_not_a_failed_gate(isol
     assert "has no gates" not in text  # no gate was judged: the default-floor hint has nothing to say
     if router == "unreachable":
         assert "the base URL (--evalkit-base-url) is right" in text
+
+
+def test_the_pytest_extra_installs_what_the_plugin_needs_and_docs_name_it():
+    """`pip install -e .` (the README) brings no pytest; docs/ci.md names the extra that does."""
+    root = Path(__file__).resolve().parents[1]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert [r for r in extras["pytest"] if r.replace(" ", "").startswith("pytest>=")], extras.get("pytest")
+    ci = (root / "docs" / "ci.md").read_text()
+    section = ci[ci.index("\n## pytest"):]
+    assert "pip install -e '.[pytest]'" in section and "unrecognized arguments: --evalkit-suite" in section
