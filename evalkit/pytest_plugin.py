@@ -1,7 +1,7 @@
 """pytest plugin: gate a router inside an existing pytest job.
 
-``pytest --evalkit-suite suites/saas-support`` runs the suite once (on the first gate test) and
-collects one test per gate (suite.yaml's ``gates:`` plus ``--evalkit-gate``); a failed gate fails
+``pytest --evalkit-suite suites/saas-support`` runs the suite once (at the end of collection, when
+a selected test needs it; ``--collect-only`` sends nothing) and collects one test per gate (suite.yaml's ``gates:`` plus ``--evalkit-gate``); a failed gate fails
 its test with the gate's message. ``--evalkit-run RUN`` gates a stored run instead of running.
 A suite with no gate at all gets one test per task instead: ``recall[TASK] >= 0.5`` (the floor is
 ``--evalkit-min-recall`` or the ini option ``evalkit_min_recall``), so the command always tests
@@ -14,11 +14,18 @@ evaluates an expression on it::
         assert evalkit_run.summary.per_task["reasoning"].support > 0
         evalkit_gate("recall[reasoning] >= 0.5")
 
+A run that cannot be a result is not a failed gate: bad options (the run's ``InputError``) are a
+pytest usage error (exit 4) naming the plugin's options, and a run that could not complete (a
+``RunError``: router unreachable, key refused, error budget spent) is a collection error of the
+suite (pytest exits 2, "Interrupted: 1 error during collection") with the command that finishes it.
+
 Registered through the ``pytest11`` entry point; heavy imports wait until a run is needed.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +35,11 @@ from evalkit.errors import EvalkitError
 
 _RUN_KEY = pytest.StashKey[dict]()
 DEFAULT_MIN_RECALL = 0.5  # the per-task recall floor of a suite that declares no gates
+# The command line's option names in evalkit's messages, as the plugin spells them.
+PLUGIN_OPTIONS = {"--target": "--evalkit-target", "--base-url": "--evalkit-base-url", "--gate": "--evalkit-gate",
+                  "--baseline": "--evalkit-baseline", "--out": "--evalkit-out",
+                  "--allow-incomplete": "--evalkit-allow-incomplete"}
+_CLI_OPTION = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, PLUGIN_OPTIONS)) + r")(?![\w-])")
 NO_GATES_HINT = ("add gates to suite.yaml (gates: [accuracy >= 0.9, recall[TASK] >= 0.8]) or pass --evalkit-gate EXPR; "
                  "see docs/ci.md")
 
@@ -62,12 +74,60 @@ def _suite_option(config: pytest.Config) -> str | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RUN_KEY] = {}
+    config.pluginmanager.register(_RunAtCollectionEnd(), "evalkit-run-at-collection-end")
 
 
 class EvalkitGateError(EvalkitError):
     """A gate failed (its message is the test's failure); like a failed gate of ``evalkit gate``, exit code 1."""
 
     exit_code = 1
+
+
+def plugin_message(config: pytest.Config, exc: EvalkitError) -> str:
+    """An evalkit error as the plugin's user reads it: the plugin's option names for the command
+    line's, and a stopped run's resume placeholder replaced by the command that finishes it."""
+    from evalkit.runner import RESUME_PLACEHOLDER
+
+    text = _CLI_OPTION.sub(lambda m: PLUGIN_OPTIONS[m.group(1)], exc.message)
+    command = _resume_command(config, exc)
+    for placeholder in (RESUME_PLACEHOLDER, "`evalkit run SUITE [the same options] --resume RUN_DIR`"):
+        if command and placeholder in text:
+            run_dir = str(exc.where)
+            text = (text.replace(placeholder, f"`{command}`") +
+                    f", then gate it with `{shlex.join(['pytest', '--evalkit-run', run_dir])}`")
+    return text
+
+
+def _target_spec(config: pytest.Config) -> Any:
+    from evalkit.run import TargetSpec
+
+    return TargetSpec(kind=config.getoption("evalkit_target"), base_url=config.getoption("evalkit_base_url"))
+
+
+def _resume_command(config: pytest.Config, exc: EvalkitError) -> str | None:
+    """For a run that stopped early (or was interrupted): the ``evalkit run`` command with this
+    session's options that finishes it in its run directory (``exc.where``)."""
+    from evalkit.errors import Interrupted
+    from evalkit.redact import safe_url
+    from evalkit.runner import StoppedEarly
+
+    if not (isinstance(exc, (StoppedEarly, Interrupted)) and exc.where and _suite_option(config)):
+        return None
+    args = ["evalkit", "run", str(_suite_option(config))]
+    if config.getoption("evalkit_target") != "local":
+        args += ["--target", config.getoption("evalkit_target")]
+    url = config.getoption("evalkit_base_url")
+    if url:
+        args += ["--base-url", safe_url(url) or url]
+    for expr in config.getoption("evalkit_gate") or []:
+        args += ["--gate", expr]
+    if config.getoption("evalkit_baseline"):
+        args += ["--baseline", config.getoption("evalkit_baseline")]
+    for name, value in (getattr(exc, "resume_overrides", None) or {}).items():
+        args += ["--" + name.replace("_", "-"), value]
+    command = shlex.join([*args, "--resume", exc.where])
+    masked = url and (safe_url(url) or url) != url
+    return command + ("  # put back the URL's credentials and query values, masked here" if masked else "")
 
 
 def _finished_run(config: pytest.Config) -> Any:
@@ -94,10 +154,8 @@ def _produce_run(config: pytest.Config) -> Any:
         run = load_run(stored)
     elif suite_path:
         from evalkit.api import run_suite
-        from evalkit.run import TargetSpec
 
-        spec = TargetSpec(kind=config.getoption("evalkit_target"), base_url=config.getoption("evalkit_base_url"))
-        run = run_suite(suite_path, target=spec, out=config.getoption("evalkit_out"),
+        run = run_suite(suite_path, target=_target_spec(config), out=config.getoption("evalkit_out"),
                         gates=config.getoption("evalkit_gate"), baseline=config.getoption("evalkit_baseline"))
     else:
         raise pytest.UsageError("the evalkit_run fixture needs --evalkit-suite SUITE or --evalkit-run RUN "
@@ -163,6 +221,11 @@ class EvalkitGateItem(pytest.Item):
         self.expr = expr
         self.default = default
 
+    def setup(self) -> None:
+        """The run is made (or failed) at the end of collection; a run that failed is this test's
+        error in setup (with --continue-on-collection-errors), never a failed gate."""
+        _run_or_fail(self.config)
+
     def runtest(self) -> None:
         from evalkit.gates import evaluate_gate, parse_gate
 
@@ -201,8 +264,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     try:
         name, exprs, labels = _gate_exprs(config)
         relative = [g.expr for g in map(parse_gate, exprs) if g.relative]
+        if not config.getoption("evalkit_run"):
+            _target_spec(config).check()  # bad target options are a usage error, before any traffic
     except EvalkitError as exc:
-        raise pytest.UsageError(f"evalkit: {exc.message}") from None
+        raise pytest.UsageError(f"evalkit: {plugin_message(config, exc)}") from None
     if relative and not config.getoption("evalkit_baseline"):
         raise pytest.UsageError(f"evalkit: gate '{relative[0]}' compares with a baseline: add --evalkit-baseline RUN")
     default = not exprs
@@ -216,17 +281,53 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items.extend(collector.collect())
 
 
+class _RunAtCollectionEnd:
+    """Runs the suite once collection has selected the tests (after -k and -m), when one of them
+    needs it; a run that cannot be a result stops the session before any gate is tested."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        if (not (_suite_option(config) or config.getoption("evalkit_run")) or config.option.collectonly
+                or not _needs_run(items)):
+            return
+        try:
+            _finished_run(config)
+        except EvalkitError as exc:
+            message = f"evalkit: {plugin_message(config, exc)}"
+            if exc.exit_code == EvalkitError.exit_code:  # bad input: the options, the suite, a stored run
+                raise pytest.UsageError(message) from None
+            # The run could not complete (exit 3 on the command line): an error collecting the suite,
+            # so pytest stops with "Interrupted: 1 error during collection" (exit 2), no gate judged.
+            nodeid = next((i.parent.nodeid for i in items if isinstance(i, EvalkitGateItem) and i.parent), "evalkit")
+            session.ihook.pytest_collectreport(report=pytest.CollectReport(nodeid, "failed", message, result=[]))
+
+
+def _needs_run(items: list[pytest.Item]) -> bool:
+    return any(isinstance(item, EvalkitGateItem) or {"evalkit_run", "evalkit_gate"} & set(getattr(item, "fixturenames", ()))
+               for item in items)
+
+
+def _run_or_fail(config: pytest.Config) -> Any:
+    """The finished run for a test; a run that failed fails the test's setup with its message."""
+    try:
+        return _finished_run(config)
+    except EvalkitError as exc:
+        pytest.fail(f"evalkit: {plugin_message(config, exc)}", pytrace=False)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Say once, at the end, that the tests were default recall floors and how to set real gates."""
-    note = config.stash.get(_RUN_KEY, {}).get("no_gates_note")
-    if note:
+    cache = config.stash.get(_RUN_KEY, {})
+    note = cache.get("no_gates_note")
+    if note and "error" not in cache:  # no test measured anything: the hint has nothing to do with it
         terminalreporter.write_line(note)
 
 
 @pytest.fixture(scope="session")
 def evalkit_run(pytestconfig: pytest.Config) -> Any:
     """The finished run (``evalkit.store.Run``) of ``--evalkit-suite`` or ``--evalkit-run``."""
-    return _finished_run(pytestconfig)
+    return _run_or_fail(pytestconfig)
 
 
 @pytest.fixture(scope="session")

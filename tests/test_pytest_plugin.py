@@ -200,3 +200,61 @@ def test_gates_of_an_incomplete_run_fail_unless_allowed(isolated: pytest.Pyteste
     res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-run", str(stored_run),
                              "--evalkit-allow-incomplete", "-v")
     res.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--evalkit-target", "openai"], ["*--evalkit-target openai needs --evalkit-base-url*"]),
+    (["--evalkit-base-url", "http://127.0.0.1:9/v1"],
+     ["*--evalkit-base-url is for a remote router, but the target is the embedded local router "
+      "(--evalkit-target local, the default)*", "*fix: add --evalkit-target openai*or leave --evalkit-base-url out*"]),
+])
+@pytest.mark.parametrize("collect_only", [False, True])
+def test_bad_target_options_are_a_usage_error_in_the_plugins_words(isolated: pytest.Pytester, tmp_path: Path,
+                                                                     options: list[str], says: list[str],
+                                                                     collect_only: bool):
+    suite = slice_suite(tmp_path / "tiny", per_task=1)
+    out = tmp_path / "reports"
+    res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-suite", str(suite), "--evalkit-out", str(out),
+                             *options, *(["--collect-only"] if collect_only else []))
+    # Not a failed gate (exit 1): options the run refuses are a usage error, like a missing suite.
+    assert res.ret == pytest.ExitCode.USAGE_ERROR, res.stdout.str()
+    res.stderr.fnmatch_lines(says)
+    assert " --base-url" not in res.stderr.str() and " --target" not in res.stderr.str()
+    assert not out.exists()  # refused before a run directory was made
+
+
+@pytest.mark.parametrize("router", ["unreachable", "key refused"])
+def test_a_run_that_cannot_complete_is_a_collection_error_not_a_failed_gate(isolated: pytest.Pytester, tmp_path: Path,
+                                                                            router: str):
+    from evalkit.emulator.server import free_port
+    from tests.fake_openai import FakeOpenAI, Reply
+
+    suite = slice_suite(tmp_path / "tiny", per_task=3)  # no gates: one recall test per task
+    out = tmp_path / "reports"
+    with FakeOpenAI(Reply(status=401, error_message="invalid api key")) as fake:
+        url = f"http://127.0.0.1:{free_port()}/v1" if router == "unreachable" else fake.base_url
+        res = isolated.runpytest("-p", "evalkit.pytest_plugin", "--evalkit-suite", str(suite), "--evalkit-out", str(out),
+                                 "--evalkit-target", "openai", "--evalkit-base-url", url)
+    text = res.stdout.str()
+    assert res.ret == pytest.ExitCode.INTERRUPTED, text  # "Interrupted: 1 error during collection", not exit 1
+    res.assert_outcomes(errors=1)
+    (run_dir,) = (out / "tiny").iterdir()
+    resume = f"`evalkit run {suite} --target openai --base-url {url} --resume {run_dir}`"
+    res.stdout.fnmatch_lines(["*ERROR collecting evalkit/tiny*",
+                              "*could not be reached*" if router == "unreachable" else "*refused the API key*",
+                              f"*finish the run with {resume}, then gate it with `pytest --evalkit-run {run_dir}`*",
+                              "*Interrupted: 1 error during collection*"])
+    assert "RUN_DIR" not in text and "SUITE" not in text
+    assert "has no gates" not in text  # no gate was judged: the default-floor hint has nothing to say
+    if router == "unreachable":
+        assert "the base URL (--evalkit-base-url) is right" in text
+
+
+def test_the_pytest_extra_installs_what_the_plugin_needs_and_docs_name_it():
+    """`pip install -e .` (the README) brings no pytest; docs/ci.md names the extra that does."""
+    root = Path(__file__).resolve().parents[1]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert [r for r in extras["pytest"] if r.replace(" ", "").startswith("pytest>=")], extras.get("pytest")
+    ci = (root / "docs" / "ci.md").read_text()
+    section = ci[ci.index("\n## pytest"):]
+    assert "pip install -e '.[pytest]'" in section and "unrecognized arguments: --evalkit-suite" in section

@@ -345,3 +345,55 @@ def test_cli_bad_options_exit_2_with_a_fix(tmp_path, args, expect):
     assert expect in proc.stderr and "fix:" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "suite").exists()
+
+
+# -- malformed lines: a rotated or truncated log ----------------------------------------------------
+
+def with_malformed_lines(log: Path) -> Path:
+    """The log with a line of text as line 10, a JSON array as line 16 and a cut-off final line."""
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(9, "2026-03-01 12:00:00 gateway restarted\n")
+    lines.insert(15, '["not", "an", "object"]\n')
+    lines.append('{"prompt": "Classify this ticket: the export butt')
+    log.write_text("".join(lines), encoding="utf-8")
+    return log
+
+
+def test_malformed_lines_are_left_out_counted_and_warned_about(tmp_path):
+    log = with_malformed_lines(small_log(tmp_path))  # 22 requests, lines 10, 16 and 25 malformed
+    proc = run_cli("suite", "from-traffic", log, "--router", router_file(tmp_path), "--out", tmp_path / "suite",
+                   "--sample", "10", "--floor", "2", env=cli_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "left out 3 malformed lines (lines 10, 16, 25)" in proc.stderr and "warning:" in proc.stderr
+    assert "rows left out: malformed 3 (lines 10, 16, 25)" in proc.stdout
+    assert "from 22 requests (25 rows)" in proc.stdout
+    assert len(load_suite(tmp_path / "suite").cases) == 10
+    readme = (tmp_path / "suite" / "README.md").read_text()
+    assert "- 3: a line that is not a JSON object" in readme and "(lines 10, 16, 25)" in readme
+    as_json = run_cli("suite", "from-traffic", log, "--router", router_file(tmp_path), "--out", tmp_path / "again",
+                      "--sample", "10", "--floor", "2", "--json", env=cli_env())
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["skipped"] == {"malformed": 3} and report["malformed_lines"] == [10, 16, 25]
+
+
+def test_a_log_of_mostly_malformed_lines_is_an_error_and_writes_nothing(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"prompt": "Why was I charged twice?", "route": "customer-qa"}\n'
+                   + "".join(f"12:00:0{i} GET /v1/chat/completions 200\n" for i in range(3)), encoding="utf-8")
+    proc = run_cli("suite", "from-traffic", log, "--router", router_file(tmp_path), "--out", tmp_path / "suite",
+                   env=cli_env())
+    assert proc.returncode == 2, proc.stderr
+    assert f"{log}:2: 3 of 4 lines are not a JSON object: this is not a JSON Lines log" in proc.stderr
+    assert "invalid JSON" in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "suite").exists()
+
+
+def test_a_line_that_is_not_utf8_is_malformed_too(tmp_path):
+    log = write_jsonl(tmp_path / "log.jsonl", [{"prompt": "Why was I charged twice?", "route": "customer-qa"},
+                                               {"prompt": "Classify: the export fails", "route": "classify"}])
+    with log.open("ab") as fh:
+        fh.write(b"\xff\xfe\x00garbage\n")
+    readout = read_log(log, LogFields(), labels=LABELS, scrubber=Scrubber())
+    assert (readout.n_rows, readout.n_requests, dict(readout.skipped)) == (3, 2, {"malformed": 1})
+    assert readout.malformed_lines == [3]

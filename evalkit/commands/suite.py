@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from evalkit.commands.console import err, out
 from evalkit.commands.options import ranged
@@ -69,6 +70,13 @@ def from_traffic(
             err.print(f"[dim]{message}[/dim]", highlight=False)
 
     report = build_suite(log, router, out_dir, options, labeler_key=key, status=status)
+    if report.malformed_lines:  # a rotated or truncated log's cut-off line: left out, said so
+        from evalkit.traffic.build import malformed_lines
+
+        n = report.skipped["malformed"]
+        err.print(f"[yellow]warning:[/yellow] {escape(str(log))}: left out {n} malformed line{'s' if n > 1 else ''} "
+                  f"({malformed_lines(report)}): not a JSON object (the cut-off line of a rotated or truncated "
+                  "log?)", highlight=False)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
         return
@@ -86,7 +94,10 @@ def _print_traffic_report(report: Any) -> None:
     scrubbed = ", ".join(f"{k} {n}" for k, n in report.scrubbed_log.items()) or "nothing"
     out.print(f"  scrubbed: {scrubbed}", markup=False, highlight=False)
     if report.skipped:
-        skipped = ", ".join(f"{k} {n}" for k, n in report.skipped.items())
+        from evalkit.traffic.build import malformed_lines
+
+        skipped = ", ".join(f"{k} {n}" + (f" ({malformed_lines(report)})" if k == "malformed" else "")
+                            for k, n in report.skipped.items())
         out.print(f"  rows left out: {skipped}", markup=False, highlight=False)
     if report.labeler:
         lab = report.labeler

@@ -75,6 +75,9 @@ class TargetSpec:
             raise UsageError(f"unknown target '{self.kind}'", where="--target",
                              fix=f"use one of: {', '.join(TARGET_KINDS)}")
         self._check_options_fit_the_target()
+        if self.kind == "openai" and not self.base_url:
+            raise UsageError("--target openai needs --base-url", where="--base-url",
+                             fix="give the router's OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
         if self.base_url is not None and not re.match(r"^https?://[^\s/?#]+", self.base_url):
             raise UsageError("the router's base URL is not an http(s) URL", where="--base-url",
                              got=self.base_url.rpartition("@")[2][:200],  # never a user:password@ part

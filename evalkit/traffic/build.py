@@ -88,6 +88,7 @@ class TrafficReport:
     case_routes: dict[str, int]
     n_sessions: int
     labeler: dict[str, Any] | None = None
+    malformed_lines: list[int] = field(default_factory=list)  # the first lines that were not JSON objects
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -139,7 +140,8 @@ def build_suite(log: str | Path, router_path: str | Path, out: str | Path, optio
         n_requests=readout.n_requests, skipped=dict(readout.skipped), scrubbed_log=_by_kind(readout.scrubbed),
         scrubbed_suite=scrubbed_suite, observed_routes=_ordered(readout.routes, labels), sample=stats,
         n_cases=len(cases), case_routes=_ordered(Counter(c["expected_route"] for c in cases), labels),
-        n_sessions=len({c["session"] for c in cases if c.get("session")}), labeler=labeler_block)
+        n_sessions=len({c["session"] for c in cases if c.get("session")}), labeler=labeler_block,
+        malformed_lines=list(readout.malformed_lines))
     _write_suite(out, name, Path(router_path), cases, report, options, readout)
     return report
 
@@ -273,6 +275,15 @@ def _write_suite(out: Path, name: str, router_path: Path, cases: list[dict[str, 
         raise
 
 
+def malformed_lines(report: TrafficReport) -> str:
+    """``line 36`` / ``lines 3, 9, 36, …``: where the log's malformed lines are (the first ones)."""
+    lines = report.malformed_lines
+    if not lines:
+        return ""
+    more = ", …" if report.skipped.get("malformed", 0) > len(lines) else ""
+    return f"line{'s' if len(lines) > 1 or more else ''} {', '.join(map(str, lines))}{more}"
+
+
 def render_readme(name: str, report: TrafficReport, options: TrafficOptions) -> str:
     """The suite's README: where the cases came from, what was removed and scrubbed, what is next."""
     import jinja2
@@ -286,7 +297,8 @@ def render_readme(name: str, report: TrafficReport, options: TrafficOptions) -> 
                      "cases": report.case_routes.get(route, 0)})
     return template.render(
         name=name, r=report, options=options, fields=options.fields, route_rows=rows,
-        skipped=[{"reason": SKIP_REASONS[k], "n": n} for k, n in report.skipped.items() if n],
+        skipped=[{"reason": SKIP_REASONS[k], "n": n,
+                  "lines": malformed_lines(report) if k == "malformed" else ""} for k, n in report.skipped.items() if n],
         kinds=[{"kind": k, "placeholder": PLACEHOLDERS[k], "log": report.scrubbed_log.get(k, 0),
                 "suite": report.scrubbed_suite.get(k, 0)} for k in KINDS],
         fallback=FALLBACK, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -6,6 +6,10 @@ paths into nested JSON (``request.messages``, ``response.headers.x-model-router-
 JSON is parsed on the way. Every text is scrubbed as it is read, so nothing downstream (the
 deduplication, the embeddings, a labeler model, the files written) ever sees a raw value.
 
+A line of a JSON Lines log that is not a JSON object (the cut-off last line of a rotated or
+truncated log, a stray line of text) is left out and counted like the other rows left out, with
+its line number; a file whose lines are mostly not JSON objects is not a JSON Lines log, an error.
+
 Conversations stay whole. With a session field, the rows that share its value are the turns
 of one conversation, in log order. Without one, a row whose history (its messages before the
 last user message, less the assistant reply) equals an earlier row's messages continues that
@@ -19,18 +23,21 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from evalkit.errors import SuiteError, UsageError
 from evalkit.records import message_text
 from evalkit.scrub import Scrubber
 from evalkit.suites import MAX_PROMPT_CHARS, TABLE_SUFFIXES, read_table
+from evalkit.validation import json_line_problem
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MISSING: Any = object()
+MALFORMED_LINES_KEPT = 10  # line numbers of malformed lines reported (the first ones)
 
 # Why a row was left out (counted in the suite's README).
 SKIP_REASONS = {
+    "malformed": "a line that is not a JSON object (the cut-off line of a rotated or truncated log?)",
     "no_route": "no route in the route field (a failed request, or the router sent no route)",
     "no_prompt": "neither the messages nor the prompt field holds text",
     "bad_messages": "messages that are not an OpenAI messages list",
@@ -91,6 +98,15 @@ class LogReadout:
     scrubbed: Counter[str] = field(default_factory=Counter)
     routes: Counter[str] = field(default_factory=Counter)      # usable requests per observed route
     unknown_routes: Counter[str] = field(default_factory=Counter)
+    malformed_lines: list[int] = field(default_factory=list)  # the first MALFORMED_LINES_KEPT
+    first_malformed: str = ""  # what is wrong with the first one
+
+    def malformed(self, line: int, problem: str) -> None:
+        """Count a line that is not a JSON object (left out, like the other skipped rows)."""
+        self.skipped["malformed"] += 1
+        if len(self.malformed_lines) < MALFORMED_LINES_KEPT:
+            self.malformed_lines.append(line)
+        self.first_malformed = self.first_malformed or problem
 
     @property
     def n_requests(self) -> int:
@@ -184,8 +200,14 @@ def read_log(path: str | Path, fields: LogFields, *, labels: list[str], scrubber
     readout = LogReadout(path=str(path), conversations=[])
     grouper = _Grouper(by_session=fields.session is not None)
     first_row: Any = None
-    for (_, line), row in read_table(path):
+    rows = _jsonl_rows(path, readout) if path.suffix.lower() in (".jsonl", ".ndjson") else read_table(path)
+    for (_, line), row in rows:
         readout.n_rows += 1
+        if row is MISSING:  # a malformed line, counted by _jsonl_rows
+            continue
+        if not isinstance(row, dict):
+            readout.malformed(line, f"line {line} is JSON but not an object (a {type(row).__name__})")
+            continue
         if first_row is None:
             first_row = row
         request = _request(row, line, fields, scrubber, readout)
@@ -208,6 +230,12 @@ def _check_readout(readout: LogReadout, fields: LogFields, labels: list[str], fi
     where = readout.path
     if readout.n_rows == 0:
         raise SuiteError("the log has no rows", where=where, fix="give a log with one request per row")
+    bad = readout.skipped["malformed"]
+    if bad * 2 > readout.n_rows:  # not a rotated log's cut-off line: this is not JSON Lines
+        raise SuiteError(f"{bad} of {readout.n_rows} lines are not a JSON object: this is not a JSON Lines log",
+                         where=f"{where}:{readout.malformed_lines[0]}", got=readout.first_malformed,
+                         fix="give a JSON Lines log (one JSON object per line, a request each), or a CSV or "
+                             "Parquet file named .csv or .parquet")
     keys = ", ".join(sorted(first_row.keys())[:12]) if isinstance(first_row, dict) else type(first_row).__name__
     if readout.unknown_routes and not skip_unknown_routes:
         listed = ", ".join(f"{_printable(r)} ({n})" for r, n in readout.unknown_routes.most_common(8))
@@ -217,11 +245,12 @@ def _check_readout(readout: LogReadout, fields: LogFields, labels: list[str], fi
                              f"{', '.join(labels)}), or leave those requests out with --skip-unknown-routes")
     if readout.n_requests:
         return
-    if readout.skipped["no_route"] == readout.n_rows:
+    rows = readout.n_rows - bad  # the rows that are JSON objects
+    if readout.skipped["no_route"] == rows:
         raise SuiteError(f"no row has a route at '{fields.route}'", where=where, got=f"first row's keys: {keys}",
                          fix="name the field that holds the route with --route-field (a dotted path, e.g. "
                              "response.headers.x-model-router-selected-route)")
-    if readout.skipped["no_prompt"] + readout.skipped["no_route"] >= readout.n_rows:
+    if readout.skipped["no_prompt"] + readout.skipped["no_route"] >= rows:
         tried = " or ".join(p for _, p in fields.prompt_paths())
         raise SuiteError(f"no row has a prompt at {tried}", where=where, got=f"first row's keys: {keys}",
                          fix="name the field with --messages-field (an OpenAI messages list) or --prompt-field "
@@ -229,6 +258,31 @@ def _check_readout(readout: LogReadout, fields: LogFields, labels: list[str], fi
     reasons = ", ".join(f"{SKIP_REASONS[k].split(' (')[0]}: {n}" for k, n in readout.skipped.items())
     raise SuiteError("no usable request in the log", where=where, got=reasons,
                      fix="check --messages-field / --prompt-field and --route-field")
+
+
+def _jsonl_rows(path: Path, readout: LogReadout) -> Iterator[tuple[tuple[str, int], Any]]:
+    """The rows of a JSON Lines log; a line that is not JSON (or not UTF-8 text) is yielded as
+    ``MISSING`` and counted in ``readout``, where the case files' reader stops at it."""
+    where = str(path)
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                readout.malformed(lineno, f"line {lineno} is not UTF-8 text")
+                yield (where, lineno), MISSING
+                continue
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                readout.malformed(lineno, f"invalid JSON: {json_line_problem(exc, lineno)}")
+                row = MISSING
+            except RecursionError:
+                readout.malformed(lineno, f"line {lineno}: JSON nested too deeply")
+                row = MISSING
+            yield (where, lineno), row
 
 
 def _printable(text: str, limit: int = 40) -> str:
