@@ -9,7 +9,6 @@ import os
 from typing import Any, Callable, Iterator
 
 from evalkit.cost import Price
-from evalkit.errors import UsageError
 from evalkit.records import TargetInfo
 from evalkit.run.spec import TargetSpec
 from evalkit.suites import Suite
@@ -39,9 +38,7 @@ def open_target(spec: TargetSpec, suite: Suite, prices: dict[str, Price], *, con
             return
         model = spec.model or f"router:{router_name}"
     else:
-        if not spec.base_url:
-            raise UsageError("--target openai needs --base-url", where="--base-url",
-                             fix="give the router's OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+        assert spec.base_url, "TargetSpec.check refuses --target openai without --base-url"
         base_url = spec.base_url
         model = spec.model or f"router:{router_name}"
         key = api_key_from_env(spec.api_key_env, target="openai") if spec.api_key_env else "none"
