@@ -262,15 +262,34 @@ def _max(*levels: Severity) -> Severity:
     return max(levels, key=_rank)
 
 
+def static_rule(embed: float | None, tfidf: float, n_shared: int) -> tuple[Severity, str]:
+    """The static level of a pair and the rule that gave it (docs/overlap-and-lint.md, Severity).
+
+    Without an embedding (``--tfidf-only``, run reports of remote targets) the shared-terms rule
+    for medium cannot ask for an embedding cosine >= EMBED_LOW: 2+ shared terms alone make medium.
+    """
+    if embed is not None and embed >= EMBED_HIGH:
+        return "high", f"embedding cosine >= {EMBED_HIGH:.2f}"
+    if tfidf >= TFIDF_HIGH:
+        return "high", f"TF-IDF cosine >= {TFIDF_HIGH:.2f}"
+    if embed is not None and embed >= EMBED_MEDIUM:
+        return "medium", f"embedding cosine >= {EMBED_MEDIUM:.2f}"
+    if tfidf >= TFIDF_MEDIUM:
+        return "medium", f"TF-IDF cosine >= {TFIDF_MEDIUM:.2f}"
+    if n_shared >= SHARED_TERMS_MEDIUM:
+        if embed is None:
+            return "medium", f"{SHARED_TERMS_MEDIUM}+ shared terms without an embedding, the TF-IDF-only rule"
+        if embed >= EMBED_LOW:
+            return "medium", f"{SHARED_TERMS_MEDIUM}+ shared terms with embedding cosine >= {EMBED_LOW:.2f}"
+    if embed is not None and embed >= EMBED_LOW:
+        return "low", f"embedding cosine >= {EMBED_LOW:.2f}"
+    if n_shared:
+        return "low", "a shared term"
+    return "none", "no rule reached"
+
+
 def static_level(embed: float | None, tfidf: float, n_shared: int) -> Severity:
-    if (embed is not None and embed >= EMBED_HIGH) or tfidf >= TFIDF_HIGH:
-        return "high"
-    if ((embed is not None and embed >= EMBED_MEDIUM) or tfidf >= TFIDF_MEDIUM
-            or (n_shared >= SHARED_TERMS_MEDIUM and (embed is None or embed >= EMBED_LOW))):
-        return "medium"
-    if (embed is not None and embed >= EMBED_LOW) or n_shared:
-        return "low"
-    return "none"
+    return static_rule(embed, tfidf, n_shared)[0]
 
 
 def suite_level(n_between: int, rate: float) -> Severity:
@@ -410,7 +429,7 @@ def find_overlaps(
                         key=lambda term: (-min(weights[a][term], weights[b][term]), term))[:MAX_SHARED_TERMS]
         evidence: dict[str, Any] = {"embedding_cosine": None if embed is None else round(embed, 4),
                                     "tfidf_cosine": round(tf, 4), "shared_terms": shared}
-        s_level = static_level(embed, tf, len(shared))
+        s_level, evidence["static_rule"] = static_rule(embed, tf, len(shared))
         levels: dict[str, Severity] = {"static": s_level}
         if suite is not None:
             evidence["suite"], levels["suite"] = suite.pair(i, j, a, b)
@@ -541,7 +560,8 @@ def _reason(a: str, b: str, severity: Severity, levels: dict[str, Severity], ev:
     static_bits.append(f"TF-IDF cosine {ev['tfidf_cosine']:.2f}")
     if ev["shared_terms"]:
         static_bits.append("shared terms " + ", ".join(f"'{t}'" for t in ev["shared_terms"][:4]))
-    parts = {"static": "descriptions: " + ", ".join(static_bits)}
+    rule = f" (static rule: {ev['static_rule']})" if ev.get("static_rule") and levels["static"] != "none" else ""
+    parts = {"static": "descriptions: " + ", ".join(static_bits) + rule}
     if "run" in ev:
         r = ev["run"]
         mass = r["a_to_b"] + r["b_to_a"]

@@ -93,6 +93,10 @@ def print_report(report: Any, *, examples: int) -> None:
             "-" if run is None else f"{run['a_to_b'] + run['b_to_a']} ({run['confusion_rate'] * 100:.1f}%)",
         )
     out.print(table)
+    if "embedding" not in report.evidence_kinds:
+        out.print("no embedding (--tfidf-only): static severity from TF-IDF cosine and shared terms; 2+ shared "
+                  "terms alone make a pair medium (the TF-IDF-only rule, docs/overlap-and-lint.md)",
+                  highlight=False, markup=False)
     for p in report.pairs:
         if p.severity in ("none", "low"):
             continue
