@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from itertools import combinations
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -292,6 +292,13 @@ def static_level(embed: float | None, tfidf: float, n_shared: int) -> Severity:
     return static_rule(embed, tfidf, n_shared)[0]
 
 
+def pair_static_rule(pair: OverlapPair) -> str:
+    """The static rule that gave a pair's description level, from its evidence (``evalkit overlap``
+    prints it; summary.json's evidence is as before)."""
+    ev = pair.evidence
+    return static_rule(ev["embedding_cosine"], ev["tfidf_cosine"], len(ev["shared_terms"]))[1]
+
+
 def suite_level(n_between: int, rate: float) -> Severity:
     if not n_between:
         return "none"
@@ -429,7 +436,7 @@ def find_overlaps(
                         key=lambda term: (-min(weights[a][term], weights[b][term]), term))[:MAX_SHARED_TERMS]
         evidence: dict[str, Any] = {"embedding_cosine": None if embed is None else round(embed, 4),
                                     "tfidf_cosine": round(tf, 4), "shared_terms": shared}
-        s_level, evidence["static_rule"] = static_rule(embed, tf, len(shared))
+        s_level = static_level(embed, tf, len(shared))
         levels: dict[str, Severity] = {"static": s_level}
         if suite is not None:
             evidence["suite"], levels["suite"] = suite.pair(i, j, a, b)
@@ -560,8 +567,7 @@ def _reason(a: str, b: str, severity: Severity, levels: dict[str, Severity], ev:
     static_bits.append(f"TF-IDF cosine {ev['tfidf_cosine']:.2f}")
     if ev["shared_terms"]:
         static_bits.append("shared terms " + ", ".join(f"'{t}'" for t in ev["shared_terms"][:4]))
-    rule = f" (static rule: {ev['static_rule']})" if ev.get("static_rule") and levels["static"] != "none" else ""
-    parts = {"static": "descriptions: " + ", ".join(static_bits) + rule}
+    parts = {"static": "descriptions: " + ", ".join(static_bits)}
     if "run" in ev:
         r = ev["run"]
         mass = r["a_to_b"] + r["b_to_a"]
@@ -658,9 +664,41 @@ def weak_descriptions(router: "RouterConfig", *, embed_sims: "np.ndarray | None"
     return weak
 
 
+# A router of n tasks has n(n-1)/2 pairs (19,900 for 200 tasks), nearly all of them low or none.
+# summary.json and report.html keep every flagged pair (medium, high) and the strongest of the
+# rest; ``evalkit overlap`` prints them the same way unless --all.
+KEPT_BELOW_MEDIUM = 50      # summary.json / report.html
+SHOWN_BELOW_MEDIUM = 20     # the terminal table of `evalkit overlap`
+
+P = TypeVar("P", OverlapPair, dict)
+
+
+def flagged(severity: str) -> bool:
+    """A pair that matters: medium or high."""
+    return severity in ("high", "medium")
+
+
+def bound_pairs(pairs: Sequence[P], keep_below: int) -> tuple[list[P], int]:
+    """Every flagged pair (medium, high), then the first ``keep_below`` of the others in the order
+    given (``find_overlaps`` sorts them most severe and most similar first, so the strongest low
+    pairs), and how many were left out. Pairs are ``OverlapPair`` or their JSON dicts."""
+    def severity(p: P) -> str:
+        return str(p["severity"] if isinstance(p, dict) else p.severity)
+
+    kept: list[P] = []
+    below = 0
+    for p in pairs:
+        if flagged(severity(p)):
+            kept.append(p)
+        elif below < keep_below:
+            kept.append(p)
+            below += 1
+    return kept, len(pairs) - len(kept)
+
+
 def severity_at_least(severity: str, floor: str) -> bool:
     return _rank(severity) >= _rank(floor)  # type: ignore[arg-type]
 
 
-__all__ = ["AMBIGUOUS_MARGIN", "OverlapPair", "OverlapReport", "WeakTask", "find_overlaps", "output_type",
+__all__ = ["AMBIGUOUS_MARGIN", "KEPT_BELOW_MEDIUM", "OverlapPair", "bound_pairs", "OverlapReport", "WeakTask", "find_overlaps", "output_type",
            "severity_at_least", "terms", "weak_descriptions"]
