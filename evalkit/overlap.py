@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from itertools import combinations
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -262,15 +262,41 @@ def _max(*levels: Severity) -> Severity:
     return max(levels, key=_rank)
 
 
+def static_rule(embed: float | None, tfidf: float, n_shared: int) -> tuple[Severity, str]:
+    """The static level of a pair and the rule that gave it (docs/overlap-and-lint.md, Severity).
+
+    Without an embedding (``--tfidf-only``, run reports of remote targets) the shared-terms rule
+    for medium cannot ask for an embedding cosine >= EMBED_LOW: 2+ shared terms alone make medium.
+    """
+    if embed is not None and embed >= EMBED_HIGH:
+        return "high", f"embedding cosine >= {EMBED_HIGH:.2f}"
+    if tfidf >= TFIDF_HIGH:
+        return "high", f"TF-IDF cosine >= {TFIDF_HIGH:.2f}"
+    if embed is not None and embed >= EMBED_MEDIUM:
+        return "medium", f"embedding cosine >= {EMBED_MEDIUM:.2f}"
+    if tfidf >= TFIDF_MEDIUM:
+        return "medium", f"TF-IDF cosine >= {TFIDF_MEDIUM:.2f}"
+    if n_shared >= SHARED_TERMS_MEDIUM:
+        if embed is None:
+            return "medium", f"{SHARED_TERMS_MEDIUM}+ shared terms without an embedding, the TF-IDF-only rule"
+        if embed >= EMBED_LOW:
+            return "medium", f"{SHARED_TERMS_MEDIUM}+ shared terms with embedding cosine >= {EMBED_LOW:.2f}"
+    if embed is not None and embed >= EMBED_LOW:
+        return "low", f"embedding cosine >= {EMBED_LOW:.2f}"
+    if n_shared:
+        return "low", "a shared term"
+    return "none", "no rule reached"
+
+
 def static_level(embed: float | None, tfidf: float, n_shared: int) -> Severity:
-    if (embed is not None and embed >= EMBED_HIGH) or tfidf >= TFIDF_HIGH:
-        return "high"
-    if ((embed is not None and embed >= EMBED_MEDIUM) or tfidf >= TFIDF_MEDIUM
-            or (n_shared >= SHARED_TERMS_MEDIUM and (embed is None or embed >= EMBED_LOW))):
-        return "medium"
-    if (embed is not None and embed >= EMBED_LOW) or n_shared:
-        return "low"
-    return "none"
+    return static_rule(embed, tfidf, n_shared)[0]
+
+
+def pair_static_rule(pair: OverlapPair) -> str:
+    """The static rule that gave a pair's description level, from its evidence (``evalkit overlap``
+    prints it; summary.json's evidence is as before)."""
+    ev = pair.evidence
+    return static_rule(ev["embedding_cosine"], ev["tfidf_cosine"], len(ev["shared_terms"]))[1]
 
 
 def suite_level(n_between: int, rate: float) -> Severity:
@@ -638,9 +664,41 @@ def weak_descriptions(router: "RouterConfig", *, embed_sims: "np.ndarray | None"
     return weak
 
 
+# A router of n tasks has n(n-1)/2 pairs (19,900 for 200 tasks), nearly all of them low or none.
+# summary.json and report.html keep every flagged pair (medium, high) and the strongest of the
+# rest; ``evalkit overlap`` prints them the same way unless --all.
+KEPT_BELOW_MEDIUM = 50      # summary.json / report.html
+SHOWN_BELOW_MEDIUM = 20     # the terminal table of `evalkit overlap`
+
+P = TypeVar("P", OverlapPair, dict)
+
+
+def flagged(severity: str) -> bool:
+    """A pair that matters: medium or high."""
+    return severity in ("high", "medium")
+
+
+def bound_pairs(pairs: Sequence[P], keep_below: int) -> tuple[list[P], int]:
+    """Every flagged pair (medium, high), then the first ``keep_below`` of the others in the order
+    given (``find_overlaps`` sorts them most severe and most similar first, so the strongest low
+    pairs), and how many were left out. Pairs are ``OverlapPair`` or their JSON dicts."""
+    def severity(p: P) -> str:
+        return str(p["severity"] if isinstance(p, dict) else p.severity)
+
+    kept: list[P] = []
+    below = 0
+    for p in pairs:
+        if flagged(severity(p)):
+            kept.append(p)
+        elif below < keep_below:
+            kept.append(p)
+            below += 1
+    return kept, len(pairs) - len(kept)
+
+
 def severity_at_least(severity: str, floor: str) -> bool:
     return _rank(severity) >= _rank(floor)  # type: ignore[arg-type]
 
 
-__all__ = ["AMBIGUOUS_MARGIN", "OverlapPair", "OverlapReport", "WeakTask", "find_overlaps", "output_type",
+__all__ = ["AMBIGUOUS_MARGIN", "KEPT_BELOW_MEDIUM", "OverlapPair", "bound_pairs", "OverlapReport", "WeakTask", "find_overlaps", "output_type",
            "severity_at_least", "terms", "weak_descriptions"]

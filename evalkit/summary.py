@@ -16,7 +16,7 @@ from pydantic import Field
 from evalkit import SCHEMA_VERSION
 from evalkit.gates import GateResult
 from evalkit.judge.records import JudgeSummary
-from evalkit.overlap import OverlapPair, WeakTask
+from evalkit.overlap import KEPT_BELOW_MEDIUM, OverlapPair, WeakTask, bound_pairs
 from evalkit.records import CLASSIFIER_ERROR_CODES, CaseResult, Document, Manifest, RouterInfo, TargetInfo
 
 
@@ -216,6 +216,9 @@ class Summary(Document):
     error_rate: float | None = None
     per_tag: dict[str, TagMetrics] = Field(default_factory=dict)
     route_only: bool = False
+    # Every flagged pair (medium, high) and the strongest KEPT_BELOW_MEDIUM others. How many pairs
+    # (all low or none) were left out is the extra key ``overlap_omitted``, written only when some
+    # were (a run with every pair listed writes summary.json as before it existed).
     overlap: list[OverlapPair] = Field(default_factory=list)
     overlap_weak: list[WeakTask] = Field(default_factory=list)
     judge: JudgeSummary | None = None
@@ -236,7 +239,8 @@ def build_summary(manifest: Manifest, results: Sequence[CaseResult], *,
     """Every figure the reports show (``judgement``: the run's judge files, ``judge.Judgement``).
 
     ``overlap``: ``OverlapReport.to_dict()`` of the run's router (``evalkit.overlap``); its pairs
-    become ``overlap`` and its weak descriptions ``overlap_weak``.
+    become ``overlap`` (every medium and high pair, then the strongest ``KEPT_BELOW_MEDIUM`` others;
+    ``overlap_omitted``, only when any, counts the rest) and its weak descriptions ``overlap_weak``.
     """
     from evalkit.cost import cost_summary, run_prices
     from evalkit.judge import judge_block
@@ -254,7 +258,9 @@ def build_summary(manifest: Manifest, results: Sequence[CaseResult], *,
     summary.update(routing_metrics(results, labels=labels))
     summary["per_tag"] = per_tag_metrics(results, labels=labels)
     summary["route_only"] = bool(results) and all(r.route_only for r in results if r.status != "error")
-    summary["overlap"] = list((overlap or {}).get("pairs", []))
+    summary["overlap"], omitted = bound_pairs(list((overlap or {}).get("pairs", [])), KEPT_BELOW_MEDIUM)
+    if omitted:
+        summary["overlap_omitted"] = omitted
     summary["overlap_weak"] = list((overlap or {}).get("weak", []))
     summary["judge"] = judge_block(manifest.judge, results, judgement,
                                    baseline_model=manifest.options.get("baseline_model"))

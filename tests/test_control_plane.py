@@ -244,7 +244,7 @@ def test_router_diff_of_a_deployed_router_against_its_source_file_is_no_change(t
         for a, b in ((saved, source), (source, saved)):
             proc = run_cli("router", "diff", a, b, "--exit-code")
             assert proc.returncode == 0, proc.stdout + proc.stderr
-            assert "no changes" in proc.stdout and "regions" not in proc.stdout
+            assert "no changes" in proc.stdout and "regions: [" not in proc.stdout
     as_json = json.loads(run_cli("router", "diff", deployed, source, "--json").stdout)
     assert as_json["changed"] is False and as_json["ignored_server_defaults"] == ["regions"]
 
@@ -262,3 +262,39 @@ def test_router_diff_of_a_deployed_router_against_its_source_file_is_no_change(t
     unknown.write_text(json.dumps({**json.loads(source.read_text()), "colour": "blue"}))
     proc = run_cli("router", "diff", unknown, source)
     assert proc.returncode == 2 and "colour" in proc.stderr
+
+
+def test_router_diff_prints_the_hash_a_run_manifest_records_for_the_same_file(tmp_path: Path):
+    """One hash per router config: `router diff X X`, `router diff X deployed` and a run of X all
+    name X by the same hash, even when the deployed copy has regions the server filled in."""
+    from conftest import write_suite
+    from evalkit.emulator import LocalRouter, TfidfClassifier, create_app
+    from tests.fake_openai import FakeOpenAI, Reply
+
+    body = {k: v for k, v in TUTORIAL_ROUTER.items() if k != "regions"}
+    suite = write_suite(tmp_path / "mini", [{"id": "c1", "prompt": "Classify this customer support message: "
+                                             "I was billed twice.", "expected_route": "classify"}], router=body)
+    source = suite / "router.json"
+    with FakeOpenAI(Reply(content="upstream text")) as fake:
+        ran = run_cli("run", suite, "--classifier", "tfidf", "--out", tmp_path / "out", "--quiet",
+                      "--upstream", f"*={fake.base_url}", timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    [run_dir] = list((tmp_path / "out" / "mini").iterdir())
+    manifest_hash = json.loads((run_dir / "manifest.json").read_text())["router"]["hash"]
+
+    with LocalRouter(create_app([], classifier=TfidfClassifier())) as server:
+        env = cli_env(DIGITALOCEAN_TOKEN="dop_v1_test-token", EVALKIT_DO_API_URL=server.root_url)
+        assert run_cli("router", "create", source, env=env).returncode == 0
+        got = run_cli("router", "get", TUTORIAL_ROUTER["name"], "--body", env=env)
+    deployed = tmp_path / "deployed.json"
+    deployed.write_text(got.stdout)
+    deployed_hash = parse_router_config(got.stdout).hash  # what a run of deployed.json would record
+
+    same = run_cli("router", "diff", source, source)
+    assert same.returncode == 0 and f", {manifest_hash})" in same.stdout, same.stdout
+    proc = run_cli("router", "diff", source, deployed, "--exit-code")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no changes" in proc.stdout and f"({manifest_hash})" in proc.stdout, proc.stdout
+    assert f"({deployed_hash})" in proc.stdout and "regions" in proc.stdout
+    as_json = json.loads(run_cli("router", "diff", source, deployed, "--json").stdout)
+    assert (as_json["changed"], as_json["a_hash"], as_json["b_hash"]) == (False, manifest_hash, deployed_hash)

@@ -373,3 +373,29 @@ def test_tfidf_matrix_of_boilerplate_only_is_empty() -> None:
 
     matrix, vocab = tfidf_matrix(["Handle the user request.", "Use the given input."])
     assert vocab == [] and matrix.shape == (2, 0)
+
+
+def test_tfidf_only_medium_from_shared_terms_names_the_rule_the_docs_give(tmp_path: Path) -> None:
+    """Without an embedding, 2 shared terms make classify/customer-qa medium: the docs' Severity
+    table must give that rule (not only the one that needs an embedding cosine >= 0.30), and the
+    output must say the TF-IDF-only rule was used."""
+    docs = " ".join((Path(__file__).resolve().parents[1] / "docs" / "overlap-and-lint.md").read_text().split())
+    path = tmp_path / "router.json"
+    path.write_text(json.dumps(TUTORIAL_ROUTER))
+    proc = run_cli("overlap", path, "--tfidf-only", "--json")
+    p = pair_of(json.loads(proc.stdout)["pairs"], "classify", "customer-qa")
+    assert p["severity"] == "medium" and p["evidence"]["embedding_cosine"] is None
+    assert p["evidence"]["tfidf_cosine"] < 0.40 and len(p["evidence"]["shared_terms"]) == 2
+    rule = p["evidence"]["static_rule"]
+    assert "without an embedding" in rule
+    assert "without an embedding: 2+ shared terms alone" in docs and f"`{rule}`" in docs
+    # with an embedding the shared-terms rule still needs the cosine the docs name
+    from evalkit.overlap import EMBED_LOW, static_rule
+
+    assert static_rule(EMBED_LOW - 0.01, 0.1, 2)[0] == "low" and static_rule(EMBED_LOW, 0.1, 2)[0] == "medium"
+    text = " ".join(run_cli("overlap", path, "--tfidf-only").stdout.split())
+    assert "TF-IDF-only rule" in text and f"static rule: {rule}" in text
+
+
+def pair_of(pairs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
+    return next(p for p in pairs if set(p["tasks"]) == {a, b})

@@ -24,7 +24,8 @@ def overlap(
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a pair reaches this severity: high, medium or low."),
     examples: int = typer.Option(3, "--examples", callback=ranged("--examples"), help="Prompts shown per pair in the terminal output."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the suite's cached prompt embeddings (EVALKIT_CACHE_DIR, default ~/.cache/evalkit)."),
-    as_json: bool = typer.Option(False, "--json", help="Print {\"pairs\": [...], \"weak\": [...]} as JSON."),
+    show_all: bool = typer.Option(False, "--all", help="List every pair in the table (default: every medium and high pair, then the 20 strongest others)."),
+    as_json: bool = typer.Option(False, "--json", help="Print {\"pairs\": [...], \"weak\": [...]} as JSON (every pair)."),
 ) -> None:
     """Flag overlapping and weak task descriptions of a router config, with evidence and suggested edits.
 
@@ -69,20 +70,33 @@ def overlap(
     report = analyse_router(router, cases=cases, results=results, margin=margin, embeddings=not tfidf_only,
                      use_cache=not no_cache)
     if as_json:
-        out.print_json(json.dumps(report.to_dict()))
+        from evalkit.overlap import pair_static_rule
+
+        document = report.to_dict()
+        for p, d in zip(report.pairs, document["pairs"]):
+            d["evidence"]["static_rule"] = pair_static_rule(p)
+        out.print_json(json.dumps(document))
     else:
-        print_report(report, examples=examples)
+        print_report(report, examples=examples, show_all=show_all)
     if fail_on and any(severity_at_least(p.severity, fail_on) for p in report.pairs):
         raise typer.Exit(1)
 
 
-def print_report(report: Any, *, examples: int) -> None:
+def print_report(report: Any, *, examples: int, show_all: bool = False) -> None:
+    """The pairs table (every medium and high pair, then at most SHOWN_BELOW_MEDIUM others unless
+    ``show_all``, with a line saying how many more there are), then each flagged pair's reason,
+    examples and suggestions, then the weak descriptions."""
+    from collections import Counter
+
     from rich.table import Table
 
+    from evalkit.overlap import SHOWN_BELOW_MEDIUM, bound_pairs, pair_static_rule
+
+    shown, n_left = (report.pairs, 0) if show_all else bound_pairs(report.pairs, SHOWN_BELOW_MEDIUM)
     table = Table(title=f"task pairs ({', '.join(report.evidence_kinds)} evidence)", title_justify="left")
     for col in ("pair", "severity", "embed", "tfidf", "shared terms", "between", "confusion"):
         table.add_column(col, justify="right" if col in ("embed", "tfidf", "between", "confusion") else "left")
-    for p in report.pairs:
+    for p in shown:
         ev = p.evidence
         suite, run = ev.get("suite"), ev.get("run")
         table.add_row(
@@ -93,11 +107,22 @@ def print_report(report: Any, *, examples: int) -> None:
             "-" if run is None else f"{run['a_to_b'] + run['b_to_a']} ({run['confusion_rate'] * 100:.1f}%)",
         )
     out.print(table)
+    if n_left:
+        listed = {id(p) for p in shown}
+        left = Counter(p.severity for p in report.pairs if id(p) not in listed)
+        out.print(f"{n_left} more pairs not listed ({', '.join(f'{k} {left[k]}' for k in ('low', 'none') if left[k])}; "
+                  f"every medium and high pair is listed): --all lists every pair, --json prints them all",
+                  highlight=False, markup=False)
+    if "embedding" not in report.evidence_kinds:
+        out.print("no embedding (--tfidf-only): static severity from TF-IDF cosine and shared terms; 2+ shared "
+                  "terms alone make a pair medium (the TF-IDF-only rule, docs/overlap-and-lint.md)",
+                  highlight=False, markup=False)
     for p in report.pairs:
         if p.severity in ("none", "low"):
             continue
         out.print(f"\n[{SEVERITY_STYLE[p.severity]}]{p.severity}[/] {p.tasks[0]} / {p.tasks[1]}: {p.reason}",
                   highlight=False)
+        out.print(f"  static rule: {pair_static_rule(p)}", highlight=False, markup=False)
         run = p.evidence.get("run")
         shown = (run or {}).get("misrouted") or (p.evidence.get("suite") or {}).get("examples") or []
         label = "misrouted" if run and run.get("misrouted") else "between"

@@ -95,7 +95,11 @@ def _pool_line(change: dict[str, Any]) -> str:
 def format_config_diff(diff: dict[str, Any], *, a_label: str = "A", b_label: str = "B") -> str:
     """The result of ``diff_configs`` as readable text, one change per line."""
     if not diff["changed"]:
-        return f"no changes ({a_label} and {b_label} are the same router config, {diff['a_hash']})"
+        if diff["a_hash"] == diff["b_hash"]:
+            return f"no changes ({a_label} and {b_label} are the same router config, {diff['a_hash']})"
+        ignored = ", ".join(diff.get("ignored_server_defaults") or []) or "server defaults"
+        return (f"no changes ({a_label} ({diff['a_hash']}) and {b_label} ({diff['b_hash']}) are the same router "
+                f"config: the hashes differ only by {ignored}, which one file leaves to the server)")
     lines = [f"router config {a_label} ({diff['a_hash']}) -> {b_label} ({diff['b_hash']})"]
     if diff["name"]:
         lines.append(f"name: {diff['name']['a']} -> {diff['name']['b']}")
@@ -274,10 +278,13 @@ def diff(
 
     config_a, omits_a = load_router_for_diff(a)
     config_b, omits_b = load_router_for_diff(b)
+    # The hashes printed are each file's own, as a run manifest of that file records it; the
+    # comparison takes a server default one file omits from the other (it is no change).
+    hashes = {"a_hash": config_a.hash, "b_hash": config_b.hash}
     config_a, config_b, ignored = align_server_defaults(config_a, omits_a, config_b, omits_b)
-    result = diff_configs(config_a, config_b)
+    result = {**diff_configs(config_a, config_b), **hashes, "ignored_server_defaults": ignored}
     if as_json:
-        out.print_json(json.dumps({**result, "ignored_server_defaults": ignored}))
+        out.print_json(json.dumps(result))
     else:
         out.print(format_config_diff(result, a_label=str(a), b_label=str(b)), markup=False, highlight=False)
         if ignored:

@@ -46,14 +46,22 @@ def pages(rows: list[dict[str, Any]], *, size: int = MAX_LISTED, limit: int = MA
     return out
 
 
+# Past this many cells (a 20-task router) the heatmap draws the empty cells as one tiled pattern and
+# only the cells with cases one by one: a 200-task router has 40,400 cells, nearly all empty.
+HEATMAP_MAX_CELLS = 21 * 22
+
+
 def heatmap(confusion: Confusion) -> dict[str, Any]:
     """Inline-SVG geometry of the confusion heatmap: counts and row percentages per cell."""
     rows, cols, matrix = confusion.labels, confusion.columns, confusion.matrix
     cells = []
+    sparse = len(rows) * len(cols) > HEATMAP_MAX_CELLS
     for i, row_label in enumerate(rows):
         total = sum(matrix[i])
         for j, col_label in enumerate(cols):
             count = matrix[i][j]
+            if sparse and not count:
+                continue
             share = count / total if total else 0.0
             diagonal = row_label == col_label
             if count == 0:
@@ -72,6 +80,8 @@ def heatmap(confusion: Confusion) -> dict[str, Any]:
         "width": HEADER_W + len(cols) * CELL + 10,
         "height": HEADER_H + len(rows) * CELL + 10,
         "cells": cells,
+        "sparse": {"x": HEADER_W, "y": HEADER_H, "cell": CELL, "w": len(cols) * CELL, "h": len(rows) * CELL,
+                   "n_empty": len(rows) * len(cols) - len(cells)} if sparse else None,
         "row_labels": [{"x": HEADER_W - 8, "y": HEADER_H + i * CELL + CELL / 2, "text": r} for i, r in enumerate(rows)],
         "col_labels": [{"x": HEADER_W + j * CELL + CELL / 2, "y": HEADER_H - 8, "text": c} for j, c in enumerate(cols)],
         "axis_y": {"x": 12, "y": HEADER_H + len(rows) * CELL / 2},

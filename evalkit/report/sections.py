@@ -52,6 +52,7 @@ def overlap_section(summary: Summary, results: Sequence[CaseResult], manifest: M
         "weak": [{"task": w.task, "problems": [{"kind": k, "detail": w.details.get(k, "")} for k in w.problems]}
                  for w in weak],
         "max_examples": OVERLAP_EXAMPLES,
+        "omitted": int(summary.get("overlap_omitted") or 0),
     }
 
 
@@ -244,14 +245,50 @@ def cost_section(summary: Summary, results: Sequence[CaseResult], manifest: Mani
     return out
 
 
+# The misroute grid shows every cell up to this many (a 20-task router); beyond, a list of the
+# cells with misrouted cases (a 200-task router has 40,200 cells, nearly all estimates).
+MISROUTE_GRID_MAX_CELLS = 21 * 22
+MISROUTE_LIST_MAX = 300
+
+
+def _misroute_list(m: Any) -> dict[str, Any]:
+    """A large misroute matrix as the cells with misrouted cases, largest monthly effect first, each
+    beside its row's correct cost; and what was left out."""
+    from decimal import Decimal
+
+    money = _money
+    entries = []
+    for row in m.rows:
+        for c in row.cells:
+            if c.route == row.expected or not c.count:
+                continue
+            delta = c.delta_usd
+            entries.append((abs(Decimal(repr(c.monthly_delta_usd or 0.0))), {
+                "expected": row.expected, "model": row.model or "", "correct": money(row.correct_usd),
+                "route": c.route, "route_model": c.model or "no model", "count": c.count, "n": row.n,
+                "delta": "unknown" if delta is None else ("+" if delta > 0 else "") + money(delta),
+                "tone": "unknown" if delta is None else "dearer" if delta > 0 else "cheaper" if delta < 0 else "same",
+                "monthly": money(c.monthly_delta_usd)}))
+    entries.sort(key=lambda e: e[0], reverse=True)
+    n_cells = sum(len(row.cells) for row in m.rows)
+    return {"entries": [e for _, e in entries[:MISROUTE_LIST_MAX]], "n_entries": len(entries),
+            "n_cells": n_cells, "n_rows": len(m.rows), "n_columns": len(m.columns),
+            "n_rows_with": len({e["expected"] for _, e in entries})}
+
+
 def _misroute_grid(m: Any) -> dict[str, Any]:
-    """The misroute cost matrix as a grid of cells, and its largest monthly effects as sentences."""
+    """The misroute cost matrix as a grid of cells (as a list of the cells with misroutes when it
+    has more than MISROUTE_GRID_MAX_CELLS), and its largest monthly effects as sentences."""
     from decimal import Decimal
 
     money = _money
     grid = []
-    sentences = []
+    sentences: list[tuple[Decimal, str]] = []
+    sparse = sum(len(row.cells) for row in m.rows) > MISROUTE_GRID_MAX_CELLS
     for row in m.rows:
+        if sparse:
+            sentences.extend((abs(Decimal(repr(c.monthly_delta_usd or 0.0))), c.text) for c in row.cells if c.text)
+            continue
         cells = []
         for c in row.cells:
             diagonal = c.route == row.expected
@@ -276,7 +313,8 @@ def _misroute_grid(m: Any) -> dict[str, Any]:
     basis = ("the given traffic" if m.basis == "traffic"
              else f"the suite's mix scaled to {m.monthly_requests:,} requests a month")
     return {"columns": m.columns, "rows": grid, "basis": basis, "monthly": money(m.monthly_misroute_usd),
-            "sentences": [text for _, text in sentences[:12]], "n_sentences": len(sentences)}
+            "sentences": [text for _, text in sentences[:12]], "n_sentences": len(sentences),
+            "sparse": _misroute_list(m) if sparse else None}
 
 
 SECTIONS: dict[str, Section] = {
