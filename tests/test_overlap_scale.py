@@ -103,6 +103,7 @@ def test_report_html_is_bounded_and_says_what_it_leaves_out(big_run: tuple[Path,
     assert text.count("<title>expected ") == 2 * N_TASKS and "40,202 empty cells" in text
 
 
+@pytest.mark.slow
 def test_overlap_command_lists_flagged_pairs_then_a_few_low_ones(tmp_path: Path) -> None:
     path = tmp_path / "router.json"
     path.write_text(json.dumps(big_router()))
