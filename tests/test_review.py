@@ -193,3 +193,11 @@ def test_cli_review_on_a_port_in_use_exits_3_with_a_message(suite):
     assert proc.returncode == 3, proc.stderr
     assert f"127.0.0.1:{port}: the local router cannot listen on its port" in proc.stderr
     assert "found:" in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_review_of_a_missing_suite_says_so_before_anything_else(tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli("suite", "review", tmp_path / "nowhere")
+    assert proc.returncode == 2 and "suite not found" in proc.stderr
+    assert "embedding" not in proc.stderr and "loading" not in proc.stderr  # no promise of work that never starts

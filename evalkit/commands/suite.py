@@ -124,8 +124,8 @@ def review(
     if not 0 <= port < 65536:
         raise UsageError("the port must be between 0 (a free one) and 65535", where="--port", got=str(port),
                          fix="e.g. --port 8765, or leave it out")
-    err.print("[dim]loading the suite and embedding its prompts[/dim]")
-    session = open_review(suite, threshold=threshold)
+    session = open_review(suite, threshold=threshold,
+                          status=lambda message: err.print(f"[dim]{escape(message)}[/dim]", highlight=False))
     server = ReviewServer(session, port=port or None)
     server.start()
     url = server.url

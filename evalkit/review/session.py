@@ -259,8 +259,10 @@ class ReviewSession:
 
 
 def open_review(folder: str | Path, *, threshold: float | None = None,
-                encode: Callable[[list[str]], Any] | None = None) -> ReviewSession:
-    """Load a suite for review: its cases must be a JSON Lines file (the page rewrites it)."""
+                encode: Callable[[list[str]], Any] | None = None,
+                status: Callable[[str], None] | None = None) -> ReviewSession:
+    """Load a suite for review: its cases must be a JSON Lines file (the page rewrites it).
+    ``status`` hears of the slow part (embedding the prompts) once the suite has loaded."""
     suite = load_suite(folder)
     cases_path = Path(suite.cases_path)
     if suite.spec.cases.startswith("hf://") or cases_path.suffix.lower() not in (".jsonl", ".ndjson"):
@@ -269,6 +271,8 @@ def open_review(folder: str | Path, *, threshold: float | None = None,
     if suite.spec.columns:
         raise SuiteError("the review page cannot edit a suite with a columns mapping", where=str(suite.folder),
                          fix="write the cases with evalkit's own field names (id, prompt, expected_route, ...)")
+    if status is not None:
+        status(f"embedding the {len(suite.cases)} prompts of {suite.name}")
     views = classifier_views(suite.cases, suite, threshold=threshold, encode=encode)
     return ReviewSession(suite=suite, cases_path=cases_path, views=views, journal=Journal(suite.folder / JOURNAL))
 
