@@ -329,6 +329,11 @@ def test_cli_refuses_an_existing_suite_folder(tmp_path):
     assert "already exists and is not empty" in proc.stderr and "fix:" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert (tmp_path / "suite" / "cases.jsonl").read_text() == "keep me\n"
+    (tmp_path / "afile").write_text("keep me too\n")
+    proc = run_cli("suite", "from-traffic", small_log(tmp_path), "--router", router_file(tmp_path),
+                   "--out", tmp_path / "afile")
+    assert proc.returncode == 2 and "the output folder is a file" in proc.stderr, proc.stderr
+    assert (tmp_path / "afile").read_text() == "keep me too\n"
 
 
 @pytest.mark.parametrize("args,expect", [

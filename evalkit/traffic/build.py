@@ -247,7 +247,10 @@ def _suite_name(out: Path) -> str:
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise UsageError("the output folder is a file", where=f"--out {out}",
+                         fix="give a new folder with --out (it is created; nothing is overwritten)")
+    if out.exists() and any(out.iterdir()):
         raise UsageError("the output folder already exists and is not empty", where=str(out),
                          fix="give a new folder with --out (nothing is overwritten), or delete this one first")
 
