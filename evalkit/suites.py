@@ -361,14 +361,18 @@ def _iter_rows(folder: Path, ref: str) -> Iterator[tuple[tuple[str, int], Any]]:
 TABLE_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 
 
-def read_table(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
+def read_table(path: Path, *, on_bad_line: Callable[[int, str], None] | None = None,
+               bad_line: Any = None) -> Iterator[tuple[tuple[str, int], Any]]:
     """Rows of a JSON Lines, CSV or Parquet file, each with its (file, line or row number).
 
     The one reader of row files: suites' cases and the request logs of ``suite from-traffic``.
+    A JSON Lines line that cannot be read (not UTF-8, not JSON, nested too deeply) stops the
+    reading with ``SuiteError``; with ``on_bad_line`` it is reported as ``on_bad_line(lineno,
+    problem)`` and yielded as ``bad_line`` instead (a log's cut-off last line).
     """
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        yield from _jsonl_rows(path)
+        yield from _jsonl_rows(path, on_bad_line, bad_line)
     elif suffix == ".csv":
         yield from _csv_rows(path)
     elif suffix == ".parquet":
@@ -378,26 +382,39 @@ def read_table(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
                          fix="use a .jsonl, .csv or .parquet file")
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[tuple[str, int], Any]]:
+_BLANK: Any = object()  # a blank line of a JSON Lines file: skipped
+
+
+def _json_line(raw: bytes, lineno: int) -> tuple[Any, tuple[str, str] | None]:
+    """One JSON Lines line: (its value, None), (``_BLANK``, None), or (None, (problem, fix))."""
+    try:
+        # utf-8-sig on the first line: an editor's byte order mark is not part of the JSON
+        line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError:
+        return None, ("line is not UTF-8 text (binary file?)", "save the case file as UTF-8 JSON Lines")
+    if not line.strip():
+        return _BLANK, None
+    try:
+        return json.loads(line), None
+    except json.JSONDecodeError as exc:
+        return None, (f"invalid JSON: {json_line_problem(exc, lineno)}", "each line must be one complete JSON object")
+    except RecursionError:
+        return None, ("JSON nested too deeply", "each line must be one flat case object")
+
+
+def _jsonl_rows(path: Path, on_bad_line: Callable[[int, str], None] | None,
+                bad_line: Any) -> Iterator[tuple[tuple[str, int], Any]]:
     where = str(path)
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            try:
-                # utf-8-sig on the first line: an editor's byte order mark is not part of the JSON
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise SuiteError("line is not UTF-8 text (binary file?)", where=f"{where}:{lineno}",
-                                 fix="save the case file as UTF-8 JSON Lines") from None
-            if not line.strip():
+            row, problem = _json_line(raw, lineno)
+            if row is _BLANK:
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SuiteError(f"invalid JSON: {json_line_problem(exc, lineno)}", where=f"{where}:{lineno}",
-                                 fix="each line must be one complete JSON object") from None
-            except RecursionError:
-                raise SuiteError("JSON nested too deeply", where=f"{where}:{lineno}",
-                                 fix="each line must be one flat case object") from None
+            if problem is not None:
+                if on_bad_line is None:
+                    raise SuiteError(problem[0], where=f"{where}:{lineno}", fix=problem[1])
+                on_bad_line(lineno, problem[0])
+                row = bad_line
             yield (where, lineno), row
 
 

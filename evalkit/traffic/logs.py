@@ -23,13 +23,12 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from evalkit.errors import SuiteError, UsageError
 from evalkit.records import message_text
 from evalkit.scrub import Scrubber
 from evalkit.suites import MAX_PROMPT_CHARS, TABLE_SUFFIXES, read_table
-from evalkit.validation import json_line_problem
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MISSING: Any = object()
@@ -200,10 +199,10 @@ def read_log(path: str | Path, fields: LogFields, *, labels: list[str], scrubber
     readout = LogReadout(path=str(path), conversations=[])
     grouper = _Grouper(by_session=fields.session is not None)
     first_row: Any = None
-    rows = _jsonl_rows(path, readout) if path.suffix.lower() in (".jsonl", ".ndjson") else read_table(path)
+    rows = read_table(path, on_bad_line=readout.malformed, bad_line=MISSING)
     for (_, line), row in rows:
         readout.n_rows += 1
-        if row is MISSING:  # a malformed line, counted by _jsonl_rows
+        if row is MISSING:  # a malformed line, counted by readout.malformed
             continue
         if not isinstance(row, dict):
             readout.malformed(line, f"line {line} is JSON but not an object (a {type(row).__name__})")
@@ -258,31 +257,6 @@ def _check_readout(readout: LogReadout, fields: LogFields, labels: list[str], fi
     reasons = ", ".join(f"{SKIP_REASONS[k].split(' (')[0]}: {n}" for k, n in readout.skipped.items())
     raise SuiteError("no usable request in the log", where=where, got=reasons,
                      fix="check --messages-field / --prompt-field and --route-field")
-
-
-def _jsonl_rows(path: Path, readout: LogReadout) -> Iterator[tuple[tuple[str, int], Any]]:
-    """The rows of a JSON Lines log; a line that is not JSON (or not UTF-8 text) is yielded as
-    ``MISSING`` and counted in ``readout``, where the case files' reader stops at it."""
-    where = str(path)
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError:
-                readout.malformed(lineno, f"line {lineno} is not UTF-8 text")
-                yield (where, lineno), MISSING
-                continue
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                readout.malformed(lineno, f"invalid JSON: {json_line_problem(exc, lineno)}")
-                row = MISSING
-            except RecursionError:
-                readout.malformed(lineno, f"line {lineno}: JSON nested too deeply")
-                row = MISSING
-            yield (where, lineno), row
 
 
 def _printable(text: str, limit: int = 40) -> str:
