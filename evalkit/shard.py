@@ -96,9 +96,9 @@ def shard_order(runs: Sequence[Run], *, allow_missing: bool = False) -> list[int
                 raise RunDirError(f"shard {i}/{n} is given twice", where=str(run.path), got=f"also {seen[i]}",
                                   fix="give each shard once")
             seen[i] = str(run.path)
-        missing_idx = [i for i in range(1, n + 1) if i not in seen]
-        if missing_idx and not allow_missing:
-            raise RunDirError(f"shard(s) {', '.join(f'{i}/{n}' for i in missing_idx)} missing: the merged run would "
+        absent = missing_shards(runs)
+        if absent and not allow_missing:
+            raise RunDirError(f"shard(s) {', '.join(absent)} missing: the merged run would "
                               "not cover the whole suite", where="evalkit merge",
                               fix="give every shard run of the matrix (download all shard artifacts), or add "
                                   "--allow-incomplete to merge what is there and evaluate the gates on it")
