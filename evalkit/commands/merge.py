@@ -11,7 +11,6 @@ from rich.markup import escape
 
 from evalkit.commands.console import err
 from evalkit.commands.output import print_json, print_run_verdict, print_summary
-from evalkit.finish import finish_hint
 
 
 def merge(
@@ -38,8 +37,7 @@ def merge(
     if as_json:
         print_json(merged.summary)
     else:
-        print_summary(merged.summary, merged.path, merged.results, finish=finish_hint(merged.manifest, merged.path),
-                      manifest=merged.manifest)
+        print_summary(merged)
     raise typer.Exit(print_run_verdict(merged, as_json=as_json))
 
 

@@ -33,26 +33,14 @@ def _round(value: float | None) -> str:
     return "n/a" if value is None else str(round(value, 3))
 
 
-def _manifest(run_dir: Path) -> Manifest | None:
-    """The run's manifest, for what the summary does not hold (its shard); None when unreadable."""
-    from evalkit.errors import EvalkitError
-    from evalkit.store import RunDir
-
-    try:
-        return RunDir(run_dir).read_manifest()
-    except (EvalkitError, OSError):
-        return None
-
-
-def print_summary(summary: Summary, run_dir: Path, results: Sequence[CaseResult] = (), *,
-                  finish: str | None = None, manifest: Manifest | None = None) -> None:
-    """The short terminal table after a run (``results``: its records, for the route-header warning;
-    ``finish``: what completes an incomplete run, ``evalkit.finish.finish_hint``; ``manifest``: the
-    run's, read from ``run_dir`` when not given)."""
+def print_summary(run: Run) -> None:
+    """The short terminal table after a run: its figures, what completes it when it is incomplete
+    (``evalkit.finish.finish_hint``), and the warnings its records call for."""
+    from evalkit.finish import finish_hint
     from evalkit.report.context import interval, nothing_scored, shard_scope, task_rows
 
-    manifest = manifest or _manifest(run_dir)
-    shard = shard_scope(manifest) if manifest is not None else None
+    summary, run_dir, results, manifest = run.summary, run.path, run.results, run.manifest
+    shard = shard_scope(manifest)
     head = Table(title=f"{escape(summary.suite)} · {summary.target.kind} · run {summary.run_id}",
                  show_header=False, title_justify="left")
     head.add_column(style="bold")
@@ -74,7 +62,7 @@ def print_summary(summary: Summary, run_dir: Path, results: Sequence[CaseResult]
                            + f"), missing route {summary.n_missing_route}")
     if summary.run.n_not_run:
         head.add_row("incomplete", f"{summary.run.n_not_run} of {summary.run.n_planned} planned cases have no result "
-                                   f"(figures cover the rest; to complete it, {finish or f'add --resume {run_dir}'})",
+                                   f"(figures cover the rest; to complete it, {finish_hint(manifest, run_dir)})",
                      style="bold yellow")
     out.print(head)
     table = Table(title="per task", title_justify="left")

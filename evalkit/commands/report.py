@@ -21,7 +21,7 @@ def report(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run di
     from evalkit.run import rerender
 
     run = rerender(run_dir)
-    print_summary(run.summary, run.path, run.results, finish=finish_hint(run.manifest, run.path), manifest=run.manifest)
+    print_summary(run)
     print_incomplete_warning(run)
 
 

@@ -19,7 +19,6 @@ from evalkit.commands.output import (append_step_summary, print_compare, print_i
                                      print_review_warning, print_route_header_warning, print_run_verdict,
                                      print_summary, print_unstreamed_note, progress_bar, status_printer)
 from evalkit.errors import Interrupted, Terminated, UsageError
-from evalkit.finish import finish_hint
 
 
 def run(
@@ -133,8 +132,7 @@ def run(
         print_route_header_warning(result.summary, result.results)
         print_unstreamed_note(result.manifest, result.results)
     else:
-        print_summary(result.summary, result.path, result.results, finish=finish_hint(result.manifest, result.path),
-                      manifest=result.manifest)
+        print_summary(result)
     raise typer.Exit(print_run_verdict(result, as_json=as_json))
 
 
@@ -154,9 +152,9 @@ def _against_deployed(suite: Path, candidate_suite: Any, spec: Any, *, out_dir: 
                     "compare_dir": str(done.folder)})
     else:
         out.print("deployed router:", style="bold")
-        print_summary(done.deployed.summary, done.deployed.path, done.deployed.results)
+        print_summary(done.deployed)
         out.print("candidate (temporary router):", style="bold")
-        print_summary(done.candidate.summary, done.candidate.path, done.candidate.results)
+        print_summary(done.candidate)
     failed = [print_run_verdict(r, as_json=as_json) for r in (done.deployed, done.candidate)]
     if not as_json:
         print_compare(done.comparison, done.paths, labels=("deployed", "candidate"))  # the config diff first
