@@ -6,10 +6,27 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:  # the command line imports this module; records (pydantic) loads when a run does
     from evalkit.records import Manifest
+
+
+MASKED_NOTE = "  # put back the URL's credentials and query values, masked here"
+
+
+def command_line(args: Sequence[str]) -> str:
+    """``args`` as one shell-quoted command to print, the value of every ``--*-url`` option shown
+    without user info and query values (``redact.safe_url``), and a note after it when any was."""
+    from evalkit.redact import safe_url
+
+    shown, masked = list(args), False
+    for i in range(1, len(shown)):
+        if shown[i - 1].startswith("--") and shown[i - 1].endswith("-url"):
+            safe = safe_url(shown[i]) or shown[i]
+            masked = masked or safe != shown[i]
+            shown[i] = safe
+    return shlex.join(shown) + (MASKED_NOTE if masked else "")
 
 
 def finish_command(manifest: Manifest, run_path: Path | str) -> str:
@@ -34,7 +51,7 @@ def finish_command(manifest: Manifest, run_path: Path | str) -> str:
         args += ["--shard", str(options["shard"])]
     if options.get("baseline_model"):
         args += ["--baseline-model", str(options["baseline_model"])]
-    return shlex.join([*args, "--resume", str(run_path)])
+    return command_line([*args, "--resume", str(run_path)])
 
 
 def finish_hint(manifest: Manifest, run_path: Path | str) -> str:

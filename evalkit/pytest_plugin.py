@@ -108,7 +108,7 @@ def _resume_command(config: pytest.Config, exc: EvalkitError) -> str | None:
     """For a run that stopped early (or was interrupted): the ``evalkit run`` command with this
     session's options that finishes it in its run directory (``exc.where``)."""
     from evalkit.errors import Interrupted
-    from evalkit.redact import safe_url
+    from evalkit.finish import command_line
     from evalkit.runner import StoppedEarly
 
     if not (isinstance(exc, (StoppedEarly, Interrupted)) and exc.where and _suite_option(config)):
@@ -118,16 +118,14 @@ def _resume_command(config: pytest.Config, exc: EvalkitError) -> str | None:
         args += ["--target", config.getoption("evalkit_target")]
     url = config.getoption("evalkit_base_url")
     if url:
-        args += ["--base-url", safe_url(url) or url]
+        args += ["--base-url", url]
     for expr in config.getoption("evalkit_gate") or []:
         args += ["--gate", expr]
     if config.getoption("evalkit_baseline"):
         args += ["--baseline", config.getoption("evalkit_baseline")]
     for name, value in (getattr(exc, "resume_overrides", None) or {}).items():
         args += ["--" + name.replace("_", "-"), value]
-    command = shlex.join([*args, "--resume", exc.where])
-    masked = url and (safe_url(url) or url) != url
-    return command + ("  # put back the URL's credentials and query values, masked here" if masked else "")
+    return command_line([*args, "--resume", str(exc.where)])  # URLs shown without credentials
 
 
 def _finished_run(config: pytest.Config) -> Any:

@@ -4,7 +4,6 @@ exit by the gates (1), bad input (2) or a run that could not complete (3)."""
 from __future__ import annotations
 
 import contextlib
-import shlex
 import signal
 import threading
 from pathlib import Path
@@ -184,10 +183,9 @@ def resume_command(ctx: typer.Context, run_dir: str, overrides: dict[str, str] |
     """The command that finishes an interrupted run: ``evalkit run`` with every option the user gave
     on the command line (long names), ``--resume RUN_DIR`` last; shell-quoted. ``overrides`` (option
     name -> value) replace or add options, e.g. a larger ``max_error_rate``."""
-    from evalkit.redact import safe_url
+    from evalkit.finish import command_line
 
     args = ["evalkit", "run"]
-    masked = False
     overrides = dict(overrides or {})
     for param in ctx.command.params:
         if param.name in overrides:
@@ -209,13 +207,8 @@ def resume_command(ctx: typer.Context, run_dir: str, overrides: dict[str, str] |
                 args.append(max(secondary, key=len))
             continue
         for item in (value if param.multiple else [value]):
-            shown = str(item)
-            if long_name.endswith("-url"):  # user info and query values never printed (redact.safe_url)
-                shown = safe_url(shown) or shown
-                masked = masked or shown != str(item)
-            args += [long_name, shown]
-    command = shlex.join([*args, "--resume", run_dir])
-    return command + ("  # put back the URL's credentials and query values, masked here" if masked else "")
+            args += [long_name, str(item)]
+    return command_line([*args, "--resume", run_dir])  # URLs shown without credentials
 
 
 def register(app: typer.Typer) -> None:
